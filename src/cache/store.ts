@@ -1,0 +1,70 @@
+/**
+ * Policy stores: where fetched policies live between deliveries (RFC 8461 §3.3, §5.1).
+ *
+ * A policy is cached until `max_age` seconds after it was fetched. The store is a seam: the default keeps
+ * entries in memory, bounded by an LRU; a fleet of MTAs plugs in a shared store (Redis, SQL, a file) by
+ * implementing {@link PolicyStore}. Stores hold data only; expiry and refresh decisions are the engine's.
+ */
+import { LRUCache } from 'lru-cache';
+import type { StsPolicy } from '../policy/policy-file.js';
+
+/** A policy as the engine caches it. JSON-serialisable so shared stores can keep it as a string. */
+export interface CachedPolicy {
+  /** The policy domain (normalised). */
+  domain: string;
+  /** The TXT `id` the policy was fetched for. */
+  id: string;
+  policy: StsPolicy;
+  /** The raw policy text, as served. */
+  text: string;
+  /** Epoch milliseconds of the successful fetch. */
+  fetchedAt: number;
+  /** Epoch milliseconds after which the policy must not be used: `fetchedAt + max_age * 1000` (§3.3). */
+  expiresAt: number;
+}
+
+export type MaybePromise<T> = T | Promise<T>;
+
+/** The store interface. Methods may be synchronous or return promises. A throwing store never fails a lookup. */
+export interface PolicyStore {
+  get(domain: string): MaybePromise<CachedPolicy | undefined>;
+  set(domain: string, entry: CachedPolicy): MaybePromise<void>;
+  delete(domain: string): MaybePromise<void>;
+  /** The domains currently held, for proactive refresh (§5.1). Optional: without it, only on-path refresh runs. */
+  domains?(): MaybePromise<Iterable<string>>;
+}
+
+export interface MemoryPolicyStoreOptions {
+  /** Most policies held; the least recently used is evicted beyond it. Default 100000 (a few hundred MB worst case
+   * with 64 KiB policies, typically a few MB). */
+  max?: number;
+}
+
+/** The default store: in-memory, bounded with `lru-cache`. */
+export class MemoryPolicyStore implements PolicyStore {
+  readonly #cache: LRUCache<string, CachedPolicy>;
+
+  constructor(options: MemoryPolicyStoreOptions = {}) {
+    this.#cache = new LRUCache<string, CachedPolicy>({ max: options.max ?? 100_000 });
+  }
+
+  get(domain: string): CachedPolicy | undefined {
+    return this.#cache.get(domain);
+  }
+
+  set(domain: string, entry: CachedPolicy): void {
+    this.#cache.set(domain, entry);
+  }
+
+  delete(domain: string): void {
+    this.#cache.delete(domain);
+  }
+
+  domains(): Iterable<string> {
+    return [...this.#cache.keys()];
+  }
+
+  get size(): number {
+    return this.#cache.size;
+  }
+}

@@ -1,0 +1,190 @@
+/**
+ * Policy retrieval (RFC 8461 §3.3): `GET https://mta-sts.<domain>/.well-known/mta-sts.txt`.
+ *
+ * The fetch is where an attacker can interfere, so it is strict and bounded: the server certificate must be valid
+ * for `mta-sts.<domain>` (WebPKI), only status 200 counts, redirects are never followed, HTTP caching headers are
+ * ignored (the policy's own `max_age` governs), the body is limited to 64 KiB and the whole exchange to one
+ * deadline, so a server that trickles bytes cannot hold a sender.
+ */
+import { Agent, request, type Dispatcher } from 'undici';
+import { MtaStsError } from '../errors.js';
+import { parsePolicy, type StsPolicy } from '../policy/policy-file.js';
+import { resultTypeForTlsError } from '../tls/verify.js';
+
+export interface FetchPolicyOptions {
+  /** The undici dispatcher to send the request with. */
+  dispatcher: Dispatcher;
+  /** Overall deadline for connect + headers + body, in ms. */
+  timeoutMs: number;
+  /** Largest body accepted, in bytes. */
+  maxBytes: number;
+  /** Reject a Content-Type other than `text/plain` (RFC 8461 §3.2). */
+  requireTextPlain: boolean;
+  /** FOR TESTS ONLY: the HTTPS port of the policy host (the RFC fixes 443). */
+  port?: number;
+  signal?: AbortSignal;
+}
+
+/** A successfully fetched and parsed policy. */
+export interface FetchedPolicy {
+  policy: StsPolicy;
+  text: string;
+  url: string;
+  status: number;
+  contentType: string | undefined;
+  bytes: number;
+  elapsedMs: number;
+}
+
+/** The policy URL for a (normalised) policy domain (§3.3). */
+export function policyUrl(domain: string, port?: number): string {
+  return `https://mta-sts.${domain}${port !== undefined && port !== 443 ? `:${port}` : ''}/.well-known/mta-sts.txt`;
+}
+
+const CERT_ERROR = /CERT|SELF_SIGNED|UNABLE_TO|ALTNAME|VERIFY|HOSTNAME/;
+
+/**
+ * Fetches and parses the policy of `domain`. Rejects only with {@link MtaStsError}.
+ */
+export async function fetchPolicy(domain: string, options: FetchPolicyOptions): Promise<FetchedPolicy> {
+  const url = policyUrl(domain, options.port);
+  const started = performance.now();
+  const controller = new AbortController();
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    controller.abort();
+  }, options.timeoutMs);
+  timer.unref?.();
+  const onAbort = () => controller.abort();
+  if (options.signal) {
+    if (options.signal.aborted) controller.abort();
+    else options.signal.addEventListener('abort', onAbort, { once: true });
+  }
+  const fail = (code: ConstructorParameters<typeof MtaStsError>[0], message: string, extra: { cause?: unknown; details?: Record<string, string | number | boolean | undefined>; resultType?: MtaStsError['resultType'] } = {}) =>
+    new MtaStsError(code, message, { domain, ...extra, details: { url, ...(extra.details ?? {}) } });
+  try {
+    let response: Dispatcher.ResponseData;
+    try {
+      response = await request(url, {
+        method: 'GET',
+        dispatcher: options.dispatcher,
+        signal: controller.signal,
+        headers: { accept: 'text/plain', 'user-agent': 'mta-sts-sender' },
+        // undici's request() never follows redirects unless an interceptor is installed: §3.3 "MUST NOT follow".
+      });
+    } catch (error) {
+      throw classifyTransportError(error, timedOut, options, url, domain);
+    }
+    const { statusCode, headers, body } = response;
+    const contentTypeHeader = headers['content-type'];
+    const contentType = Array.isArray(contentTypeHeader) ? contentTypeHeader[0] : contentTypeHeader;
+    if (statusCode >= 300 && statusCode < 400) {
+      body.destroy();
+      const location = headers.location;
+      throw fail('MTASTS_HTTP_REDIRECT', `policy host answered ${statusCode} redirect; redirects are not followed (RFC 8461 §3.3)`, { details: { status: statusCode, location: Array.isArray(location) ? location[0] : location } });
+    }
+    if (statusCode !== 200) {
+      body.destroy();
+      // §3.3: only 200 is success.
+      throw fail('MTASTS_HTTP_STATUS', `policy host answered HTTP ${statusCode}; only 200 is success (RFC 8461 §3.3)`, { details: { status: statusCode } });
+    }
+    if (options.requireTextPlain && !isTextPlain(contentType)) {
+      body.destroy();
+      // §3.2: the policy is served as text/plain.
+      throw fail('MTASTS_CONTENT_TYPE', `policy served as ${contentType ?? '(no content type)'}; text/plain is required (RFC 8461 §3.2)`, { details: { contentType } });
+    }
+    const declared = Number(headers['content-length']);
+    if (Number.isFinite(declared) && declared > options.maxBytes) {
+      body.destroy();
+      throw fail('MTASTS_BODY_TOO_LARGE', `policy of ${declared} bytes exceeds the limit of ${options.maxBytes} bytes`, { details: { bytes: declared, limit: options.maxBytes } });
+    }
+    const chunks: Buffer[] = [];
+    let bytes = 0;
+    try {
+      for await (const chunk of body) {
+        const buf = chunk as Buffer;
+        bytes += buf.length;
+        if (bytes > options.maxBytes) {
+          body.destroy();
+          throw fail('MTASTS_BODY_TOO_LARGE', `policy body exceeds the limit of ${options.maxBytes} bytes (RFC 8461 §3.3)`, { details: { limit: options.maxBytes } });
+        }
+        chunks.push(buf);
+      }
+    } catch (error) {
+      if (error instanceof MtaStsError) throw error;
+      throw classifyTransportError(error, timedOut, options, url, domain);
+    }
+    const text = new TextDecoder('utf-8').decode(Buffer.concat(chunks, bytes));
+    let policy: StsPolicy;
+    try {
+      policy = parsePolicy(text);
+    } catch (error) {
+      // §3.3: a policy that fails to parse is treated like a failed fetch.
+      throw new MtaStsError('MTASTS_POLICY_INVALID', (error as Error).message, { domain, cause: error, details: { url } });
+    }
+    return { policy, text, url, status: statusCode, contentType, bytes, elapsedMs: Math.round(performance.now() - started) };
+  } finally {
+    clearTimeout(timer);
+    options.signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+function isTextPlain(contentType: string | undefined): boolean {
+  if (!contentType) return false;
+  const semi = contentType.indexOf(';');
+  const type = (semi === -1 ? contentType : contentType.slice(0, semi)).trim().toLowerCase();
+  return type === 'text/plain';
+}
+
+function classifyTransportError(error: unknown, timedOut: boolean, options: FetchPolicyOptions, url: string, domain: string): MtaStsError {
+  if (error instanceof MtaStsError) return error;
+  if (timedOut) return new MtaStsError('MTASTS_FETCH_TIMEOUT', `policy fetch did not complete within ${options.timeoutMs} ms`, { domain, cause: error, details: { url, timeoutMs: options.timeoutMs } });
+  if (options.signal?.aborted) return new MtaStsError('MTASTS_ABORTED', 'policy fetch aborted by the caller', { domain, cause: error, details: { url } });
+  const code = findCode(error);
+  if (code !== undefined && CERT_ERROR.test(code)) {
+    // §3.3: the policy host's certificate must validate; an attacker's certificate is "sts-webpki-invalid".
+    return new MtaStsError('MTASTS_WEBPKI_INVALID', `certificate of mta-sts.${domain} did not validate: ${code} (${resultTypeForTlsError(error)})`, { domain, cause: error, details: { url, tlsCode: code } });
+  }
+  const reason = code ?? (error instanceof Error ? error.message : String(error));
+  return new MtaStsError('MTASTS_FETCH_FAILED', `policy fetch from ${url} failed: ${reason}`, { domain, cause: error, details: { url, reason } });
+}
+
+/** The most specific error code in the cause chain (undici wraps socket and TLS errors in generic ones). */
+function findCode(error: unknown): string | undefined {
+  let generic: string | undefined;
+  let current: unknown = error;
+  for (let depth = 0; depth < 5 && typeof current === 'object' && current !== null; depth++) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === 'string') {
+      if (code !== 'UND_ERR_SOCKET' && code !== 'UND_ERR_ABORTED') return code;
+      generic ??= code;
+    }
+    current = (current as { cause?: unknown }).cause;
+  }
+  return generic;
+}
+
+export interface PolicyAgentOptions {
+  ca: (string | Buffer)[] | undefined;
+  lookup: (...args: never[]) => void;
+  checkServerIdentity: (host: string, cert: import('node:tls').PeerCertificate) => Error | undefined;
+  connectTimeoutMs: number;
+}
+
+/** The default dispatcher for policy fetches: an undici Agent that resolves through the library's resolver. */
+export function createPolicyAgent(options: PolicyAgentOptions): Agent {
+  return new Agent({
+    connect: {
+      ...(options.ca ? { ca: options.ca } : {}),
+      lookup: options.lookup as never,
+      checkServerIdentity: options.checkServerIdentity,
+      timeout: options.connectTimeoutMs,
+      minVersion: 'TLSv1.2',
+    },
+    // Policies are fetched rarely (cached for max_age); do not hold idle sockets open.
+    keepAliveTimeout: 1_000,
+    keepAliveMaxTimeout: 5_000,
+    connections: 64,
+  });
+}

@@ -1,0 +1,59 @@
+/**
+ * Domain name validation and normalisation.
+ *
+ * Every domain that enters the library (policy domains, MX host names, policy `mx` patterns) goes through here:
+ * lower-cased, trailing dot removed, internationalised names converted to A-labels (RFC 5890), and checked
+ * against the LDH host name syntax (RFC 1123 / RFC 5321 §4.1.2 `Domain`). IP literals are not domains.
+ */
+import { domainToASCII } from 'node:url';
+import { parse as parseDomain } from 'tldts';
+import { MtaStsError } from './errors.js';
+
+const LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
+const ASCII_ONLY = /^[\x21-\x7e]+$/;
+
+/**
+ * Returns the normalised A-label form of `input`, or `undefined` when it is not a valid domain name.
+ * Pure and allocation-light: the common case (already lower-case ASCII) does one regex test per label.
+ */
+export function normalizeDomainOrUndefined(input: unknown): string | undefined {
+  if (typeof input !== 'string') return undefined;
+  let name = input.trim();
+  if (name.length === 0 || name.length > 1024) return undefined;
+  if (name.endsWith('.')) name = name.slice(0, -1);
+  if (name.length === 0) return undefined;
+  if (!ASCII_ONLY.test(name)) {
+    // IDN: convert U-labels to A-labels. domainToASCII returns '' for invalid input.
+    name = domainToASCII(name);
+    if (name === '') return undefined;
+  } else {
+    name = name.toLowerCase();
+    // An ASCII name can still hold A-labels that must decode; domainToASCII validates xn-- labels.
+    if (name.includes('xn--') && domainToASCII(name) !== name) return undefined;
+  }
+  if (name.length > 253) return undefined;
+  const labels = name.split('.');
+  for (const label of labels) {
+    if (!LABEL.test(label)) return undefined;
+  }
+  // IP literals (for example 192.0.2.1) look like LDH names but are not domains.
+  if (parseDomain(name).isIp) return undefined;
+  if (/^[0-9.]+$/.test(name)) return undefined;
+  return name;
+}
+
+/** Like {@link normalizeDomainOrUndefined} but throws `MTASTS_INVALID_DOMAIN`. */
+export function normalizeDomain(input: unknown): string {
+  const name = normalizeDomainOrUndefined(input);
+  if (name === undefined) {
+    throw new MtaStsError('MTASTS_INVALID_DOMAIN', `not a valid domain name: ${describe(input)}`, {
+      details: { input: typeof input === 'string' ? input.slice(0, 300) : typeof input },
+    });
+  }
+  return name;
+}
+
+function describe(input: unknown): string {
+  if (typeof input !== 'string') return `(${typeof input})`;
+  return JSON.stringify(input.length > 80 ? `${input.slice(0, 80)}…` : input);
+}

@@ -1,0 +1,165 @@
+/**
+ * Errors raised by mta-sts-sender.
+ *
+ * Every failure the library reports is an {@link MtaStsError} with a stable
+ * machine-readable `code` (listed in {@link MtaStsErrorCode}), the RFC 8460
+ * result type the failure maps to (for TLS reporting), and whether the condition
+ * is temporary. The doc of each code says what the caller should do.
+ */
+
+/** RFC 8460 §4.3 result types (the `result-type` of a failure detail). */
+export type TlsRptResultType =
+  // §4.3.1 negotiation failures
+  | 'starttls-not-supported'
+  | 'certificate-host-mismatch'
+  | 'certificate-expired'
+  | 'certificate-not-trusted'
+  | 'validation-failure'
+  // §4.3.2 policy failures (MTA-STS)
+  | 'sts-policy-fetch-error'
+  | 'sts-policy-invalid'
+  | 'sts-webpki-invalid'
+  // §4.3.2 policy failures (DANE)
+  | 'tlsa-invalid'
+  | 'dnssec-invalid'
+  | 'dane-required';
+
+/** All RFC 8460 §4.3 result types, in the order the RFC lists them. */
+export const TLSRPT_RESULT_TYPES: readonly TlsRptResultType[] = Object.freeze([
+  'starttls-not-supported',
+  'certificate-host-mismatch',
+  'certificate-expired',
+  'certificate-not-trusted',
+  'validation-failure',
+  'sts-policy-fetch-error',
+  'sts-policy-invalid',
+  'sts-webpki-invalid',
+  'tlsa-invalid',
+  'dnssec-invalid',
+  'dane-required',
+]);
+
+/**
+ * Stable error codes. What the caller should do:
+ *
+ * - `MTASTS_INVALID_DOMAIN`: the input is not a valid domain name. Fix the input; nothing was looked up.
+ * - `MTASTS_DNS_TEMPORARY`: DNS answered SERVFAIL / REFUSED / timed out. Not "no policy": keep using a cached
+ *   policy; without one, deliver as if the domain had no policy (RFC 8461 §3.3) or defer.
+ * - `MTASTS_TXT_INVALID`: the `_mta-sts` TXT record is malformed (bad syntax, missing or invalid `id`). The domain
+ *   has no usable policy record; keep using a cached policy.
+ * - `MTASTS_TXT_MULTIPLE`: more than one STS TXT record. Same as `MTASTS_TXT_INVALID` (RFC 8461 §3.1).
+ * - `MTASTS_FETCH_FAILED`: the HTTPS request failed (connection refused, reset, DNS of the policy host). Keep using
+ *   the cached policy; retry no sooner than the backoff.
+ * - `MTASTS_WEBPKI_INVALID`: the policy host's certificate did not validate (RFC 8461 §3.3). Keep using the cached
+ *   policy; this is what an attacker would produce.
+ * - `MTASTS_HTTP_STATUS`: the policy host answered with a status other than 200.
+ * - `MTASTS_HTTP_REDIRECT`: the policy host answered with a redirect, which must not be followed (RFC 8461 §3.3).
+ * - `MTASTS_CONTENT_TYPE`: the policy was not served as `text/plain` (RFC 8461 §3.2).
+ * - `MTASTS_BODY_TOO_LARGE`: the policy body exceeded `maxPolicyBytes` (RFC 8461 §3.3 suggests 64 KiB).
+ * - `MTASTS_FETCH_TIMEOUT`: the fetch did not complete within `fetchTimeoutMs` (covers servers that trickle bytes).
+ * - `MTASTS_POLICY_INVALID`: the policy body does not parse (RFC 8461 §3.2). Treated exactly like a fetch failure.
+ * - `MTASTS_FETCH_BACKOFF`: a fetch for this domain failed recently; no new attempt is made until the backoff
+ *   expires (RFC 8461 §3.3). `cause` is the last failure.
+ * - `MTASTS_MX_INVALID`: an MX host name given to the planner is not a valid host name.
+ * - `MTASTS_ABORTED`: the caller's `AbortSignal` fired.
+ * - `MTASTS_STORE_FAILED`: the policy store threw. The lookup continues as if the store were empty.
+ */
+export type MtaStsErrorCode =
+  | 'MTASTS_INVALID_DOMAIN'
+  | 'MTASTS_DNS_TEMPORARY'
+  | 'MTASTS_TXT_INVALID'
+  | 'MTASTS_TXT_MULTIPLE'
+  | 'MTASTS_FETCH_FAILED'
+  | 'MTASTS_WEBPKI_INVALID'
+  | 'MTASTS_HTTP_STATUS'
+  | 'MTASTS_HTTP_REDIRECT'
+  | 'MTASTS_CONTENT_TYPE'
+  | 'MTASTS_BODY_TOO_LARGE'
+  | 'MTASTS_FETCH_TIMEOUT'
+  | 'MTASTS_POLICY_INVALID'
+  | 'MTASTS_FETCH_BACKOFF'
+  | 'MTASTS_MX_INVALID'
+  | 'MTASTS_ABORTED'
+  | 'MTASTS_STORE_FAILED';
+
+/** The RFC 8460 result type each code maps to (undefined when the failure is not reportable). */
+const RESULT_TYPE_BY_CODE: Readonly<Record<MtaStsErrorCode, TlsRptResultType | undefined>> = {
+  MTASTS_INVALID_DOMAIN: undefined,
+  MTASTS_DNS_TEMPORARY: 'sts-policy-fetch-error',
+  MTASTS_TXT_INVALID: 'sts-policy-invalid',
+  MTASTS_TXT_MULTIPLE: 'sts-policy-invalid',
+  MTASTS_FETCH_FAILED: 'sts-policy-fetch-error',
+  MTASTS_WEBPKI_INVALID: 'sts-webpki-invalid',
+  MTASTS_HTTP_STATUS: 'sts-policy-fetch-error',
+  MTASTS_HTTP_REDIRECT: 'sts-policy-fetch-error',
+  MTASTS_CONTENT_TYPE: 'sts-policy-invalid',
+  MTASTS_BODY_TOO_LARGE: 'sts-policy-invalid',
+  MTASTS_FETCH_TIMEOUT: 'sts-policy-fetch-error',
+  MTASTS_POLICY_INVALID: 'sts-policy-invalid',
+  MTASTS_FETCH_BACKOFF: 'sts-policy-fetch-error',
+  MTASTS_MX_INVALID: undefined,
+  MTASTS_ABORTED: undefined,
+  MTASTS_STORE_FAILED: undefined,
+};
+
+const TEMPORARY_CODES: ReadonlySet<MtaStsErrorCode> = new Set<MtaStsErrorCode>([
+  'MTASTS_DNS_TEMPORARY',
+  'MTASTS_FETCH_FAILED',
+  'MTASTS_FETCH_TIMEOUT',
+  'MTASTS_FETCH_BACKOFF',
+  'MTASTS_HTTP_STATUS',
+  'MTASTS_ABORTED',
+  'MTASTS_STORE_FAILED',
+]);
+
+export interface MtaStsErrorOptions {
+  cause?: unknown;
+  /** The domain the failure concerns, when there is one. */
+  domain?: string;
+  /** Override of the RFC 8460 result type derived from the code. */
+  resultType?: TlsRptResultType;
+  /** Extra structured detail (HTTP status, content type, byte counts, ...). */
+  details?: Readonly<Record<string, string | number | boolean | undefined>>;
+}
+
+/** The one error class of the library. Check `code`, never the message. */
+export class MtaStsError extends Error {
+  override readonly name: string = 'MtaStsError';
+  readonly code: MtaStsErrorCode;
+  /** RFC 8460 §4.3 result type for TLS reports, when the failure is reportable. */
+  readonly resultType: TlsRptResultType | undefined;
+  /** True when trying again later may succeed (DNS SERVFAIL, timeouts, network errors). */
+  readonly temporary: boolean;
+  readonly domain: string | undefined;
+  readonly details: Readonly<Record<string, string | number | boolean | undefined>>;
+
+  constructor(code: MtaStsErrorCode, message: string, options: MtaStsErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.resultType = options.resultType ?? RESULT_TYPE_BY_CODE[code];
+    this.temporary = TEMPORARY_CODES.has(code);
+    this.domain = options.domain;
+    this.details = Object.freeze({ ...(options.details ?? {}) });
+  }
+
+  /** A plain JSON-safe view (for logs, CLIs and events). */
+  toJSON(): { name: string; code: MtaStsErrorCode; message: string; resultType?: TlsRptResultType; temporary: boolean; domain?: string; details: Record<string, string | number | boolean | undefined> } {
+    return {
+      name: this.name,
+      code: this.code,
+      message: this.message,
+      ...(this.resultType ? { resultType: this.resultType } : {}),
+      temporary: this.temporary,
+      ...(this.domain ? { domain: this.domain } : {}),
+      details: { ...this.details },
+    };
+  }
+}
+
+/** Type guard that works across module copies (ESM and CJS builds loaded side by side). */
+export function isMtaStsError(value: unknown): value is MtaStsError {
+  return (
+    value instanceof MtaStsError ||
+    (typeof value === 'object' && value !== null && (value as { name?: unknown }).name === 'MtaStsError' && typeof (value as { code?: unknown }).code === 'string')
+  );
+}

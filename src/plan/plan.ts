@@ -1,0 +1,167 @@
+/**
+ * Delivery planning (RFC 8461 §4, §5).
+ *
+ * Given the policy lookup for a recipient domain and its MX hosts, the plan tells an SMTP client which MX hosts it
+ * may use, in preference order, and how: under `enforce`, only hosts matching the policy's `mx` patterns, over
+ * STARTTLS with TLS 1.2+ and a certificate valid for the dialled MX name, and when none qualifies the message is
+ * deferred (a temporary failure, never a bounce: §5.1 asks for a re-check of the policy before failing for good).
+ * Under `testing` the client delivers as it would without MTA-STS and reports what would have failed; `none` and
+ * "no policy" mean plain opportunistic TLS. Pure: no I/O.
+ */
+import type { TlsRptResultType } from '../errors.js';
+import { findMatchingPattern } from '../mx/match.js';
+import { mxTlsOptions, type MxTlsOptions } from '../tls/verify.js';
+import type { PolicyLookup } from '../types.js';
+
+/** The effective mode a plan applies: a policy's mode, or `none` when there is no usable policy. */
+export type EffectiveMode = 'enforce' | 'testing' | 'none';
+
+/** One MX host in a plan. */
+export interface MxCandidate {
+  /** The MX host name (normalised). */
+  host: string;
+  /** MX preference (lower first). */
+  priority: number;
+  /** May the client connect to this host at all? False only under `enforce` (or for an invalid host name). */
+  allowed: boolean;
+  /** Does the host match the policy's `mx` patterns? `undefined` when there is no policy with patterns. */
+  matched: boolean | undefined;
+  /** The pattern it matched. */
+  pattern?: string;
+  /** Why it is (not) allowed, for logs and error messages. */
+  reason: string;
+  /** RFC 8460 result type for a host the policy does not admit (reported under `testing`, refused under `enforce`). */
+  resultType?: TlsRptResultType;
+  /** Must the session use STARTTLS (no plaintext fallback)? */
+  requireTls: boolean;
+  /** Must the certificate validate (handshake aborted otherwise)? When false, verify after the fact and report. */
+  requireValidCertificate: boolean;
+  /** Options for `tls.connect` / the SMTP client's STARTTLS. */
+  tls: MxTlsOptions;
+}
+
+/** What the client does when no candidate is allowed. */
+export interface NoCandidateAction {
+  /** `defer`: temporary failure, retry later (policy re-checked then). `bounce`: permanent (null MX, RFC 7505). */
+  action: 'defer' | 'bounce';
+  reason: string;
+}
+
+/** The plan for one recipient domain. */
+export interface DeliveryPlan {
+  domain: string;
+  mode: EffectiveMode;
+  /** The policy lookup the plan follows. */
+  lookup: PolicyLookup;
+  /** True under `enforce` (or with `requireTls` for every domain). */
+  tlsRequired: boolean;
+  /** All MX candidates in preference order, allowed or not. */
+  candidates: MxCandidate[];
+  /** The allowed candidates, in preference order: the hosts to try. */
+  allowed: MxCandidate[];
+  /** True when the domain publishes a null MX (RFC 7505): it accepts no mail. */
+  nullMx: boolean;
+  /** True when no MX record exists and the domain itself is the implicit MX (RFC 5321 §5.1). */
+  implicitMx: boolean;
+  /** Set when `allowed` is empty. */
+  noCandidate?: NoCandidateAction;
+}
+
+export interface BuildPlanInput {
+  domain: string;
+  lookup: PolicyLookup;
+  /** MX hosts with priorities, already validated and normalised; `null` entries are invalid names. */
+  mx: ReadonlyArray<{ host: string; priority: number; invalid?: boolean }>;
+  nullMx?: boolean;
+  /** The domain does not exist (NXDOMAIN for its MX query). */
+  domainNotFound?: boolean;
+  implicitMx?: boolean;
+  /** Trust roots for MX TLS. */
+  ca: (string | Buffer)[] | undefined;
+  /** Require STARTTLS for every domain, policy or not. */
+  requireTlsEverywhere?: boolean;
+}
+
+/** Builds a delivery plan. Pure. */
+export function buildPlan(input: BuildPlanInput): DeliveryPlan {
+  const policy = input.lookup.status === 'policy' ? input.lookup.policy : undefined;
+  // §5 (none) and "no usable policy": behave as without MTA-STS.
+  const mode: EffectiveMode = policy ? policy.mode : 'none';
+  const enforce = mode === 'enforce';
+  const tlsRequired = enforce || input.requireTlsEverywhere === true;
+  const patterns = policy && mode !== 'none' ? policy.mx : undefined;
+  const candidates: MxCandidate[] = [];
+  for (const mx of input.mx) {
+    if (mx.invalid) {
+      candidates.push({
+        host: mx.host,
+        priority: mx.priority,
+        allowed: false,
+        matched: false,
+        reason: `MX name ${JSON.stringify(mx.host)} is not a valid host name`,
+        resultType: 'validation-failure',
+        requireTls: tlsRequired,
+        requireValidCertificate: enforce,
+        tls: mxTlsOptions(mx.host, input.ca, enforce),
+      });
+      continue;
+    }
+    const pattern = patterns ? findMatchingPattern(mx.host, patterns) : undefined;
+    const matched = patterns ? pattern !== undefined : undefined;
+    let allowed = true;
+    let reason: string;
+    let resultType: TlsRptResultType | undefined;
+    if (matched === false) {
+      // §4.1: an MX that matches no pattern is not used under enforce; under testing it is used and reported.
+      resultType = 'validation-failure';
+      if (enforce) {
+        allowed = false;
+        reason = `${mx.host} is not listed in the enforce policy of ${input.domain} (RFC 8461 §4.1)`;
+      } else {
+        reason = `${mx.host} is not listed in the testing policy of ${input.domain}; delivering and reporting (RFC 8461 §5)`;
+      }
+    } else if (matched === true) {
+      reason = enforce ? `${mx.host} matches policy pattern ${pattern}; TLS 1.2+ with a valid certificate required` : `${mx.host} matches policy pattern ${pattern} (testing: report only)`;
+    } else {
+      reason = tlsRequired ? `${mx.host}: no MTA-STS policy; TLS required by configuration` : `${mx.host}: no MTA-STS policy; opportunistic TLS`;
+    }
+    const candidate: MxCandidate = {
+      host: mx.host,
+      priority: mx.priority,
+      allowed,
+      matched,
+      reason,
+      requireTls: tlsRequired,
+      requireValidCertificate: enforce, // §4.2 under enforce; §5 testing validates but delivers anyway
+      tls: mxTlsOptions(mx.host, input.ca, enforce),
+    };
+    if (pattern !== undefined) candidate.pattern = pattern;
+    if (resultType !== undefined) candidate.resultType = resultType;
+    candidates.push(candidate);
+  }
+  const allowed = candidates.filter((c) => c.allowed);
+  const plan: DeliveryPlan = {
+    domain: input.domain,
+    mode,
+    lookup: input.lookup,
+    tlsRequired,
+    candidates,
+    allowed,
+    nullMx: input.nullMx === true,
+    implicitMx: input.implicitMx === true,
+  };
+  if (allowed.length === 0) {
+    if (plan.nullMx) {
+      plan.noCandidate = { action: 'bounce', reason: `${input.domain} publishes a null MX and accepts no mail (RFC 7505)` };
+    } else if (input.domainNotFound) {
+      plan.noCandidate = { action: 'bounce', reason: `${input.domain} does not exist (NXDOMAIN)` };
+    } else {
+      // §5.1: an enforce failure is never permanent before the policy has been re-checked: defer.
+      plan.noCandidate = {
+        action: 'defer',
+        reason: candidates.length === 0 ? `${input.domain} has no MX host to deliver to` : `no MX host of ${input.domain} is permitted by its enforce policy (RFC 8461 §4.1)`,
+      };
+    }
+  }
+  return plan;
+}

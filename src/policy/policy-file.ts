@@ -1,0 +1,124 @@
+/**
+ * The MTA-STS policy file (RFC 8461 §3.2).
+ *
+ * A policy is a small text file of `key: value` lines served at
+ * `https://mta-sts.<domain>/.well-known/mta-sts.txt`: `version: STSv1`, a `mode` (`enforce` refuses delivery to
+ * MX hosts that are not listed or cannot be validated; `testing` only reports; `none` withdraws a policy),
+ * `max_age` (how long a sender caches it, in seconds) and one `mx` line per allowed MX host pattern.
+ * Parsing is pure; fetching lives in discovery.
+ */
+import { MtaStsError } from '../errors.js';
+import { normalizeDomainOrUndefined } from '../domain.js';
+
+export type PolicyMode = 'enforce' | 'testing' | 'none';
+
+/** A parsed policy. */
+export interface StsPolicy {
+  version: 'STSv1';
+  mode: PolicyMode;
+  /** `mx` patterns, normalised (lower case A-labels, no trailing dot), in file order, duplicates removed. */
+  mx: string[];
+  /** Seconds, 0..31557600. */
+  maxAge: number;
+  /** Extension fields, ignored by the library (§3.2). */
+  extensions: Array<{ name: string; value: string }>;
+}
+
+/** §3.2: "max_age ... maximum value of 31557600" (one year). */
+export const MAX_MAX_AGE = 31_557_600;
+
+const KEY = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$/; // §3.2 sts-policy-ext-name
+const MAX_AGE = /^[0-9]{1,10}$/; // §3.2 sts-policy-max-age-value = 1*10(DIGIT)
+
+export interface ParsePolicyOptions {
+  /** Largest text accepted, in UTF-16 code units. Default 65536 (the fetch limit is enforced on bytes). */
+  maxLength?: number;
+}
+
+/**
+ * Parses policy text. Throws `MTASTS_POLICY_INVALID` when the text does not conform; per §3.3 such a policy is
+ * treated exactly like a failed fetch (keep using the cached policy).
+ *
+ * Decisions where the RFC leaves room:
+ * - A `max_age` above 31557600 does not conform and makes the policy invalid (no silent clamping).
+ * - Blank lines are tolerated; any other line without `key: value` shape is invalid.
+ * - An `mx` pattern that is not a domain or `*.` + domain makes the policy invalid (§3.2 ABNF).
+ */
+export function parsePolicy(text: string, options: ParsePolicyOptions = {}): StsPolicy {
+  if (typeof text !== 'string') throw invalid('policy is not text');
+  const maxLength = options.maxLength ?? 65_536;
+  if (text.length > maxLength) throw invalid(`policy longer than ${maxLength} characters`);
+  let version: string | undefined;
+  let mode: string | undefined;
+  let maxAgeText: string | undefined;
+  const mx: string[] = [];
+  const seenMx = new Set<string>();
+  const extensions: StsPolicy['extensions'] = [];
+  // §3.2: lines end in LF or CRLF.
+  const lines = text.split('\n');
+  for (let n = 0; n < lines.length; n++) {
+    let line = lines[n] ?? '';
+    if (line.endsWith('\r')) line = line.slice(0, -1);
+    // Trailing whitespace is tolerated (§3.2 allows *WSP before the line terminator).
+    const trimmed = line.replace(/[ \t]+$/, '').replace(/^[ \t]+/, '');
+    if (trimmed === '') continue;
+    const colon = trimmed.indexOf(':');
+    if (colon <= 0) throw invalid(`line ${n + 1} is not "key: value"`);
+    const key = trimmed.slice(0, colon).replace(/[ \t]+$/, '');
+    const value = trimmed.slice(colon + 1).replace(/^[ \t]+/, '');
+    if (!KEY.test(key)) throw invalid(`line ${n + 1} has an invalid key ${JSON.stringify(key.slice(0, 40))}`);
+    // Field names and values are case-sensitive (%s in the §3.2 ABNF).
+    switch (key) {
+      case 'version':
+        version ??= value; // §3.2: if a field other than mx appears more than once, the first one wins
+        break;
+      case 'mode':
+        mode ??= value;
+        break;
+      case 'max_age':
+        maxAgeText ??= value;
+        break;
+      case 'mx': {
+        const pattern = normalizeMxPattern(value);
+        if (pattern === undefined) throw invalid(`line ${n + 1}: invalid mx pattern ${JSON.stringify(value.slice(0, 80))}`); // §3.2
+        if (!seenMx.has(pattern)) {
+          seenMx.add(pattern);
+          mx.push(pattern);
+        }
+        break;
+      }
+      default:
+        extensions.push({ name: key, value }); // §3.2: unknown fields are ignored
+    }
+  }
+  // §3.2: version is required and must be STSv1.
+  if (version === undefined) throw invalid('missing version');
+  if (version !== 'STSv1') throw invalid(`unsupported version ${JSON.stringify(version.slice(0, 40))}`);
+  if (mode === undefined) throw invalid('missing mode');
+  if (mode !== 'enforce' && mode !== 'testing' && mode !== 'none') throw invalid(`invalid mode ${JSON.stringify(mode.slice(0, 40))}`);
+  if (maxAgeText === undefined) throw invalid('missing max_age');
+  if (!MAX_AGE.test(maxAgeText)) throw invalid(`invalid max_age ${JSON.stringify(maxAgeText.slice(0, 40))}`);
+  const maxAge = Number(maxAgeText);
+  if (maxAge > MAX_MAX_AGE) throw invalid(`max_age ${maxAge} exceeds the maximum ${MAX_MAX_AGE}`); // §3.2
+  // §3.2: mx is required unless the mode is none.
+  if (mode !== 'none' && mx.length === 0) throw invalid(`mode ${mode} requires at least one mx`);
+  return { version: 'STSv1', mode, mx, maxAge, extensions };
+}
+
+/**
+ * Normalises an `mx` pattern: a domain name or `*.` followed by a domain (RFC 8461 §3.2), lower-cased, A-labels.
+ * Returns `undefined` when the value is not a valid pattern.
+ */
+export function normalizeMxPattern(value: string): string | undefined {
+  if (typeof value !== 'string' || value.length === 0 || value.length > 260) return undefined;
+  if (value.startsWith('*.')) {
+    const rest = normalizeDomainOrUndefined(value.slice(2));
+    return rest === undefined ? undefined : `*.${rest}`;
+  }
+  if (value.includes('*')) return undefined;
+  return normalizeDomainOrUndefined(value);
+}
+
+function invalid(why: string): MtaStsError {
+  return new MtaStsError('MTASTS_POLICY_INVALID', `invalid MTA-STS policy: ${why} (RFC 8461 §3.2)`);
+}
