@@ -71,6 +71,8 @@ export async function fetchPolicy(domain: string, options: FetchPolicyOptions): 
         dispatcher: options.dispatcher,
         signal: controller.signal,
         headers: { accept: 'text/plain', 'user-agent': 'mta-sts-sender' },
+        // Fetches are max_age apart: a fresh connection (and a fresh certificate check) every time.
+        reset: true,
         // undici's request() never follows redirects unless an interceptor is installed: §3.3 "MUST NOT follow".
       });
     } catch (error) {
@@ -80,23 +82,23 @@ export async function fetchPolicy(domain: string, options: FetchPolicyOptions): 
     const contentTypeHeader = headers['content-type'];
     const contentType = Array.isArray(contentTypeHeader) ? contentTypeHeader[0] : contentTypeHeader;
     if (statusCode >= 300 && statusCode < 400) {
-      body.destroy();
+      discard(body);
       const location = headers.location;
       throw fail('MTASTS_HTTP_REDIRECT', `policy host answered ${statusCode} redirect; redirects are not followed (RFC 8461 §3.3)`, { details: { status: statusCode, location: Array.isArray(location) ? location[0] : location } });
     }
     if (statusCode !== 200) {
-      body.destroy();
+      discard(body);
       // §3.3: only 200 is success.
       throw fail('MTASTS_HTTP_STATUS', `policy host answered HTTP ${statusCode}; only 200 is success (RFC 8461 §3.3)`, { details: { status: statusCode } });
     }
     if (options.requireTextPlain && !isTextPlain(contentType)) {
-      body.destroy();
+      discard(body);
       // §3.2: the policy is served as text/plain.
       throw fail('MTASTS_CONTENT_TYPE', `policy served as ${contentType ?? '(no content type)'}; text/plain is required (RFC 8461 §3.2)`, { details: { contentType } });
     }
     const declared = Number(headers['content-length']);
     if (Number.isFinite(declared) && declared > options.maxBytes) {
-      body.destroy();
+      discard(body);
       throw fail('MTASTS_BODY_TOO_LARGE', `policy of ${declared} bytes exceeds the limit of ${options.maxBytes} bytes`, { details: { bytes: declared, limit: options.maxBytes } });
     }
     const chunks: Buffer[] = [];
@@ -106,7 +108,7 @@ export async function fetchPolicy(domain: string, options: FetchPolicyOptions): 
         const buf = chunk as Buffer;
         bytes += buf.length;
         if (bytes > options.maxBytes) {
-          body.destroy();
+          discard(body);
           throw fail('MTASTS_BODY_TOO_LARGE', `policy body exceeds the limit of ${options.maxBytes} bytes (RFC 8461 §3.3)`, { details: { limit: options.maxBytes } });
         }
         chunks.push(buf);
@@ -128,6 +130,12 @@ export async function fetchPolicy(domain: string, options: FetchPolicyOptions): 
     clearTimeout(timer);
     options.signal?.removeEventListener('abort', onAbort);
   }
+}
+
+/** Stops reading a body we will not use; the abort error it emits is expected and swallowed. */
+function discard(body: Dispatcher.ResponseData['body']): void {
+  body.on('error', () => {});
+  body.destroy();
 }
 
 function isTextPlain(contentType: string | undefined): boolean {
