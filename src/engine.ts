@@ -11,6 +11,7 @@
  */
 import { LRUCache } from 'lru-cache';
 import type { Dispatcher } from 'undici';
+import * as tls from 'node:tls';
 import type { TLSSocket } from 'node:tls';
 import { MemoryPolicyStore, type CachedPolicy, type PolicyStore } from './cache/store.js';
 import { createResolverLookup } from './discovery/lookup.js';
@@ -21,7 +22,7 @@ import { MtaStsError, isMtaStsError } from './errors.js';
 import { silentLogger, type Logger } from './logger.js';
 import { buildPlan, type DeliveryPlan } from './plan/plan.js';
 import { selectStsTxtRecord, type StsTxtRecord } from './policy/txt-record.js';
-import { buildTrustRoots, mxTlsOptions, strictCheckServerIdentity, verifyTls, type MxTlsOptions, type TlsSessionInfo, type TlsVerification } from './tls/verify.js';
+import { buildTrustRoots, mxTlsOptions, strictCheckServerIdentity, TrustStore, verifyTls, type CertificateEvidence, type MxTlsOptions, type TlsSessionInfo, type TlsVerification } from './tls/verify.js';
 import type { MtaStsPolicy, PolicyLookup, PolicyStatus } from './types.js';
 
 /** Options of {@link createMtaSts}. Every option has a default; none is required. */
@@ -83,8 +84,11 @@ export interface MtaSts {
    * (`MTASTS_INVALID_DOMAIN`, or a temporary `MTASTS_DNS_TEMPORARY` when the MX lookup fails).
    */
   plan(domain: string, mxHosts?: ReadonlyArray<string | MxRecord>, options?: PlanOptions): Promise<DeliveryPlan>;
-  /** Checks a finished TLS session with an MX host against RFC 8461 §4.2. */
-  verifyTls(mxHost: string, session: TLSSocket | TlsSessionInfo | null | undefined): TlsVerification;
+  /**
+   * Checks TLS with an MX host against RFC 8461 §4.2: a `TLSSocket` after STARTTLS, session info, or just the peer
+   * certificate (its chain is then verified against the engine's trust roots). `null`: no STARTTLS.
+   */
+  verifyTls(mxHost: string, evidence: TLSSocket | TlsSessionInfo | CertificateEvidence | null | undefined): TlsVerification;
   /** TLS options for connecting to an MX host (strict: abort the handshake on any validation failure). */
   tlsOptions(mxHost: string, strict?: boolean): MxTlsOptions;
   /** Refetches every cached policy that is due (older than the refresh threshold), for schedulers. */
@@ -339,10 +343,11 @@ export function createMtaSts(options: MtaStsOptions = {}): MtaSts {
     return refreshed;
   }
 
+  let trustStore: TrustStore | undefined; // parsed on first use of certificate-only verification
   return {
     getPolicy,
     plan,
-    verifyTls,
+    verifyTls: (mxHost, evidence) => verifyTls(mxHost, evidence, (trustStore ??= new TrustStore(trustRoots ?? tls.rootCertificates))),
     tlsOptions: (mxHost: string, strict = true) => mxTlsOptions(normalizeDomain(mxHost), trustRoots, strict),
     refreshDue,
     async forget(domainInput: string) {

@@ -8,7 +8,7 @@
  * (for `testing` mode, and for clients that did their own handshake).
  */
 import { X509Certificate } from 'node:crypto';
-import type { PeerCertificate, TLSSocket, ConnectionOptions } from 'node:tls';
+import type { PeerCertificate, DetailedPeerCertificate, TLSSocket, ConnectionOptions } from 'node:tls';
 import * as tls from 'node:tls';
 import type { TlsRptResultType } from '../errors.js';
 
@@ -166,17 +166,120 @@ function isTlsSocket(value: unknown): value is TLSSocket {
   return typeof value === 'object' && value !== null && typeof (value as TLSSocket).getPeerCertificate === 'function' && typeof (value as TLSSocket).getProtocol === 'function';
 }
 
+function isSessionInfo(value: unknown): value is TlsSessionInfo {
+  return typeof value === 'object' && value !== null && typeof (value as TlsSessionInfo).authorized === 'boolean' && !Buffer.isBuffer(value) && !(value instanceof X509Certificate);
+}
+
+/** A certificate as a client may hold it: Node's `PeerCertificate` (detailed or not), an `X509Certificate`, PEM or DER. */
+export type CertificateEvidence = PeerCertificate | DetailedPeerCertificate | X509Certificate | Buffer | string;
+
 /**
- * Checks a finished TLS session against RFC 8461 §4.2 for the MX host that was dialled. `null` / `undefined`
- * stands for "STARTTLS was not offered or failed" (`starttls-not-supported`).
+ * A set of trust anchors, parsed once, for verifying a certificate chain without a TLS session (clients that hand
+ * over only the peer certificate, e.g. an MTA's TLS layer).
  */
-export function verifyTls(mxHost: string, session: TLSSocket | TlsSessionInfo | null | undefined): TlsVerification {
-  if (session === null || session === undefined) {
+export class TrustStore {
+  readonly #bySubject = new Map<string, X509Certificate[]>();
+
+  /** @param roots PEM certificates; default Node's bundled roots. */
+  constructor(roots: ReadonlyArray<string | Buffer> = tls.rootCertificates) {
+    for (const pem of roots) {
+      for (const one of splitPem(pem)) {
+        try {
+          const cert = new X509Certificate(one);
+          const list = this.#bySubject.get(cert.subject) ?? [];
+          list.push(cert);
+          this.#bySubject.set(cert.subject, list);
+        } catch {
+          // An unparsable root is ignored: it could not anchor anything.
+        }
+      }
+    }
+  }
+
+  /** The trusted root that issued `cert`, if any. */
+  issuerOf(cert: X509Certificate): X509Certificate | undefined {
+    for (const root of this.#bySubject.get(cert.issuer) ?? []) {
+      if (cert.checkIssued(root) && cert.verify(root.publicKey)) return root;
+    }
+    return undefined;
+  }
+
+  /** True when `cert` itself is one of the anchors. */
+  contains(cert: X509Certificate): boolean {
+    return (this.#bySubject.get(cert.subject) ?? []).some((root) => root.fingerprint256 === cert.fingerprint256);
+  }
+}
+
+function splitPem(pem: string | Buffer): Array<string | Buffer> {
+  if (Buffer.isBuffer(pem) && !pem.includes('-----BEGIN')) return [pem];
+  const text = pem.toString();
+  return text.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? [];
+}
+
+const MAX_CHAIN = 10;
+
+/**
+ * Verifies a certificate (and, for a `DetailedPeerCertificate`, the chain it carries) against a trust store, the
+ * clock, and the MX host name, per RFC 8461 §4.2. The TLS protocol version is unknown here and not judged.
+ */
+export function verifyCertificate(mxHost: string, evidence: CertificateEvidence, trust: TrustStore, now = Date.now()): TlsVerification {
+  const leaf = toX509(evidence as X509Certificate | PeerCertificate | Buffer | string);
+  if (!leaf) return { ok: false, resultType: 'validation-failure', reason: `no parsable certificate for ${mxHost}` };
+  const intermediates: X509Certificate[] = [];
+  let link = (evidence as DetailedPeerCertificate).issuerCertificate;
+  for (let i = 0; link && i < MAX_CHAIN && link !== (link.issuerCertificate ?? link); i++) {
+    const x = toX509(link);
+    if (x) intermediates.push(x);
+    link = link.issuerCertificate;
+  }
+  // §4.2: not expired (every certificate on the path).
+  let current = leaf;
+  for (let depth = 0; depth <= MAX_CHAIN; depth++) {
+    const validity = checkValidity(current, now);
+    if (validity) return { ok: false, resultType: validity.resultType, reason: `certificate ${current.subject.replace(/\n/g, ', ')} for ${mxHost}: ${validity.reason}` };
+    if (trust.contains(current) || trust.issuerOf(current)) break;
+    const parent = intermediates.find((c) => c !== current && current.checkIssued(c) && current.verify(c.publicKey));
+    if (!parent || depth === MAX_CHAIN) {
+      // §4.2: the chain must lead to a trusted root.
+      return { ok: false, resultType: 'certificate-not-trusted', reason: `certificate of ${mxHost} does not chain to a trusted root` };
+    }
+    current = parent;
+  }
+  // §4.2: the certificate must name the dialled MX host (DNS-ID, no CN fallback).
+  if (!certificateMatchesHost(leaf, mxHost)) {
+    return { ok: false, resultType: 'certificate-host-mismatch', reason: `certificate of ${mxHost} does not name it in subjectAltName` };
+  }
+  return { ok: true, reason: `${mxHost}: certificate chains to a trusted root and is valid for the host` };
+}
+
+function checkValidity(cert: X509Certificate, now: number): { resultType: TlsRptResultType; reason: string } | undefined {
+  const from = Date.parse(cert.validFrom);
+  const to = Date.parse(cert.validTo);
+  if (Number.isFinite(to) && now > to) return { resultType: 'certificate-expired', reason: `expired ${cert.validTo}` };
+  if (Number.isFinite(from) && now < from) return { resultType: 'validation-failure', reason: `not valid before ${cert.validFrom}` };
+  return undefined;
+}
+
+let defaultTrust: TrustStore | undefined;
+
+/**
+ * Checks TLS evidence for the MX host that was dialled against RFC 8461 §4.2:
+ * - a `TLSSocket` (after STARTTLS) or {@link TlsSessionInfo}: protocol ≥ TLS 1.2, the handshake's chain
+ *   verification (`authorized`), and the DNS-ID host check;
+ * - a bare certificate ({@link CertificateEvidence}): the chain is verified here against `trust` (default: Node's
+ *   bundled roots), with the validity dates and the host check;
+ * - `null` / `undefined`: STARTTLS was not offered or failed (`starttls-not-supported`).
+ */
+export function verifyTls(mxHost: string, evidence: TLSSocket | TlsSessionInfo | CertificateEvidence | null | undefined, trust?: TrustStore): TlsVerification {
+  if (evidence === null || evidence === undefined) {
     return { ok: false, resultType: 'starttls-not-supported', reason: `${mxHost} did not offer STARTTLS` };
   }
-  const info: TlsSessionInfo = isTlsSocket(session)
-    ? { protocol: session.getProtocol(), authorized: session.authorized, authorizationError: session.authorizationError, peerCertificate: session.getPeerCertificate() }
-    : session;
+  if (!isTlsSocket(evidence) && !isSessionInfo(evidence)) {
+    return verifyCertificate(mxHost, evidence, trust ?? (defaultTrust ??= new TrustStore()));
+  }
+  const info: TlsSessionInfo = isTlsSocket(evidence)
+    ? { protocol: evidence.getProtocol(), authorized: evidence.authorized, authorizationError: evidence.authorizationError, peerCertificate: evidence.getPeerCertificate() }
+    : evidence;
   const protocol = info.protocol ?? undefined;
   // §4.2: TLS 1.2 or later.
   if (!protocol || !ACCEPTED_PROTOCOLS.has(protocol)) {

@@ -1,4 +1,5 @@
 import { X509Certificate, createPrivateKey } from 'node:crypto';
+import forge from 'node-forge';
 import { describe, expect, it } from 'vitest';
 import { CERT_VARIANTS, createTestCa, WRONG_CERT_NAME } from '../../src/testing/index.js';
 
@@ -10,7 +11,14 @@ describe('test CA', () => {
     expect(root.ca).toBe(true);
     expect(root.checkIssued(root)).toBe(true);
     expect(root.verify(root.publicKey)).toBe(true);
-    expect(root.publicKey.asymmetricKeyDetails?.namedCurve).toBe('prime256v1');
+    expect(ca.rootPem).toMatch(/^-----BEGIN CERTIFICATE-----\n([A-Za-z0-9+/=]{1,64}\n)+-----END CERTIFICATE-----\n$/);
+    expect(root.publicKey.asymmetricKeyType).toBe('rsa');
+    expect(root.publicKey.asymmetricKeyDetails?.modulusLength).toBe(2048);
+    const parsed = forge.pki.certificateFromPem(ca.rootPem);
+    expect(parsed.signatureOid).toBe(forge.pki.oids.sha256WithRSAEncryption);
+    expect(parsed.getExtension('basicConstraints')).toMatchObject({ critical: true, cA: true });
+    expect(parsed.getExtension('keyUsage')).toMatchObject({ critical: true, keyCertSign: true, cRLSign: true, digitalSignature: false });
+    expect(parsed.getExtension('subjectKeyIdentifier')).toMatchObject({ subjectKeyIdentifier: parsed.generateSubjectKeyIdentifier().toHex() });
   });
 
   it('issues leaf certificates with SAN names, a PKCS#8 key and the serverAuth EKU', () => {
@@ -25,6 +33,29 @@ describe('test CA', () => {
     expect(leaf.checkPrivateKey(createPrivateKey(issued.keyPem))).toBe(true);
     expect(issued.keyPem).toMatch(/^-----BEGIN PRIVATE KEY-----/);
     expect(new Date(leaf.validTo).getTime()).toBeLessThan(Date.now() + 2 * 3_600_000);
+    const parsed = forge.pki.certificateFromPem(issued.certPem);
+    expect(parsed.signatureOid).toBe(forge.pki.oids.sha256WithRSAEncryption);
+    expect(parsed.getExtension('basicConstraints')).toMatchObject({ critical: true, cA: false });
+    expect(parsed.getExtension('keyUsage')).toMatchObject({ critical: true, digitalSignature: true, keyEncipherment: true, keyCertSign: false });
+    expect(parsed.getExtension('extKeyUsage')).toMatchObject({ serverAuth: true });
+    const rootKeyId = forge.pki.certificateFromPem(ca.rootPem).generateSubjectKeyIdentifier().getBytes();
+    const aki = parsed.getExtension('authorityKeyIdentifier') as { value: string };
+    expect(forge.asn1.fromDer(aki.value).value).toEqual([expect.objectContaining({ type: 0, value: rootKeyId })]); // [0] keyIdentifier
+  });
+
+  it('gives certificates random, positive serial numbers', () => {
+    const serials = [1, 2, 3].map(() => new X509Certificate(ca.issue({ names: ['serial.example.test'] }).certPem).serialNumber);
+    expect(new Set(serials).size).toBe(3);
+    for (const serial of serials) expect(serial).toMatch(/^[4-7][0-9A-F]{31}$/);
+  });
+
+  it('shares one key among CA-issued leaves and another among self-signed ones (test certificates: speed)', () => {
+    const keyOf = (variant: (typeof CERT_VARIANTS)[number], host = 'keys.example.test') => ca.certFor(host, variant).keyPem;
+    expect(keyOf('expired')).toBe(keyOf('valid'));
+    expect(keyOf('valid', 'other.example.test')).toBe(keyOf('valid'));
+    expect(keyOf('self-signed', 'other.example.test')).toBe(keyOf('self-signed'));
+    expect(keyOf('self-signed')).not.toBe(keyOf('valid'));
+    expect(createTestCa().certFor('keys.example.test').keyPem).not.toBe(keyOf('valid'));
   });
 
   it('makes each variant broken in exactly its own way, and caches them', () => {

@@ -55,7 +55,7 @@ describe('test DNS server', () => {
     const r = resolver();
     expect((await r.resolve4('example.test')).sort()).toEqual(['192.0.2.1', '192.0.2.2']);
     expect(await r.resolve6('EXAMPLE.test')).toEqual(['2001:db8::1']);
-    expect((await r.resolveMx('example.test.')).sort((a, b) => a.priority - b.priority)).toEqual([
+    expect((await r.resolveMx('example.test.')).map(({ exchange, priority }) => ({ exchange, priority })).sort((a, b) => a.priority - b.priority)).toEqual([
       { exchange: 'mx1.example.test', priority: 10 },
       { exchange: 'mx2.example.test', priority: 20 },
     ]);

@@ -104,3 +104,51 @@ describe('§4.2 D4 certificate names (RFC 6125 DNS-ID)', () => {
     expect(certificateMatchesHost(certPem, 'c.san.test')).toBe(false);
   });
 });
+
+describe('§4.2 verifying a bare peer certificate (clients that hand over only the certificate)', () => {
+  it('a certificate from the trusted CA, valid for the MX name, passes', () => {
+    const { certPem } = world.ca.certFor('mx.bare.test', 'valid');
+    expect(mta.verifyTls('mx.bare.test', certPem)).toMatchObject({ ok: true });
+    expect(mta.verifyTls('mx.bare.test', new X509Certificate(certPem))).toMatchObject({ ok: true });
+  });
+
+  it('§4.2 E1 expired: certificate-expired', () => {
+    expect(mta.verifyTls('mx.bare.test', world.ca.certFor('mx.bare.test', 'expired').certPem)).toMatchObject({ ok: false, resultType: 'certificate-expired' });
+  });
+
+  it('§4.2 E1 self-signed: certificate-not-trusted', () => {
+    expect(mta.verifyTls('mx.bare.test', world.ca.certFor('mx.bare.test', 'self-signed').certPem)).toMatchObject({ ok: false, resultType: 'certificate-not-trusted' });
+  });
+
+  it('§4.2 E1 a certificate from a CA the engine does not trust: certificate-not-trusted', async () => {
+    const strangers = createMtaSts({ dnsServers: world.dns.servers });
+    expect(strangers.verifyTls('mx.bare.test', world.ca.certFor('mx.bare.test', 'valid').certPem)).toMatchObject({ ok: false, resultType: 'certificate-not-trusted' });
+    await strangers.close();
+  });
+
+  it('§4.2 E2 wrong name and CN-only: certificate-host-mismatch', () => {
+    expect(mta.verifyTls('mx.bare.test', world.ca.certFor('mx.bare.test', 'wrong-name').certPem)).toMatchObject({ ok: false, resultType: 'certificate-host-mismatch' });
+    expect(mta.verifyTls('mx.bare.test', world.ca.certFor('mx.bare.test', 'cn-only').certPem)).toMatchObject({ ok: false, resultType: 'certificate-host-mismatch' });
+  });
+
+  it('the peer certificate of a real session (getPeerCertificate) is accepted as evidence', async () => {
+    const tls = await import('node:tls');
+    const mx = await world.addMx('bare2.test', 'mx.bare2.test', {});
+    // Connect straight to the SMTP port and upgrade with the plan's options, then hand over only the certificate.
+    const net = await import('node:net');
+    const socket = net.connect({ host: mx.ip, port: world.smtpPort });
+    const read = () => new Promise<string>((resolve) => socket.once('data', (d) => resolve(d.toString())));
+    await read();
+    socket.write('EHLO client.test\r\n');
+    let ehlo = await read();
+    while (!/^250 /m.test(ehlo)) ehlo += await read();
+    socket.write('STARTTLS\r\n');
+    await read();
+    const secure = tls.connect({ ...mta.tlsOptions('mx.bare2.test'), socket });
+    await new Promise((resolve, reject) => secure.once('secureConnect', resolve).once('error', reject));
+    const peer = secure.getPeerCertificate(true);
+    expect(mta.verifyTls('mx.bare2.test', peer)).toMatchObject({ ok: true });
+    expect(mta.verifyTls('other.bare2.test', peer)).toMatchObject({ ok: false, resultType: 'certificate-host-mismatch' });
+    secure.destroy();
+  });
+});
