@@ -3,11 +3,17 @@
  *
  * MTA-STS is all about certificate validation, so the test world needs a root that clients can be told to trust
  * plus leaf certificates that are broken in precise, realistic ways (wrong name, expired, self-signed, no SAN...).
- * Certificates are ECDSA P-256, built with a minimal DER writer over `node:crypto`: key generation and signing take
- * well under a millisecond, and the module needs no dependency (`@peculiar/x509` v2 would need a global
- * `reflect-metadata` polyfill, which a test helper must not install into its users' processes).
+ * The certificates (RSA 2048, SHA-256 signatures) are built with `node-forge`, an optional peer dependency of the
+ * package that `mta-sts-sender/testing` needs at run time. Keys and signatures come from `node:crypto`, many times
+ * faster than forge's pure-JavaScript RSA.
+ *
+ * These are test certificates, so keys are shared to keep a world's start fast (even natively, an RSA 2048 key takes
+ * around 100 ms to generate): each CA has its root key, ONE key shared by all the leaves it issues, and one separate
+ * key shared by all its self-signed leaves (so a self-signed certificate never carries the key of a CA-issued one).
+ * The two leaf keys are generated when the first certificate that needs them is issued.
  */
-import { createHash, generateKeyPairSync, randomBytes, sign, type KeyObject } from 'node:crypto';
+import { constants, generateKeyPairSync, privateEncrypt, randomBytes } from 'node:crypto';
+import forge from 'node-forge';
 
 /**
  * How a host's certificate is made:
@@ -68,55 +74,55 @@ export const WRONG_CERT_NAME = 'wrong-name.invalid';
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
 
-/** Creates a new CA with a fresh root key. Synchronous and fast (about a millisecond). */
+/** Creates a new CA with a fresh root key. Synchronous; generating the root key takes around 100 ms. */
 export function createTestCa(options: { commonName?: string } = {}): TestCa {
-  const rootKeys = newKeyPair();
-  const rootName = encodeName(options.commonName ?? 'mta-sts-sender test root CA');
-  const rootKeyId = keyIdentifier(rootKeys.spki);
+  const rootKey = newKey();
   const now = Date.now();
-  const rootDer = buildCertificate({
-    subject: rootName,
-    issuer: rootName,
-    spki: rootKeys.spki,
-    signingKey: rootKeys.privateKey,
+  const root = newCertificate({
+    subject: distinguishedName(options.commonName ?? 'mta-sts-sender test root CA'),
+    publicKey: rootKey.forgePublic,
     notBefore: new Date(now - DAY),
     notAfter: new Date(now + 365 * DAY),
     extensions: [
-      extension(OID.basicConstraints, true, seq(bool(true))),
-      extension(OID.keyUsage, true, keyUsage({ keyCertSign: true, cRLSign: true, digitalSignature: true })),
-      extension(OID.subjectKeyIdentifier, false, octetString(rootKeyId)),
+      { name: 'basicConstraints', critical: true, cA: true },
+      { name: 'keyUsage', critical: true, keyCertSign: true, cRLSign: true },
+      { name: 'subjectKeyIdentifier' },
     ],
   });
-  const rootPem = toPem('CERTIFICATE', rootDer);
+  root.setIssuer(root.subject.attributes);
+  root.sign(rootKey.signer as unknown as forge.pki.rsa.PrivateKey, forge.md.sha256.create());
+  const rootPem = toPem(root);
+  const rootKeyId = root.generateSubjectKeyIdentifier().getBytes();
+
+  let leafKey: Key | undefined;
+  let selfSignedKey: Key | undefined;
 
   const issue = (opts: IssueOptions): IssuedCert => {
     const [firstName] = opts.names;
     if (firstName === undefined) throw new TypeError('issue(): at least one name is required');
-    const keys = newKeyPair();
+    const key = opts.selfSigned ? (selfSignedKey ??= newKey()) : (leafKey ??= newKey());
     const notBefore = opts.notBefore ?? new Date(Date.now() - HOUR);
-    const notAfter = opts.notAfter ?? new Date(notBefore.getTime() + 30 * DAY);
-    const subject = encodeName(opts.commonName ?? firstName);
-    const ownKeyId = keyIdentifier(keys.spki);
-    const extensions = [
-      extension(OID.basicConstraints, true, seq()),
-      extension(OID.keyUsage, true, keyUsage({ digitalSignature: true })),
-      extension(OID.extKeyUsage, false, seq(oid(OID.serverAuth))),
-      extension(OID.subjectKeyIdentifier, false, octetString(ownKeyId)),
-      extension(OID.authorityKeyIdentifier, false, seq(tlv(0x80, opts.selfSigned ? ownKeyId : rootKeyId))),
+    const extensions: object[] = [
+      { name: 'basicConstraints', critical: true, cA: false },
+      { name: 'keyUsage', critical: true, digitalSignature: true, keyEncipherment: true },
+      { name: 'extKeyUsage', serverAuth: true },
+      { name: 'subjectKeyIdentifier' },
+      // `true`: the certificate's own key, which signs a self-signed certificate.
+      { name: 'authorityKeyIdentifier', keyIdentifier: opts.selfSigned ? true : rootKeyId },
     ];
     if (!opts.noSan) {
-      extensions.push(extension(OID.subjectAltName, false, seq(...opts.names.map((n) => tlv(0x82, Buffer.from(n, 'ascii'))))));
+      extensions.push({ name: 'subjectAltName', altNames: opts.names.map((value) => ({ type: 2 /* dNSName */, value })) });
     }
-    const der = buildCertificate({
-      subject,
-      issuer: opts.selfSigned ? subject : rootName,
-      spki: keys.spki,
-      signingKey: opts.selfSigned ? keys.privateKey : rootKeys.privateKey,
+    const cert = newCertificate({
+      subject: distinguishedName(opts.commonName ?? firstName),
+      publicKey: key.forgePublic,
       notBefore,
-      notAfter,
+      notAfter: opts.notAfter ?? new Date(notBefore.getTime() + 30 * DAY),
       extensions,
     });
-    return { certPem: toPem('CERTIFICATE', der), keyPem: keys.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString() };
+    cert.setIssuer(opts.selfSigned ? cert.subject.attributes : root.subject.attributes);
+    cert.sign((opts.selfSigned ? key.signer : rootKey.signer) as unknown as forge.pki.rsa.PrivateKey, forge.md.sha256.create());
+    return { certPem: toPem(cert), keyPem: key.pkcs8Pem };
   };
 
   const cache = new Map<string, IssuedCert>();
@@ -152,127 +158,71 @@ function variantOptions(host: string, variant: CertVariant): IssueOptions {
   }
 }
 
-// --- X.509 building (RFC 5280) ---
+// --- node-forge helpers ---
 
-const OID = {
-  commonName: '2.5.4.3',
-  organization: '2.5.4.10',
-  ecPublicKey: '1.2.840.10045.2.1',
-  ecdsaWithSha256: '1.2.840.10045.4.3.2',
-  basicConstraints: '2.5.29.19',
-  keyUsage: '2.5.29.15',
-  extKeyUsage: '2.5.29.37',
-  subjectAltName: '2.5.29.17',
-  subjectKeyIdentifier: '2.5.29.14',
-  authorityKeyIdentifier: '2.5.29.35',
-  serverAuth: '1.3.6.1.5.5.7.3.1',
-} as const;
-
-function newKeyPair(): { privateKey: KeyObject; spki: Buffer } {
-  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
-  return { privateKey, spki: publicKey.export({ type: 'spki', format: 'der' }) };
+interface Key {
+  /** What forge's `cert.sign()` calls: a `sign(md)` that signs natively (below). */
+  signer: { sign(md: forge.md.MessageDigest): string };
+  forgePublic: forge.pki.rsa.PublicKey;
+  /** The private key as PKCS#8 PEM, straight from `node:crypto`, which is what Node's TLS wants. */
+  pkcs8Pem: string;
 }
 
-/** RFC 5280 §4.2.1.2 allows any method that yields a unique value; SHA-1 of the whole SPKI is fine for tests. */
-function keyIdentifier(spki: Buffer): Buffer {
-  return createHash('sha1').update(spki).digest();
+/** DER prefix of a PKCS#1 v1.5 DigestInfo for SHA-256 (RFC 8017 §9.2, note 1); the 32-byte digest follows. */
+const SHA256_DIGEST_INFO = Buffer.from('3031300d060960864801650304020105000420', 'hex');
+
+/**
+ * An RSA 2048 key, generated natively; forge gets the public half as PEM. Signing stays native too: forge's
+ * `cert.sign(key, md)` only calls `key.sign(md)`, and an RSA PKCS#1 v1.5 signature is the private-key operation
+ * over the DigestInfo with type-1 padding, which `privateEncrypt` does in well under a millisecond (forge's
+ * JavaScript RSA takes tens of milliseconds per certificate).
+ */
+function newKey(): Key {
+  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  return {
+    signer: {
+      sign(md: forge.md.MessageDigest): string {
+        if (md.algorithm !== 'sha256') throw new Error(`test CA signs with SHA-256 only, not ${md.algorithm}`);
+        const digestInfo = Buffer.concat([SHA256_DIGEST_INFO, Buffer.from(md.digest().getBytes(), 'binary')]);
+        return privateEncrypt({ key: privateKey, padding: constants.RSA_PKCS1_PADDING }, digestInfo).toString('binary');
+      },
+    },
+    forgePublic: forge.pki.publicKeyFromPem(publicKey.export({ type: 'spki', format: 'pem' }).toString()),
+    pkcs8Pem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+  };
 }
 
-function buildCertificate(c: {
-  subject: Buffer;
-  issuer: Buffer;
-  spki: Buffer;
-  signingKey: KeyObject;
+/** An unsigned v3 certificate with a random serial and no issuer yet. */
+function newCertificate(c: {
+  subject: forge.pki.CertificateField[];
+  publicKey: forge.pki.rsa.PublicKey;
   notBefore: Date;
   notAfter: Date;
-  extensions: Buffer[];
-}): Buffer {
+  extensions: object[];
+}): forge.pki.Certificate {
+  const cert = forge.pki.createCertificate();
   const serial = randomBytes(16);
-  serial[0] = (serial[0]! & 0x7f) | 0x40; // positive, no leading zero byte
-  const signatureAlgorithm = seq(oid(OID.ecdsaWithSha256));
-  const tbs = seq(
-    tlv(0xa0, integer(Buffer.from([2]))), // [0] EXPLICIT version v3
-    integer(serial),
-    signatureAlgorithm,
-    c.issuer,
-    seq(time(c.notBefore), time(c.notAfter)),
-    c.subject,
-    c.spki,
-    tlv(0xa3, seq(...c.extensions)), // [3] EXPLICIT extensions
-  );
-  const signature = sign('sha256', tbs, c.signingKey); // DER ECDSA-Sig-Value, as X.509 wants it
-  return seq(tbs, signatureAlgorithm, bitString(signature));
+  serial[0] = (serial[0]! & 0x7f) | 0x40; // positive, no leading zero byte (forge writes the hex as the INTEGER as is)
+  cert.serialNumber = serial.toString('hex');
+  cert.publicKey = c.publicKey;
+  cert.validity.notBefore = c.notBefore;
+  cert.validity.notAfter = c.notAfter;
+  cert.setSubject(c.subject);
+  cert.setExtensions(c.extensions); // after publicKey: the key identifiers are computed from it
+  return cert;
 }
 
-function encodeName(commonName: string): Buffer {
-  const rdn = (type: string, value: string): Buffer => tlv(0x31, seq(oid(type), tlv(0x0c, Buffer.from(value, 'utf8'))));
-  return seq(rdn(OID.organization, 'mta-sts-sender testing'), rdn(OID.commonName, commonName));
+/** PEM with `\n` line ends, like Node's own PEM (forge writes `\r\n`). */
+function toPem(cert: forge.pki.Certificate): string {
+  return forge.pki.certificateToPem(cert).replace(/\r\n/g, '\n');
 }
 
-function extension(id: string, critical: boolean, value: Buffer): Buffer {
-  return critical ? seq(oid(id), bool(true), octetString(value)) : seq(oid(id), octetString(value));
-}
-
-function keyUsage(u: { digitalSignature?: boolean; keyCertSign?: boolean; cRLSign?: boolean }): Buffer {
-  // Bits numbered from the most significant bit of the first byte: digitalSignature(0), keyCertSign(5), cRLSign(6).
-  const bits = (u.digitalSignature ? 0x80 : 0) | (u.keyCertSign ? 0x04 : 0) | (u.cRLSign ? 0x02 : 0);
-  let unused = 0;
-  while (unused < 7 && !(bits & (1 << unused))) unused++;
-  return tlv(0x03, Buffer.from([unused, bits]));
-}
-
-function time(date: Date): Buffer {
-  const iso = date.toISOString(); // YYYY-MM-DDTHH:MM:SS.sssZ
-  const digits = iso.slice(0, 19).replace(/[-:T]/g, '') + 'Z'; // YYYYMMDDHHMMSSZ
-  const year = date.getUTCFullYear();
-  // RFC 5280 §4.1.2.5: UTCTime up to 2049, GeneralizedTime from 2050.
-  return year < 2050 ? tlv(0x17, Buffer.from(digits.slice(2), 'ascii')) : tlv(0x18, Buffer.from(digits, 'ascii'));
-}
-
-function toPem(label: string, der: Buffer): string {
-  const lines = der.toString('base64').match(/.{1,64}/g) ?? [];
-  return `-----BEGIN ${label}-----\n${lines.join('\n')}\n-----END ${label}-----\n`;
-}
-
-// --- DER primitives ---
-
-function tlv(tag: number, content: Buffer): Buffer {
-  const n = content.length;
-  let header: Buffer;
-  if (n < 0x80) header = Buffer.from([tag, n]);
-  else if (n < 0x100) header = Buffer.from([tag, 0x81, n]);
-  else if (n < 0x10000) header = Buffer.from([tag, 0x82, n >> 8, n & 0xff]);
-  else throw new RangeError('DER value too long');
-  return Buffer.concat([header, content]);
-}
-
-function seq(...items: Buffer[]): Buffer {
-  return tlv(0x30, Buffer.concat(items));
-}
-
-function integer(unsigned: Buffer): Buffer {
-  return tlv(0x02, unsigned[0]! & 0x80 ? Buffer.concat([Buffer.from([0]), unsigned]) : unsigned);
-}
-
-function bool(value: boolean): Buffer {
-  return tlv(0x01, Buffer.from([value ? 0xff : 0]));
-}
-
-function octetString(value: Buffer): Buffer {
-  return tlv(0x04, value);
-}
-
-function bitString(value: Buffer): Buffer {
-  return tlv(0x03, Buffer.concat([Buffer.from([0]), value]));
-}
-
-function oid(dotted: string): Buffer {
-  const [first = 0, second = 0, ...rest] = dotted.split('.').map(Number);
-  const bytes = [first * 40 + second];
-  for (const arc of rest) {
-    const base128 = [arc & 0x7f];
-    for (let v = Math.floor(arc / 128); v > 0; v = Math.floor(v / 128)) base128.unshift((v & 0x7f) | 0x80);
-    bytes.push(...base128);
-  }
-  return tlv(0x06, Buffer.from(bytes));
+/** `O=mta-sts-sender testing, CN=<commonName>`, as UTF8String (forge's default, PrintableString, has no `*` or `_`). */
+function distinguishedName(commonName: string): forge.pki.CertificateField[] {
+  // @types/node-forge types valueTagClass as an asn1.Class, but forge reads it as the universal tag (asn1.Type).
+  const valueTagClass = forge.asn1.Type.UTF8 as number;
+  return [
+    { name: 'organizationName', value: 'mta-sts-sender testing', valueTagClass },
+    { name: 'commonName', value: commonName, valueTagClass },
+  ];
 }

@@ -1,0 +1,476 @@
+/**
+ * The TLS reporter: records sessions, and once each UTC day has closed sends every policy domain its report.
+ *
+ * RFC 8460 reports cover one UTC day (§4.1) and are sent once per day per policy domain, after a delay with random
+ * jitter so that receivers are not hit by every sender at midnight (§4.1 suggests up to four hours). For each
+ * (day, policy domain) with counts the reporter looks up the domain's `_smtp._tls` record (§3); without a usable
+ * record nothing is sent. Otherwise it builds the §4.4 report, gzips it (§5.2) and delivers it to the record's
+ * `rua` URIs, by mail (§5.3) and/or HTTPS (§5.4); one accepting endpoint is success (§3). A failed delivery is
+ * retried with exponential backoff for a bounded time (§5.5 suggests up to 24 hours), then dropped with an event.
+ * Each due report is attempted at most once per check, so nothing loops; all timers are `unref()`ed.
+ *
+ * Counts and delivery state live in a {@link TlsRptStore} (default {@link MemoryTlsRptStore}; use
+ * {@link FileSpoolStore} to survive restarts), so a restart neither loses flushed counts nor changes a report's id.
+ * The report id is `<day>_<policy-domain>_<unique-id>@<submitter>`; the random unique id is drawn when a report
+ * first becomes due and kept across retries (a receiver can drop duplicates). Sessions recorded for a day after its
+ * report went out (a late `at`) make a second, separate report with its own id.
+ */
+import type { DKIMOptions } from 'nodemailer';
+import type { Dispatcher } from 'undici';
+import { createDefaultResolver, type DnsResolver } from '../discovery/resolver.js';
+import { mergeDomainDayCounts, totalSessions, type AggregationLimits, type DomainDayCounts, type DomainDayKey } from './aggregate.js';
+import { createMailTransport, createReportHttpsAgent, postTlsRptReport, sendTlsRptMail, type TlsRptMailTransport, type TlsRptMailTransportInput } from './deliver.js';
+import { lookupTlsRptRecord, type TlsRptDestination } from './discovery.js';
+import { TlsRptError, toTlsRptError } from './errors.js';
+import { TlsRptAggregator, type DroppedOutcomeReason } from './recorder.js';
+import { buildTlsRptReport, gzipTlsRptReport, makeTlsRptReportId, randomUniqueId, tlsRptFileName, utcDayKey, utcDayRange, utcDayStart } from './report.js';
+import { MemoryTlsRptStore, type DeliveryState, type TlsRptStore } from './store.js';
+import type { TlsRptLogger, TlsRptReport } from './types.js';
+
+const DAY_MS = 86_400_000;
+
+/** Retry policy for failed deliveries (RFC 8460 §5.5). */
+export interface TlsRptRetryOptions {
+  /** Attempts in all (the first one included). Default 8. */
+  attempts?: number;
+  /** Delay after the first failure; doubled after each further one. Default 15 minutes. */
+  baseDelayMs?: number;
+  /** Give up when the next attempt would be later than this after the first one. Default 24 hours (§5.5). */
+  maxAgeMs?: number;
+}
+
+/** Options of {@link createTlsRptReporter}. */
+export interface TlsRptReporterOptions {
+  /** RFC 8460 §4.4 `organization-name`. */
+  organizationName: string;
+  /** RFC 8460 §4.4 `contact-info`: an e-mail address. */
+  contactInfo: string;
+  /** Domain of the sending MTA: `TLS-Report-Submitter`, the file name (§5.1) and the report id. */
+  submitter: string;
+  /** Where counts and delivery state live. Default: a new {@link MemoryTlsRptStore} (lost on restart). */
+  store?: TlsRptStore;
+  /** DNS seam for `_smtp._tls` lookups (and report host names with the default dispatcher). Default: system DNS. */
+  resolver?: DnsResolver;
+  /**
+   * How `mailto:` reports are sent: a Nodemailer transporter, or options / a URL for `nodemailer.createTransport`
+   * (the reporter then owns and closes it). Without it `mailto:` destinations are skipped. It must NOT enforce
+   * MTA-STS for the report recipient (RFC 8460 §5.3: reports are delivered despite TLS failures).
+   */
+  mailTransport?: TlsRptMailTransportInput;
+  /** `From` of report mail. Default `noreply-tlsrpt@<submitter>`. */
+  mailFrom?: string;
+  /** DKIM signing of report mail (RFC 8460 §5.3 requires a signature of the reporting domain). */
+  dkim?: DKIMOptions;
+  /** undici dispatcher for HTTPS reports. Default: an Agent resolving through `resolver` and trusting `ca`. */
+  dispatcher?: Dispatcher;
+  /** Trust anchors for the default dispatcher (PEM). Default: Node's roots. */
+  ca?: string | Buffer | Array<string | Buffer>;
+  /** Deadline of one HTTPS POST. Default 60 000 ms. */
+  httpsTimeoutMs?: number;
+  /** FOR TESTS ONLY: connect to this port for every `https:` report URI (a loopback server cannot use 443). */
+  httpsPortOverride?: number;
+  /** Deadline of one DNS lookup. Default 10 000 ms. */
+  dnsTimeoutMs?: number;
+  /** Clock, ms since the epoch. Default `Date.now`. */
+  now?: () => number;
+  /** Random source in [0, 1) for jitter. Default `Math.random`. */
+  random?: () => number;
+  /** Fixed delay after the end of a UTC day before its reports are due. Default 15 minutes. */
+  delayMs?: number;
+  /** Random extra delay, uniform in [0, jitterMs), drawn once per report (§4.1). Default 4 hours. */
+  jitterMs?: number;
+  retry?: TlsRptRetryOptions;
+  /** Aggregation caps (see {@link AggregationLimits}). */
+  limits?: Partial<AggregationLimits>;
+  /** Debounce of background writes of counts to the store. Default 5000 ms. */
+  flushDelayMs?: number;
+  /** How often `start()`ed reporters look for due reports. Default 5 minutes. */
+  checkIntervalMs?: number;
+  /** Largest gzipped report sent; larger ones are dropped (`TLSRPT_TOO_LARGE`). Default 10 MiB (§5.2). */
+  maxReportBytes?: number;
+  logger?: TlsRptLogger;
+  /** Gets every {@link TlsRptEvent}. Must not throw (errors are swallowed). */
+  onEvent?: (event: TlsRptEvent) => void;
+}
+
+/** A destination that failed, and why. */
+export interface TlsRptDestinationFailure {
+  uri: string;
+  error: TlsRptError;
+}
+
+/** A report was accepted by at least one destination. */
+export interface TlsRptSentEvent {
+  type: 'sent';
+  day: string;
+  policyDomain: string;
+  reportId: string;
+  report: TlsRptReport;
+  /** The attempt that succeeded (1 = first). */
+  attempt: number;
+  /** URIs that accepted the report. */
+  delivered: string[];
+  /** URIs that did not (the report still counts as delivered, §3). */
+  failures: TlsRptDestinationFailure[];
+}
+
+/** Every destination failed; another attempt is scheduled. */
+export interface TlsRptFailedEvent {
+  type: 'failed';
+  day: string;
+  policyDomain: string;
+  reportId: string;
+  attempt: number;
+  nextAttemptAt: number;
+  error: TlsRptError;
+  failures: TlsRptDestinationFailure[];
+}
+
+/** The report was given up. */
+export interface TlsRptDroppedEvent {
+  type: 'dropped';
+  day: string;
+  policyDomain: string;
+  reportId: string;
+  reason: 'retries-exhausted' | 'too-large';
+  attempts: number;
+  error: TlsRptError;
+}
+
+/** The policy domain has no usable TLSRPT record (none, several, or invalid): nothing is sent (§3). */
+export interface TlsRptSkippedNoRecordEvent {
+  type: 'skipped-no-record';
+  day: string;
+  policyDomain: string;
+  /** Why the record is unusable, when there is one (`TLSRPT_RECORD_MULTIPLE`, `TLSRPT_RECORD_INVALID`). */
+  error?: TlsRptError;
+}
+
+/** The record only has destinations this reporter cannot use (`mailto:` without a mail transport). */
+export interface TlsRptSkippedNoTransportEvent {
+  type: 'skipped-no-transport';
+  day: string;
+  policyDomain: string;
+  uris: string[];
+}
+
+/** Events of the reporter. */
+export type TlsRptEvent =
+  | TlsRptSentEvent
+  | TlsRptFailedEvent
+  | TlsRptDroppedEvent
+  | TlsRptSkippedNoRecordEvent
+  | TlsRptSkippedNoTransportEvent
+  | { type: 'spool-corrupt'; error: TlsRptError }
+  | { type: 'store-error'; error: TlsRptError }
+  | { type: 'outcomes-dropped'; reason: DroppedOutcomeReason; day?: string; policyDomain?: string };
+
+/** What one `flush()` (or scheduled check) did. */
+export interface FlushResult {
+  sent: TlsRptSentEvent[];
+  failed: TlsRptFailedEvent[];
+  dropped: TlsRptDroppedEvent[];
+  skipped: Array<TlsRptSkippedNoRecordEvent | TlsRptSkippedNoTransportEvent>;
+}
+
+/** A report not sent yet, as it would be built now. */
+export interface PendingReport {
+  day: string;
+  policyDomain: string;
+  /** True when the day is over (the report is due, or waiting for its delay, jitter or a retry). */
+  closed: boolean;
+  /** The report as it would be built now (the id is final once delivery state exists). */
+  report: TlsRptReport;
+  delivery?: DeliveryState;
+}
+
+/** The reporter. */
+export interface TlsRptReporter {
+  /** Feed session outcomes here (see {@link TlsRptAggregator}). */
+  readonly recorder: TlsRptAggregator;
+  /**
+   * Sends every report of a closed day now, ignoring delay, jitter and backoff (for tests and CLIs). Failures still
+   * count as attempts, so a report that keeps failing is dropped after `retry.attempts` flushes.
+   */
+  flush(): Promise<FlushResult>;
+  /** Preview of the reports not sent yet (closed and current days), including unflushed counts. */
+  pending(): Promise<PendingReport[]>;
+  /** Starts the periodic check for due reports (timers are unref'ed). Idempotent. */
+  start(): void;
+  /** Stops the timers, writes pending counts, closes what the reporter created. Idempotent. */
+  close(): Promise<void>;
+}
+
+/**
+ * Creates a reporter. Nothing runs until `start()` (periodic) or `flush()` (on demand); `recorder` counts from the
+ * start.
+ */
+export function createTlsRptReporter(options: TlsRptReporterOptions): TlsRptReporter {
+  if (typeof options.organizationName !== 'string' || options.organizationName.trim() === '') throw new TypeError('organizationName is required');
+  if (typeof options.contactInfo !== 'string' || options.contactInfo.trim() === '') throw new TypeError('contactInfo is required');
+  if (typeof options.submitter !== 'string' || options.submitter.trim() === '') throw new TypeError('submitter is required');
+
+  const now = options.now ?? Date.now;
+  const random = options.random ?? Math.random;
+  const logger = options.logger;
+  const ownsStore = options.store === undefined;
+  const store: TlsRptStore = options.store ?? new MemoryTlsRptStore();
+  const resolver = options.resolver ?? createDefaultResolver();
+  const submitter = options.submitter.toLowerCase().replace(/\.$/, '');
+  const mailFrom = options.mailFrom ?? `noreply-tlsrpt@${submitter}`;
+  const delayMs = nonNegative(options.delayMs ?? 15 * 60_000, 'delayMs');
+  const jitterMs = nonNegative(options.jitterMs ?? 4 * 3_600_000, 'jitterMs');
+  const attempts = Math.max(1, Math.floor(options.retry?.attempts ?? 8));
+  const baseDelayMs = nonNegative(options.retry?.baseDelayMs ?? 15 * 60_000, 'retry.baseDelayMs');
+  const maxAgeMs = nonNegative(options.retry?.maxAgeMs ?? DAY_MS, 'retry.maxAgeMs');
+  const checkIntervalMs = Math.max(10, options.checkIntervalMs ?? 5 * 60_000);
+  const maxReportBytes = options.maxReportBytes ?? 10 * 1024 * 1024;
+  const dnsTimeoutMs = options.dnsTimeoutMs ?? 10_000;
+
+  const emit = (event: TlsRptEvent): void => {
+    try {
+      options.onEvent?.(event);
+    } catch {
+      // a throwing listener must not break reporting
+    }
+  };
+
+  const recorder = new TlsRptAggregator({
+    store,
+    now,
+    ...(options.limits ? { limits: options.limits } : {}),
+    ...(options.flushDelayMs !== undefined ? { flushDelayMs: options.flushDelayMs } : {}),
+    ...(logger ? { logger } : {}),
+    onDrop: (info) => emit({ type: 'outcomes-dropped', ...info }),
+    onStoreError: (error) => emit({ type: 'store-error', error }),
+  });
+  const unsubscribe = store.subscribe?.((event) => emit({ type: 'spool-corrupt', error: event.error }));
+
+  let ownDispatcher: Dispatcher | undefined;
+  const dispatcher = (): Dispatcher => {
+    if (options.dispatcher) return options.dispatcher;
+    ownDispatcher ??= createReportHttpsAgent({ resolver, ...(options.ca !== undefined ? { ca: options.ca } : {}), dnsTimeoutMs });
+    return ownDispatcher;
+  };
+  let mail: Promise<{ transport: TlsRptMailTransport; owned: boolean }> | undefined;
+  const mailTransport = (): Promise<{ transport: TlsRptMailTransport; owned: boolean }> => {
+    mail ??= createMailTransport(options.mailTransport as TlsRptMailTransportInput);
+    return mail;
+  };
+
+  let timer: NodeJS.Timeout | undefined;
+  let started = false;
+  let closed = false;
+  let queue: Promise<unknown> = Promise.resolve();
+  const exclusive = <T>(fn: () => Promise<T>): Promise<T> => {
+    const run = queue.then(fn, fn);
+    queue = run.catch(() => undefined);
+    return run;
+  };
+
+  const deliverTo = async (destination: TlsRptDestination, report: TlsRptReport, gz: Buffer, key: DomainDayKey, filename: string): Promise<void> => {
+    const context = { policyDomain: key.policyDomain, reportId: report['report-id'] };
+    if (destination.kind === 'https') {
+      await postTlsRptReport(destination.url, gz, {
+        dispatcher: dispatcher(),
+        context,
+        ...(options.httpsTimeoutMs !== undefined ? { timeoutMs: options.httpsTimeoutMs } : {}),
+        ...(options.httpsPortOverride !== undefined ? { httpsPortOverride: options.httpsPortOverride } : {}),
+      });
+      return;
+    }
+    const { transport } = await mailTransport();
+    await sendTlsRptMail(transport, report, gz, { from: mailFrom, to: destination.address, submitter, filename, ...(options.dkim ? { dkim: options.dkim } : {}) });
+  };
+
+  /** One (day, domain): decides, delivers, updates the store, records the outcome in `result`. */
+  const processOne = async (key: DomainDayKey, force: boolean, result: FlushResult): Promise<void> => {
+    const record = await store.get(key);
+    if (!record) return;
+    if (totalSessions(record) === 0) {
+      await store.delete(key);
+      return;
+    }
+    const dayStart = utcDayStart(key.day);
+    let state = record.delivery;
+    if (!state) {
+      // §4.1: send after the day closes, with a random delay so receivers are not flooded at midnight.
+      const dueAt = dayStart + DAY_MS + delayMs + Math.floor(random() * jitterMs);
+      state = { uniqueId: randomUniqueId(), dueAt, attempts: 0, nextAttemptAt: dueAt };
+      await store.setDelivery(key, state);
+    }
+    const t = now();
+    if (!force && t < state.nextAttemptAt) return;
+    const reportId = makeTlsRptReportId({ start: new Date(dayStart), policyDomain: key.policyDomain, submitter, uniqueId: state.uniqueId });
+
+    const fail = async (error: TlsRptError, failures: TlsRptDestinationFailure[]): Promise<void> => {
+      const attempt = (state?.attempts ?? 0) + 1;
+      const firstAttemptAt = state?.firstAttemptAt ?? t;
+      // §5.5: retry with exponential backoff, for a bounded time.
+      const nextAttemptAt = t + baseDelayMs * 2 ** (attempt - 1);
+      if (attempt >= attempts || nextAttemptAt - firstAttemptAt > maxAgeMs) {
+        await store.delete(key);
+        const event: TlsRptDroppedEvent = { type: 'dropped', day: key.day, policyDomain: key.policyDomain, reportId, reason: 'retries-exhausted', attempts: attempt, error };
+        logger?.warn?.(`tlsrpt: report for ${key.policyDomain} ${key.day} dropped after ${attempt} attempts`, { error: error.message });
+        result.dropped.push(event);
+        emit(event);
+        return;
+      }
+      await store.setDelivery(key, { ...(state as DeliveryState), attempts: attempt, firstAttemptAt, nextAttemptAt, lastError: error.message });
+      const event: TlsRptFailedEvent = { type: 'failed', day: key.day, policyDomain: key.policyDomain, reportId, attempt, nextAttemptAt, error, failures };
+      logger?.warn?.(`tlsrpt: report for ${key.policyDomain} ${key.day} failed (attempt ${attempt}); next at ${new Date(nextAttemptAt).toISOString()}`, { error: error.message });
+      result.failed.push(event);
+      emit(event);
+    };
+
+    const skip = async (event: TlsRptSkippedNoRecordEvent | TlsRptSkippedNoTransportEvent): Promise<void> => {
+      await store.delete(key);
+      logger?.info?.(`tlsrpt: no report for ${key.policyDomain} ${key.day} (${event.type})`);
+      result.skipped.push(event);
+      emit(event);
+    };
+
+    // §3: the report destinations come from the _smtp._tls TXT record of the policy domain.
+    let rua: TlsRptDestination[];
+    try {
+      const found = await lookupTlsRptRecord(key.policyDomain, { resolver, timeoutMs: dnsTimeoutMs });
+      if (!found) return skip({ type: 'skipped-no-record', day: key.day, policyDomain: key.policyDomain });
+      rua = found.rua;
+    } catch (error) {
+      const e = toTlsRptError(error, 'TLSRPT_DNS_TEMPORARY', `TLSRPT lookup for ${key.policyDomain} failed`);
+      // A temporary DNS failure is retried; a broken or ambiguous record means "no TLSRPT" (§3).
+      if (e.temporary) return fail(e, []);
+      return skip({ type: 'skipped-no-record', day: key.day, policyDomain: key.policyDomain, error: e });
+    }
+    const usable = rua.filter((d) => d.kind === 'https' || options.mailTransport !== undefined);
+    if (usable.length === 0) return skip({ type: 'skipped-no-transport', day: key.day, policyDomain: key.policyDomain, uris: rua.map((d) => d.uri) });
+
+    // §4.1: the report covers the full UTC day.
+    const dateRange = utcDayRange(key.day);
+    const report = buildTlsRptReport({ organizationName: options.organizationName, contactInfo: options.contactInfo, reportId, dateRange, policies: record.policies });
+    // §5.2: reports are gzip-compressed for both transports.
+    const gz = await gzipTlsRptReport(report);
+    if (gz.length > maxReportBytes) {
+      await store.delete(key);
+      const error = new TlsRptError('TLSRPT_TOO_LARGE', `gzipped report of ${gz.length} bytes exceeds maxReportBytes ${maxReportBytes}`, { domain: key.policyDomain, details: { bytes: gz.length, limit: maxReportBytes } });
+      const event: TlsRptDroppedEvent = { type: 'dropped', day: key.day, policyDomain: key.policyDomain, reportId, reason: 'too-large', attempts: state.attempts, error };
+      logger?.error?.(error.message);
+      result.dropped.push(event);
+      emit(event);
+      return;
+    }
+    const filename = tlsRptFileName({ submitter, policyDomain: key.policyDomain, dateRange, uniqueId: state.uniqueId });
+
+    // §3: the reporter MAY deliver to each destination; delivered once one of them accepts.
+    const delivered: string[] = [];
+    const failures: TlsRptDestinationFailure[] = [];
+    for (const destination of usable) {
+      try {
+        await deliverTo(destination, report, gz, key, filename);
+        delivered.push(destination.uri);
+      } catch (error) {
+        failures.push({ uri: destination.uri, error: toTlsRptError(error, 'TLSRPT_DELIVERY_FAILED', `delivery to ${destination.uri} failed`, { domain: key.policyDomain }) });
+      }
+    }
+    if (delivered.length === 0) return fail(failures[0]?.error ?? new TlsRptError('TLSRPT_DELIVERY_FAILED', 'no destination accepted the report'), failures);
+    await store.delete(key);
+    const event: TlsRptSentEvent = { type: 'sent', day: key.day, policyDomain: key.policyDomain, reportId, report, attempt: state.attempts + 1, delivered, failures };
+    logger?.info?.(`tlsrpt: report for ${key.policyDomain} ${key.day} sent to ${delivered.join(', ')}`);
+    result.sent.push(event);
+    emit(event);
+  };
+
+  const processAll = async (force: boolean): Promise<FlushResult> => {
+    const result: FlushResult = { sent: [], failed: [], dropped: [], skipped: [] };
+    // Counts still in memory go to the store first (a failure keeps them in memory and is reported as an event).
+    await recorder.flush().catch(() => undefined);
+    let keys: DomainDayKey[];
+    try {
+      keys = await store.list();
+    } catch (error) {
+      emit({ type: 'store-error', error: toTlsRptError(error, 'TLSRPT_STORE_FAILED', 'listing the TLS-RPT store failed') });
+      return result;
+    }
+    const today = utcDayKey(now());
+    keys.sort((a, b) => (a.day === b.day ? a.policyDomain.localeCompare(b.policyDomain) : a.day < b.day ? -1 : 1));
+    for (const key of keys) {
+      // §4.1: only closed UTC days are reported.
+      if (key.day >= today) continue;
+      try {
+        await processOne(key, force, result);
+      } catch (error) {
+        emit({ type: 'store-error', error: toTlsRptError(error, 'TLSRPT_STORE_FAILED', `processing ${key.policyDomain} ${key.day} failed`, { domain: key.policyDomain }) });
+      }
+    }
+    return result;
+  };
+
+  const schedule = (delay: number): void => {
+    if (closed) return;
+    timer = setTimeout(() => {
+      timer = undefined;
+      void exclusive(() => processAll(false))
+        .catch(() => undefined)
+        .finally(() => schedule(checkIntervalMs));
+    }, delay);
+    timer.unref?.();
+  };
+
+  return {
+    recorder,
+    flush() {
+      if (closed) return Promise.resolve({ sent: [], failed: [], dropped: [], skipped: [] });
+      return exclusive(() => processAll(true));
+    },
+    async pending() {
+      await queue;
+      const unflushed = new Map<string, DomainDayCounts>(recorder.unflushed().map((c) => [`${c.day}|${c.policyDomain}`, c]));
+      const keys = new Map<string, DomainDayKey>();
+      for (const key of await store.list()) keys.set(`${key.day}|${key.policyDomain}`, key);
+      for (const [id, c] of unflushed) keys.set(id, { day: c.day, policyDomain: c.policyDomain });
+      const today = utcDayKey(now());
+      const out: PendingReport[] = [];
+      for (const [id, key] of keys) {
+        const stored = await store.get(key);
+        const extra = unflushed.get(id);
+        const counts = stored && extra ? mergeDomainDayCounts(stored, extra, recorder.limits) : (stored ?? extra);
+        if (!counts || totalSessions(counts) === 0) continue;
+        const dateRange = utcDayRange(key.day);
+        const reportId = makeTlsRptReportId({ start: dateRange.start, policyDomain: key.policyDomain, submitter, uniqueId: stored?.delivery?.uniqueId ?? 'preview' });
+        out.push({
+          day: key.day,
+          policyDomain: key.policyDomain,
+          closed: key.day < today,
+          report: buildTlsRptReport({ organizationName: options.organizationName, contactInfo: options.contactInfo, reportId, dateRange, policies: counts.policies }),
+          ...(stored?.delivery ? { delivery: stored.delivery } : {}),
+        });
+      }
+      return out.sort((a, b) => (a.day === b.day ? a.policyDomain.localeCompare(b.policyDomain) : a.day < b.day ? -1 : 1));
+    },
+    start() {
+      if (started || closed) return;
+      started = true;
+      schedule(0);
+    },
+    async close() {
+      if (closed) return;
+      closed = true;
+      if (timer) clearTimeout(timer);
+      timer = undefined;
+      await queue;
+      await recorder.close().catch(() => undefined);
+      unsubscribe?.();
+      if (mail) {
+        const m = await mail.catch(() => undefined);
+        if (m?.owned) m.transport.close?.();
+      }
+      if (ownDispatcher) await ownDispatcher.close().catch(() => undefined);
+      if (ownsStore) await store.close?.();
+    },
+  };
+}
+
+function nonNegative(value: number, what: string): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) throw new RangeError(`${what} must be a non-negative number`);
+  return value;
+}

@@ -1,0 +1,348 @@
+/**
+ * Persistence of TLS-RPT counts and report delivery state.
+ *
+ * RFC 8460 reports cover a whole UTC day (§4.1) and are sent hours after it ends, with retries for up to a day
+ * (§5.5), so counts must survive restarts. A {@link TlsRptStore} keeps one record per (UTC day, policy domain):
+ * the aggregated counts ({@link DomainDayCounts}) and the delivery state of its report ({@link DeliveryState}).
+ *
+ * The interface is small and asynchronous so that other backends fit:
+ * - {@link MemoryTlsRptStore}: in process, for tests and short-lived tools;
+ * - {@link FileSpoolStore}: the default, one JSON file per record in a spool directory, written atomically;
+ * - a Redis store would keep one key per record (`tlsrpt:<day>:<domain>`), do `merge` with WATCH/MULTI (or port
+ *   {@link mergeDomainDayCounts} to a Lua script), `list` with SCAN, and `delete` with DEL.
+ *
+ * Spool format (FileSpoolStore): `<dir>/<YYYY-MM-DD>/<policy-domain>.json`, UTF-8 JSON
+ * `{"format":"mta-sts-sender/tlsrpt-spool","version":1,"day":…,"policyDomain":…,"policies":[…],"delivery":{…}}`
+ * where `policies` is {@link DomainDayCounts.policies} and `delivery` is optional. Every write goes to a temporary
+ * file in the same directory, is fsynced, and renamed over the old file, so a crash leaves either the old or the
+ * new content, never a mix. A file that does not parse is moved to `<dir>/corrupt/` and reported through
+ * `onCorrupt` (`TLSRPT_SPOOL_CORRUPT`); it is never fatal.
+ */
+import { randomBytes } from 'node:crypto';
+import { mkdir, open, readdir, readFile, rename, rmdir, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { mergeDomainDayCounts, parseDomainDayCounts, type AggregationLimits, type DomainDayCounts, type DomainDayKey } from './aggregate.js';
+import { TlsRptError } from './errors.js';
+import type { TlsRptLogger } from './types.js';
+
+/** Delivery state of one report, persisted so retries and the report id survive restarts. */
+export interface DeliveryState {
+  /** The random unique id of this report (RFC 8460 §5.1 `unique-id`; part of the report id). */
+  uniqueId: string;
+  /** Not sent before this instant (day end + delay + jitter, RFC 8460 §4.1). */
+  dueAt: number;
+  /** Failed attempts so far. */
+  attempts: number;
+  /** When the first attempt was made. */
+  firstAttemptAt?: number;
+  /** Next attempt not before this instant (exponential backoff, RFC 8460 §5.5). */
+  nextAttemptAt: number;
+  /** Message of the last failure. */
+  lastError?: string;
+}
+
+/** One stored record: counts plus delivery state. */
+export interface StoredDomainDay extends DomainDayCounts {
+  delivery?: DeliveryState;
+}
+
+/** Pluggable persistence of TLS-RPT counts. All methods may reject; callers keep data in memory and retry. */
+export interface TlsRptStore {
+  /** Adds `delta` to the record of (`delta.day`, `delta.policyDomain`), creating it; atomic per record. */
+  merge(delta: DomainDayCounts, limits: AggregationLimits): Promise<void>;
+  /** All stored records' keys, any order. */
+  list(): Promise<DomainDayKey[]>;
+  /** One record, or `undefined` when missing (or corrupt: a store reports and discards corrupt records). */
+  get(key: DomainDayKey): Promise<StoredDomainDay | undefined>;
+  /** Replaces the delivery state of an existing record (no-op when the record is gone). */
+  setDelivery(key: DomainDayKey, state: DeliveryState): Promise<void>;
+  /** Removes a record (after its report was sent, skipped or dropped). Missing records are fine. */
+  delete(key: DomainDayKey): Promise<void>;
+  /** Releases resources. */
+  close?(): Promise<void>;
+  /**
+   * Optional: subscribes to store events (a corrupt record that was skipped). Returns the unsubscribe function.
+   * The reporter subscribes and re-emits them as `spool-corrupt` events.
+   */
+  subscribe?(listener: (event: TlsRptStoreEvent) => void): () => void;
+}
+
+/** An event of a {@link TlsRptStore}. */
+export interface TlsRptStoreEvent {
+  type: 'corrupt';
+  /** `TLSRPT_SPOOL_CORRUPT`, with `details.path` and `details.movedTo`. */
+  error: TlsRptError;
+}
+
+const recordId = (key: DomainDayKey): string => `${key.day}|${key.policyDomain}`;
+
+/** In-memory {@link TlsRptStore}. Values are deep-copied in and out. */
+export class MemoryTlsRptStore implements TlsRptStore {
+  private readonly records = new Map<string, StoredDomainDay>();
+
+  async merge(delta: DomainDayCounts, limits: AggregationLimits): Promise<void> {
+    const id = recordId(delta);
+    const existing = this.records.get(id);
+    const merged = mergeDomainDayCounts(existing, delta, limits);
+    this.records.set(id, { ...merged, ...(existing?.delivery ? { delivery: existing.delivery } : {}) });
+  }
+
+  async list(): Promise<DomainDayKey[]> {
+    return [...this.records.values()].map((r) => ({ day: r.day, policyDomain: r.policyDomain }));
+  }
+
+  async get(key: DomainDayKey): Promise<StoredDomainDay | undefined> {
+    const record = this.records.get(recordId(key));
+    return record ? structuredClone(record) : undefined;
+  }
+
+  async setDelivery(key: DomainDayKey, state: DeliveryState): Promise<void> {
+    const record = this.records.get(recordId(key));
+    if (record) record.delivery = { ...state };
+  }
+
+  async delete(key: DomainDayKey): Promise<void> {
+    this.records.delete(recordId(key));
+  }
+}
+
+/** Options of {@link FileSpoolStore}. */
+export interface FileSpoolStoreOptions {
+  /** Called when a spool file is corrupt (after it was moved aside). */
+  onCorrupt?: (error: TlsRptError) => void;
+  logger?: TlsRptLogger;
+  /** fsync each file before renaming it into place. Default true. */
+  fsync?: boolean;
+}
+
+const SPOOL_FORMAT = 'mta-sts-sender/tlsrpt-spool';
+const SPOOL_VERSION = 1;
+const DAY_DIR = /^\d{4}-\d{2}-\d{2}$/;
+const SAFE_NAME = /^[a-z0-9][a-z0-9.-]*$/;
+
+/**
+ * The default {@link TlsRptStore}: a spool directory of JSON files, written atomically (temp file + fsync +
+ * rename). Writes to one record are serialised within this instance; a spool directory must belong to one store
+ * instance (one process) at a time.
+ */
+export class FileSpoolStore implements TlsRptStore {
+  readonly dir: string;
+  private readonly onCorrupt: FileSpoolStoreOptions['onCorrupt'];
+  private readonly logger: TlsRptLogger | undefined;
+  private readonly fsync: boolean;
+  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly writing = new Set<string>();
+  private readonly listeners = new Set<(event: TlsRptStoreEvent) => void>();
+
+  constructor(dir: string, options: FileSpoolStoreOptions = {}) {
+    this.dir = dir;
+    this.onCorrupt = options.onCorrupt;
+    this.logger = options.logger;
+    this.fsync = options.fsync ?? true;
+  }
+
+  private fileOf(key: DomainDayKey): string {
+    if (!DAY_DIR.test(key.day)) throw new TlsRptError('TLSRPT_STORE_FAILED', `invalid day ${JSON.stringify(key.day)}`);
+    const name = SAFE_NAME.test(key.policyDomain) ? key.policyDomain : encodeURIComponent(key.policyDomain).replace(/^\./, '%2E');
+    return join(this.dir, key.day, `${name}.json`);
+  }
+
+  /** Runs `fn` after every earlier operation on the same file. */
+  private withLock<T>(file: string, fn: () => Promise<T>): Promise<T> {
+    const previous = this.locks.get(file) ?? Promise.resolve();
+    const run = previous.then(fn, fn);
+    const tail = run.catch(() => undefined);
+    this.locks.set(file, tail);
+    void tail.then(() => {
+      if (this.locks.get(file) === tail) this.locks.delete(file);
+    });
+    return run;
+  }
+
+  async merge(delta: DomainDayCounts, limits: AggregationLimits): Promise<void> {
+    const file = this.fileOf(delta);
+    await this.withLock(file, async () => {
+      const existing = await this.readFile(file, delta);
+      const merged = mergeDomainDayCounts(existing, delta, limits);
+      await this.writeFile(file, { ...merged, ...(existing?.delivery ? { delivery: existing.delivery } : {}) });
+    });
+  }
+
+  async list(): Promise<DomainDayKey[]> {
+    const keys: DomainDayKey[] = [];
+    let days: string[];
+    try {
+      days = await readdir(this.dir);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw new TlsRptError('TLSRPT_STORE_FAILED', `listing ${this.dir} failed`, { cause: error });
+    }
+    for (const day of days.sort()) {
+      if (!DAY_DIR.test(day)) continue;
+      let files: string[];
+      try {
+        files = await readdir(join(this.dir, day));
+      } catch {
+        continue;
+      }
+      for (const name of files.sort()) {
+        if (name.endsWith('.tmp')) {
+          // A temp file not being written by us is the leftover of a crash mid-write: the record itself is intact.
+          const path = join(this.dir, day, name);
+          if (!this.writing.has(path)) await unlink(path).catch(() => undefined);
+          continue;
+        }
+        if (!name.endsWith('.json')) continue;
+        let policyDomain: string;
+        try {
+          policyDomain = decodeURIComponent(name.slice(0, -'.json'.length));
+        } catch {
+          continue;
+        }
+        keys.push({ day, policyDomain });
+      }
+    }
+    return keys;
+  }
+
+  async get(key: DomainDayKey): Promise<StoredDomainDay | undefined> {
+    const file = this.fileOf(key);
+    return this.withLock(file, () => this.readFile(file, key));
+  }
+
+  async setDelivery(key: DomainDayKey, state: DeliveryState): Promise<void> {
+    const file = this.fileOf(key);
+    await this.withLock(file, async () => {
+      const existing = await this.readFile(file, key);
+      if (!existing) return;
+      await this.writeFile(file, { ...existing, delivery: { ...state } });
+    });
+  }
+
+  async delete(key: DomainDayKey): Promise<void> {
+    const file = this.fileOf(key);
+    await this.withLock(file, async () => {
+      try {
+        await unlink(file);
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw new TlsRptError('TLSRPT_STORE_FAILED', `deleting ${file} failed`, { cause: error });
+      }
+      // Remove the day directory once empty (fails harmlessly otherwise).
+      await rmdir(join(this.dir, key.day)).catch(() => undefined);
+    });
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.locks.values()]);
+  }
+
+  subscribe(listener: (event: TlsRptStoreEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Reads and validates one spool file; a corrupt one is moved aside, reported, and read as missing. */
+  private async readFile(file: string, key: DomainDayKey): Promise<StoredDomainDay | undefined> {
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw new TlsRptError('TLSRPT_STORE_FAILED', `reading ${file} failed`, { cause: error });
+    }
+    try {
+      const value = JSON.parse(text) as Record<string, unknown>;
+      if (value?.format !== SPOOL_FORMAT || value.version !== SPOOL_VERSION) throw new TypeError('unknown spool format or version');
+      const counts = parseDomainDayCounts(value);
+      if (counts.day !== key.day || counts.policyDomain !== key.policyDomain) throw new TypeError('day or policy domain does not match the file name');
+      const delivery = value.delivery === undefined ? undefined : parseDelivery(value.delivery);
+      return { ...counts, ...(delivery ? { delivery } : {}) };
+    } catch (error) {
+      await this.quarantine(file, key, error);
+      return undefined;
+    }
+  }
+
+  private async quarantine(file: string, key: DomainDayKey, cause: unknown): Promise<void> {
+    const corruptDir = join(this.dir, 'corrupt');
+    const target = join(corruptDir, `${key.day}_${basename(file)}.${Date.now()}.${randomBytes(3).toString('hex')}`);
+    let movedTo: string | undefined;
+    try {
+      await mkdir(corruptDir, { recursive: true });
+      await rename(file, target);
+      movedTo = target;
+    } catch {
+      await unlink(file).catch(() => undefined);
+    }
+    const error = new TlsRptError('TLSRPT_SPOOL_CORRUPT', `corrupt TLS-RPT spool file ${file} skipped: ${cause instanceof Error ? cause.message : String(cause)}`, {
+      cause,
+      domain: key.policyDomain,
+      details: { path: file, movedTo, day: key.day },
+    });
+    this.logger?.error?.(error.message, { path: file, movedTo });
+    for (const listener of [...(this.onCorrupt ? [this.onCorrupt] : []), ...[...this.listeners].map((l) => (e: TlsRptError) => l({ type: 'corrupt', error: e }))]) {
+      try {
+        listener(error);
+      } catch {
+        // a throwing callback must not break the store
+      }
+    }
+  }
+
+  private async writeFile(file: string, record: StoredDomainDay): Promise<void> {
+    const dir = dirname(file);
+    const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+    const body = JSON.stringify({
+      format: SPOOL_FORMAT,
+      version: SPOOL_VERSION,
+      day: record.day,
+      policyDomain: record.policyDomain,
+      policies: record.policies,
+      ...(record.delivery ? { delivery: record.delivery } : {}),
+    });
+    this.writing.add(tmp);
+    try {
+      await mkdir(dir, { recursive: true });
+      const handle = await open(tmp, 'w', 0o600);
+      try {
+        await handle.writeFile(body, 'utf8');
+        if (this.fsync) await handle.sync();
+      } finally {
+        await handle.close();
+      }
+      await rename(tmp, file);
+      if (this.fsync) await syncDir(dir);
+    } catch (error) {
+      await unlink(tmp).catch(() => undefined);
+      throw new TlsRptError('TLSRPT_STORE_FAILED', `writing ${file} failed`, { cause: error });
+    } finally {
+      this.writing.delete(tmp);
+    }
+  }
+}
+
+function parseDelivery(value: unknown): DeliveryState {
+  if (typeof value !== 'object' || value === null) throw new TypeError('malformed delivery state');
+  const v = value as Record<string, unknown>;
+  const num = (n: unknown): n is number => typeof n === 'number' && Number.isFinite(n);
+  if (typeof v.uniqueId !== 'string' || !/^[A-Za-z0-9]+$/.test(v.uniqueId)) throw new TypeError('malformed delivery state: uniqueId');
+  if (!num(v.dueAt) || !num(v.attempts) || !num(v.nextAttemptAt)) throw new TypeError('malformed delivery state: times');
+  const out: DeliveryState = { uniqueId: v.uniqueId, dueAt: v.dueAt, attempts: v.attempts, nextAttemptAt: v.nextAttemptAt };
+  if (num(v.firstAttemptAt)) out.firstAttemptAt = v.firstAttemptAt;
+  if (typeof v.lastError === 'string') out.lastError = v.lastError;
+  return out;
+}
+
+/** fsyncs a directory so a rename in it is durable (best effort: not every platform allows it). */
+async function syncDir(dir: string): Promise<void> {
+  try {
+    const handle = await open(dir, 'r');
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  } catch {
+    // not supported here (Windows); the rename is still atomic
+  }
+}
