@@ -118,9 +118,10 @@ describe('parseTlsRptRecord', () => {
           return error instanceof TlsRptError && error.code === 'TLSRPT_RECORD_INVALID';
         }
       }),
-      { numRuns: 600 },
+      // A fixed seed keeps the coverage check below deterministic (the generator reaches valid records).
+      { numRuns: 600, seed: 8461 },
     );
-    expect(accepted).toBeGreaterThan(5); // the generator does reach valid records
+    expect(accepted).toBeGreaterThan(5);
   });
 });
 
