@@ -9,8 +9,9 @@
  * retried with exponential backoff for a bounded time (§5.5 suggests up to 24 hours), then dropped with an event.
  * Each due report is attempted at most once per check, so nothing loops; all timers are `unref()`ed.
  *
- * Counts and delivery state live in a {@link TlsRptStore} (default {@link MemoryTlsRptStore}; use
- * {@link FileSpoolStore} to survive restarts), so a restart neither loses flushed counts nor changes a report's id.
+ * Counts and delivery state live in a {@link TlsRptStore}: a {@link FileSpoolStore} under `spoolDir` (survives
+ * restarts: a restart neither loses flushed counts nor changes a report's id), or {@link MemoryTlsRptStore} when no
+ * directory is given, or any store passed as `store`.
  * The report id is `<day>_<policy-domain>_<unique-id>@<submitter>`; the random unique id is drawn when a report
  * first becomes due and kept across retries (a receiver can drop duplicates). Sessions recorded for a day after its
  * report went out (a late `at`) make a second, separate report with its own id.
@@ -24,7 +25,7 @@ import { lookupTlsRptRecord, type TlsRptDestination } from './discovery.js';
 import { TlsRptError, toTlsRptError } from './errors.js';
 import { TlsRptAggregator, type DroppedOutcomeReason } from './recorder.js';
 import { buildTlsRptReport, gzipTlsRptReport, makeTlsRptReportId, randomUniqueId, tlsRptFileName, utcDayKey, utcDayRange, utcDayStart } from './report.js';
-import { MemoryTlsRptStore, type DeliveryState, type TlsRptStore } from './store.js';
+import { FileSpoolStore, MemoryTlsRptStore, type DeliveryState, type TlsRptStore } from './store.js';
 import type { TlsRptLogger, TlsRptReport } from './types.js';
 
 const DAY_MS = 86_400_000;
@@ -47,8 +48,10 @@ export interface TlsRptReporterOptions {
   contactInfo: string;
   /** Domain of the sending MTA: `TLS-Report-Submitter`, the file name (§5.1) and the report id. */
   submitter: string;
-  /** Where counts and delivery state live. Default: a new {@link MemoryTlsRptStore} (lost on restart). */
+  /** Where counts and delivery state live. Default: a {@link FileSpoolStore} in `spoolDir`, else a new {@link MemoryTlsRptStore} (lost on restart). */
   store?: TlsRptStore;
+  /** Directory of the default file spool (created if missing). Recommended in production; ignored when `store` is given. */
+  spoolDir?: string;
   /** DNS seam for `_smtp._tls` lookups (and report host names with the default dispatcher). Default: system DNS. */
   resolver?: DnsResolver;
   /**
@@ -214,7 +217,7 @@ export function createTlsRptReporter(options: TlsRptReporterOptions): TlsRptRepo
   const random = options.random ?? Math.random;
   const logger = options.logger;
   const ownsStore = options.store === undefined;
-  const store: TlsRptStore = options.store ?? new MemoryTlsRptStore();
+  const store: TlsRptStore = options.store ?? (options.spoolDir !== undefined ? new FileSpoolStore(options.spoolDir, options.logger ? { logger: options.logger } : {}) : new MemoryTlsRptStore());
   const resolver = options.resolver ?? createDefaultResolver();
   const submitter = options.submitter.toLowerCase().replace(/\.$/, '');
   const mailFrom = options.mailFrom ?? `noreply-tlsrpt@${submitter}`;

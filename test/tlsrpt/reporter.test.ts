@@ -364,3 +364,21 @@ async function waitFor(condition: () => boolean, timeoutMs = 5000): Promise<void
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
 }
+
+describe('spoolDir', () => {
+  it('a reporter with spoolDir keeps recorded sessions across a restart', async () => {
+    const spool = await mkdtemp(join(tmpdir(), 'tlsrpt-spooldir-'));
+    try {
+      const first = reporter({ store: undefined, spoolDir: spool });
+      recordDay(first.r, 'spool-restart.test', 3, 1);
+      await first.r.close();
+      const second = reporter({ store: undefined, spoolDir: spool });
+      const pending = await second.r.pending();
+      const mine = pending.find((p) => p.policyDomain === 'spool-restart.test');
+      expect(mine?.report.policies[0]?.summary).toEqual({ 'total-successful-session-count': 3, 'total-failure-session-count': 1 });
+      await second.r.close();
+    } finally {
+      await rm(spool, { recursive: true, force: true });
+    }
+  });
+});
