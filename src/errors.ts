@@ -60,9 +60,7 @@ export const TLSRPT_RESULT_TYPES: readonly TlsRptResultType[] = Object.freeze([
  * - `MTASTS_POLICY_INVALID`: the policy body does not parse (RFC 8461 §3.2). Treated exactly like a fetch failure.
  * - `MTASTS_FETCH_BACKOFF`: a fetch for this domain failed recently; no new attempt is made until the backoff
  *   expires (RFC 8461 §3.3). `cause` is the last failure.
- * - `MTASTS_MX_INVALID`: an MX host name given to the planner is not a valid host name.
  * - `MTASTS_ABORTED`: the caller's `AbortSignal` fired.
- * - `MTASTS_STORE_FAILED`: the policy store threw. The lookup continues as if the store were empty.
  */
 export type MtaStsErrorCode =
   | 'MTASTS_INVALID_DOMAIN'
@@ -78,9 +76,7 @@ export type MtaStsErrorCode =
   | 'MTASTS_FETCH_TIMEOUT'
   | 'MTASTS_POLICY_INVALID'
   | 'MTASTS_FETCH_BACKOFF'
-  | 'MTASTS_MX_INVALID'
-  | 'MTASTS_ABORTED'
-  | 'MTASTS_STORE_FAILED';
+  | 'MTASTS_ABORTED';
 
 /** The RFC 8460 result type each code maps to (undefined when the failure is not reportable). */
 const RESULT_TYPE_BY_CODE: Readonly<Record<MtaStsErrorCode, TlsRptResultType | undefined>> = {
@@ -97,9 +93,7 @@ const RESULT_TYPE_BY_CODE: Readonly<Record<MtaStsErrorCode, TlsRptResultType | u
   MTASTS_FETCH_TIMEOUT: 'sts-policy-fetch-error',
   MTASTS_POLICY_INVALID: 'sts-policy-invalid',
   MTASTS_FETCH_BACKOFF: 'sts-policy-fetch-error',
-  MTASTS_MX_INVALID: undefined,
   MTASTS_ABORTED: undefined,
-  MTASTS_STORE_FAILED: undefined,
 };
 
 const TEMPORARY_CODES: ReadonlySet<MtaStsErrorCode> = new Set<MtaStsErrorCode>([
@@ -109,7 +103,6 @@ const TEMPORARY_CODES: ReadonlySet<MtaStsErrorCode> = new Set<MtaStsErrorCode>([
   'MTASTS_FETCH_BACKOFF',
   'MTASTS_HTTP_STATUS',
   'MTASTS_ABORTED',
-  'MTASTS_STORE_FAILED',
 ]);
 
 export interface MtaStsErrorOptions {
