@@ -156,3 +156,27 @@ export function isMtaStsError(value: unknown): value is MtaStsError {
     (typeof value === 'object' && value !== null && (value as { name?: unknown }).name === 'MtaStsError' && typeof (value as { code?: unknown }).code === 'string')
   );
 }
+
+/** undici's wrapper codes: they say "the socket failed", the cause chain says why. */
+const GENERIC_CODES: ReadonlySet<string> = new Set(['UND_ERR_SOCKET', 'UND_ERR_ABORTED']);
+
+/**
+ * The most specific error code in an error's `cause` chain (a string is taken as a code). undici and TLS wrap the
+ * code that tells what happened (`CERT_HAS_EXPIRED`, `ECONNREFUSED`) in generic ones; this finds it, bounded in depth.
+ */
+export function errorCodeOf(error: unknown): string | undefined {
+  if (typeof error === 'string') return error;
+  let generic: string | undefined;
+  let current: unknown = error;
+  for (let depth = 0; depth < 5 && typeof current === 'object' && current !== null; depth++) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === 'string') {
+      if (!GENERIC_CODES.has(code)) return code;
+      generic ??= code;
+    }
+    const cause = (current as { cause?: unknown }).cause;
+    if (cause === current) break;
+    current = cause;
+  }
+  return generic;
+}

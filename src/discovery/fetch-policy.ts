@@ -7,7 +7,7 @@
  * deadline, so a server that trickles bytes cannot hold a sender.
  */
 import { Agent, request, type Dispatcher } from 'undici';
-import { MtaStsError } from '../errors.js';
+import { MtaStsError, errorCodeOf } from '../errors.js';
 import { parsePolicy, type StsPolicy } from '../policy/policy-file.js';
 import { resultTypeForTlsError } from '../tls/verify.js';
 
@@ -149,7 +149,7 @@ function classifyTransportError(error: unknown, timedOut: boolean, options: Fetc
   if (error instanceof MtaStsError) return error;
   if (timedOut) return new MtaStsError('MTASTS_FETCH_TIMEOUT', `policy fetch did not complete within ${options.timeoutMs} ms`, { domain, cause: error, details: { url, timeoutMs: options.timeoutMs } });
   if (options.signal?.aborted) return new MtaStsError('MTASTS_ABORTED', 'policy fetch aborted by the caller', { domain, cause: error, details: { url } });
-  const code = findCode(error);
+  const code = errorCodeOf(error);
   if (code !== undefined && CERT_ERROR.test(code)) {
     // §3.3: the policy host's certificate must validate; an attacker's certificate is "sts-webpki-invalid".
     return new MtaStsError('MTASTS_WEBPKI_INVALID', `certificate of mta-sts.${domain} did not validate: ${code} (${resultTypeForTlsError(error)})`, { domain, cause: error, details: { url, tlsCode: code } });
@@ -158,20 +158,6 @@ function classifyTransportError(error: unknown, timedOut: boolean, options: Fetc
   return new MtaStsError('MTASTS_FETCH_FAILED', `policy fetch from ${url} failed: ${reason}`, { domain, cause: error, details: { url, reason } });
 }
 
-/** The most specific error code in the cause chain (undici wraps socket and TLS errors in generic ones). */
-function findCode(error: unknown): string | undefined {
-  let generic: string | undefined;
-  let current: unknown = error;
-  for (let depth = 0; depth < 5 && typeof current === 'object' && current !== null; depth++) {
-    const code = (current as { code?: unknown }).code;
-    if (typeof code === 'string') {
-      if (code !== 'UND_ERR_SOCKET' && code !== 'UND_ERR_ABORTED') return code;
-      generic ??= code;
-    }
-    current = (current as { cause?: unknown }).cause;
-  }
-  return generic;
-}
 
 export interface PolicyAgentOptions {
   ca: (string | Buffer)[] | undefined;

@@ -10,7 +10,7 @@
 import { X509Certificate } from 'node:crypto';
 import type { PeerCertificate, DetailedPeerCertificate, TLSSocket, ConnectionOptions } from 'node:tls';
 import * as tls from 'node:tls';
-import type { TlsRptResultType } from '../errors.js';
+import { errorCodeOf, type TlsRptResultType } from '../errors.js';
 
 /** TLS protocol versions RFC 8461 §4.2 accepts. */
 const ACCEPTED_PROTOCOLS = new Set(['TLSv1.2', 'TLSv1.3']);
@@ -47,7 +47,7 @@ const PROTOCOL = new Set([
  * RFC 8460 §4.3.1 result type.
  */
 export function resultTypeForTlsError(error: unknown): TlsRptResultType {
-  const code = errorCode(error);
+  const code = errorCodeOf(error);
   if (code !== undefined) {
     if (EXPIRED.has(code)) return 'certificate-expired';
     if (NOT_TRUSTED.has(code)) return 'certificate-not-trusted';
@@ -56,18 +56,10 @@ export function resultTypeForTlsError(error: unknown): TlsRptResultType {
   return 'validation-failure';
 }
 
-function errorCode(error: unknown): string | undefined {
-  if (typeof error === 'string') return error;
-  if (typeof error !== 'object' || error === null) return undefined;
-  const code = (error as { code?: unknown }).code;
-  if (typeof code === 'string') return code;
-  const cause = (error as { cause?: unknown }).cause;
-  return cause !== undefined && cause !== error ? errorCode(cause) : undefined;
-}
 
 /** True when a TLS error means the peer only speaks a protocol version below TLS 1.2. */
 export function isProtocolVersionError(error: unknown): boolean {
-  const code = errorCode(error);
+  const code = errorCodeOf(error);
   return code !== undefined && PROTOCOL.has(code);
 }
 
@@ -288,7 +280,7 @@ export function verifyTls(mxHost: string, evidence: TLSSocket | TlsSessionInfo |
   // §4.2: chain to a trusted root, not expired.
   if (!info.authorized) {
     const why = info.authorizationError;
-    const code = errorCode(why);
+    const code = errorCodeOf(why);
     const resultType = resultTypeForTlsError(why ?? 'UNABLE_TO_VERIFY_LEAF_SIGNATURE');
     return { ok: false, resultType, reason: `certificate of ${mxHost} did not validate${code ? `: ${code}` : ''}`, protocol };
   }

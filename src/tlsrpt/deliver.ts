@@ -23,6 +23,7 @@ import type { DKIMOptions, SendMailOptions, SMTPTransportOptions } from 'nodemai
 import { Agent, request, type Dispatcher } from 'undici';
 import { createResolverLookup } from '../discovery/lookup.js';
 import type { DnsResolver } from '../discovery/resolver.js';
+import { errorCodeOf } from '../errors.js';
 import { TlsRptError, toTlsRptError } from './errors.js';
 import { runAsReportDelivery } from './recorder.js';
 import type { TlsRptReport } from './types.js';
@@ -272,7 +273,7 @@ export async function postTlsRptReport(url: string, gzipped: Uint8Array, options
     return { status };
   } catch (error) {
     if (error instanceof TlsRptError) throw error;
-    const reason = timedOut ? 'timeout' : options.signal?.aborted ? 'aborted' : (findCode(error) ?? 'error');
+    const reason = timedOut ? 'timeout' : options.signal?.aborted ? 'aborted' : (errorCodeOf(error) ?? 'error');
     throw toTlsRptError(error, 'TLSRPT_DELIVERY_FAILED', `report POST to ${url} failed (${reason})`, { details: { url, reason, ...(timedOut ? { timeoutMs } : {}) } });
   } finally {
     clearTimeout(timer);
@@ -305,17 +306,3 @@ export function createReportHttpsAgent(options: ReportHttpsAgentOptions = {}): A
   });
 }
 
-/** The most specific error code in the cause chain (undici wraps socket and TLS errors). */
-function findCode(error: unknown): string | undefined {
-  let generic: string | undefined;
-  let current: unknown = error;
-  for (let depth = 0; depth < 5 && typeof current === 'object' && current !== null; depth++) {
-    const code = (current as { code?: unknown }).code;
-    if (typeof code === 'string') {
-      if (code !== 'UND_ERR_SOCKET' && code !== 'UND_ERR_ABORTED') return code;
-      generic ??= code;
-    }
-    current = (current as { cause?: unknown }).cause;
-  }
-  return generic;
-}
