@@ -30,6 +30,6 @@ export { verifyTls, verifyCertificate, TrustStore, certificateMatchesHost, stric
 export type { TlsSessionInfo, TlsVerification, MxTlsOptions, CertificateEvidence } from './tls/verify.js';
 export { probeStartTls } from './tls/starttls-probe.js';
 export type { StartTlsProbeOptions, StartTlsProbeResult } from './tls/starttls-probe.js';
-export { buildPlan } from './plan/plan.js';
+export { buildPlan, planForReportDelivery } from './plan/plan.js';
 export type { DeliveryPlan, MxCandidate, NoCandidateAction, EffectiveMode, BuildPlanInput } from './plan/plan.js';
 export type { Logger } from './logger.js';

@@ -30,6 +30,8 @@ export interface MxCandidate {
   pattern?: string;
   /** Why it is (not) allowed, for logs and error messages. */
   reason: string;
+  /** Set when the MX name is not a valid host name (never connected to, whatever the mode). */
+  invalid?: true;
   /** RFC 8460 result type for a host the policy does not admit (reported under `testing`, refused under `enforce`). */
   resultType?: TlsRptResultType;
   /** Must the session use STARTTLS (no plaintext fallback)? */
@@ -98,6 +100,7 @@ export function buildPlan(input: BuildPlanInput): DeliveryPlan {
         priority: mx.priority,
         allowed: false,
         matched: false,
+        invalid: true,
         reason: `MX name ${JSON.stringify(mx.host)} is not a valid host name`,
         resultType: 'validation-failure',
         requireTls: tlsRequired,
@@ -164,4 +167,20 @@ export function buildPlan(input: BuildPlanInput): DeliveryPlan {
     }
   }
   return plan;
+}
+
+/**
+ * The plan for delivering a TLS report by mail (RFC 8460 §5.3): reports "MUST" be delivered despite TLS failures at
+ * the reporting domain, so an `enforce` policy is applied as `testing` (every valid MX host, opportunistic TLS,
+ * failures noted but not blocking). Pure.
+ */
+export function planForReportDelivery(plan: DeliveryPlan): DeliveryPlan {
+  if (plan.mode !== 'enforce' && !plan.tlsRequired) return plan;
+  const candidates = plan.candidates.map((c): MxCandidate =>
+    c.invalid ? c : { ...c, allowed: true, requireTls: false, requireValidCertificate: false, tls: { ...c.tls, rejectUnauthorized: false }, reason: `${c.reason}; TLS report mail is delivered despite TLS failures (RFC 8460 §5.3)` },
+  );
+  const allowed = candidates.filter((c) => c.allowed);
+  const relaxed: DeliveryPlan = { ...plan, mode: plan.mode === 'enforce' ? 'testing' : plan.mode, tlsRequired: false, candidates, allowed };
+  if (allowed.length > 0) delete relaxed.noCandidate;
+  return relaxed;
 }

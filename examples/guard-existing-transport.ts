@@ -1,0 +1,70 @@
+/**
+ * Adding MTA-STS to an existing Nodemailer SMTP transport with one line, against the loopback test world.
+ *
+ *   npx tsx examples/guard-existing-transport.ts
+ *
+ * 1. A transport that talks straight to a recipient's MX host (`mx1.partner.example`, enforce policy): the guard
+ *    enforces the policy for that host (STARTTLS, TLS 1.2+, certificate valid for the host name). When the host's
+ *    certificate breaks, the message is refused with a temporary EMTASTS error instead of going to an impostor.
+ * 2. A transport that relays through a smart host: MTA-STS does not apply to that hop (RFC 8461 governs delivery to
+ *    MX hosts); the guard passes the message through and says so once.
+ */
+import net from 'node:net';
+import nodemailer from 'nodemailer';
+import { createMtaSts } from '../src/engine.js';
+import { guardTransport } from '../src/integrations/nodemailer/index.js';
+import { createTestWorld } from '../src/testing/index.js';
+
+const world = await createTestWorld();
+const mtaSts = createMtaSts(world.mtaStsOptions());
+let ok = true;
+try {
+  const mx = await world.addMx('partner.example', 'mx1.partner.example');
+  world.publishPolicy('partner.example', { id: '1', mode: 'enforce', mx: ['mx1.partner.example'], maxAge: 604800 });
+
+  // 1. Direct to the partner's MX.
+  const direct = nodemailer.createTransport({ host: 'mx1.partner.example', port: world.smtpPort, name: 'app.sender.example', connectionTimeout: 5000, greetingTimeout: 5000 });
+  const guard = guardTransport(direct, { mtaSts }); // <- the one line
+  guard.on('decision', (d) => {
+    if (d.stage === 'session' || d.stage === 'delivery') console.log(`  [decision] ${d.domain} ${d.action}${d.resultType ? ` (${d.resultType})` : ''}`);
+  });
+  const info = await direct.sendMail({ from: 'app@sender.example', to: 'orders@partner.example', subject: 'order 1', text: 'hi' });
+  const detail = (info as unknown as { mtaSts: Record<string, { mode: string; tlsVersion?: string; validated: boolean }> }).mtaSts['partner.example'];
+  console.log(`direct: accepted ${info.accepted.join(', ')}; mode ${detail?.mode}, ${detail?.tlsVersion}, validated=${detail?.validated}`);
+  console.log(`  the MX received it over ${mx.messages[0]?.tlsVersion} with SNI ${mx.messages[0]?.sni}`);
+
+  mx.setCert('expired'); // someone now answers with a bad certificate
+  try {
+    await direct.sendMail({ from: 'app@sender.example', to: 'orders@partner.example', subject: 'order 2', text: 'hi' });
+    ok = false;
+  } catch (error) {
+    const e = error as { code?: string; responseCode?: number; temporary?: boolean; attempts?: Array<{ mx: string; resultType?: string }> };
+    console.log(`direct, expired certificate: refused, code ${e.code}, ${e.responseCode}, temporary=${e.temporary}, ${e.attempts?.map((a) => `${a.mx}: ${a.resultType}`).join('; ')}`);
+  }
+  ok &&= mx.messages.length === 1;
+
+  // 2. Through a smart host (here another loopback SMTP server; Nodemailer gets a socket to it since the test world's
+  //    names resolve only in its own DNS).
+  const relay = await world.addMx('isp.example', 'smtp.isp.example');
+  const viaRelay = nodemailer.createTransport({
+    host: 'smtp.isp.example',
+    port: world.smtpPort,
+    tls: { ca: world.ca.rootPem },
+    getSocket: (_options, callback) => callback(null, { connection: net.connect(world.smtpPort, relay.ip) }),
+  });
+  const relayGuard = guardTransport(viaRelay, { mtaSts });
+  relayGuard.on('smart-host', (notice) => console.log(`smart-host warning: ${notice.reason}`));
+  await viaRelay.sendMail({ from: 'app@sender.example', to: 'orders@partner.example', subject: 'order 3', text: 'via relay' });
+  await viaRelay.sendMail({ from: 'app@sender.example', to: 'orders@partner.example', subject: 'order 4', text: 'via relay' });
+  console.log(`relay: the smart host received ${relay.messages.length} message(s); MTA-STS was not applied to that hop (warned once)`);
+  ok &&= relay.messages.length === 2;
+  guard.unguard();
+  relayGuard.unguard();
+} finally {
+  await mtaSts.close();
+  await world.close();
+}
+if (!ok) {
+  console.error('unexpected result');
+  process.exitCode = 1;
+}

@@ -1,0 +1,297 @@
+/**
+ * The `mta-sts` command line: argument parsing (commander), output (human or JSON), exit codes.
+ *
+ * `runCli(argv, io)` is the whole CLI as a function: it writes to the injected streams and resolves with the exit
+ * code (0 fine, 1 a checked domain has a problem / a report failed, 2 usage or internal error). `main.ts` only wires
+ * it to the process.
+ */
+import { readFileSync } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
+import { isIP } from 'node:net';
+import { hostname } from 'node:os';
+import { resolve as resolvePath } from 'node:path';
+import { CommanderError, InvalidArgumentError, Option, Command } from 'commander';
+import pc from 'picocolors';
+import { SingleBar, Presets } from 'cli-progress';
+import { normalizeDomainOrUndefined } from '../domain.js';
+import { mapOrdered, parseDomainList } from './batch.js';
+import { checkDomain, type CheckResult } from './check.js';
+import { createCheckRuntime } from './context.js';
+import { formatCheck, formatCompact, formatSummary, summarize, type Colors } from './format.js';
+import { colorEnabled, EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, readAll, UsageError, type CliIo } from './io.js';
+import { runTlsRptPreview, runTlsRptSend, type TlsRptCommandOptions } from './tlsrpt.js';
+
+/** Largest domain list read from a file or stdin. */
+const MAX_LIST_BYTES = 64 * 1024 * 1024;
+
+function packageVersion(): string {
+  try {
+    // src/cli/program.ts and dist/cli/main.js are both two levels below the package root.
+    const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version?: unknown };
+    return typeof pkg.version === 'string' ? pkg.version : '0.0.0';
+  } catch {
+    return '0.0.0';
+  }
+}
+
+// ---- option parsers (commander calls them; they throw InvalidArgumentError for a clear message and exit 2) ----
+
+function integer(min: number, max: number) {
+  return (value: string): number => {
+    if (!/^\d+$/.test(value.trim())) throw new InvalidArgumentError(`expected an integer from ${min} to ${max}.`);
+    const n = Number(value);
+    if (n < min || n > max) throw new InvalidArgumentError(`expected an integer from ${min} to ${max}.`);
+    return n;
+  };
+}
+
+/** `ip`, `ip:port` or `[ipv6]:port`. */
+export function parseDnsServer(value: string): string {
+  const v = value.trim();
+  if (isIP(v) !== 0) return v;
+  const m = /^\[([^\]]+)\]:(\d{1,5})$/.exec(v) ?? /^([^:]+):(\d{1,5})$/.exec(v);
+  if (m && isIP(m[1]!) !== 0 && Number(m[2]) >= 1 && Number(m[2]) <= 65535) return v;
+  throw new InvalidArgumentError('expected an IP address, optionally with a port (192.0.2.53, 192.0.2.53:5353, [2001:db8::53]:53).');
+}
+
+function collect<T>(parse: (v: string) => T) {
+  return (value: string, previous: T[] | undefined): T[] => [...(previous ?? []), parse(value)];
+}
+
+interface CommonNetOptions {
+  dnsServer?: string[];
+  ca?: string[];
+  timeout: number;
+  color?: boolean;
+  json?: boolean;
+}
+
+interface CheckCommandOptions extends CommonNetOptions {
+  file?: string;
+  probe?: boolean;
+  port: number;
+  policyPort?: number;
+  concurrency: number;
+  progress?: boolean;
+}
+
+async function readCaFiles(files: readonly string[] | undefined, cwd: string): Promise<string[]> {
+  const out: string[] = [];
+  for (const file of files ?? []) {
+    let pem: string;
+    try {
+      pem = await readFile(resolvePath(cwd, file), 'utf8');
+    } catch (error) {
+      throw new UsageError(`cannot read CA file ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    }
+    if (!pem.includes('-----BEGIN CERTIFICATE-----')) throw new UsageError(`CA file ${file} contains no PEM certificate`);
+    out.push(pem);
+  }
+  return out;
+}
+
+function addNetOptions(cmd: Command, defaultTimeout: number, timeoutWhat: string): Command {
+  return cmd
+    .addOption(new Option('--dns-server <ip[:port]>', 'DNS server to query instead of the system resolvers (repeatable)').argParser(collect(parseDnsServer)))
+    .addOption(new Option('--ca <file>', 'extra trusted CA certificate(s), PEM, in addition to the system roots (repeatable)').argParser(collect(String)))
+    .addOption(new Option('--timeout <ms>', `deadline of each network step (${timeoutWhat})`).argParser(integer(1, 600_000)).default(defaultTimeout))
+    .option('--json', 'machine-readable output: one JSON object per line')
+    .option('--no-color', 'no colours (also: NO_COLOR=1); colours are used on a terminal only');
+}
+
+/** Builds the commander program. `setExit` receives the exit code of the action that ran. */
+function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
+  const cwd = io.cwd ?? process.cwd();
+  const program = new Command('mta-sts');
+  program
+    .description('Check MTA-STS (RFC 8461) and TLS-RPT (RFC 8460) from the sending side, and manage TLS-RPT report spools.')
+    .version(packageVersion(), '-V, --version', 'print the version')
+    .helpOption('-h, --help', 'show help')
+    .exitOverride()
+    .showHelpAfterError('(run with --help for usage)')
+    .configureOutput({
+      writeOut: (s) => void io.stdout.write(s),
+      writeErr: (s) => void io.stderr.write(s),
+      outputError: (s, write) => write(`mta-sts: ${s}`),
+      getOutHelpWidth: () => io.stdout.columns ?? 100,
+      getErrHelpWidth: () => io.stderr.columns ?? 100,
+    })
+    .addHelpText(
+      'after',
+      `
+Exit codes:
+  0  every checked domain is fine (a domain without a policy is fine)
+  1  a checked domain has a problem, or a TLS report could not be sent
+  2  usage error or internal error
+
+Examples:
+  $ mta-sts check gmail.com
+  $ mta-sts check --probe example.com example.org
+  $ mta-sts check --file domains.txt --concurrency 16 --json > results.jsonl
+  $ mta-sts tlsrpt preview --spool /var/spool/mta-sts/tlsrpt`,
+    );
+
+  const check = program
+    .command('check')
+    .description(
+      'Follow the decision trace of a sending MTA for each domain: the _mta-sts TXT record, the policy fetch, the parsed policy, the MX hosts and whether they match it, the TLS-RPT record; with --probe also STARTTLS and certificate validation at each MX.',
+    )
+    .argument('[domain...]', 'recipient domains to check')
+    .option('-f, --file <path>', 'read domains from a file, one per line (# comments allowed); "-" reads standard input')
+    .option('--probe', 'connect to each MX host, STARTTLS, and validate its certificate for the MX name (RFC 8461 §4.2)')
+    .addOption(new Option('--concurrency <n>', 'domains checked at the same time').argParser(integer(1, 256)).default(8))
+    .option('--no-progress', 'no progress bar (it is shown on a terminal only, for --file)');
+  addNetOptions(check, 10_000, 'DNS query, policy fetch, probe');
+  check
+    .addOption(new Option('--port <n>', 'SMTP port for --probe (for tests against a loopback world; real MX hosts use 25)').argParser(integer(1, 65535)).default(25))
+    .addOption(new Option('--policy-port <n>', 'HTTPS port of policy hosts (for tests against a loopback world; the RFC fixes 443)').argParser(integer(1, 65535)))
+    .addHelpText(
+      'after',
+      `
+A domain has a problem (exit code 1) when: its name is invalid or it does not exist; a DNS query fails
+temporarily; its _mta-sts TXT record is invalid or duplicated; the policy cannot be fetched or does not parse;
+under an enforce policy, an MX host matches no mx pattern, or (--probe) fails STARTTLS or certificate validation.
+The same MX findings under a testing policy, and TLS-RPT record errors, are warnings. No policy is not a problem.`,
+    )
+    .action(async (domains: string[], opts: CheckCommandOptions) => {
+      setExit(await runCheck(domains, opts, io, cwd));
+    });
+
+  const tlsrpt = program.command('tlsrpt').description('TLS-RPT (RFC 8460) report spools written by createTlsRptReporter with a FileSpoolStore');
+  const spoolOptions = (cmd: Command): Command =>
+    cmd
+      .requiredOption('--spool <dir>', 'the spool directory (FileSpoolStore)')
+      .option('--org <name>', 'organization-name of the reports (default: the submitter)')
+      .option('--contact <email>', 'contact-info of the reports (default: postmaster@<submitter>)')
+      .option('--submitter <domain>', `domain of the sending MTA (default: this host name, ${hostname()})`);
+
+  const preview = tlsrpt.command('preview').description('Show the reports not sent yet: closed days (due) and the current day (still counting). Sends nothing.');
+  spoolOptions(preview)
+    .option('--json', 'one JSON object per report: { day, policyDomain, closed, report, delivery }')
+    .option('--no-color', 'no colours')
+    .action(async (opts: TlsRptCommandOptions) => {
+      setExit(await runTlsRptPreview(opts, io, cwd));
+    });
+
+  const send = tlsrpt
+    .command('send')
+    .description(
+      "Send every report of a closed UTC day now (ignoring the scheduled delay and jitter) to the rua destinations of the policy domain's _smtp._tls record; sent reports leave the spool, failed ones stay for a retry.",
+    );
+  spoolOptions(send);
+  addNetOptions(send, 30_000, 'DNS query, HTTPS POST');
+  send
+    .option('--smtp <url>', 'Nodemailer SMTP URL for mailto: destinations, e.g. smtp://relay.example:587 (it must not enforce MTA-STS, RFC 8460 §5.3); without it, reports that can only go to mailto: stay in the spool')
+    .option('--from <address>', 'From of report mail (default noreply-tlsrpt@<submitter>)')
+    .option('--dkim-domain <domain>', 'DKIM-sign report mail for this domain (RFC 8460 §5.3 requires a signature)')
+    .option('--dkim-selector <selector>', 'DKIM selector')
+    .option('--dkim-key <file>', 'DKIM private key (PEM)')
+    .addOption(new Option('--https-port <n>', 'connect to this port for https: destinations (for tests against a loopback world)').argParser(integer(1, 65535)))
+    .action(async (opts: TlsRptCommandOptions) => {
+      setExit(await runTlsRptSend(opts, io, cwd));
+    });
+
+  return program;
+}
+
+async function runCheck(args: string[], opts: CheckCommandOptions, io: CliIo, cwd: string): Promise<number> {
+  const domains: string[] = [];
+  for (const arg of args) {
+    // A bad name on the command line is a usage error; in a file it is a finding of that domain.
+    if (normalizeDomainOrUndefined(arg) === undefined) throw new UsageError(`not a valid domain name: ${JSON.stringify(arg)}`);
+    domains.push(arg);
+  }
+  const batch = opts.file !== undefined;
+  if (opts.file !== undefined) {
+    let text: string;
+    if (opts.file === '-') text = await readAll(io.stdin, MAX_LIST_BYTES, 'standard input');
+    else {
+      try {
+        const path = resolvePath(cwd, opts.file);
+        const info = await stat(path);
+        if (info.size > MAX_LIST_BYTES) throw new UsageError(`${opts.file} is larger than ${MAX_LIST_BYTES} bytes`);
+        text = await readFile(path, 'utf8');
+      } catch (error) {
+        if (error instanceof UsageError) throw error;
+        throw new UsageError(`cannot read ${opts.file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+      }
+    }
+    const seen = new Set(domains.map((d) => d.toLowerCase().replace(/\.$/, '')));
+    for (const d of parseDomainList(text)) if (!seen.has(d.toLowerCase().replace(/\.$/, ''))) domains.push(d);
+  }
+  if (domains.length === 0) {
+    if (batch) throw new UsageError(`no domains in ${opts.file === '-' ? 'standard input' : opts.file}`);
+    throw new UsageError('give at least one domain, or --file <path>');
+  }
+
+  const ca = await readCaFiles(opts.ca, cwd);
+  const c: Colors = pc.createColors(colorEnabled(io.stdout, io.env, opts.color));
+  const runtime = createCheckRuntime({
+    dnsServers: opts.dnsServer ?? [],
+    ca,
+    timeoutMs: opts.timeout,
+    probe: opts.probe === true,
+    smtpPort: opts.port,
+    ...(opts.policyPort !== undefined ? { policyPort: opts.policyPort } : {}),
+  });
+
+  const showProgress = batch && opts.progress !== false && io.stderr.isTTY === true && domains.length > 1;
+  // With the bar and the results on the same terminal, results wait until the bar is gone.
+  const holdOutput = showProgress && io.stdout.isTTY === true;
+  const held: string[] = [];
+  const emit = (text: string) => (holdOutput ? held.push(text) : io.stdout.write(`${text}\n`));
+  const width = Math.min(40, Math.max(...domains.map((d) => d.length)));
+  const bar = showProgress
+    ? new SingleBar(
+        { stream: io.stderr as NodeJS.WritableStream, format: 'checking {bar} {value}/{total} domains | {eta_formatted} left', hideCursor: true, clearOnComplete: true, etaBuffer: 50 },
+        Presets.shades_classic,
+      )
+    : undefined;
+  const started = performance.now();
+  let results: CheckResult[];
+  try {
+    bar?.start(domains.length, 0);
+    results = await mapOrdered(domains, opts.concurrency, (domain) => checkDomain(domain, runtime.ctx), {
+      onSettled: () => bar?.increment(),
+      onResult: (result, index) => {
+        if (opts.json) emit(JSON.stringify(result));
+        else if (batch) emit(formatCompact(c, result, width));
+        else emit(`${index > 0 ? '\n' : ''}${formatCheck(c, result)}`);
+      },
+    });
+  } finally {
+    bar?.stop();
+    await runtime.close();
+  }
+  for (const text of held) io.stdout.write(`${text}\n`);
+  if (!opts.json && (batch || domains.length > 1)) io.stdout.write(`\n${formatSummary(c, summarize(results, Math.round(performance.now() - started)))}\n`);
+  return results.some((r) => r.problem) ? EXIT_PROBLEM : EXIT_OK;
+}
+
+/**
+ * Runs the CLI with `argv` (the arguments after the program name). Never throws, never exits: resolves with the
+ * exit code.
+ */
+export async function runCli(argv: readonly string[], io: CliIo): Promise<number> {
+  let exitCode = EXIT_OK;
+  const program = buildProgram(io, (code) => {
+    exitCode = code;
+  });
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+    return exitCode;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // --help and --version end here with exit code 0; parse errors were already printed by commander.
+      if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.exitCode === 0) return EXIT_OK;
+      // `mta-sts` / `mta-sts tlsrpt` without a subcommand print help to stderr.
+      return EXIT_USAGE;
+    }
+    if (error instanceof UsageError) {
+      io.stderr.write(`mta-sts: error: ${error.message}\n(run with --help for usage)\n`);
+      return EXIT_USAGE;
+    }
+    io.stderr.write(`mta-sts: internal error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+    return EXIT_USAGE;
+  }
+}

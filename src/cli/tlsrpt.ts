@@ -1,0 +1,229 @@
+/**
+ * `mta-sts tlsrpt preview|send`: the reports waiting in a TLS-RPT spool directory (a `FileSpoolStore`, as written
+ * by `createTlsRptReporter`), shown or sent now through the reporter's own `pending()` / `flush()`.
+ */
+import { readFile, stat } from 'node:fs/promises';
+import { hostname } from 'node:os';
+import { rootCertificates } from 'node:tls';
+import { resolve as resolvePath } from 'node:path';
+import pc from 'picocolors';
+import { createDefaultResolver } from '../discovery/resolver.js';
+import { normalizeDomainOrUndefined } from '../domain.js';
+import {
+  createTlsRptReporter,
+  FileSpoolStore,
+  lookupTlsRptRecord,
+  utcDayKey,
+  type DomainDayKey,
+  type FlushResult,
+  type PendingReport,
+  type TlsRptError,
+  type TlsRptReporterOptions,
+  type TlsRptStore,
+} from '../tlsrpt/index.js';
+import { mapOrdered } from './batch.js';
+import type { Colors } from './format.js';
+import { colorEnabled, EXIT_OK, EXIT_PROBLEM, UsageError, type CliIo } from './io.js';
+
+export interface TlsRptCommandOptions {
+  spool: string;
+  org?: string;
+  contact?: string;
+  submitter?: string;
+  json?: boolean;
+  color?: boolean;
+  // send only
+  dnsServer?: string[];
+  ca?: string[];
+  timeout?: number;
+  smtp?: string;
+  from?: string;
+  dkimDomain?: string;
+  dkimSelector?: string;
+  dkimKey?: string;
+  httpsPort?: number;
+}
+
+function colors(io: CliIo, flag: boolean | undefined): Colors {
+  return pc.createColors(colorEnabled(io.stdout, io.env, flag));
+}
+
+async function openSpool(opts: TlsRptCommandOptions, cwd: string): Promise<{ dir: string; store: FileSpoolStore; corrupt: TlsRptError[] }> {
+  const dir = resolvePath(cwd, opts.spool);
+  let isDir = false;
+  try {
+    isDir = (await stat(dir)).isDirectory();
+  } catch (error) {
+    throw new UsageError(`cannot open spool directory ${opts.spool}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
+  if (!isDir) throw new UsageError(`${opts.spool} is not a directory`);
+  const corrupt: TlsRptError[] = [];
+  // No fsync: the CLI is short-lived and writes only delivery state.
+  const store = new FileSpoolStore(dir, { onCorrupt: (e) => corrupt.push(e) });
+  return { dir, store, corrupt };
+}
+
+function identity(opts: TlsRptCommandOptions): Pick<TlsRptReporterOptions, 'organizationName' | 'contactInfo' | 'submitter'> {
+  const submitterInput = opts.submitter ?? hostname();
+  const submitter = normalizeDomainOrUndefined(submitterInput);
+  if (submitter === undefined) throw new UsageError(`--submitter must be a domain name (got ${JSON.stringify(submitterInput)})`);
+  if (opts.contact !== undefined && !/^[^\s@]+@[^\s@]+$/.test(opts.contact)) throw new UsageError(`--contact must be an e-mail address (got ${JSON.stringify(opts.contact)})`);
+  return { organizationName: opts.org ?? submitter, contactInfo: opts.contact ?? `postmaster@${submitter}`, submitter };
+}
+
+function sessions(p: PendingReport): { ok: number; failed: number } {
+  let ok = 0;
+  let failed = 0;
+  for (const policy of p.report.policies) {
+    ok += policy.summary['total-successful-session-count'];
+    failed += policy.summary['total-failure-session-count'];
+  }
+  return { ok, failed };
+}
+
+/** Human rendering of one pending report. */
+export function formatPendingReport(c: Colors, p: PendingReport): string {
+  const { ok, failed } = sessions(p);
+  const state = p.closed ? (p.delivery && p.delivery.attempts > 0 ? c.yellow(`retrying (${p.delivery.attempts} failed attempt${p.delivery.attempts === 1 ? '' : 's'}${p.delivery.lastError ? `: ${p.delivery.lastError}` : ''})`) : c.green('due')) : c.dim('current day, still counting');
+  const lines = [`${c.bold(p.policyDomain)}  ${p.day}  ${state}`, `  sessions: ${c.green(`${ok} successful`)}, ${failed > 0 ? c.red(`${failed} failed`) : '0 failed'}`];
+  for (const policy of p.report.policies) {
+    const pol = policy.policy;
+    lines.push(`  policy ${pol['policy-type']} ${pol['policy-domain']}${pol['mx-host'] ? ` (mx ${pol['mx-host'].join(', ')})` : ''}: ${policy.summary['total-successful-session-count']} ok, ${policy.summary['total-failure-session-count']} failed`);
+    for (const f of policy['failure-details'] ?? []) {
+      const where = [f['receiving-mx-hostname'], f['receiving-ip']].filter(Boolean).join(' ');
+      lines.push(`    ${c.red(f['result-type'])} ×${f['failed-session-count']}${where ? ` ${where}` : ''}${f['failure-reason-code'] ? c.dim(` (${f['failure-reason-code']})`) : ''}`);
+    }
+  }
+  if (p.delivery) lines.push(c.dim(`  due ${new Date(p.delivery.dueAt).toISOString()}${p.delivery.attempts > 0 ? `, next attempt ${new Date(p.delivery.nextAttemptAt).toISOString()}` : ''}`));
+  return lines.join('\n');
+}
+
+export async function runTlsRptPreview(opts: TlsRptCommandOptions, io: CliIo, cwd: string): Promise<number> {
+  const { dir, store, corrupt } = await openSpool(opts, cwd);
+  const c = colors(io, opts.color);
+  const reporter = createTlsRptReporter({ ...identity(opts), store, resolver: createDefaultResolver() });
+  try {
+    const pending = await reporter.pending();
+    if (opts.json) {
+      for (const p of pending) io.stdout.write(`${JSON.stringify(p)}\n`);
+    } else {
+      const due = pending.filter((p) => p.closed).length;
+      io.stdout.write(`${c.bold(`Spool ${dir}`)}: ${pending.length} pending report${pending.length === 1 ? '' : 's'} (${due} for closed days)\n`);
+      for (const p of pending) io.stdout.write(`\n${formatPendingReport(c, p)}\n`);
+    }
+    for (const e of corrupt) io.stderr.write(`mta-sts: warning: ${e.message}\n`);
+    return EXIT_OK;
+  } finally {
+    await reporter.close();
+    await store.close();
+  }
+}
+
+export async function runTlsRptSend(opts: TlsRptCommandOptions, io: CliIo, cwd: string): Promise<number> {
+  const { store, corrupt } = await openSpool(opts, cwd);
+  const c = colors(io, opts.color);
+  const ca: string[] = [];
+  for (const file of opts.ca ?? []) {
+    try {
+      ca.push(await readFile(resolvePath(cwd, file), 'utf8'));
+    } catch (error) {
+      throw new UsageError(`cannot read CA file ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    }
+  }
+  let dkim: TlsRptReporterOptions['dkim'];
+  if (opts.dkimDomain !== undefined || opts.dkimSelector !== undefined || opts.dkimKey !== undefined) {
+    if (opts.dkimDomain === undefined || opts.dkimSelector === undefined || opts.dkimKey === undefined) throw new UsageError('--dkim-domain, --dkim-selector and --dkim-key go together');
+    let privateKey: string;
+    try {
+      privateKey = await readFile(resolvePath(cwd, opts.dkimKey), 'utf8');
+    } catch (error) {
+      throw new UsageError(`cannot read DKIM key ${opts.dkimKey}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    }
+    dkim = { domainName: opts.dkimDomain, keySelector: opts.dkimSelector, privateKey };
+  }
+  const timeoutMs = opts.timeout ?? 30_000;
+  const resolver = createDefaultResolver({ ...(opts.dnsServer && opts.dnsServer.length > 0 ? { dnsServers: opts.dnsServer } : {}), timeoutMs: Math.max(100, Math.floor(timeoutMs / 2)), tries: 2 });
+  // The reporter removes a report whose destinations it cannot use (mailto: without a transport). A CLI run
+  // without --smtp must not lose such reports: they are hidden from this run and stay in the spool.
+  const kept: Array<{ key: DomainDayKey; uris: string[] }> = [];
+  if (opts.smtp === undefined) {
+    const today = utcDayKey(Date.now());
+    const closed = (await store.list()).filter((k) => k.day < today);
+    await mapOrdered(closed, 8, async (key) => {
+      try {
+        const record = await lookupTlsRptRecord(key.policyDomain, { resolver, timeoutMs });
+        if (record && record.rua.every((d) => d.kind === 'mailto')) kept.push({ key, uris: record.rua.map((d) => d.uri) });
+      } catch {
+        // No usable record, or DNS failed: the reporter decides (skip, or retry later).
+      }
+    });
+  }
+  const hidden = new Set(kept.map(({ key }) => `${key.day}|${key.policyDomain}`));
+  const view: TlsRptStore = {
+    merge: (delta, limits) => store.merge(delta, limits),
+    list: async () => (await store.list()).filter((k) => !hidden.has(`${k.day}|${k.policyDomain}`)),
+    get: (key) => store.get(key),
+    setDelivery: (key, state) => store.setDelivery(key, state),
+    delete: (key) => store.delete(key),
+    subscribe: (listener) => store.subscribe(listener),
+  };
+  const reporter = createTlsRptReporter({
+    ...identity(opts),
+    store: view,
+    resolver,
+    dnsTimeoutMs: timeoutMs,
+    httpsTimeoutMs: timeoutMs,
+    ...(ca.length > 0 ? { ca: [...rootCertificates, ...ca] } : {}),
+    // --ca also applies to the relay's STARTTLS certificate.
+    ...(opts.smtp !== undefined ? { mailTransport: ca.length > 0 ? { url: opts.smtp, tls: { ca: [...rootCertificates, ...ca] } } : opts.smtp } : {}),
+    ...(opts.from !== undefined ? { mailFrom: opts.from } : {}),
+    ...(dkim ? { dkim } : {}),
+    ...(opts.httpsPort !== undefined ? { httpsPortOverride: opts.httpsPort } : {}),
+  });
+  let result: FlushResult;
+  try {
+    result = await reporter.flush();
+  } finally {
+    await reporter.close();
+    await store.close();
+  }
+  const events = [...result.sent, ...result.failed, ...result.dropped, ...result.skipped].sort((a, b) => (a.day === b.day ? a.policyDomain.localeCompare(b.policyDomain) : a.day < b.day ? -1 : 1));
+  for (const { key, uris } of kept) {
+    if (opts.json) io.stdout.write(`${JSON.stringify({ type: 'kept-needs-smtp', day: key.day, policyDomain: key.policyDomain, uris })}\n`);
+    else io.stdout.write(`${c.yellow('kept')}     ${key.policyDomain} ${key.day}: only mailto: destinations (${uris.join(', ')}); give --smtp to send it\n`);
+  }
+  for (const e of events) {
+    if (opts.json) {
+      // The report itself is left out (use `preview --json` for it); errors as their JSON view.
+      const { report: _report, ...rest } = e as typeof e & { report?: unknown };
+      io.stdout.write(`${JSON.stringify(rest)}\n`);
+      continue;
+    }
+    const head = `${e.policyDomain} ${e.day}`;
+    switch (e.type) {
+      case 'sent':
+        io.stdout.write(`${c.green('sent')}     ${head} → ${e.delivered.join(', ')} ${c.dim(`(${e.reportId})`)}\n`);
+        for (const f of e.failures) io.stdout.write(`         ${c.yellow('!')} ${f.uri}: ${f.error.message}\n`);
+        break;
+      case 'failed':
+        io.stdout.write(`${c.red('failed')}   ${head}: ${e.error.message}; kept for a retry after ${new Date(e.nextAttemptAt).toISOString()}\n`);
+        for (const f of e.failures) io.stdout.write(`         ${c.red('✗')} ${f.uri}: ${f.error.message}\n`);
+        break;
+      case 'dropped':
+        io.stdout.write(`${c.red('dropped')}  ${head}: ${e.reason} (${e.error.message})\n`);
+        break;
+      case 'skipped-no-record':
+        io.stdout.write(`${c.dim('skipped')}  ${head}: no usable TLS-RPT record${e.error ? ` (${e.error.message})` : ''}\n`);
+        break;
+      case 'skipped-no-transport':
+        io.stdout.write(`${c.dim('skipped')}  ${head}: only mailto: destinations and no --smtp (${e.uris.join(', ')})\n`);
+        break;
+    }
+  }
+  if (!opts.json) {
+    if (events.length === 0 && kept.length === 0) io.stdout.write('nothing to send: no reports for closed days in the spool\n');
+    io.stdout.write(`${result.sent.length} sent, ${result.failed.length} failed, ${result.dropped.length} dropped, ${result.skipped.length} skipped, ${kept.length} kept (need --smtp)\n`);
+  }
+  for (const e of corrupt) io.stderr.write(`mta-sts: warning: ${e.message}\n`);
+  return result.failed.length > 0 || result.dropped.length > 0 ? EXIT_PROBLEM : EXIT_OK;
+}

@@ -1,0 +1,494 @@
+/**
+ * MTA-STS hooks for any SMTP client or MTA (RFC 8461 §4, §5; TLS reporting per RFC 8460).
+ *
+ * A client that delivers to MX hosts itself follows one short sequence per recipient domain:
+ *
+ * 1. `planDelivery(domain)`: the policy and the MX candidates in preference order. Connect only to candidates
+ *    with `allowed: true`; when there is none, do what `plan.noCandidate` says (`defer`: a temporary failure,
+ *    never a bounce, RFC 8461 §5.1). Report a skipped candidate with `recordOutcome(candidate, { success: false })`.
+ * 2. `addressesFor(candidate)`: the addresses of the MX host, resolved through the engine's resolver. Connect by IP.
+ * 3. `tlsOptionsFor(candidate)`: the options for the STARTTLS upgrade (`tls.connect`): SNI and verification name =
+ *    the MX host name that was dialled, TLS 1.2 or later, the trust roots, and under `enforce`
+ *    `rejectUnauthorized: true` so that an invalid certificate aborts the handshake. Use STARTTLS whenever the
+ *    server offers it; under `enforce` (`candidate.requireTls`) never continue without it.
+ * 4. After STARTTLS: `verifySession(candidate, tlsSocket)`, or `verifySession(candidate, null)` when the session
+ *    stayed in plaintext; `handshakeFailed(candidate, error)` when STARTTLS was refused or the handshake failed.
+ *    Continue with MAIL FROM only when `proceed` is true; otherwise close the connection and try the next
+ *    candidate (or, when `plaintextFallback` is true, reconnect without STARTTLS: never under `enforce`).
+ * 5. `recordOutcome(candidate, verdict)`: once per session, feeds the TLS-RPT recorder (RFC 8460).
+ *
+ * Every decision is emitted as a `decision` event on the hooks object and published on the `node:diagnostics_channel`
+ * channel `mta-sts-sender:decision` ({@link DECISION_CHANNEL}), so operators can log and count them.
+ *
+ * DANE (RFC 7672) is not implemented: RFC 8461 §2 lets DANE take precedence over MTA-STS for a domain that has
+ * both; a client that validates DANE itself should skip these hooks for DANE-protected MX hosts.
+ */
+import diagnosticsChannel from 'node:diagnostics_channel';
+import { EventEmitter } from 'node:events';
+import { createSecureContext, type SecureContext, type TLSSocket } from 'node:tls';
+import { createMtaSts, type MtaSts, type MtaStsOptions } from '../engine.js';
+import { resolveAddresses } from '../discovery/lookup.js';
+import type { MxRecord } from '../discovery/resolver.js';
+import type { TlsRptResultType } from '../errors.js';
+import { silentLogger, type Logger } from '../logger.js';
+import { planForReportDelivery, type DeliveryPlan, type EffectiveMode, type MxCandidate } from '../plan/plan.js';
+import { isProtocolVersionError, resultTypeForTlsError, verifyTls, type MxTlsOptions, type TlsSessionInfo, type TlsVerification } from '../tls/verify.js';
+import type { SessionOutcome, TlsRptPolicyRef, TlsRptRecorder } from '../tlsrpt/types.js';
+import type { PolicySource } from '../types.js';
+
+/** The `node:diagnostics_channel` channel every {@link MtaStsDecision} is published on. */
+export const DECISION_CHANNEL = 'mta-sts-sender:decision';
+
+const decisionChannel = diagnosticsChannel.channel(DECISION_CHANNEL);
+
+/** Which step of a delivery a decision belongs to. */
+export type DecisionStage = 'plan' | 'candidate' | 'session' | 'outcome' | 'delivery' | 'relay';
+
+/**
+ * What was decided:
+ * - `plan`: a delivery plan was made (`reason` names the mode and the policy).
+ * - `use`: the MX host may be used. `skip`: it is not used (enforce: not in the policy, RFC 8461 §4.1).
+ * - `proceed`: the session satisfies the policy; deliver. `refuse`: it does not; do not deliver on it (enforce).
+ * - `report`: it does not satisfy the policy, but the policy is `testing` (or none): deliver and report (§5).
+ * - `fallback-plaintext`: the TLS handshake failed; the client may retry this host without STARTTLS (not enforce).
+ * - `defer` / `bounce`: no MX host can be used: temporary / permanent failure for the domain.
+ * - `delivered` / `failed`: the outcome of the domain's delivery. `recorded`: an outcome went to TLS-RPT.
+ * - `relay`: mail goes through a smart host, not to an MX host: MTA-STS does not apply (RFC 8461 §5, F6).
+ */
+export type DecisionAction = 'plan' | 'use' | 'skip' | 'proceed' | 'refuse' | 'report' | 'fallback-plaintext' | 'defer' | 'bounce' | 'delivered' | 'failed' | 'recorded' | 'relay';
+
+/** One decision, as emitted on the hooks object and on {@link DECISION_CHANNEL}. JSON-safe. */
+export interface MtaStsDecision {
+  stage: DecisionStage;
+  action: DecisionAction;
+  /** The recipient (policy) domain. */
+  domain: string;
+  /** The mode applied: the policy's mode, or `none` without a usable policy. */
+  mode: EffectiveMode;
+  /** The policy id (TXT `id`), when a policy applies. */
+  policyId?: string;
+  policySource?: PolicySource;
+  /** The MX host concerned. */
+  mx?: string;
+  /** The address connected to. */
+  ip?: string;
+  /** `pass` / `fail` of the TLS or MX check, when one was made. */
+  verdict?: 'pass' | 'fail';
+  /** RFC 8460 result type of a failure. */
+  resultType?: TlsRptResultType;
+  /** Negotiated TLS version. */
+  tlsVersion?: string;
+  reason: string;
+  /** Epoch ms. */
+  at: number;
+}
+
+/** The answer of {@link MtaStsHooks.verifySession} and {@link MtaStsHooks.handshakeFailed}. */
+export interface SessionVerdict {
+  /** Continue the SMTP transaction on this connection? False under `enforce` when the session fails §4.2. */
+  proceed: boolean;
+  /** The TLS check itself (RFC 8461 §4.2): `ok`, `reason`, `resultType`, negotiated `protocol`. */
+  verdict: TlsVerification;
+  domain: string;
+  mx: string;
+  ip?: string;
+  mode: EffectiveMode;
+  /** Did the session satisfy the policy that applies (what TLS-RPT counts as a successful session)? */
+  success: boolean;
+  /** RFC 8460 result type when `success` is false. */
+  resultType?: TlsRptResultType;
+  /** Why. */
+  reason: string;
+  /** The TLS error code (`CERT_HAS_EXPIRED`, ...) when there was one (RFC 8460 `failure-reason-code`). */
+  failureReasonCode?: string;
+  /** May the client retry this host in plaintext (handshake failed, and neither the policy nor the configuration requires TLS)? */
+  plaintextFallback: boolean;
+}
+
+/** What {@link MtaStsHooks.recordOutcome} takes besides a {@link SessionVerdict}. */
+export interface OutcomeInput {
+  success: boolean;
+  resultType?: TlsRptResultType;
+  failureReasonCode?: string;
+  ip?: string;
+}
+
+/** Extra facts about a session, for TLS-RPT failure details. */
+export interface SessionContext {
+  /** The address connected to (RFC 8460 `receiving-ip`). */
+  ip?: string;
+  /** The local address of the connection (RFC 8460 `sending-mta-ip`). */
+  sendingMtaIp?: string;
+  /** The name the MX announced in its greeting (RFC 8460 `receiving-mx-helo`). */
+  receivingMxHelo?: string;
+  /** The plan the candidate belongs to; needed only for candidates not returned by {@link MtaStsHooks.planDelivery}. */
+  plan?: DeliveryPlan;
+}
+
+/** Options of {@link createMtaStsHooks}: an engine (or the options to create one), a recorder and a logger. */
+export interface MtaStsHooksOptions extends MtaStsOptions {
+  /** The engine to use. Default: one created from the other options (closed by `close()`). */
+  mtaSts?: MtaSts;
+  /** Where session outcomes go (RFC 8460). Default: nowhere. */
+  recorder?: TlsRptRecorder;
+  /**
+   * When a TLS handshake fails with a host that neither the policy (`testing`, `none`, no policy) nor the
+   * configuration (`requireTlsEverywhere`) requires TLS of, may the client retry that host in plaintext? Default
+   * true, like Postfix's opportunistic TLS: without MTA-STS the message would have been delivered anyway (RFC 8461
+   * §5: `testing` delivers as without MTA-STS). The failure is still reported. Never applies under `enforce`.
+   */
+  plaintextFallback?: boolean;
+}
+
+export interface PlanDeliveryOptions {
+  /** The message is a TLS report (RFC 8460 §5.3): the policy is applied as `testing`, never blocking delivery. */
+  reportDelivery?: boolean;
+  /** MX hosts to use instead of looking them up (e.g. the host of a transport that is one of the domain's MX). */
+  mxHosts?: ReadonlyArray<string | MxRecord>;
+  signal?: AbortSignal;
+}
+
+type DecisionInput = Omit<MtaStsDecision, 'at' | 'mode' | 'policyId' | 'policySource'> & { mode?: EffectiveMode; plan?: DeliveryPlan };
+
+/**
+ * The hook sequence for custom SMTP clients and MTAs (see the module documentation). An `EventEmitter` that emits
+ * `decision` ({@link MtaStsDecision}) and `outcome` ({@link SessionOutcome}, after it went to the recorder).
+ */
+export class MtaStsHooks extends EventEmitter {
+  readonly mtaSts: MtaSts;
+  readonly recorder: TlsRptRecorder | undefined;
+  readonly logger: Logger;
+  readonly plaintextFallback: boolean;
+  readonly requireTlsEverywhere: boolean;
+  private readonly dnsTimeoutMs: number;
+  private readonly now: () => number;
+  private readonly ownsEngine: boolean;
+  private readonly plans = new WeakMap<MxCandidate, DeliveryPlan>();
+
+  constructor(options: MtaStsHooksOptions = {}) {
+    super();
+    const { mtaSts, recorder, plaintextFallback, ...engineOptions } = options;
+    this.mtaSts = mtaSts ?? createMtaSts(engineOptions);
+    this.ownsEngine = mtaSts === undefined;
+    this.recorder = recorder;
+    this.logger = options.logger ?? silentLogger;
+    this.plaintextFallback = plaintextFallback ?? true;
+    this.requireTlsEverywhere = options.requireTlsEverywhere === true;
+    this.dnsTimeoutMs = options.dnsTimeoutMs ?? 10_000;
+    this.now = options.now ?? Date.now;
+  }
+
+  /**
+   * Step 1: the delivery plan for a recipient domain (policy + MX candidates in preference order, RFC 8461 §4, §5).
+   * Rejects with an `MtaStsError` (`MTASTS_INVALID_DOMAIN`, or a temporary `MTASTS_DNS_TEMPORARY` when the MX
+   * lookup fails: defer the message).
+   */
+  async planDelivery(domain: string, options: PlanDeliveryOptions = {}): Promise<DeliveryPlan> {
+    let plan = await this.mtaSts.plan(domain, options.mxHosts, options.signal ? { signal: options.signal } : {});
+    if (options.reportDelivery) {
+      plan = planForReportDelivery(plan); // RFC 8460 §5.3: a report is delivered despite TLS failures
+    } else if (this.requireTlsEverywhere && !plan.tlsRequired) {
+      // The engine may have been created without the option: apply it here too.
+      plan.tlsRequired = true;
+      for (const c of plan.candidates) c.requireTls = true;
+    }
+    for (const c of plan.candidates) this.plans.set(c, plan);
+    const lookup = plan.lookup;
+    const policyText = lookup.status === 'policy' && lookup.policy ? `policy id ${lookup.policy.id} (${lookup.source})` : `no usable policy (${lookup.status}${lookup.error ? `: ${lookup.error.code}` : ''})`;
+    this.emitDecision({ stage: 'plan', action: 'plan', domain: plan.domain, plan, reason: `${plan.domain}: mode ${plan.mode}, ${policyText}, ${plan.candidates.length} MX candidate(s), ${plan.allowed.length} allowed` });
+    for (const c of plan.candidates) {
+      const action: DecisionAction = !c.allowed ? 'skip' : c.matched === false ? 'report' : 'use';
+      this.emitDecision({
+        stage: 'candidate',
+        action,
+        domain: plan.domain,
+        plan,
+        mx: c.host,
+        ...(c.matched !== undefined ? { verdict: c.matched ? ('pass' as const) : ('fail' as const) } : {}),
+        ...(c.resultType ? { resultType: c.resultType } : {}),
+        reason: c.reason,
+      });
+    }
+    if (plan.noCandidate) {
+      this.emitDecision({ stage: 'candidate', action: plan.noCandidate.action, domain: plan.domain, plan, reason: plan.noCandidate.reason });
+    }
+    return plan;
+  }
+
+  /** Step 2: the IP addresses of an MX host, through the engine's resolver (never the operating system's). */
+  async addressesFor(candidate: MxCandidate | string): Promise<string[]> {
+    const host = typeof candidate === 'string' ? candidate : candidate.host;
+    const addresses = await resolveAddresses(this.mtaSts.resolver, host, this.dnsTimeoutMs);
+    return addresses.map((a) => a.address);
+  }
+
+  /**
+   * Step 3: the TLS options for the STARTTLS upgrade with this candidate (a fresh copy: `servername` = the MX host
+   * name, `minVersion: 'TLSv1.2'`, `rejectUnauthorized` true under enforce, strict `checkServerIdentity`, `ca`).
+   * Pass them to `tls.connect({ socket, ...options })` or to the client's TLS settings.
+   */
+  tlsOptionsFor(candidate: MxCandidate): MxTlsOptions {
+    const options: MxTlsOptions = { ...candidate.tls };
+    // Node builds a SecureContext per connection from `ca`, parsing every root PEM (Node's ~140 plus the extra
+    // ones) each time; one shared context per trust-root set makes a session several times cheaper.
+    if (!options.secureContext) options.secureContext = sharedSecureContext(options);
+    return options;
+  }
+
+  /** The plan a candidate was returned in by {@link planDelivery}. */
+  planOf(candidate: MxCandidate): DeliveryPlan | undefined {
+    return this.plans.get(candidate);
+  }
+
+  /**
+   * Step 4: judges a finished STARTTLS session (`null`: the session stayed in plaintext) against the policy of the
+   * candidate's domain. `proceed` is false under `enforce` unless the session is TLS 1.2+ with a certificate valid
+   * for the MX host name (RFC 8461 §4.2, §5), and when TLS is required by configuration but missing.
+   */
+  verifySession(candidate: MxCandidate, session: TLSSocket | TlsSessionInfo | null | undefined, context: SessionContext = {}): SessionVerdict {
+    const plan = this.requirePlan(candidate, context);
+    const verification = verifyTls(candidate.host, session);
+    const tls = session !== null && session !== undefined && verification.protocol !== undefined;
+    const mode = plan.mode;
+    let proceed: boolean;
+    let success: boolean;
+    let resultType: TlsRptResultType | undefined;
+    let reason = verification.reason;
+    if (!candidate.allowed) {
+      proceed = false;
+      success = false;
+      resultType = candidate.resultType ?? 'validation-failure';
+      reason = candidate.reason;
+    } else if (mode === 'enforce') {
+      proceed = verification.ok;
+      success = verification.ok;
+      if (!verification.ok) resultType = verification.resultType ?? 'validation-failure';
+    } else if (mode === 'testing') {
+      proceed = tls || !candidate.requireTls;
+      success = verification.ok && candidate.matched !== false;
+      if (!verification.ok) resultType = verification.resultType ?? 'validation-failure';
+      else if (candidate.matched === false) {
+        resultType = candidate.resultType ?? 'validation-failure';
+        reason = candidate.reason;
+      }
+    } else {
+      // No policy: opportunistic TLS. A session counts as successful when it is encrypted (RFC 8460 no-policy-found).
+      proceed = tls || !candidate.requireTls;
+      success = tls;
+      if (!tls) resultType = verification.resultType ?? 'starttls-not-supported';
+      if (!proceed) reason = `${reason}; TLS is required by configuration`;
+    }
+    const failureReasonCode = !verification.ok ? codeOf(session && 'authorizationError' in session ? session.authorizationError : undefined) : undefined;
+    const verdict: SessionVerdict = { proceed, verdict: verification, domain: plan.domain, mx: candidate.host, mode, success, reason, plaintextFallback: false };
+    if (context.ip !== undefined) verdict.ip = context.ip;
+    if (resultType !== undefined) verdict.resultType = resultType;
+    if (failureReasonCode !== undefined) verdict.failureReasonCode = failureReasonCode;
+    const action: DecisionAction = !proceed ? 'refuse' : success || mode === 'none' ? 'proceed' : 'report';
+    this.emitDecision({
+      stage: 'session',
+      action,
+      domain: plan.domain,
+      plan,
+      mx: candidate.host,
+      ...(context.ip !== undefined ? { ip: context.ip } : {}),
+      verdict: verification.ok ? 'pass' : 'fail',
+      ...(resultType ? { resultType } : {}),
+      ...(verification.protocol ? { tlsVersion: verification.protocol } : {}),
+      reason,
+    });
+    return verdict;
+  }
+
+  /**
+   * Step 4, failure path: STARTTLS was refused or the TLS handshake failed (with `rejectUnauthorized` under
+   * enforce, an invalid certificate ends here). Classifies the error as an RFC 8460 result type. `proceed` is
+   * always false (the connection is unusable); `plaintextFallback` tells whether a plaintext retry is allowed.
+   */
+  handshakeFailed(candidate: MxCandidate, error: unknown, context: SessionContext = {}): SessionVerdict {
+    const plan = this.requirePlan(candidate, context);
+    const { resultType, code, reason } = classifyTlsFailure(candidate.host, error);
+    const mode = plan.mode;
+    const plaintextFallback = this.plaintextFallback && mode !== 'enforce' && !candidate.requireTls && candidate.allowed;
+    const verification: TlsVerification = { ok: false, resultType, reason };
+    const verdict: SessionVerdict = { proceed: false, verdict: verification, domain: plan.domain, mx: candidate.host, mode, success: false, resultType, reason, plaintextFallback };
+    if (context.ip !== undefined) verdict.ip = context.ip;
+    if (code !== undefined) verdict.failureReasonCode = code;
+    this.emitDecision({
+      stage: 'session',
+      action: mode === 'enforce' || !plaintextFallback ? 'refuse' : 'fallback-plaintext',
+      domain: plan.domain,
+      plan,
+      mx: candidate.host,
+      ...(context.ip !== undefined ? { ip: context.ip } : {}),
+      verdict: 'fail',
+      resultType,
+      reason,
+    });
+    return verdict;
+  }
+
+  /**
+   * Step 5: records one session (or one candidate refused without a session) with the TLS-RPT recorder and emits
+   * it as `outcome`. The policy reported is the domain's MTA-STS policy (`sts`), or `no-policy-found`; a policy
+   * that could not be fetched is reported as an `sts` failure with its result type (RFC 8460 §4.3.2).
+   * Returns the outcome (also when there is no recorder).
+   */
+  recordOutcome(candidate: MxCandidate, result: SessionVerdict | OutcomeInput, context: SessionContext = {}): SessionOutcome {
+    const plan = this.requirePlan(candidate, context);
+    const policy = policyRef(plan);
+    let success = result.success;
+    let resultType = result.resultType;
+    const lookupError = plan.lookup.error;
+    if (plan.mode === 'none' && plan.lookup.status !== 'policy' && (plan.lookup.status === 'fetch-error' || plan.lookup.status === 'invalid') && lookupError?.resultType) {
+      // §4.3.2: the domain advertises a policy that could not be used: a policy failure for every session.
+      success = false;
+      resultType = lookupError.resultType;
+    }
+    const outcome: SessionOutcome = { policy, at: this.now(), success };
+    if (!success) {
+      const ip = context.ip ?? ('ip' in result ? result.ip : undefined);
+      outcome.failure = {
+        resultType: resultType ?? 'validation-failure',
+        receivingMxHostname: candidate.host,
+        ...(ip !== undefined ? { receivingIp: ip } : {}),
+        ...(context.sendingMtaIp !== undefined ? { sendingMtaIp: context.sendingMtaIp } : {}),
+        ...(context.receivingMxHelo !== undefined ? { receivingMxHelo: context.receivingMxHelo } : {}),
+        ...(result.failureReasonCode !== undefined ? { failureReasonCode: result.failureReasonCode } : {}),
+      };
+    }
+    try {
+      this.recorder?.record(outcome);
+    } catch (error) {
+      this.logger.warn?.('mta-sts: TLS-RPT recorder threw; outcome dropped', { error: String(error) });
+    }
+    this.emit('outcome', outcome);
+    this.emitDecision({
+      stage: 'outcome',
+      action: 'recorded',
+      domain: plan.domain,
+      plan,
+      mx: candidate.host,
+      ...(context.ip !== undefined ? { ip: context.ip } : {}),
+      verdict: success ? 'pass' : 'fail',
+      ...(!success ? { resultType: outcome.failure?.resultType ?? 'validation-failure' } : {}),
+      reason: success ? `${policy.type} session with ${candidate.host} counted as successful` : `${policy.type} session with ${candidate.host} counted as failed (${outcome.failure?.resultType})`,
+    });
+    return outcome;
+  }
+
+  /** Emits a decision on this object (`decision`) and on {@link DECISION_CHANNEL}. For integrations built on the hooks. */
+  emitDecision(input: DecisionInput): MtaStsDecision {
+    const { plan, mode, ...rest } = input;
+    const lookup = plan?.lookup;
+    const decision: MtaStsDecision = {
+      ...rest,
+      mode: mode ?? plan?.mode ?? 'none',
+      ...(lookup?.status === 'policy' && lookup.policy ? { policyId: lookup.policy.id, policySource: lookup.source } : {}),
+      at: this.now(),
+    };
+    if (this.listenerCount('decision') > 0) {
+      try {
+        this.emit('decision', decision);
+      } catch (error) {
+        this.logger.warn?.('mta-sts: a decision listener threw', { error: String(error) });
+      }
+    }
+    if (decisionChannel.hasSubscribers) decisionChannel.publish(decision);
+    const level = decision.action === 'refuse' || decision.action === 'defer' || decision.action === 'bounce' || decision.action === 'failed' ? 'warn' : 'debug';
+    this.logger[level]?.(`mta-sts: ${decision.reason}`, { ...decision });
+    return decision;
+  }
+
+  /** Closes the engine when the hooks created it. */
+  async close(): Promise<void> {
+    if (this.ownsEngine) await this.mtaSts.close();
+  }
+
+  private requirePlan(candidate: MxCandidate, context: SessionContext): DeliveryPlan {
+    const plan = context.plan ?? this.plans.get(candidate);
+    if (!plan) throw new TypeError(`MX candidate ${candidate?.host} was not returned by planDelivery() of these hooks; pass { plan } in the context`);
+    return plan;
+  }
+}
+
+const contexts = new WeakMap<object, Map<string, SecureContext>>();
+const systemContexts = new Map<string, SecureContext>();
+
+/** A SecureContext for the trust roots and protocol bounds of `options`, shared by every connection using the same `ca` array. */
+function sharedSecureContext(options: MxTlsOptions): SecureContext {
+  const key = `${options.minVersion ?? ''}|${options.maxVersion ?? ''}`;
+  const ca = options.ca;
+  let byVersion: Map<string, SecureContext> | undefined;
+  if (ca === undefined) byVersion = systemContexts;
+  else if (typeof ca === 'object') {
+    byVersion = contexts.get(ca);
+    if (!byVersion) {
+      byVersion = new Map();
+      contexts.set(ca, byVersion);
+    }
+  }
+  const cached = byVersion?.get(key);
+  if (cached) return cached;
+  const context = createSecureContext({ ...(ca !== undefined ? { ca } : {}), minVersion: options.minVersion, ...(options.maxVersion ? { maxVersion: options.maxVersion } : {}) });
+  byVersion?.set(key, context);
+  return context;
+}
+
+/** Creates the hooks (see {@link MtaStsHooks}). */
+export function createMtaStsHooks(options: MtaStsHooksOptions = {}): MtaStsHooks {
+  return new MtaStsHooks(options);
+}
+
+/** The RFC 8460 policy a plan's sessions are reported under. */
+export function policyRef(plan: DeliveryPlan): TlsRptPolicyRef {
+  const lookup = plan.lookup;
+  if (plan.mode !== 'none' && lookup.status === 'policy' && lookup.policy) {
+    return {
+      type: 'sts',
+      domain: plan.domain,
+      policyString: lookup.policy.text
+        .split(/\r?\n/)
+        .map((line) => line.trim())
+        .filter((line) => line.length > 0),
+      mxHost: [...lookup.policy.mx],
+    };
+  }
+  if (lookup.status === 'fetch-error' || lookup.status === 'invalid') return { type: 'sts', domain: plan.domain };
+  return { type: 'no-policy-found', domain: plan.domain };
+}
+
+/** The error code of a TLS or SMTP-client error, looking through `originalCode` (Nodemailer) and `cause`. */
+export function codeOf(error: unknown, depth = 0): string | undefined {
+  if (depth > 4 || error === null || error === undefined) return undefined;
+  if (typeof error === 'string') return error;
+  if (typeof error !== 'object') return undefined;
+  const e = error as { originalCode?: unknown; code?: unknown; cause?: unknown };
+  if (typeof e.originalCode === 'string') return e.originalCode;
+  if (typeof e.code === 'string' && !GENERIC_CLIENT_CODES.has(e.code)) return e.code;
+  const inner = e.cause !== undefined && e.cause !== error ? codeOf(e.cause, depth + 1) : undefined;
+  return inner ?? (typeof e.code === 'string' ? e.code : undefined);
+}
+
+/** Codes SMTP clients wrap TLS errors in (Nodemailer: the original code moves to `originalCode`). */
+const GENERIC_CLIENT_CODES = new Set(['ESOCKET', 'ETLS', 'ECONNECTION', 'EPROTOCOL']);
+
+/**
+ * Classifies a failed STARTTLS / TLS handshake as an RFC 8460 result type. Understands Node TLS errors, Nodemailer
+ * errors (`code: 'ETLS'` for a refused STARTTLS, `originalCode` for the TLS error), and errors that already carry a
+ * `resultType`.
+ */
+export function classifyTlsFailure(host: string, error: unknown): { resultType: TlsRptResultType; code?: string; reason: string } {
+  const e = (typeof error === 'object' && error !== null ? error : {}) as { resultType?: unknown; command?: unknown; response?: unknown; message?: unknown };
+  const message = typeof e.message === 'string' ? e.message : String(error);
+  const code = codeOf(error);
+  if (typeof e.resultType === 'string') return { resultType: e.resultType as TlsRptResultType, ...(code ? { code } : {}), reason: message };
+  // The server answered STARTTLS with an error, or did not offer it (§4.2: STARTTLS is required).
+  if (e.command === 'STARTTLS' && typeof e.response === 'string') {
+    return { resultType: 'starttls-not-supported', reason: `${host} refused STARTTLS: ${e.response.trim().slice(0, 200)}` };
+  }
+  if (isProtocolVersionError(code)) {
+    return { resultType: 'validation-failure', ...(code ? { code } : {}), reason: `${host} does not support TLS 1.2 or later (${code})` };
+  }
+  const resultType = resultTypeForTlsError(code);
+  return { resultType, ...(code ? { code } : {}), reason: `TLS handshake with ${host} failed: ${code ?? message}` };
+}

@@ -1,0 +1,451 @@
+/**
+ * Delivery of one message to one recipient domain along its MTA-STS delivery plan (RFC 8461 §4, §5): MX hosts
+ * in preference order, every address of each, each session judged by the hooks. Under `enforce` a host that
+ * fails MX matching or TLS validation is never given the message; when no host passes, the domain fails with a
+ * temporary `EMTASTS` error (RFC 8461 §5.1: defer, never bounce) that lists every host tried.
+ */
+import type { SMTPConnectionOptions, SMTPConnectionSendInfo, SMTPEnvelope } from 'nodemailer/lib/smtp-connection';
+import { normalizeDomainOrUndefined } from '../../domain.js';
+import type { TlsRptResultType } from '../../errors.js';
+import type { DeliveryPlan, EffectiveMode, MxCandidate } from '../../plan/plan.js';
+import type { PolicySource, PolicyStatus } from '../../types.js';
+import type { MtaStsHooks } from '../hooks.js';
+import { runSmtpSession, type SessionRequest, type SessionResult } from './session.js';
+
+/** One MX host (address) tried for a domain, or skipped. */
+export interface MxAttempt {
+  mx: string;
+  priority: number;
+  ip?: string;
+  /**
+   * `skipped`: not connected to (not in the enforce policy, RFC 8461 §4.1). `refused`: connected, but the session
+   * failed the policy (STARTTLS missing, TLS < 1.2, invalid certificate, §4.2) and the message was not given to it.
+   * `failed`: the host could not be reached or the session broke. `rejected`: the host answered the transaction
+   * with an error. `delivered`: it accepted the message.
+   */
+  outcome: 'skipped' | 'refused' | 'failed' | 'rejected' | 'delivered';
+  stage: 'policy' | 'dns' | 'connect' | 'tls' | 'auth' | 'smtp' | 'done';
+  reason: string;
+  /** RFC 8460 result type of a policy failure (also under `testing`, where the host is still used). */
+  resultType?: TlsRptResultType;
+  tlsVersion?: string;
+  /** The TLS handshake failed and the message was retried on this address without STARTTLS (never under enforce). */
+  fallback?: 'plaintext';
+  /** The error of the SMTP client, when there was one. */
+  errorCode?: string;
+  responseCode?: number;
+}
+
+/** How one recipient domain was handled (`info.mtaSts[domain]`). */
+export interface DomainDeliveryResult {
+  domain: string;
+  /** The envelope recipients of this domain. */
+  recipients: string[];
+  status: 'delivered' | 'failed';
+  /** The mode applied: the policy's, or `none` without a usable policy. */
+  mode: EffectiveMode;
+  /** Why there is no policy, or where it came from. */
+  policyStatus: PolicyStatus;
+  policyId?: string;
+  policySource?: PolicySource;
+  /** The MX host (and address) that took the message. */
+  mx?: string;
+  ip?: string;
+  /** Was the delivering session encrypted? */
+  secure: boolean;
+  tlsVersion?: string;
+  /** Did the delivering session pass RFC 8461 §4.2 validation (TLS 1.2+, trusted, unexpired, names the MX)? */
+  validated: boolean;
+  /** Under `testing` / none: what failed about the delivering session (reported, not enforced). */
+  resultType?: TlsRptResultType;
+  /** The delivering session is a plaintext retry after a failed TLS handshake. */
+  plaintextFallback?: boolean;
+  accepted: string[];
+  rejected: string[];
+  rejectedErrors?: Error[];
+  /** The final SMTP reply of the MX. */
+  response?: string;
+  /** Every MX host tried or skipped, in order. */
+  attempts: MxAttempt[];
+  /** Why the domain failed. */
+  error?: MtaStsDeliveryError | Error;
+  /**
+   * Set by the guard when the message went to a smart host that is not an MX host of this domain: MTA-STS was not
+   * applied (it governs MX delivery only); `mode` is the domain's policy mode for information.
+   */
+  relay?: { host: string };
+}
+
+/** What `sendMail` resolves with: Nodemailer's usual fields plus per-domain MTA-STS details. */
+export interface MtaStsSentMessageInfo {
+  envelope: { from: string | false; to: string[] };
+  messageId: string;
+  /** Recipients an MX host (or the relay) accepted. */
+  accepted: string[];
+  /** Recipients not delivered (rejected by the MX, or their domain failed). */
+  rejected: string[];
+  /** The subset of `rejected` whose failure is temporary: retry these later (e.g. `EMTASTS`). */
+  deferred: string[];
+  rejectedErrors?: Error[];
+  /** The final SMTP reply (of the last domain delivered; every domain's is in `mtaSts`). */
+  response: string;
+  /** Per recipient domain: policy, mode, MX used, TLS version, validation, attempts. */
+  mtaSts: Record<string, DomainDeliveryResult>;
+}
+
+/** Codes of {@link MtaStsDeliveryError}. */
+export type MtaStsDeliveryErrorCode =
+  /** No MX host passed the domain's enforce policy (RFC 8461 §5): temporary, retry later. */
+  | 'EMTASTS'
+  /** The domain accepts no mail (null MX, RFC 7505) or does not exist: permanent. */
+  | 'ENOMX'
+  /** The MX lookup failed temporarily: retry later. */
+  | 'EDNS'
+  /** No MX host could be reached or completed a session (no policy failure involved): retry later. */
+  | 'ECONNECTION'
+  /** Several domains failed for different reasons (see `domains`). */
+  | 'EENVELOPE';
+
+/**
+ * The error of a refused or failed delivery. Shaped like Nodemailer's SMTP errors (`code`, `response`,
+ * `responseCode`, `command`), plus `temporary` (retry later: never bounce) and the MX hosts tried.
+ */
+export class MtaStsDeliveryError extends Error {
+  override readonly name = 'MtaStsDeliveryError';
+  readonly code: MtaStsDeliveryErrorCode;
+  /** A synthetic SMTP reply, e.g. `451 4.7.5 ...` (4xx when temporary). */
+  readonly response: string;
+  readonly responseCode: number;
+  readonly command = 'CONN';
+  /** True when delivery may succeed later: a queueing MTA defers (RFC 8461 §5.1), it does not bounce. */
+  readonly temporary: boolean;
+  /** Nodemailer's convention: the opposite of `temporary`. */
+  readonly permanent: boolean;
+  readonly domain: string | undefined;
+  readonly mode: EffectiveMode | undefined;
+  readonly policyId: string | undefined;
+  /** The recipients that were not delivered. */
+  readonly recipients: string[];
+  /** Every MX host tried or skipped, with its reason and RFC 8460 result type. */
+  readonly attempts: MxAttempt[];
+  /** For an error over several domains: each domain's result. */
+  readonly domains?: Record<string, DomainDeliveryResult>;
+
+  constructor(
+    code: MtaStsDeliveryErrorCode,
+    message: string,
+    options: { temporary: boolean; enhanced: string; /** Text of the synthetic reply; default `message`. */ responseText?: string; domain?: string; mode?: EffectiveMode; policyId?: string; recipients?: string[]; attempts?: MxAttempt[]; domains?: Record<string, DomainDeliveryResult>; cause?: unknown },
+  ) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.temporary = options.temporary;
+    this.permanent = !options.temporary;
+    this.responseCode = options.temporary ? 451 : options.enhanced === '5.1.10' ? 556 : 550;
+    this.response = `${this.responseCode} ${options.enhanced} ${options.responseText ?? message}`;
+    this.domain = options.domain;
+    this.mode = options.mode;
+    this.policyId = options.policyId;
+    this.recipients = options.recipients ?? [];
+    this.attempts = options.attempts ?? [];
+    if (options.domains) this.domains = options.domains;
+  }
+
+  toJSON(): Record<string, unknown> {
+    return {
+      name: this.name,
+      code: this.code,
+      message: this.message,
+      response: this.response,
+      responseCode: this.responseCode,
+      temporary: this.temporary,
+      domain: this.domain,
+      mode: this.mode,
+      policyId: this.policyId,
+      recipients: this.recipients,
+      attempts: this.attempts,
+    };
+  }
+}
+
+/** True for an {@link MtaStsDeliveryError} (also across module copies). */
+export function isMtaStsDeliveryError(value: unknown): value is MtaStsDeliveryError {
+  return value instanceof MtaStsDeliveryError || (typeof value === 'object' && value !== null && (value as { name?: unknown }).name === 'MtaStsDeliveryError');
+}
+
+export interface DeliverOptions {
+  hooks: MtaStsHooks;
+  plan: DeliveryPlan;
+  /** The candidates to try, in order. Default: all of the plan's (allowed or not: refused ones are reported). */
+  candidates?: MxCandidate[];
+  envelope: SMTPEnvelope & { to: string[] };
+  message: Buffer;
+  port: number;
+  connection: SMTPConnectionOptions;
+  auth?: SessionRequest['auth'];
+  forceAuth?: boolean;
+  /** The caller's TLS options (a guarded transport's `tls`); the policy's TLS options override them. */
+  tlsBase?: SessionRequest['tlsBase'];
+  callerTls?: SessionRequest['callerTls'];
+  /** Allow the plaintext retry after a failed handshake where the hooks allow it. Default true. */
+  plaintextFallback?: boolean;
+  requireTls?: boolean;
+  maxAddressesPerMx: number;
+  maxSessions: number;
+}
+
+/** Delivers to one domain. Never throws. */
+export async function deliverToDomain(options: DeliverOptions): Promise<DomainDeliveryResult> {
+  const { hooks, plan, envelope } = options;
+  const recipients = [...envelope.to];
+  const lookup = plan.lookup;
+  const policyId = lookup.status === 'policy' ? lookup.policy?.id : undefined;
+  const result: DomainDeliveryResult = {
+    domain: plan.domain,
+    recipients,
+    status: 'failed',
+    mode: plan.mode,
+    policyStatus: lookup.status,
+    ...(policyId !== undefined ? { policyId, policySource: lookup.source } : {}),
+    secure: false,
+    validated: false,
+    accepted: [],
+    rejected: [...recipients],
+    attempts: [],
+  };
+  const attempts = result.attempts;
+  const fail = (error: Error): DomainDeliveryResult => {
+    result.error = error;
+    result.rejectedErrors = [error];
+    hooks.emitDecision({ stage: 'delivery', action: isMtaStsDeliveryError(error) && error.code === 'EMTASTS' ? 'defer' : 'failed', domain: plan.domain, plan, reason: error.message });
+    return result;
+  };
+
+  if (plan.noCandidate?.action === 'bounce') {
+    return fail(new MtaStsDeliveryError('ENOMX', plan.noCandidate.reason, { temporary: false, enhanced: plan.nullMx ? '5.1.10' : '5.1.2', domain: plan.domain, mode: plan.mode, ...(policyId ? { policyId } : {}), recipients }));
+  }
+
+  const candidates = options.candidates ?? plan.candidates;
+  let sessions = 0;
+  let lastError: (Error & Record<string, unknown>) | undefined;
+  outer: for (const candidate of candidates) {
+    if (!candidate.allowed) {
+      // §4.1: an MX host the enforce policy does not list is never connected to; reported as a policy failure.
+      attempts.push({ mx: candidate.host, priority: candidate.priority, outcome: 'skipped', stage: 'policy', reason: candidate.reason, ...(candidate.resultType ? { resultType: candidate.resultType } : {}) });
+      hooks.recordOutcome(candidate, { success: false, resultType: candidate.resultType ?? 'validation-failure' });
+      continue;
+    }
+    let addresses: string[];
+    try {
+      addresses = await hooks.addressesFor(candidate);
+    } catch (error) {
+      attempts.push({ mx: candidate.host, priority: candidate.priority, outcome: 'failed', stage: 'dns', reason: (error as Error).message, ...codes(error) });
+      lastError = error as Error & Record<string, unknown>;
+      continue;
+    }
+    for (const ip of addresses.slice(0, options.maxAddressesPerMx)) {
+      if (sessions >= options.maxSessions) break outer;
+      sessions++;
+      const request: SessionRequest = {
+        hooks,
+        candidate,
+        ip,
+        port: options.port,
+        envelope,
+        message: options.message,
+        connection: options.connection,
+        ...(options.auth ? { auth: options.auth } : {}),
+        ...(options.forceAuth ? { forceAuth: true } : {}),
+        ...(options.tlsBase ? { tlsBase: options.tlsBase } : {}),
+        ...(options.callerTls ? { callerTls: options.callerTls } : {}),
+        ...(options.requireTls ? { requireTls: true } : {}),
+      };
+      let session: SessionResult = await runSmtpSession(request);
+      let fellBack = false;
+      let fallbackResultType: TlsRptResultType | undefined;
+      const base = { mx: candidate.host, priority: candidate.priority, ip };
+      if (session.stage === 'tls' && session.verdict) {
+        const verdict = session.verdict;
+        hooks.recordOutcome(candidate, verdict, { ip, ...(session.localAddress ? { sendingMtaIp: session.localAddress } : {}) });
+        const attempt: MxAttempt = { ...base, outcome: plan.mode === 'enforce' || candidate.requireTls ? 'refused' : 'failed', stage: 'tls', reason: verdict.reason, ...(verdict.resultType ? { resultType: verdict.resultType } : {}), ...codes(session.error) };
+        if (!verdict.plaintextFallback || options.plaintextFallback === false) {
+          attempts.push(attempt);
+          lastError = session.error as Error & Record<string, unknown>;
+          continue;
+        }
+        // Not enforce, TLS not required: deliver as without MTA-STS, i.e. retry in plaintext (like Postfix).
+        attempt.fallback = 'plaintext';
+        attempts.push(attempt);
+        fallbackResultType = verdict.resultType ?? 'validation-failure';
+        session = await runSmtpSession({ ...request, plaintext: true });
+        fellBack = true;
+      }
+      if (session.stage === 'connect') {
+        attempts.push({ ...base, outcome: 'failed', stage: 'connect', reason: session.error?.message ?? 'connection failed', ...codes(session.error) });
+        lastError = session.error as Error & Record<string, unknown>;
+        continue;
+      }
+      if (session.stage === 'tls') {
+        // The plaintext retry failed its handshake too (cannot happen without STARTTLS); treat as a connect failure.
+        attempts.push({ ...base, outcome: 'failed', stage: 'tls', reason: session.verdict?.reason ?? 'TLS failed', ...codes(session.error) });
+        continue;
+      }
+      const verdict = session.verdict;
+      if (verdict && !fellBack) hooks.recordOutcome(candidate, verdict, { ip, ...(session.localAddress ? { sendingMtaIp: session.localAddress } : {}) });
+      if (session.stage === 'policy') {
+        // §4.2 / §5: the session did not validate under enforce: the message is not given to this host.
+        attempts.push({ ...base, outcome: 'refused', stage: 'policy', reason: verdict?.reason ?? 'session refused', ...(verdict?.resultType ? { resultType: verdict.resultType } : {}), ...(session.tlsVersion ? { tlsVersion: session.tlsVersion } : {}) });
+        continue;
+      }
+      const tlsFacts = { ...(session.tlsVersion ? { tlsVersion: session.tlsVersion } : {}), ...(fellBack ? { fallback: 'plaintext' as const } : {}) };
+      if (session.delivered) {
+        const info = session.info as SMTPConnectionSendInfo;
+        // What failed about this delivery (reported, not enforced): the handshake that forced the plaintext retry,
+        // or the session's own verdict.
+        const reported = fallbackResultType ?? (verdict && !verdict.success ? verdict.resultType : undefined);
+        attempts.push({ ...base, outcome: 'delivered', stage: 'done', reason: info.response, ...tlsFacts, ...(reported ? { resultType: reported } : {}) });
+        result.status = 'delivered';
+        result.mx = candidate.host;
+        result.ip = ip;
+        result.secure = session.secure;
+        if (session.tlsVersion) result.tlsVersion = session.tlsVersion;
+        result.validated = verdict?.verdict.ok === true;
+        if (reported) result.resultType = reported;
+        if (fellBack) result.plaintextFallback = true;
+        result.accepted = [...info.accepted];
+        result.rejected = [...info.rejected];
+        if (info.rejectedErrors && info.rejectedErrors.length > 0) result.rejectedErrors = [...info.rejectedErrors];
+        else delete result.rejectedErrors;
+        result.response = info.response;
+        hooks.emitDecision({
+          stage: 'delivery',
+          action: 'delivered',
+          domain: plan.domain,
+          plan,
+          mx: candidate.host,
+          ip,
+          verdict: result.validated ? 'pass' : 'fail',
+          ...(result.resultType ? { resultType: result.resultType } : {}),
+          ...(result.tlsVersion ? { tlsVersion: result.tlsVersion } : {}),
+          reason: `${plan.domain}: delivered to ${candidate.host} [${ip}] ${result.secure ? `over ${result.tlsVersion}` : 'in plaintext'}${result.validated ? ', certificate validated' : ''} (mode ${plan.mode})`,
+        });
+        return result;
+      }
+      const error = session.error as Error & Record<string, unknown> & { responseCode?: number };
+      attempts.push({ ...base, outcome: session.tryNext ? 'failed' : 'rejected', stage: session.stage === 'auth' ? 'auth' : 'smtp', reason: error?.message ?? 'transaction failed', ...tlsFacts, ...codes(error) });
+      lastError = error;
+      if (!session.tryNext) {
+        // The MX answered for these recipients: that is the domain's answer (no other MX is tried).
+        if (error) {
+          error.domain = plan.domain;
+          error.attempts = attempts;
+          error.temporary = typeof error.responseCode === 'number' ? error.responseCode < 500 : true;
+          const rejected = Array.isArray(error.rejected) ? (error.rejected as string[]) : recipients;
+          result.rejected = [...rejected];
+        }
+        return fail(error ?? new Error('transaction failed'));
+      }
+    }
+  }
+
+  const summary = attempts.map(describeAttempt).join('; ');
+  const policyFailure = plan.mode === 'enforce' && (attempts.some((a) => a.outcome === 'refused' || a.outcome === 'skipped') || plan.noCandidate !== undefined);
+  if (policyFailure) {
+    const message = `MTA-STS: no MX host of ${plan.domain} passed its enforce policy (id ${policyId ?? '?'}); not delivered, retry later (RFC 8461 §5.1)${summary ? `: ${summary}` : plan.noCandidate ? `: ${plan.noCandidate.reason}` : ''}`;
+    const responseText = `MTA-STS: no MX host of ${plan.domain} passed its enforce policy (id ${policyId ?? '?'}); try again later`;
+    return fail(new MtaStsDeliveryError('EMTASTS', message, { temporary: true, enhanced: '4.7.5', responseText, domain: plan.domain, mode: plan.mode, ...(policyId ? { policyId } : {}), recipients, attempts, ...(lastError ? { cause: lastError } : {}) }));
+  }
+  const message = attempts.length === 0 ? `${plan.domain}: ${plan.noCandidate?.reason ?? 'no MX host to deliver to'}` : `${plan.domain}: no MX host accepted the message, retry later: ${summary}`;
+  return fail(new MtaStsDeliveryError(attempts.length === 0 ? 'ENOMX' : 'ECONNECTION', message, { temporary: true, enhanced: '4.4.1', domain: plan.domain, mode: plan.mode, ...(policyId ? { policyId } : {}), recipients, attempts, ...(lastError ? { cause: lastError } : {}) }));
+}
+
+function codes(error: unknown): { errorCode?: string; responseCode?: number } {
+  if (typeof error !== 'object' || error === null) return {};
+  const e = error as { code?: unknown; originalCode?: unknown; responseCode?: unknown };
+  const code = typeof e.originalCode === 'string' ? e.originalCode : typeof e.code === 'string' ? e.code : undefined;
+  return { ...(code ? { errorCode: code } : {}), ...(typeof e.responseCode === 'number' ? { responseCode: e.responseCode } : {}) };
+}
+
+function describeAttempt(a: MxAttempt): string {
+  const where = a.ip ? `${a.mx} [${a.ip}]` : a.mx;
+  return `${where}: ${a.outcome}${a.resultType ? ` (${a.resultType})` : ''}: ${a.reason}`;
+}
+
+/** Groups envelope recipients by normalised domain (order kept); addresses without a valid domain go to `invalid`. */
+export function groupRecipients(to: readonly string[]): { groups: Map<string, string[]>; invalid: string[] } {
+  const groups = new Map<string, string[]>();
+  const invalid: string[] = [];
+  for (const address of to) {
+    const at = address.lastIndexOf('@');
+    const domain = at > 0 ? normalizeDomainOrUndefined(address.slice(at + 1)) : undefined;
+    if (domain === undefined) {
+      invalid.push(address);
+      continue;
+    }
+    const list = groups.get(domain);
+    if (list) list.push(address);
+    else groups.set(domain, [address]);
+  }
+  return { groups, invalid };
+}
+
+/** True when a failure may succeed later (`temporary`, a 4xx reply, or anything not marked permanent). */
+export function isTemporary(error: unknown): boolean {
+  if (typeof error !== 'object' || error === null) return false;
+  const e = error as { temporary?: unknown; responseCode?: unknown; permanent?: unknown };
+  if (typeof e.temporary === 'boolean') return e.temporary;
+  if (typeof e.responseCode === 'number') return e.responseCode < 500;
+  return e.permanent !== true;
+}
+
+/**
+ * Combines per-domain results into what `sendMail` resolves with, or throws: the send fails only when no recipient
+ * was accepted (like Nodemailer's SMTP transport when every recipient is rejected). A single failed domain throws
+ * its own error; several throw an aggregate (`EMTASTS` when every domain failed MTA-STS, else `EENVELOPE`).
+ */
+export function buildSendResult(input: { envelope: { from: string | false; to: string[] }; messageId: string; order: string[]; results: Record<string, DomainDeliveryResult>; invalid: string[] }): MtaStsSentMessageInfo {
+  const { envelope, messageId, order, results, invalid } = input;
+  const info: MtaStsSentMessageInfo = { envelope, messageId, accepted: [], rejected: [], deferred: [], response: '', mtaSts: {} };
+  const rejectedErrors: Error[] = [];
+  for (const address of invalid) {
+    info.rejected.push(address);
+    rejectedErrors.push(Object.assign(new Error(`Invalid recipient domain in ${JSON.stringify(address)}`), { code: 'EENVELOPE', recipient: address, responseCode: 553, permanent: true }));
+  }
+  for (const domain of order) {
+    const r = results[domain];
+    if (!r) continue;
+    info.mtaSts[domain] = r;
+    info.accepted.push(...r.accepted);
+    info.rejected.push(...r.rejected);
+    if (r.rejectedErrors) rejectedErrors.push(...r.rejectedErrors);
+    if (r.status === 'failed' && isTemporary(r.error)) info.deferred.push(...r.rejected);
+    if (r.status === 'delivered' && r.response) info.response = r.response;
+  }
+  if (rejectedErrors.length > 0) info.rejectedErrors = rejectedErrors;
+  if (info.accepted.length > 0) return info;
+
+  const failed = order.map((d) => results[d]).filter((r): r is DomainDeliveryResult => r !== undefined);
+  let error: Error & Record<string, unknown>;
+  if (failed.length === 1 && invalid.length === 0 && failed[0]!.error) {
+    error = failed[0]!.error as Error & Record<string, unknown>;
+  } else {
+    const errors = failed.map((r) => r.error).filter((e): e is NonNullable<typeof e> => e !== undefined);
+    const codes = new Set(errors.map((e) => String((e as { code?: unknown }).code)));
+    const temporary = errors.some(isTemporary);
+    const only = codes.size === 1 && invalid.length === 0 ? [...codes][0] : undefined;
+    const summary = failed.map((r) => `${r.domain}: ${r.error?.message ?? 'failed'}`).join(' | ') || 'no valid recipient domain';
+    error = new MtaStsDeliveryError(only === 'EMTASTS' ? 'EMTASTS' : 'EENVELOPE', `No recipient domain accepted the message: ${summary}`, {
+      temporary,
+      enhanced: temporary ? '4.0.0' : '5.0.0',
+      recipients: envelope.to,
+      attempts: failed.flatMap((r) => r.attempts),
+      domains: Object.fromEntries(failed.map((r) => [r.domain, r])),
+    }) as unknown as Error & Record<string, unknown>;
+  }
+  error.rejected = info.rejected;
+  error.rejectedErrors = rejectedErrors;
+  error.deferred = info.deferred;
+  error.mtaSts = info.mtaSts;
+  error.envelope = envelope;
+  error.messageId = messageId;
+  throw error;
+}

@@ -1,0 +1,23 @@
+/**
+ * `mta-sts-sender/nodemailer`: MTA-STS (RFC 8461) for Nodemailer.
+ *
+ * - {@link createMtaStsTransport}: a transport that delivers straight to the recipients' MX hosts and enforces each
+ *   domain's policy: `nodemailer.createTransport(createMtaStsTransport({ name: 'mail.example.org' }))`.
+ * - {@link guardTransport}: adds MTA-STS to an existing SMTP transport where its host is one of the recipient
+ *   domain's MX hosts, and says clearly that it does not apply where the host is a smart host.
+ *
+ * A refused delivery fails with `code: 'EMTASTS'`, `responseCode: 451`, `temporary: true` (defer, never bounce:
+ * RFC 8461 §5.1) and the list of MX hosts tried with their RFC 8460 result types.
+ *
+ * Nodemailer (>= 7) is a peer dependency.
+ *
+ * @packageDocumentation
+ */
+export { createMtaStsTransport, MtaStsTransport, TRANSPORT_VERSION } from './transport.js';
+export type { MtaStsTransportOptions } from './transport.js';
+export { guardTransport, MtaStsGuard } from './guard.js';
+export type { GuardTransportOptions, SmartHostNotice } from './guard.js';
+export { MtaStsDeliveryError, isMtaStsDeliveryError } from './deliver.js';
+export type { DomainDeliveryResult, MtaStsDeliveryErrorCode, MtaStsSentMessageInfo, MxAttempt } from './deliver.js';
+export { createMtaStsHooks, MtaStsHooks, DECISION_CHANNEL } from '../hooks.js';
+export type { MtaStsDecision, MtaStsHooksOptions, SessionVerdict, DecisionAction, DecisionStage } from '../hooks.js';

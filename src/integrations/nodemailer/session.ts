@@ -1,0 +1,170 @@
+/**
+ * One SMTP session with one address of one MX host, driven by Nodemailer's own SMTP client
+ * (`nodemailer/lib/smtp-connection`) and judged by the MTA-STS hooks: connect by IP, STARTTLS with SNI and
+ * verification name = the MX host name, check the session, then MAIL FROM / RCPT TO / DATA only when the policy
+ * allows it. Never throws; the result says what happened and whether another host may be tried.
+ */
+import type { Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import SMTPConnection from 'nodemailer/lib/smtp-connection';
+import type { SMTPConnectionOptions, SMTPConnectionSendInfo, SMTPEnvelope } from 'nodemailer/lib/smtp-connection';
+import type { MxCandidate } from '../../plan/plan.js';
+import type { MtaStsHooks, SessionVerdict } from '../hooks.js';
+
+/** Where a session stopped. */
+export type SessionStage = 'connect' | 'tls' | 'policy' | 'auth' | 'smtp' | 'done';
+
+export interface SessionRequest {
+  hooks: MtaStsHooks;
+  candidate: MxCandidate;
+  ip: string;
+  port: number;
+  envelope: SMTPEnvelope;
+  message: Buffer;
+  /** Connection options passed to SMTPConnection (name, timeouts, logger, localAddress, ...). */
+  connection: SMTPConnectionOptions;
+  /** Skip STARTTLS entirely (the plaintext retry after a failed handshake; never under enforce). */
+  plaintext?: boolean;
+  /** Require STARTTLS even when the candidate does not. */
+  requireTls?: boolean;
+  /** Authenticate before sending (the guard, when the guarded transport has credentials). */
+  auth?: Parameters<SMTPConnection['login']>[0] | false | null;
+  /** Authenticate even when the server does not advertise AUTH (Nodemailer's `forceAuth`). */
+  forceAuth?: boolean;
+  /** TLS options of the caller (e.g. a guarded transport's `tls`). Under enforce the policy's TLS options override them. */
+  tlsBase?: SMTPConnectionOptions['tls'];
+  /**
+   * The caller's own STARTTLS settings (a guarded transport's). When given, they apply as they are wherever the
+   * candidate does not require validated TLS (testing, none): the session then behaves as without MTA-STS, including
+   * Node's default `rejectUnauthorized: true` and the caller's `tls` options winning over the plan's.
+   */
+  callerTls?: { requireTLS?: boolean; ignoreTLS?: boolean; opportunisticTLS?: boolean };
+}
+
+export interface SessionResult {
+  delivered: boolean;
+  stage: SessionStage;
+  /** Was the session encrypted (STARTTLS completed)? */
+  secure: boolean;
+  tlsVersion?: string;
+  /** The hooks' verdict on the TLS session (or on the failed handshake). */
+  verdict?: SessionVerdict;
+  /** The SMTP result when the message was sent. */
+  info?: SMTPConnectionSendInfo;
+  /** The error that ended the session. */
+  error?: Error & { code?: string; responseCode?: number; response?: string; command?: string };
+  /** May another address / MX host be tried after this one? */
+  tryNext: boolean;
+  localAddress?: string;
+}
+
+/** `tls.connect` options that go into the SecureContext (the hooks' shared context would silently drop them). */
+const CONTEXT_KEYS = ['ca', 'cert', 'key', 'pfx', 'passphrase', 'ciphers', 'ecdhCurve', 'minVersion', 'maxVersion', 'secureProtocol', 'secureOptions', 'crl', 'sigalgs', 'dhparam', 'honorCipherOrder', 'privateKeyEngine', 'privateKeyIdentifier', 'clientCertEngine', 'secureContext'] as const;
+
+/**
+ * Merges the policy's TLS options with the caller's. `callerWins` (outside enforce, a caller with its own settings):
+ * the caller's options override, with Node's default `rejectUnauthorized: true`; otherwise the policy's override
+ * (servername, minVersion, rejectUnauthorized, checkServerIdentity, ca). A caller option that belongs in the
+ * SecureContext (client certificate, ciphers, ...) makes Node build the context from the merged options.
+ */
+function mergeTls(policy: SMTPConnectionOptions['tls'] & object, base: SMTPConnectionOptions['tls'] | undefined, callerWins: boolean): SMTPConnectionOptions['tls'] {
+  const merged: Record<string, unknown> = callerWins ? { ...policy, rejectUnauthorized: true, ...base } : { ...base, ...policy };
+  if (!base) return merged as SMTPConnectionOptions['tls'];
+  const record = base as Record<string, unknown>;
+  if (CONTEXT_KEYS.some((key) => record[key] !== undefined)) {
+    if (record.secureContext === undefined || !callerWins) delete merged.secureContext;
+  }
+  return merged as SMTPConnectionOptions['tls'];
+}
+
+type ClientError = Error & { code?: string; responseCode?: number; response?: string; command?: string; originalCode?: string };
+
+/** Runs one session. */
+export async function runSmtpSession(request: SessionRequest): Promise<SessionResult> {
+  const { hooks, candidate, ip } = request;
+  const policyTls = hooks.tlsOptionsFor(candidate);
+  const caller = candidate.requireValidCertificate ? undefined : request.callerTls;
+  const requireTls = !request.plaintext && (candidate.requireTls || request.requireTls === true || caller?.requireTLS === true);
+  const options: SMTPConnectionOptions = {
+    ...request.connection,
+    host: ip,
+    port: request.port,
+    // RFC 8461 §4.2: SNI and certificate verification use the MX host name, though we connect by IP.
+    servername: candidate.host,
+    // Implicit TLS only when the caller configured it (a guarded transport with `secure: true`); MX hosts use STARTTLS.
+    secure: request.connection.secure === true && !request.plaintext,
+    requireTLS: requireTls,
+    opportunisticTLS: caller ? caller.opportunisticTLS === true && !requireTls : !requireTls,
+    ignoreTLS: request.plaintext === true || (caller !== undefined && caller.ignoreTLS === true && !requireTls),
+    // Under enforce the policy's options win over the caller's (servername, minVersion, rejectUnauthorized,
+    // checkServerIdentity, ca); otherwise a caller with its own settings keeps them (Node's default verifies).
+    tls: mergeTls(policyTls, request.tlsBase, caller !== undefined),
+  };
+  const connection = new SMTPConnection(options);
+  let localAddress: string | undefined;
+  const context = (): { ip: string; sendingMtaIp?: string } => ({ ip, ...(localAddress ? { sendingMtaIp: localAddress } : {}) });
+
+  // Late or repeated errors (after the first, or after the session ended) must not become uncaught 'error' events.
+  connection.on('error', () => undefined);
+  // A connection-level error may arrive through the connect callback or the 'error' event; take the first.
+  const connectError = await new Promise<ClientError | undefined>((resolve) => {
+    let settled = false;
+    const done = (error?: ClientError) => {
+      if (settled) return;
+      settled = true;
+      resolve(error);
+    };
+    connection.once('error', (error: ClientError) => done(error));
+    connection.once('end', () => done(Object.assign(new Error('connection closed before the session was set up'), { code: 'ECONNECTION' })));
+    try {
+      connection.connect((error?: ClientError) => done(error));
+    } catch (error) {
+      done(error as ClientError);
+    }
+  });
+  const socket = connection._socket || undefined;
+  localAddress = (socket as Socket | undefined)?.localAddress ?? undefined;
+
+  if (connectError) {
+    connection.close();
+    const duringTls = connection.upgrading === true || connectError.code === 'ETLS' || connectError.command === 'STARTTLS';
+    if (duringTls) {
+      const verdict = hooks.handshakeFailed(candidate, connectError, context());
+      return { delivered: false, stage: 'tls', secure: false, verdict, error: connectError, tryNext: true, ...(localAddress ? { localAddress } : {}) };
+    }
+    // Greeting / EHLO 5xx is a final answer from this host only; another MX may accept (RFC 5321 §5.1).
+    return { delivered: false, stage: 'connect', secure: false, error: connectError, tryNext: true, ...(localAddress ? { localAddress } : {}) };
+  }
+
+  const secure = connection.secure === true;
+  const tlsSocket = secure ? (connection._socket as TLSSocket) : null;
+  const verdict = hooks.verifySession(candidate, tlsSocket, context());
+  const tlsVersion = verdict.verdict.protocol;
+  const base = { secure, verdict, ...(tlsVersion ? { tlsVersion } : {}), ...(localAddress ? { localAddress } : {}) };
+  if (!verdict.proceed) {
+    connection.quit();
+    connection.close();
+    return { delivered: false, stage: 'policy', ...base, tryNext: true };
+  }
+
+  if (request.auth && (connection.allowsAuth || request.forceAuth)) {
+    const authError = await new Promise<ClientError | undefined>((resolve) => connection.login(request.auth as never, (error) => resolve(error ?? undefined)));
+    if (authError) {
+      connection.close();
+      return { delivered: false, stage: 'auth', ...base, error: authError, tryNext: false };
+    }
+  }
+
+  const sent = await new Promise<{ error?: ClientError; info?: SMTPConnectionSendInfo }>((resolve) => {
+    connection.send(request.envelope, request.message, (error: ClientError | null, info?: SMTPConnectionSendInfo) => resolve(error ? { error } : info ? { info } : {}));
+  });
+  connection.quit();
+  if (sent.error) {
+    connection.close();
+    // A reply from the MX (5xx or 4xx to MAIL/RCPT/DATA) is its answer for these recipients; a dropped connection
+    // before the final reply may be retried elsewhere.
+    const answered = typeof sent.error.responseCode === 'number';
+    return { delivered: false, stage: 'smtp', ...base, error: sent.error, tryNext: !answered };
+  }
+  return { delivered: true, stage: 'done', ...base, ...(sent.info ? { info: sent.info } : {}), tryNext: false };
+}

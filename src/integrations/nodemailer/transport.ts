@@ -1,0 +1,215 @@
+/**
+ * A Nodemailer transport that delivers straight to the recipients' MX hosts and applies MTA-STS (RFC 8461).
+ *
+ * ```ts
+ * const transporter = nodemailer.createTransport(createMtaStsTransport({ name: 'mail.example.org' }));
+ * const info = await transporter.sendMail({ from, to, subject, text });
+ * ```
+ *
+ * Recipients are grouped by domain; each domain follows its own delivery plan (policy + MX hosts):
+ * - `enforce`: only MX hosts the policy lists (§4.1), STARTTLS required, TLS 1.2+, a certificate that chains to a
+ *   trusted root, is valid now and names the dialled MX host (§4.2; connection by IP with SNI = the MX name). A
+ *   host that fails is not given the message; the next one is tried. When none passes, the domain fails with a
+ *   temporary `EMTASTS` error (451 4.7.5) listing every host tried (§5, §5.1: defer, never bounce).
+ * - `testing`: delivered as without MTA-STS (opportunistic STARTTLS; when the TLS handshake fails, retried in
+ *   plaintext like Postfix, unless `plaintextFallback: false`); what would have failed is recorded and emitted.
+ * - `none` or no usable policy: opportunistic STARTTLS (`requireTlsEverywhere` makes TLS mandatory).
+ *
+ * Several domains in one message: each is delivered on its own. The send fails only when every domain failed;
+ * otherwise it resolves, and the recipients of failed domains are in `info.rejected` (and in `info.deferred` when
+ * the failure is temporary), with the reason in `info.rejectedErrors` and `info.mtaSts[domain].error`.
+ *
+ * Every session is recorded with the TLS-RPT recorder (RFC 8460), `no-policy-found` sessions included, and every
+ * decision is emitted as `decision` on the transport and on the `mta-sts-sender:decision` diagnostics channel.
+ *
+ * No connection is pooled or reused: each domain gets fresh sessions. DANE (RFC 7672) is not implemented; RFC 8461
+ * §2 lets it take precedence where a domain has both. Delivery through a smart host is not MX delivery and is not
+ * MTA-STS's business (use {@link guardTransport} on an existing SMTP transport for that case).
+ */
+import { EventEmitter } from 'node:events';
+import os from 'node:os';
+import type { MailMessage, Transport } from 'nodemailer';
+import type { SMTPConnectionOptions, SMTPEnvelope } from 'nodemailer/lib/smtp-connection';
+import type { MtaSts, MtaStsOptions } from '../../engine.js';
+import { isMtaStsError } from '../../errors.js';
+import { TLSRPT_MAIL_MARKER } from '../../tlsrpt/deliver.js';
+import type { Logger } from '../../logger.js';
+import type { TlsRptRecorder } from '../../tlsrpt/types.js';
+import { MtaStsHooks, type MtaStsDecision } from '../hooks.js';
+import { buildSendResult, deliverToDomain, groupRecipients, MtaStsDeliveryError, type DomainDeliveryResult, type MtaStsSentMessageInfo } from './deliver.js';
+
+/** The transport's version, reported to Nodemailer. */
+export const TRANSPORT_VERSION = '0.1.0';
+
+/** Options of {@link createMtaStsTransport}. Engine options are used only when `mtaSts` is not given. */
+export interface MtaStsTransportOptions extends MtaStsOptions {
+  /** The engine (shared policy cache). Default: one created from the engine options, closed by `close()`. */
+  mtaSts?: MtaSts;
+  /** Hooks to use (events, recorder). Default: new hooks around `mtaSts`. */
+  hooks?: MtaStsHooks;
+  /** TLS-RPT recorder fed with every session outcome (RFC 8460). */
+  recorder?: TlsRptRecorder;
+  /** SMTP port of MX hosts. Default 25. Other values are FOR TESTS (the test world's `smtpPort`). */
+  port?: number;
+  /** Host name announced in EHLO. Default `os.hostname()`. */
+  name?: string;
+  /** Time to establish the TCP connection, ms. Default 30000. */
+  connectionTimeout?: number;
+  /** Time to wait for the greeting (and for the STARTTLS handshake), ms. Default 30000. */
+  greetingTimeout?: number;
+  /** Inactivity timeout of a session, ms. Default 300000 (RFC 5321 §4.5.3.2 suggests minutes). */
+  socketTimeout?: number;
+  /** Local address to bind to. */
+  localAddress?: string;
+  /** Library logger (decisions, warnings). */
+  logger?: Logger;
+  /** Nodemailer's SMTP logger (bunyan-style, or `true` for the console), passed to each SMTP connection. */
+  smtpLogger?: SMTPConnectionOptions['logger'];
+  /** Log SMTP traffic through `smtpLogger`. */
+  debug?: boolean;
+  /** Retry in plaintext after a failed TLS handshake when the domain does not require TLS. Default true (never under enforce). */
+  plaintextFallback?: boolean;
+  /** Addresses tried per MX host. Default 2. */
+  maxAddressesPerMx?: number;
+  /** Sessions (connection attempts) per domain and message. Default 8. */
+  maxSessionsPerDomain?: number;
+  /** Recipient domains delivered at the same time. Default 4. */
+  maxConcurrentDomains?: number;
+}
+
+type Callback = (error: Error | null, info?: MtaStsSentMessageInfo) => void;
+
+/**
+ * The transport object. Pass it to `nodemailer.createTransport()`. Emits `decision` ({@link MtaStsDecision}) and
+ * `outcome` (TLS-RPT session outcomes), forwarded from its hooks.
+ */
+export class MtaStsTransport extends EventEmitter implements Transport<MtaStsSentMessageInfo> {
+  readonly name = 'MTA-STS';
+  readonly version = TRANSPORT_VERSION;
+  readonly hooks: MtaStsHooks;
+  private readonly options: MtaStsTransportOptions;
+  private readonly ownsHooks: boolean;
+  private readonly forward = (decision: MtaStsDecision) => this.emit('decision', decision);
+  private readonly forwardOutcome = (outcome: unknown) => this.emit('outcome', outcome);
+
+  constructor(options: MtaStsTransportOptions = {}) {
+    super();
+    this.options = options;
+    this.ownsHooks = options.hooks === undefined;
+    this.hooks = options.hooks ?? new MtaStsHooks(options);
+    this.hooks.on('decision', this.forward);
+    this.hooks.on('outcome', this.forwardOutcome);
+  }
+
+  get mtaSts(): MtaSts {
+    return this.hooks.mtaSts;
+  }
+
+  send(mail: MailMessage<MtaStsSentMessageInfo>, callback: Callback): void {
+    let returned = false;
+    const done: Callback = (error, info) => {
+      if (returned) return;
+      returned = true;
+      callback(error, info);
+    };
+    this.deliver(mail).then(
+      (info) => setImmediate(() => done(null, info)),
+      (error: Error) => setImmediate(() => done(error)),
+    );
+  }
+
+  /** Nothing to connect to in advance (MX hosts depend on the recipients): resolves `true`. */
+  verify(callback?: (error: Error | null, success?: boolean) => void): Promise<boolean> | void {
+    if (callback) {
+      setImmediate(() => callback(null, true));
+      return;
+    }
+    return Promise.resolve(true);
+  }
+
+  isIdle(): boolean {
+    return true;
+  }
+
+  /** Releases the engine when the transport created it. */
+  close(): void {
+    this.hooks.off('decision', this.forward);
+    this.hooks.off('outcome', this.forwardOutcome);
+    if (this.ownsHooks) void this.hooks.close();
+  }
+
+  private async deliver(mail: MailMessage<MtaStsSentMessageInfo>): Promise<MtaStsSentMessageInfo> {
+    const envelope = mail.message.getEnvelope() as { from: string | false; to: string[] };
+    const messageId = mail.message.messageId();
+    const to = [...(envelope.to ?? [])];
+    if (to.length === 0) throw Object.assign(new Error('No recipients defined'), { code: 'EENVELOPE', command: 'API' });
+    const message = await mail.message.build();
+
+    const { groups, invalid } = groupRecipients(to);
+
+    const base: SMTPEnvelope = { from: envelope.from };
+    if (mail.data.dsn) base.dsn = mail.data.dsn;
+    if (mail.data.requireTLSExtensionEnabled) base.requireTLSExtensionEnabled = true;
+
+    // RFC 8460 §5.3: a TLS report is delivered despite TLS failures at the reporting domain.
+    const reportMail = (mail.data as Record<string, unknown>)[TLSRPT_MAIL_MARKER] !== undefined;
+    const results: Record<string, DomainDeliveryResult> = {};
+    const domains = [...groups.entries()];
+    const limit = Math.max(1, this.options.maxConcurrentDomains ?? 4);
+    let next = 0;
+    const worker = async () => {
+      while (next < domains.length) {
+        const [domain, recipients] = domains[next++]!;
+        results[domain] = await this.deliverDomain(domain, { ...base, to: recipients }, message, reportMail);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(limit, domains.length) }, worker));
+
+    return buildSendResult({ envelope: { from: envelope.from, to }, messageId, order: domains.map(([d]) => d), results, invalid });
+  }
+
+  private async deliverDomain(domain: string, envelope: SMTPEnvelope & { to: string[] }, message: Buffer, reportMail: boolean): Promise<DomainDeliveryResult> {
+    const hooks = this.hooks;
+    let plan;
+    try {
+      plan = await hooks.planDelivery(domain, { reportDelivery: reportMail });
+    } catch (error) {
+      // The MX (or address) lookup failed: not a policy decision; a temporary failure when DNS is at fault.
+      const temporary = !isMtaStsError(error) || error.temporary;
+      const err = new MtaStsDeliveryError(isMtaStsError(error) && error.code === 'MTASTS_INVALID_DOMAIN' ? 'ENOMX' : 'EDNS', `${domain}: ${(error as Error).message}`, {
+        temporary,
+        enhanced: temporary ? '4.4.3' : '5.1.2',
+        domain,
+        recipients: envelope.to,
+        cause: error,
+      });
+      hooks.emitDecision({ stage: 'delivery', action: 'failed', domain, reason: err.message });
+      return { domain, recipients: envelope.to, status: 'failed', mode: 'none', policyStatus: 'temp-error', secure: false, validated: false, accepted: [], rejected: [...envelope.to], rejectedErrors: [err], attempts: [], error: err };
+    }
+    const o = this.options;
+    const connection: SMTPConnectionOptions = {
+      name: o.name ?? os.hostname(),
+      connectionTimeout: o.connectionTimeout ?? 30_000,
+      greetingTimeout: o.greetingTimeout ?? 30_000,
+      socketTimeout: o.socketTimeout ?? 300_000,
+      ...(o.localAddress ? { localAddress: o.localAddress } : {}),
+      ...(o.smtpLogger !== undefined ? { logger: o.smtpLogger } : {}),
+      ...(o.debug ? { debug: true } : {}),
+    };
+    return deliverToDomain({
+      hooks,
+      plan,
+      envelope,
+      message,
+      port: o.port ?? 25,
+      connection,
+      maxAddressesPerMx: Math.max(1, o.maxAddressesPerMx ?? 2),
+      maxSessions: Math.max(1, o.maxSessionsPerDomain ?? 8),
+    });
+  }
+}
+
+/** Creates the direct-to-MX MTA-STS transport for `nodemailer.createTransport()`. */
+export function createMtaStsTransport(options: MtaStsTransportOptions = {}): MtaStsTransport {
+  return new MtaStsTransport(options);
+}

@@ -1,0 +1,164 @@
+/**
+ * `mta-sts tlsrpt preview|send` run as a process on a spool directory written by the tlsrpt module's
+ * FileSpoolStore, sending to HTTPS report endpoints of the loopback world.
+ */
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestWorld, type TestWorld } from '../../src/testing/index.js';
+import { DEFAULT_AGGREGATION_LIMITS, FileSpoolStore, utcDayKey, type PendingReport, type TlsRptReport } from '../../src/tlsrpt/index.js';
+import { buildCli, jsonLines, removeBuiltCli, runMtaSts } from './helpers.js';
+
+let world: TestWorld;
+let tmp: string;
+let netArgs: string[];
+const received: Array<{ host: string; contentType: string | undefined; report: TlsRptReport }> = [];
+
+const DAY = 86_400_000;
+const yesterday = () => utcDayKey(Date.now() - DAY);
+const today = () => utcDayKey(Date.now());
+
+/** Writes counts for (day, domain) into a fresh spool directory, as a reporter would. */
+async function makeSpool(entries: Array<[day: string, domain: string]>): Promise<string> {
+  const dir = mkdtempSync(join(tmp, 'spool-'));
+  const store = new FileSpoolStore(dir, { fsync: false });
+  for (const [day, domain] of entries) {
+    await store.merge(
+      {
+        day,
+        policyDomain: domain,
+        policies: [
+          {
+            policy: { type: 'sts', domain, policyString: ['version: STSv1', 'mode: enforce', `mx: mx.${domain}`, 'max_age: 86400'], mxHost: [`mx.${domain}`] },
+            successCount: 7,
+            failureCount: 2,
+            failures: [{ resultType: 'certificate-host-mismatch', receivingMxHostname: `mx.${domain}`, receivingIp: '127.0.0.9', count: 2 }],
+          },
+        ],
+      },
+      DEFAULT_AGGREGATION_LIMITS,
+    );
+  }
+  await store.close();
+  return dir;
+}
+
+function spoolFiles(dir: string): string[] {
+  return readdirSync(dir, { recursive: true, encoding: 'utf8' })
+    .filter((f) => f.endsWith('.json'))
+    .sort();
+}
+
+beforeAll(async () => {
+  await buildCli();
+  world = await createTestWorld();
+  tmp = mkdtempSync(join(tmpdir(), 'mta-sts-cli-tlsrpt-'));
+  writeFileSync(join(tmp, 'ca.pem'), world.ca.rootPem);
+  const o = world.mtaStsOptions();
+  netArgs = ['--dns-server', o.dnsServers[0]!, '--ca', join(tmp, 'ca.pem'), '--https-port', String(o.policyPort), '--timeout', '3000', '--submitter', 'mta.sender.test', '--org', 'Sender Test', '--contact', 'tlsrpt@sender.test'];
+
+  // https.test: reports by HTTPS POST, accepted.
+  world.dns.addRecords('_smtp._tls.https.test', { txt: ['v=TLSRPTv1; rua=https://reports.https.test/v1/tlsrpt'] });
+  world.addHttpsHost('reports.https.test', {
+    handler: (req, res, body) => {
+      received.push({ host: 'reports.https.test', contentType: req.headers['content-type'], report: JSON.parse(gunzipSync(body).toString('utf8')) as TlsRptReport });
+      res.writeHead(201).end();
+    },
+  });
+  // failing.test: the endpoint answers 500.
+  world.dns.addRecords('_smtp._tls.failing.test', { txt: ['v=TLSRPTv1; rua=https://reports.failing.test/'] });
+  world.addHttpsHost('reports.failing.test', { handler: (_req, res) => res.writeHead(500).end('no') });
+  // mailto.test: only a mailto: destination.
+  world.dns.addRecords('_smtp._tls.mailto.test', { txt: ['v=TLSRPTv1; rua=mailto:tlsrpt@mailto.test'] });
+  // norecord.test publishes no TLS-RPT record.
+});
+
+afterAll(async () => {
+  await world?.close();
+  if (tmp) rmSync(tmp, { recursive: true, force: true });
+  removeBuiltCli();
+});
+
+describe.concurrent('mta-sts tlsrpt preview', { timeout: 45_000 }, () => {
+  it('shows the pending reports, closed days and the current day, and changes nothing', async () => {
+    const spool = await makeSpool([
+      [yesterday(), 'https.test'],
+      [today(), 'https.test'],
+    ]);
+    const before = spoolFiles(spool);
+    const r = await runMtaSts(['tlsrpt', 'preview', '--spool', spool, '--submitter', 'mta.sender.test']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain(`Spool ${spool}: 2 pending reports (1 for closed days)`);
+    expect(r.stdout).toContain(`https.test  ${yesterday()}  due`);
+    expect(r.stdout).toContain(`https.test  ${today()}  current day, still counting`);
+    expect(r.stdout).toContain('sessions: 7 successful, 2 failed');
+    expect(r.stdout).toContain('certificate-host-mismatch ×2 mx.https.test 127.0.0.9');
+    expect(spoolFiles(spool)).toEqual(before);
+  });
+
+  it('--json: one object per report with the RFC 8460 report', async () => {
+    const spool = await makeSpool([[yesterday(), 'https.test']]);
+    const r = await runMtaSts(['tlsrpt', 'preview', '--json', '--spool', spool, '--submitter', 'mta.sender.test', '--org', 'Sender Test']);
+    expect(r.code).toBe(0);
+    const [pending] = jsonLines<PendingReport>(r.stdout);
+    expect(pending).toMatchObject({
+      day: yesterday(),
+      policyDomain: 'https.test',
+      closed: true,
+      report: {
+        'organization-name': 'Sender Test',
+        'contact-info': 'postmaster@mta.sender.test',
+        policies: [{ policy: { 'policy-type': 'sts', 'policy-domain': 'https.test' }, summary: { 'total-successful-session-count': 7, 'total-failure-session-count': 2 } }],
+      },
+    });
+  });
+
+  it('an empty spool: no reports, exit 0', async () => {
+    const spool = mkdtempSync(join(tmp, 'empty-'));
+    const r = await runMtaSts(['tlsrpt', 'preview', '--spool', spool]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('0 pending reports');
+  });
+});
+
+describe.concurrent('mta-sts tlsrpt send', { timeout: 45_000 }, () => {
+  it('sends closed days by HTTPS POST (gzip), removes them from the spool, keeps the current day; exit 0', async () => {
+    const spool = await makeSpool([
+      [yesterday(), 'https.test'],
+      [today(), 'https.test'],
+      [yesterday(), 'norecord.test'],
+    ]);
+    const r = await runMtaSts(['tlsrpt', 'send', '--spool', spool, ...netArgs]);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(new RegExp(`sent +https\\.test ${yesterday()} → https://reports\\.https\\.test/v1/tlsrpt`));
+    expect(r.stdout).toMatch(new RegExp(`skipped +norecord\\.test ${yesterday()}: no usable TLS-RPT record`));
+    expect(r.stdout).toContain('1 sent, 0 failed, 0 dropped, 1 skipped, 0 kept');
+    const got = received.find((x) => x.report['date-range']['start-datetime'].startsWith(yesterday()) && x.report['organization-name'] === 'Sender Test');
+    expect(got?.contentType).toBe('application/tlsrpt+gzip');
+    expect(got?.report['contact-info']).toBe('tlsrpt@sender.test');
+    expect(got?.report['report-id']).toMatch(/@mta\.sender\.test$/);
+    expect(spoolFiles(spool)).toEqual([join(today(), 'https.test.json')]);
+  });
+
+  it('a failing endpoint: exit 1, the report stays in the spool for a retry', async () => {
+    const spool = await makeSpool([[yesterday(), 'failing.test']]);
+    const r = await runMtaSts(['tlsrpt', 'send', '--json', '--spool', spool, ...netArgs]);
+    expect(r.code).toBe(1);
+    const [event] = jsonLines<{ type: string; policyDomain: string; attempt: number; error: { code: string } }>(r.stdout);
+    expect(event).toMatchObject({ type: 'failed', policyDomain: 'failing.test', attempt: 1, error: { code: 'TLSRPT_HTTP_STATUS' } });
+    expect(spoolFiles(spool)).toEqual([join(yesterday(), 'failing.test.json')]);
+    const preview = await runMtaSts(['tlsrpt', 'preview', '--spool', spool]);
+    expect(preview.stdout).toMatch(/retrying \(1 failed attempt: report POST to https:\/\/reports\.failing\.test\/ answered 500\)/);
+  });
+
+  it('mailto:-only reports stay in the spool without --smtp', async () => {
+    const spool = await makeSpool([[yesterday(), 'mailto.test']]);
+    const r = await runMtaSts(['tlsrpt', 'send', '--spool', spool, ...netArgs]);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/kept +mailto\.test .*: only mailto: destinations \(mailto:tlsrpt@mailto\.test\); give --smtp to send it/);
+    expect(existsSync(join(spool, yesterday(), 'mailto.test.json'))).toBe(true);
+  });
+});

@@ -1,0 +1,185 @@
+/**
+ * guardTransport() on Nodemailer's own SMTP transport, against the loopback world. Where the transport's host is an
+ * MX host of the recipient domain, the domain's policy is enforced; where it is a smart host, MTA-STS does not apply
+ * (RFC 8461 §5, checklist F6) and the guard says so instead of pretending.
+ */
+import net from 'node:net';
+import nodemailer from 'nodemailer';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createMtaSts, type MtaSts } from '../../src/engine.js';
+import { guardTransport, type MtaStsDeliveryError, type MtaStsSentMessageInfo, type SmartHostNotice } from '../../src/integrations/nodemailer/index.js';
+import type { MtaStsDecision } from '../../src/integrations/hooks.js';
+import { createTestWorld, type TestWorld } from '../../src/testing/index.js';
+import { engineOptions, FAST, mail, MemoryRecorder } from './helpers.js';
+
+let world: TestWorld;
+let engine: MtaSts;
+
+beforeAll(async () => {
+  world = await createTestWorld();
+  engine = createMtaSts(engineOptions(world));
+});
+afterAll(async () => {
+  await engine?.close();
+  await world?.close();
+});
+
+function guarded(transportOptions: Record<string, unknown>) {
+  const transporter = nodemailer.createTransport({ port: world.smtpPort, name: 'sender.example', ...FAST, ...transportOptions } as never);
+  const recorder = new MemoryRecorder();
+  const guard = guardTransport(transporter, { mtaSts: engine, recorder });
+  const decisions: MtaStsDecision[] = [];
+  const smartHost: SmartHostNotice[] = [];
+  guard.on('decision', (d: MtaStsDecision) => decisions.push(d));
+  guard.on('smart-host', (n: SmartHostNotice) => smartHost.push(n));
+  const send = (m: ReturnType<typeof mail>) => transporter.sendMail(m) as unknown as Promise<MtaStsSentMessageInfo>;
+  return { transporter, guard, recorder, decisions, smartHost, send };
+}
+
+async function sendError(send: () => Promise<unknown>): Promise<MtaStsDeliveryError> {
+  try {
+    await send();
+  } catch (error) {
+    return error as MtaStsDeliveryError;
+  }
+  throw new Error('expected the send to fail');
+}
+
+const ENFORCE = (mx: string[], id = 'g1') => ({ id, mode: 'enforce' as const, mx, maxAge: 86400 });
+
+describe.concurrent('guardTransport: the transport points at an MX host of the recipient domain (RFC 8461 §4, §5)', () => {
+  it('§4.2 enforce: delivered over validated TLS with SNI = the host, even though the transport said ignoreTLS', async () => {
+    const mx = await world.addMx('g-valid.test', 'mx1.g-valid.test');
+    world.publishPolicy('g-valid.test', ENFORCE(['mx1.g-valid.test']));
+    const { send, recorder } = guarded({ host: 'mx1.g-valid.test', ignoreTLS: true, tls: { rejectUnauthorized: false } });
+    const info = await send(mail('ann@g-valid.test'));
+    expect(mx.messages).toHaveLength(1);
+    expect(mx.messages[0]).toMatchObject({ secure: true, sni: 'mx1.g-valid.test', recipients: ['ann@g-valid.test'] });
+    expect(info.accepted).toEqual(['ann@g-valid.test']);
+    expect(info.mtaSts['g-valid.test']).toMatchObject({ mode: 'enforce', mx: 'mx1.g-valid.test', validated: true });
+    expect(recorder.of('g-valid.test')[0]).toMatchObject({ success: true, policy: { type: 'sts' } });
+  });
+
+  it('§4.2 enforce: an expired certificate is refused though the transport has rejectUnauthorized: false; nothing arrives', async () => {
+    const mx = await world.addMx('g-expired.test', 'mx1.g-expired.test', { cert: 'expired' });
+    world.publishPolicy('g-expired.test', ENFORCE(['mx1.g-expired.test']));
+    const { send, recorder } = guarded({ host: 'mx1.g-expired.test', tls: { rejectUnauthorized: false } });
+    const error = await sendError(() => send(mail('ben@g-expired.test')));
+    expect(mx.messages).toHaveLength(0);
+    expect(error).toMatchObject({ code: 'EMTASTS', responseCode: 451, temporary: true });
+    expect(error.attempts[0]).toMatchObject({ mx: 'mx1.g-expired.test', outcome: 'refused', resultType: 'certificate-expired' });
+    expect(recorder.of('g-expired.test')[0]).toMatchObject({ success: false, failure: { resultType: 'certificate-expired' } });
+  });
+
+  it('§4.2 enforce: STARTTLS stripped is refused, nothing in plaintext', async () => {
+    const mx = await world.addMx('g-plain.test', 'mx1.g-plain.test', { starttls: false });
+    world.publishPolicy('g-plain.test', ENFORCE(['mx1.g-plain.test']));
+    const { send } = guarded({ host: 'mx1.g-plain.test' });
+    const error = await sendError(() => send(mail('cat@g-plain.test')));
+    expect(mx.messages).toHaveLength(0);
+    expect(error.attempts[0]).toMatchObject({ resultType: 'starttls-not-supported' });
+  });
+
+  it('§4.1 enforce: the host is in the MX records but not in the policy: refused without connecting', async () => {
+    const rogue = await world.addMx('g-rogue.test', 'mx.rogue-host.test');
+    world.publishPolicy('g-rogue.test', ENFORCE(['mx1.g-rogue.test']));
+    const { send } = guarded({ host: 'mx.rogue-host.test' });
+    const error = await sendError(() => send(mail('dee@g-rogue.test')));
+    expect(rogue.connections).toBe(0);
+    expect(error).toMatchObject({ code: 'EMTASTS', temporary: true });
+    expect(error.attempts[0]).toMatchObject({ outcome: 'skipped', resultType: 'validation-failure' });
+  });
+
+  it('§5 testing: the transport behaves as without MTA-STS (its own TLS settings) and the failure is reported', async () => {
+    const mx = await world.addMx('g-testing.test', 'mx1.g-testing.test', { cert: 'self-signed' });
+    world.publishPolicy('g-testing.test', { id: 't', mode: 'testing', mx: ['mx1.g-testing.test'], maxAge: 86400 });
+    // Nodemailer's default verifies certificates: without MTA-STS this send fails, so it fails with the guard too.
+    const strict = guarded({ host: 'mx1.g-testing.test' });
+    const error = await sendError(() => strict.send(mail('fay@g-testing.test')));
+    expect(error).toMatchObject({ code: 'ECONNECTION', temporary: true });
+    expect(strict.recorder.of('g-testing.test')[0]).toMatchObject({ success: false, failure: { resultType: 'certificate-not-trusted' } });
+    // A transport that accepts any certificate delivers; the guard reports what MTA-STS would have refused.
+    const lax = guarded({ host: 'mx1.g-testing.test', tls: { rejectUnauthorized: false } });
+    const info = await lax.send(mail('fay@g-testing.test', 'lax'));
+    expect(mx.messages).toHaveLength(1);
+    expect(info.mtaSts['g-testing.test']).toMatchObject({ mode: 'testing', validated: false, resultType: 'certificate-not-trusted' });
+    expect(lax.recorder.of('g-testing.test')[0]).toMatchObject({ success: false, failure: { resultType: 'certificate-not-trusted' } });
+  });
+
+  it('§3.3 the MX lookup fails but the host matches the cached enforce policy: still enforced', async () => {
+    const mx = await world.addMx('g-mxfail.test', 'mx1.g-mxfail.test', { cert: 'self-signed' });
+    world.publishPolicy('g-mxfail.test', ENFORCE(['*.g-mxfail.test']));
+    await engine.getPolicy('g-mxfail.test');
+    world.dns.fail('g-mxfail.test', 'servfail', 'MX');
+    try {
+      const { send } = guarded({ host: 'mx1.g-mxfail.test' });
+      const error = await sendError(() => send(mail('eve@g-mxfail.test')));
+      expect(mx.messages).toHaveLength(0);
+      expect(error).toMatchObject({ code: 'EMTASTS' });
+      expect(error.attempts[0]).toMatchObject({ resultType: 'certificate-not-trusted' });
+    } finally {
+      world.dns.fail('g-mxfail.test', null, 'MX');
+    }
+  });
+});
+
+describe.concurrent('guardTransport: smart host / relay (RFC 8461 §5, checklist F6)', () => {
+  it('F6 a smart host given by IP: passed through untouched, one smart-host warning, relay decisions', async () => {
+    const relay = await world.addMx('relay-owner.test', 'relay.smart.test');
+    world.publishPolicy('r-enforce.test', ENFORCE(['mx1.r-enforce.test']));
+    const { send, smartHost, decisions } = guarded({ host: relay.ip, tls: { servername: 'relay.smart.test', ca: world.ca.rootPem } });
+    await send(mail('fred@r-enforce.test'));
+    await send(mail('fred@r-enforce.test', 'again'));
+    // The relay got both messages (MTA-STS of r-enforce.test governs the relay's onward delivery, not this hop).
+    expect(relay.messages.filter((m) => m.recipients.includes('fred@r-enforce.test'))).toHaveLength(2);
+    expect(smartHost).toHaveLength(1);
+    expect(smartHost[0]!.host).toBe(relay.ip);
+    expect(smartHost[0]!.reason).toMatch(/MTA-STS does not apply/);
+    expect(decisions.filter((d) => d.stage === 'relay' && d.domain === 'r-enforce.test')).toHaveLength(2);
+  });
+
+  it('F6 a smart host by name that is not an MX of the recipient domain: passed through, warned once', async () => {
+    const relay = await world.addMx('relay2-owner.test', 'relay2.smart.test');
+    const mx = await world.addMx('r2-enforce.test', 'mx1.r2-enforce.test');
+    world.publishPolicy('r2-enforce.test', ENFORCE(['mx1.r2-enforce.test']));
+    // Nodemailer resolves host names through the OS; the world's names resolve only in its own DNS, so hand it a socket.
+    const getSocket = (_options: unknown, callback: (error: Error | null, socket?: { connection: net.Socket }) => void) => callback(null, { connection: net.connect(world.smtpPort, relay.ip) });
+    const { send, smartHost, decisions } = guarded({ host: 'relay2.smart.test', getSocket, tls: { ca: world.ca.rootPem } });
+    const info = await send(mail('gil@r2-enforce.test'));
+    expect(info.accepted).toEqual(['gil@r2-enforce.test']);
+    expect(relay.messages).toHaveLength(1);
+    expect(mx.connections).toBe(0);
+    expect(smartHost).toEqual([expect.objectContaining({ host: 'relay2.smart.test', domains: ['r2-enforce.test'] })]);
+    expect(decisions).toContainEqual(expect.objectContaining({ stage: 'relay', action: 'relay', domain: 'r2-enforce.test', mode: 'enforce', mx: 'relay2.smart.test' }));
+  });
+
+  it('mixed: the host is an MX of one domain (enforced) and relays for another (passed through)', async () => {
+    const mx = await world.addMx('mix-a.test', 'mx1.mix-a.test');
+    world.publishPolicy('mix-a.test', ENFORCE(['mx1.mix-a.test']));
+    const getSocket = (_options: unknown, callback: (error: Error | null, socket?: { connection: net.Socket }) => void) => callback(null, { connection: net.connect(world.smtpPort, mx.ip) });
+    const { send } = guarded({ host: 'mx1.mix-a.test', getSocket, tls: { ca: world.ca.rootPem } });
+    const info = await send(mail(['hana@mix-a.test', 'ian@mix-b.test']));
+    expect(info.accepted.sort()).toEqual(['hana@mix-a.test', 'ian@mix-b.test']);
+    expect(mx.messages.map((m) => m.recipients)).toEqual(expect.arrayContaining([['hana@mix-a.test'], ['ian@mix-b.test']]));
+    expect(mx.messages.find((m) => m.recipients.includes('hana@mix-a.test'))).toMatchObject({ secure: true, sni: 'mx1.mix-a.test' });
+    expect(info.mtaSts['mix-a.test']).toMatchObject({ mode: 'enforce', validated: true });
+    expect(info.mtaSts['mix-b.test']).toMatchObject({ relay: { host: 'mx1.mix-a.test' }, status: 'delivered' });
+  });
+});
+
+describe('guardTransport: what it accepts', () => {
+  it('refuses pooled and non-SMTP transports', () => {
+    expect(() => guardTransport(nodemailer.createTransport({ pool: true, host: 'mx.example' }), { mtaSts: engine })).toThrow(/pool/);
+    expect(() => guardTransport(nodemailer.createTransport({ streamTransport: true }), { mtaSts: engine })).toThrow(TypeError);
+  });
+
+  it('unguard() restores the original send', () => {
+    const transporter = nodemailer.createTransport({ host: 'mx.example', port: 2525 });
+    const before = transporter.transporter.send;
+    const guard = guardTransport(transporter, { mtaSts: engine });
+    expect(transporter.transporter.send).not.toBe(before);
+    expect(() => guardTransport(transporter, { mtaSts: engine })).toThrow(/already/);
+    guard.unguard();
+    expect(transporter.transporter.send).toBe(before);
+  });
+});

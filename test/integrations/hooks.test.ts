@@ -1,0 +1,167 @@
+/**
+ * The hook API for custom SMTP clients, driven by Nodemailer's SMTPConnection against the loopback world, and its
+ * decision events (EventEmitter and node:diagnostics_channel).
+ */
+import diagnosticsChannel from 'node:diagnostics_channel';
+import type { TLSSocket } from 'node:tls';
+import SMTPConnection from 'nodemailer/lib/smtp-connection';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createMtaSts, type MtaSts } from '../../src/engine.js';
+import { classifyTlsFailure, createMtaStsHooks, DECISION_CHANNEL, type MtaStsDecision, type MtaStsHooks } from '../../src/integrations/hooks.js';
+import type { MxCandidate } from '../../src/plan/plan.js';
+import { createTestWorld, type TestWorld } from '../../src/testing/index.js';
+import { engineOptions, MemoryRecorder } from './helpers.js';
+
+let world: TestWorld;
+let engine: MtaSts;
+
+beforeAll(async () => {
+  world = await createTestWorld();
+  engine = createMtaSts(engineOptions(world));
+});
+afterAll(async () => {
+  await engine?.close();
+  await world?.close();
+});
+
+function hooksWithRecorder(extra: { plaintextFallback?: boolean } = {}) {
+  const recorder = new MemoryRecorder();
+  const hooks = createMtaStsHooks({ mtaSts: engine, recorder, ...extra });
+  const decisions: MtaStsDecision[] = [];
+  hooks.on('decision', (d: MtaStsDecision) => decisions.push(d));
+  return { hooks, recorder, decisions };
+}
+
+/** Opens an SMTP session up to (and including) STARTTLS with the hooks' TLS options, TLS checks optionally relaxed. */
+async function openSession(hooks: MtaStsHooks, candidate: MxCandidate, relaxTls = false): Promise<{ connection: SMTPConnection; socket: TLSSocket | null; ip: string }> {
+  const [ip] = await hooks.addressesFor(candidate);
+  const tls = { ...hooks.tlsOptionsFor(candidate), ...(relaxTls ? { rejectUnauthorized: false } : {}) };
+  const connection = new SMTPConnection({ host: ip, port: world.smtpPort, servername: candidate.host, name: 'client.example', tls, opportunisticTLS: true, connectionTimeout: 2000, greetingTimeout: 2000 });
+  await new Promise<void>((resolve, reject) => {
+    connection.once('error', reject);
+    connection.connect(() => resolve());
+  });
+  return { connection, socket: connection.secure ? (connection._socket as TLSSocket) : null, ip: ip! };
+}
+
+describe('hooks: the sequence planDelivery → tlsOptionsFor → verifySession → recordOutcome', () => {
+  it('RFC 8461 §4.2 enforce, valid MX: proceed; the outcome goes to the recorder; every step is published on diagnostics_channel', async () => {
+    await world.addMx('h-valid.test', 'mx1.h-valid.test');
+    world.publishPolicy('h-valid.test', { id: 'h1', mode: 'enforce', mx: ['mx1.h-valid.test'], maxAge: 86400 });
+    const published: MtaStsDecision[] = [];
+    const onMessage = (message: unknown) => {
+      const decision = message as MtaStsDecision;
+      if (decision.domain === 'h-valid.test') published.push(decision);
+    };
+    diagnosticsChannel.subscribe(DECISION_CHANNEL, onMessage);
+    try {
+      const { hooks, recorder, decisions } = hooksWithRecorder();
+      const plan = await hooks.planDelivery('h-valid.test');
+      const candidate = plan.allowed[0]!;
+      const tls = hooks.tlsOptionsFor(candidate);
+      expect(tls).toMatchObject({ servername: 'mx1.h-valid.test', minVersion: 'TLSv1.2', rejectUnauthorized: true });
+      expect(tls.secureContext).toBeDefined();
+
+      const { connection, socket, ip } = await openSession(hooks, candidate);
+      const verdict = hooks.verifySession(candidate, socket, { ip });
+      connection.quit();
+      expect(verdict).toMatchObject({ proceed: true, success: true, mode: 'enforce', mx: 'mx1.h-valid.test', ip });
+      expect(verdict.verdict.ok).toBe(true);
+      hooks.recordOutcome(candidate, verdict, { ip });
+      expect(recorder.of('h-valid.test')).toEqual([expect.objectContaining({ success: true, policy: expect.objectContaining({ type: 'sts', mxHost: ['mx1.h-valid.test'] }) })]);
+
+      expect(published.map((d) => `${d.stage}:${d.action}`)).toEqual(['plan:plan', 'candidate:use', 'session:proceed', 'outcome:recorded']);
+      expect(published[2]).toMatchObject({ domain: 'h-valid.test', mx: 'mx1.h-valid.test', mode: 'enforce', policyId: 'h1', verdict: 'pass', ip });
+      expect(decisions).toEqual(published);
+    } finally {
+      diagnosticsChannel.unsubscribe(DECISION_CHANNEL, onMessage);
+    }
+  });
+
+  it('§4.2 enforce: a session the client did not abort (rejectUnauthorized: false) is still judged: proceed false, certificate-expired', async () => {
+    await world.addMx('h-expired.test', 'mx1.h-expired.test', { cert: 'expired' });
+    world.publishPolicy('h-expired.test', { id: 'h2', mode: 'enforce', mx: ['mx1.h-expired.test'], maxAge: 86400 });
+    const published: MtaStsDecision[] = [];
+    const onMessage = (message: unknown) => {
+      if ((message as MtaStsDecision).domain === 'h-expired.test') published.push(message as MtaStsDecision);
+    };
+    diagnosticsChannel.subscribe(DECISION_CHANNEL, onMessage);
+    try {
+      const { hooks, recorder } = hooksWithRecorder();
+      const plan = await hooks.planDelivery('h-expired.test');
+      const candidate = plan.allowed[0]!;
+      const { connection, socket, ip } = await openSession(hooks, candidate, true);
+      const verdict = hooks.verifySession(candidate, socket, { ip });
+      connection.close();
+      expect(verdict).toMatchObject({ proceed: false, success: false, resultType: 'certificate-expired', failureReasonCode: 'CERT_HAS_EXPIRED' });
+      hooks.recordOutcome(candidate, verdict, { ip });
+      expect(recorder.of('h-expired.test')[0]).toMatchObject({ success: false, failure: { resultType: 'certificate-expired', receivingMxHostname: 'mx1.h-expired.test', receivingIp: ip, failureReasonCode: 'CERT_HAS_EXPIRED' } });
+      expect(published).toContainEqual(expect.objectContaining({ stage: 'session', action: 'refuse', domain: 'h-expired.test', mx: 'mx1.h-expired.test', mode: 'enforce', verdict: 'fail', resultType: 'certificate-expired' }));
+    } finally {
+      diagnosticsChannel.unsubscribe(DECISION_CHANNEL, onMessage);
+    }
+  });
+
+  it('§5 a plaintext session: refused under enforce, reported under testing, fine without a policy', async () => {
+    await world.addMx('h-enf.test', 'mx1.h-enf.test');
+    world.publishPolicy('h-enf.test', { id: 'e', mode: 'enforce', mx: ['mx1.h-enf.test'], maxAge: 86400 });
+    await world.addMx('h-test.test', 'mx1.h-test.test');
+    world.publishPolicy('h-test.test', { id: 't', mode: 'testing', mx: ['mx1.h-test.test'], maxAge: 86400 });
+    await world.addMx('h-none.test', 'mx1.h-none.test');
+    const { hooks } = hooksWithRecorder();
+    const enforce = (await hooks.planDelivery('h-enf.test')).allowed[0]!;
+    const testing = (await hooks.planDelivery('h-test.test')).allowed[0]!;
+    const none = (await hooks.planDelivery('h-none.test')).allowed[0]!;
+    expect(hooks.verifySession(enforce, null)).toMatchObject({ proceed: false, success: false, resultType: 'starttls-not-supported' });
+    expect(hooks.verifySession(testing, null)).toMatchObject({ proceed: true, success: false, resultType: 'starttls-not-supported' });
+    expect(hooks.verifySession(none, null)).toMatchObject({ proceed: true, success: false, mode: 'none' });
+  });
+
+  it('§4.1 a candidate the enforce policy does not list is skipped in the plan and refused if verified anyway', async () => {
+    await world.addMx('h-skip.test', 'mx.not-listed.test');
+    world.publishPolicy('h-skip.test', { id: 's', mode: 'enforce', mx: ['mx1.h-skip.test'], maxAge: 86400 });
+    const { hooks, decisions } = hooksWithRecorder();
+    const plan = await hooks.planDelivery('h-skip.test');
+    expect(plan.allowed).toHaveLength(0);
+    expect(plan.noCandidate).toMatchObject({ action: 'defer' });
+    expect(decisions).toContainEqual(expect.objectContaining({ stage: 'candidate', action: 'skip', mx: 'mx.not-listed.test', resultType: 'validation-failure' }));
+    expect(decisions).toContainEqual(expect.objectContaining({ stage: 'candidate', action: 'defer', domain: 'h-skip.test' }));
+    expect(hooks.verifySession(plan.candidates[0]!, null)).toMatchObject({ proceed: false, resultType: 'validation-failure' });
+  });
+
+  it('handshakeFailed classifies TLS errors (RFC 8460 §4.3.1); plaintext fallback only outside enforce', async () => {
+    await world.addMx('h-hs.test', 'mx1.h-hs.test');
+    world.publishPolicy('h-hs.test', { id: 'x', mode: 'enforce', mx: ['mx1.h-hs.test'], maxAge: 86400 });
+    await world.addMx('h-hs2.test', 'mx1.h-hs2.test');
+    world.publishPolicy('h-hs2.test', { id: 'y', mode: 'testing', mx: ['mx1.h-hs2.test'], maxAge: 86400 });
+    const { hooks } = hooksWithRecorder();
+    const enforce = (await hooks.planDelivery('h-hs.test')).allowed[0]!;
+    const testing = (await hooks.planDelivery('h-hs2.test')).allowed[0]!;
+    expect(hooks.handshakeFailed(enforce, Object.assign(new Error('x'), { code: 'ESOCKET', originalCode: 'DEPTH_ZERO_SELF_SIGNED_CERT' }))).toMatchObject({ proceed: false, plaintextFallback: false, resultType: 'certificate-not-trusted', failureReasonCode: 'DEPTH_ZERO_SELF_SIGNED_CERT' });
+    expect(hooks.handshakeFailed(testing, Object.assign(new Error('x'), { code: 'ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION' }))).toMatchObject({ proceed: false, plaintextFallback: true, resultType: 'validation-failure' });
+    expect(classifyTlsFailure('mx', Object.assign(new Error('Error upgrading connection with STARTTLS'), { code: 'ETLS', command: 'STARTTLS', response: '454 4.7.0 TLS not available' })).resultType).toBe('starttls-not-supported');
+    expect(classifyTlsFailure('mx', { code: 'CERT_HAS_EXPIRED' }).resultType).toBe('certificate-expired');
+    expect(classifyTlsFailure('mx', { code: 'ERR_TLS_CERT_ALTNAME_INVALID' }).resultType).toBe('certificate-host-mismatch');
+    const strict = createMtaStsHooks({ mtaSts: engine, plaintextFallback: false });
+    const testing2 = (await strict.planDelivery('h-hs2.test')).allowed[0]!;
+    expect(strict.handshakeFailed(testing2, { code: 'ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION' }).plaintextFallback).toBe(false);
+  });
+
+  it('RFC 8460 §4.3.2 a policy that cannot be fetched (invalid policy-host certificate): sessions are reported as sts-webpki-invalid', async () => {
+    await world.addMx('h-webpki.test', 'mx1.h-webpki.test');
+    world.publishPolicy('h-webpki.test', { id: 'w', mode: 'enforce', mx: ['mx1.h-webpki.test'], maxAge: 86400, host: { kind: 'cert', cert: 'self-signed' } });
+    const { hooks, recorder } = hooksWithRecorder();
+    const plan = await hooks.planDelivery('h-webpki.test');
+    expect(plan.mode).toBe('none');
+    hooks.recordOutcome(plan.allowed[0]!, { success: true });
+    expect(recorder.of('h-webpki.test')).toEqual([expect.objectContaining({ success: false, policy: { type: 'sts', domain: 'h-webpki.test' }, failure: expect.objectContaining({ resultType: 'sts-webpki-invalid' }) })]);
+  });
+
+  it('rejects a candidate it did not plan (unless the plan is given)', async () => {
+    await world.addMx('h-foreign.test', 'mx1.h-foreign.test');
+    const { hooks } = hooksWithRecorder();
+    const plan = await engine.plan('h-foreign.test');
+    expect(() => hooks.verifySession(plan.candidates[0]!, null)).toThrow(TypeError);
+    expect(hooks.verifySession(plan.candidates[0]!, null, { plan })).toMatchObject({ proceed: true, mode: 'none' });
+  });
+});
