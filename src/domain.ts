@@ -5,7 +5,7 @@
  * lower-cased, trailing dot removed, internationalised names converted to A-labels (RFC 5890), and checked
  * against the LDH host name syntax (RFC 1123 / RFC 5321 §4.1.2 `Domain`). IP literals are not domains.
  */
-import { domainToASCII } from 'node:url';
+import { domainToASCII, domainToUnicode } from 'node:url';
 import { parse as parseDomain } from 'tldts';
 import { MtaStsError } from './errors.js';
 
@@ -28,18 +28,26 @@ export function normalizeDomainOrUndefined(input: unknown): string | undefined {
     if (name === '') return undefined;
   } else {
     name = name.toLowerCase();
-    // An ASCII name can still hold A-labels that must decode; domainToASCII validates xn-- labels.
-    if (name.includes('xn--') && domainToASCII(name) !== name) return undefined;
   }
   if (name.length > 253) return undefined;
   const labels = name.split('.');
   for (const label of labels) {
     if (!LABEL.test(label)) return undefined;
+    if (label.startsWith('xn--') && !isValidALabel(label)) return undefined;
   }
   // IP literals (for example 192.0.2.1) look like LDH names but are not domains.
   if (parseDomain(name).isIp) return undefined;
   if (/^[0-9.]+$/.test(name)) return undefined;
   return name;
+}
+
+/**
+ * An A-label must decode to a U-label (RFC 5890 §2.3.2.1). Node versions differ on invalid ones (older ones return
+ * '', newer ones pass them through), so the check is: it decodes, to something else, and encodes back to itself.
+ */
+function isValidALabel(label: string): boolean {
+  const unicode = domainToUnicode(label);
+  return unicode !== '' && unicode !== label && domainToASCII(unicode) === label;
 }
 
 /** Like {@link normalizeDomainOrUndefined} but throws `MTASTS_INVALID_DOMAIN`. */
