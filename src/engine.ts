@@ -126,15 +126,16 @@ export function createMtaSts(options: MtaStsOptions = {}): MtaSts {
   const txtCheckIntervalMs = options.txtCheckIntervalMs ?? 0;
   const refreshAfterFraction = options.refreshAfterFraction ?? 0.5;
   const maxMxHosts = options.maxMxHosts ?? 16;
-  const ownDispatcher = options.dispatcher
-    ? undefined
-    : createPolicyAgent({
-        ca: trustRoots,
-        lookup: createResolverLookup(resolver, dnsTimeoutMs) as never,
-        checkServerIdentity: strictCheckServerIdentity,
-        connectTimeoutMs: Math.min(fetchTimeoutMs, 30_000),
-      });
-  const dispatcher: Dispatcher = options.dispatcher ?? ownDispatcher!;
+  // Created on the first fetch: building its TLS context (Node's ~140 roots plus `ca`) takes tens of milliseconds.
+  let ownDispatcher: Dispatcher | undefined;
+  const dispatcher = (): Dispatcher =>
+    options.dispatcher ??
+    (ownDispatcher ??= createPolicyAgent({
+      ca: trustRoots,
+      lookup: createResolverLookup(resolver, dnsTimeoutMs) as never,
+      checkServerIdentity: strictCheckServerIdentity,
+      connectTimeoutMs: Math.min(fetchTimeoutMs, 30_000),
+    }));
 
   // Bounded: attacker-chosen domains cannot grow these without limit.
   const failures = new LRUCache<string, FetchFailure>({ max: 10_000 });
@@ -188,7 +189,7 @@ export function createMtaSts(options: MtaStsOptions = {}): MtaSts {
     }
     try {
       const fetched = await fetchPolicy(domain, {
-        dispatcher,
+        dispatcher: dispatcher(),
         timeoutMs: fetchTimeoutMs,
         maxBytes: maxPolicyBytes,
         requireTextPlain,
