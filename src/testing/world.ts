@@ -7,7 +7,7 @@
  * change the world (publish a new policy id, break a certificate, strip STARTTLS, fail DNS) and observe what the
  * library does. `close()` tears it all down without leaving handles behind.
  */
-import { createTestCa, type CertVariant, type TestCa } from './ca.js';
+import { createTestCa, type TestCa } from './ca.js';
 import { normalizeDnsName, startTestDnsServer, type TestDnsServer } from './dns-server.js';
 import { startTestHttpsServer, type HttpsHostOptions, type HttpsRequestLogEntry } from './https-hosts.js';
 import { silentLogger, type TestWorldLogger } from './logger.js';

@@ -6,22 +6,20 @@
 import net from 'node:net';
 import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createMtaSts, type MtaSts } from '../../src/engine.js';
-import { guardTransport, type MtaStsDeliveryError, type MtaStsSentMessageInfo, type SmartHostNotice } from '../../src/integrations/nodemailer/index.js';
+import type { MtaSts } from '../../src/engine.js';
+import { guardTransport, type MtaStsSentMessageInfo, type SmartHostNotice } from '../../src/integrations/nodemailer/index.js';
 import type { MtaStsDecision } from '../../src/integrations/hooks.js';
-import { createTestWorld, type TestWorld } from '../../src/testing/index.js';
-import { engineOptions, FAST, mail, MemoryRecorder } from './helpers.js';
+import type { TestWorld } from '../../src/testing/index.js';
+import { FAST, mail, MemoryRecorder, startWorld, stopWorld, sendError } from './helpers.js';
 
 let world: TestWorld;
 let engine: MtaSts;
 
 beforeAll(async () => {
-  world = await createTestWorld();
-  engine = createMtaSts(engineOptions(world));
+  ({ world, engine } = await startWorld());
 });
 afterAll(async () => {
-  await engine?.close();
-  await world?.close();
+  await stopWorld(world, engine);
 });
 
 function guarded(transportOptions: Record<string, unknown>) {
@@ -36,14 +34,6 @@ function guarded(transportOptions: Record<string, unknown>) {
   return { transporter, guard, recorder, decisions, smartHost, send };
 }
 
-async function sendError(send: () => Promise<unknown>): Promise<MtaStsDeliveryError> {
-  try {
-    await send();
-  } catch (error) {
-    return error as MtaStsDeliveryError;
-  }
-  throw new Error('expected the send to fail');
-}
 
 const ENFORCE = (mx: string[], id = 'g1') => ({ id, mode: 'enforce' as const, mx, maxAge: 86400 });
 

@@ -3,22 +3,20 @@
  * DNS and policy hosts (Haraka itself is not installed).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createMtaSts, type MtaSts } from '../../src/engine.js';
+import type { MtaSts } from '../../src/engine.js';
 import { createHarakaPlugin, HARAKA } from '../../src/integrations/haraka/index.js';
 import { createMtaStsHooks } from '../../src/integrations/hooks.js';
-import { createTestWorld, type TestWorld } from '../../src/testing/index.js';
-import { engineOptions } from './helpers.js';
+import type { TestWorld } from '../../src/testing/index.js';
+import { startWorld, stopWorld } from './helpers.js';
 
 let world: TestWorld;
 let engine: MtaSts;
 
 beforeAll(async () => {
-  world = await createTestWorld();
-  engine = createMtaSts(engineOptions(world));
+  ({ world, engine } = await startWorld());
 });
 afterAll(async () => {
-  await engine?.close();
-  await world?.close();
+  await stopWorld(world, engine);
 });
 
 function getMx(domain: string): Promise<{ code: number | undefined; value: unknown }> {

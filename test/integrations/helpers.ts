@@ -1,7 +1,8 @@
 /** Shared helpers of the integration tests: a recording TLS-RPT recorder and engine/transport options for a world. */
+import { createMtaSts, type MtaSts } from '../../src/engine.js';
 import type { SessionOutcome, TlsRptRecorder } from '../../src/tlsrpt/types.js';
-import type { TestWorld } from '../../src/testing/index.js';
-import type { MtaStsTransportOptions } from '../../src/integrations/nodemailer/index.js';
+import { createTestWorld, type TestWorld } from '../../src/testing/index.js';
+import type { MtaStsDeliveryError, MtaStsTransportOptions } from '../../src/integrations/nodemailer/index.js';
 
 /** A recorder that keeps every outcome. */
 export class MemoryRecorder implements TlsRptRecorder {
@@ -36,4 +37,26 @@ export function receivedFor(world: TestWorld, domain: string) {
 /** A message for `to`. */
 export function mail(to: string | string[], subject = 'test') {
   return { from: 'sender@sender.example', to, subject, text: `hello ${subject}` };
+}
+
+/** A world and one engine pointed at it (policy cache and trust roots shared by a file's tests). */
+export async function startWorld(): Promise<{ world: TestWorld; engine: MtaSts }> {
+  const world = await createTestWorld();
+  return { world, engine: createMtaSts(engineOptions(world)) };
+}
+
+/** Tears down what {@link startWorld} started (tolerates a failed start). */
+export async function stopWorld(world: TestWorld | undefined, engine: MtaSts | undefined): Promise<void> {
+  await engine?.close();
+  await world?.close();
+}
+
+/** The error a send rejects with; fails the test when the send succeeds. */
+export async function sendError(send: () => Promise<unknown>): Promise<MtaStsDeliveryError> {
+  try {
+    await send();
+  } catch (error) {
+    return error as MtaStsDeliveryError;
+  }
+  throw new Error('expected the send to fail');
 }

@@ -6,22 +6,20 @@ import diagnosticsChannel from 'node:diagnostics_channel';
 import type { TLSSocket } from 'node:tls';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createMtaSts, type MtaSts } from '../../src/engine.js';
+import type { MtaSts } from '../../src/engine.js';
 import { classifyTlsFailure, createMtaStsHooks, DECISION_CHANNEL, type MtaStsDecision, type MtaStsHooks } from '../../src/integrations/hooks.js';
 import type { MxCandidate } from '../../src/plan/plan.js';
-import { createTestWorld, type TestWorld } from '../../src/testing/index.js';
-import { engineOptions, MemoryRecorder } from './helpers.js';
+import type { TestWorld } from '../../src/testing/index.js';
+import { MemoryRecorder, startWorld, stopWorld } from './helpers.js';
 
 let world: TestWorld;
 let engine: MtaSts;
 
 beforeAll(async () => {
-  world = await createTestWorld();
-  engine = createMtaSts(engineOptions(world));
+  ({ world, engine } = await startWorld());
 });
 afterAll(async () => {
-  await engine?.close();
-  await world?.close();
+  await stopWorld(world, engine);
 });
 
 function hooksWithRecorder(extra: { plaintextFallback?: boolean } = {}) {

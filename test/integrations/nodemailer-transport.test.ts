@@ -5,25 +5,22 @@
  */
 import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createMtaStsTransport, isMtaStsDeliveryError, type MtaStsDeliveryError, type MtaStsSentMessageInfo, type MtaStsTransportOptions } from '../../src/integrations/nodemailer/index.js';
+import { createMtaStsTransport, isMtaStsDeliveryError, type MtaStsSentMessageInfo, type MtaStsTransportOptions } from '../../src/integrations/nodemailer/index.js';
 import type { MtaStsDecision } from '../../src/integrations/hooks.js';
-import { createTestWorld, type CertVariant, type TestWorld } from '../../src/testing/index.js';
-import { createMtaSts, type MtaSts } from '../../src/engine.js';
-import { engineOptions, mail, MemoryRecorder, receivedFor, transportOptions } from './helpers.js';
+import type { CertVariant, TestWorld } from '../../src/testing/index.js';
+import { type MtaSts } from '../../src/engine.js';
+import { mail, MemoryRecorder, receivedFor, transportOptions, startWorld, stopWorld, sendError } from './helpers.js';
 
 let world: TestWorld;
 let engine: MtaSts;
 const transports: Array<{ close(): void }> = [];
 
 beforeAll(async () => {
-  world = await createTestWorld();
-  // One engine (policy cache, trust roots) shared by the tests' transports; every test uses its own domains.
-  engine = createMtaSts(engineOptions(world));
+  ({ world, engine } = await startWorld());
 });
 afterAll(async () => {
   for (const t of transports) t.close();
-  await engine?.close();
-  await world?.close();
+  await stopWorld(world, engine);
 });
 
 function setup(extra: Partial<MtaStsTransportOptions> = {}) {
@@ -36,14 +33,6 @@ function setup(extra: Partial<MtaStsTransportOptions> = {}) {
   return { transport, mailer, recorder, decisions, send: (m: ReturnType<typeof mail>) => mailer.sendMail(m) as Promise<MtaStsSentMessageInfo> };
 }
 
-async function sendError(send: () => Promise<unknown>): Promise<MtaStsDeliveryError> {
-  try {
-    await send();
-  } catch (error) {
-    return error as MtaStsDeliveryError;
-  }
-  throw new Error('expected the send to fail');
-}
 
 const ENFORCE = (mx: string[], id = 'e1') => ({ id, mode: 'enforce' as const, mx, maxAge: 86400 });
 const TESTING = (mx: string[], id = 't1') => ({ id, mode: 'testing' as const, mx, maxAge: 86400 });

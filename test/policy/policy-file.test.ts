@@ -2,17 +2,9 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { parsePolicy } from '../../src/policy/policy-file.js';
 import { MtaStsError } from '../../src/errors.js';
+import { codeOf } from '../helpers.js';
 
 const VALID = 'version: STSv1\nmode: enforce\nmx: mx1.example.com\nmx: *.example.net\nmax_age: 604800\n';
-
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (error) {
-    return (error as MtaStsError).code;
-  }
-  return undefined;
-}
 
 describe('RFC 8461 §3.2 policy file', () => {
   it('§3.2 B7 parses a valid policy', () => {

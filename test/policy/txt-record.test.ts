@@ -2,15 +2,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { isStsTxtRecord, parseStsTxtRecord, selectStsTxtRecord } from '../../src/policy/txt-record.js';
 import { MtaStsError } from '../../src/errors.js';
-
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (error) {
-    return (error as MtaStsError).code;
-  }
-  return undefined;
-}
+import { codeOf } from '../helpers.js';
 
 describe('RFC 8461 §3.1 TXT record', () => {
   it('§3.1 A2 a record is an STS record only if it begins with "v=STSv1" (exact case, first)', () => {
