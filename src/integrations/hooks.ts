@@ -148,7 +148,8 @@ export interface PlanDeliveryOptions {
   signal?: AbortSignal;
 }
 
-type DecisionInput = Omit<MtaStsDecision, 'at' | 'mode' | 'policyId' | 'policySource'> & { mode?: EffectiveMode; plan?: DeliveryPlan };
+/** What {@link MtaStsHooks.emitDecision} takes: a decision without the fields the hooks fill in (time, mode and policy from `plan`). */
+export type DecisionInput = Omit<MtaStsDecision, 'at' | 'mode' | 'policyId' | 'policySource'> & { mode?: EffectiveMode; plan?: DeliveryPlan };
 
 /**
  * The hook sequence for custom SMTP clients and MTAs (see the module documentation). An `EventEmitter` that emits

@@ -56,7 +56,7 @@ export interface SmartHostNotice {
 }
 
 /** The minimal shape of Nodemailer's SMTP transport the guard relies on. */
-interface SmtpTransportLike {
+export interface SmtpTransportLike {
   name: string;
   options: SMTPConnectionOptions & { forceAuth?: boolean; pool?: boolean; proxy?: string; getSocket?: unknown };
   send(mail: MailMessage, callback: (error: Error | null, info?: unknown) => void): void;

@@ -9,15 +9,15 @@
  * A refused delivery fails with `code: 'EMTASTS'`, `responseCode: 451`, `temporary: true` (defer, never bounce:
  * RFC 8461 §5.1) and the list of MX hosts tried with their RFC 8460 result types.
  *
- * Nodemailer (>= 7) is a peer dependency.
+ * Nodemailer (>= 10) is a peer dependency.
  *
  * @packageDocumentation
  */
 export { createMtaStsTransport, MtaStsTransport, TRANSPORT_VERSION } from './transport.js';
-export type { MtaStsTransportOptions } from './transport.js';
+export type { MtaStsTransportOptions, SendCallback } from './transport.js';
 export { guardTransport, MtaStsGuard } from './guard.js';
-export type { GuardTransportOptions, SmartHostNotice } from './guard.js';
+export type { GuardTransportOptions, SmartHostNotice, SmtpTransportLike } from './guard.js';
 export { MtaStsDeliveryError, isMtaStsDeliveryError } from './deliver.js';
 export type { DomainDeliveryResult, MtaStsDeliveryErrorCode, MtaStsSentMessageInfo, MxAttempt } from './deliver.js';
 export { createMtaStsHooks, MtaStsHooks, DECISION_CHANNEL } from '../hooks.js';
-export type { MtaStsDecision, MtaStsHooksOptions, SessionVerdict, DecisionAction, DecisionStage } from '../hooks.js';
+export type { MtaStsDecision, MtaStsHooksOptions, SessionVerdict, DecisionAction, DecisionStage, DecisionInput } from '../hooks.js';

@@ -77,7 +77,7 @@ export interface MtaStsTransportOptions extends MtaStsOptions {
   maxConcurrentDomains?: number;
 }
 
-type Callback = (error: Error | null, info?: MtaStsSentMessageInfo) => void;
+export type SendCallback = (error: Error | null, info?: MtaStsSentMessageInfo) => void;
 
 /**
  * The transport object. Pass it to `nodemailer.createTransport()`. Emits `decision` ({@link MtaStsDecision}) and
@@ -105,9 +105,9 @@ export class MtaStsTransport extends EventEmitter implements Transport<MtaStsSen
     return this.hooks.mtaSts;
   }
 
-  send(mail: MailMessage<MtaStsSentMessageInfo>, callback: Callback): void {
+  send(mail: MailMessage<MtaStsSentMessageInfo>, callback: SendCallback): void {
     let returned = false;
-    const done: Callback = (error, info) => {
+    const done: SendCallback = (error, info) => {
       if (returned) return;
       returned = true;
       callback(error, info);
