@@ -6,7 +6,6 @@
  * against the LDH host name syntax (RFC 1123 / RFC 5321 §4.1.2 `Domain`). IP literals are not domains.
  */
 import { domainToASCII, domainToUnicode } from 'node:url';
-import { parse as parseDomain } from 'tldts';
 import { MtaStsError } from './errors.js';
 
 const LABEL = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/;
@@ -35,9 +34,9 @@ export function normalizeDomainOrUndefined(input: unknown): string | undefined {
     if (!LABEL.test(label)) return undefined;
     if (label.startsWith('xn--') && !isValidALabel(label)) return undefined;
   }
-  // IP literals (for example 192.0.2.1) look like LDH names but are not domains.
-  if (parseDomain(name).isIp) return undefined;
-  if (/^[0-9.]+$/.test(name)) return undefined;
+  // IPv4 literals (192.0.2.1) pass the label syntax but are not domains: no top-level domain is all-numeric
+  // (RFC 3696 §2), so a numeric last label rejects them. IPv6 literals already fail on ':'.
+  if (/^[0-9]+$/.test(labels[labels.length - 1]!)) return undefined;
   return name;
 }
 

@@ -16,6 +16,11 @@ describe('domain normalisation', () => {
       expect(normalizeDomainOrUndefined(bad), bad).toBeUndefined();
     }
     expect(normalizeDomainOrUndefined(42)).toBeUndefined();
+    // An all-numeric last label is an IPv4 literal, never a top-level domain (RFC 3696 §2).
+    expect(normalizeDomainOrUndefined('10.0.0.1')).toBeUndefined();
+    expect(normalizeDomainOrUndefined('mail.example.123')).toBeUndefined();
+    expect(normalizeDomainOrUndefined('123.example.com')).toBe('123.example.com');
+    expect(normalizeDomainOrUndefined('1mx.example')).toBe('1mx.example');
   });
 
   it('never throws anything but MtaStsError and its output is stable (property)', () => {
