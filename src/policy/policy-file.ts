@@ -27,7 +27,13 @@ export interface StsPolicy {
 /** §3.2: "max_age ... maximum value of 31557600" (one year). */
 export const MAX_MAX_AGE = 31_557_600;
 
-const KEY = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$/; // §3.2 sts-policy-ext-name
+const KEY = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$/;
+const CR = 13;
+
+/** WSP (RFC 5234): space or horizontal tab. */
+function isWsp(c: number): boolean {
+  return c === 32 || c === 9;
+} // §3.2 sts-policy-ext-name
 const MAX_AGE = /^[0-9]{1,10}$/; // §3.2 sts-policy-max-age-value = 1*10(DIGIT)
 
 export interface ParsePolicyOptions {
@@ -54,19 +60,29 @@ export function parsePolicy(text: string, options: ParsePolicyOptions = {}): Sts
   const mx: string[] = [];
   const seenMx = new Set<string>();
   const extensions: StsPolicy['extensions'] = [];
-  // §3.2: lines end in LF or CRLF.
-  const lines = text.split('\n');
-  for (let n = 0; n < lines.length; n++) {
-    let line = lines[n] ?? '';
-    if (line.endsWith('\r')) line = line.slice(0, -1);
-    // Trailing whitespace is tolerated (§3.2 allows *WSP before the line terminator).
-    const trimmed = line.replace(/[ \t]+$/, '').replace(/^[ \t]+/, '');
-    if (trimmed === '') continue;
-    const colon = trimmed.indexOf(':');
-    if (colon <= 0) throw invalid(`line ${n + 1} is not "key: value"`);
-    const key = trimmed.slice(0, colon).replace(/[ \t]+$/, '');
-    const value = trimmed.slice(colon + 1).replace(/^[ \t]+/, '');
-    if (!KEY.test(key)) throw invalid(`line ${n + 1} has an invalid key ${JSON.stringify(key.slice(0, 40))}`);
+  // One pass over the text with index arithmetic: no per-line arrays or regex replacements.
+  for (let lineStart = 0, n = 1; lineStart < text.length; n++) {
+    // §3.2: lines end in LF or CRLF.
+    let lineEnd = text.indexOf('\n', lineStart);
+    if (lineEnd === -1) lineEnd = text.length;
+    const next = lineEnd + 1;
+    if (lineEnd > lineStart && text.charCodeAt(lineEnd - 1) === CR) lineEnd--;
+    // Whitespace around the line is tolerated (§3.2 allows *WSP before the terminator).
+    let a = lineStart;
+    let b = lineEnd;
+    while (a < b && isWsp(text.charCodeAt(a))) a++;
+    while (b > a && isWsp(text.charCodeAt(b - 1))) b--;
+    lineStart = next;
+    if (a === b) continue;
+    const colon = text.indexOf(':', a);
+    if (colon === -1 || colon >= b || colon === a) throw invalid(`line ${n} is not "key: value"`);
+    let keyEnd = colon;
+    while (keyEnd > a && isWsp(text.charCodeAt(keyEnd - 1))) keyEnd--;
+    let valueStart = colon + 1;
+    while (valueStart < b && isWsp(text.charCodeAt(valueStart))) valueStart++;
+    const key = text.slice(a, keyEnd);
+    const value = text.slice(valueStart, b);
+    if (!KEY.test(key)) throw invalid(`line ${n} has an invalid key ${JSON.stringify(key.slice(0, 40))}`);
     // Field names and values are case-sensitive (%s in the §3.2 ABNF).
     switch (key) {
       case 'version':
@@ -80,7 +96,7 @@ export function parsePolicy(text: string, options: ParsePolicyOptions = {}): Sts
         break;
       case 'mx': {
         const pattern = normalizeMxPattern(value);
-        if (pattern === undefined) throw invalid(`line ${n + 1}: invalid mx pattern ${JSON.stringify(value.slice(0, 80))}`); // §3.2
+        if (pattern === undefined) throw invalid(`line ${n}: invalid mx pattern ${JSON.stringify(value.slice(0, 80))}`); // §3.2
         if (!seenMx.has(pattern)) {
           seenMx.add(pattern);
           mx.push(pattern);
