@@ -139,7 +139,8 @@ export function createMtaSts(options: MtaStsOptions = {}): MtaSts {
 
   // Bounded: attacker-chosen domains cannot grow these without limit.
   const failures = new LRUCache<string, FetchFailure>({ max: 10_000 });
-  const lastTxtCheck = new LRUCache<string, number>({ max: 100_000 });
+  // Only needed when TXT re-checks are spaced out (an evicted entry just means one more TXT query).
+  const lastTxtCheck = txtCheckIntervalMs > 0 ? new LRUCache<string, number>({ max: 10_000 }) : undefined;
   const inflight = new Map<string, Promise<PolicyLookup>>();
   const refreshing = new Set<string>();
 
@@ -214,7 +215,7 @@ export function createMtaSts(options: MtaStsOptions = {}): MtaSts {
   async function discover(domain: string, refresh: boolean): Promise<PolicyLookup> {
     const cached = await readStore(domain);
     const fresh = cached !== undefined && now() < cached.expiresAt;
-    if (fresh && !refresh && txtCheckIntervalMs > 0) {
+    if (fresh && !refresh && lastTxtCheck) {
       const checked = lastTxtCheck.get(domain);
       if (checked !== undefined && now() - checked < txtCheckIntervalMs) return { domain, status: 'policy', policy: toPolicy(cached), source: 'cache', txtId: cached.id };
     }
@@ -222,7 +223,7 @@ export function createMtaSts(options: MtaStsOptions = {}): MtaSts {
     const name = `_mta-sts.${domain}`;
     const answer = await queryDns(() => resolver.resolveTxt(name), { name, type: 'TXT', domain }, dnsTimeoutMs);
     if (answer.kind === 'error') return fallback(domain, cached, answer.error, 'temp-error'); // §3.3: SERVFAIL is not "no policy"
-    lastTxtCheck.set(domain, now());
+    lastTxtCheck?.set(domain, now());
     if (answer.kind === 'not-found') return fallback(domain, cached, undefined, 'none'); // §3.3 (C3): keep a cached policy
     let record: StsTxtRecord | undefined;
     try {
@@ -354,7 +355,7 @@ export function createMtaSts(options: MtaStsOptions = {}): MtaSts {
     async forget(domainInput: string) {
       const domain = normalizeDomain(domainInput);
       failures.delete(domain);
-      lastTxtCheck.delete(domain);
+      lastTxtCheck?.delete(domain);
       await store.delete(domain);
     },
     resolver,

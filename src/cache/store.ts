@@ -42,29 +42,32 @@ export interface MemoryPolicyStoreOptions {
 
 /** The default store: in-memory, bounded with `lru-cache`. */
 export class MemoryPolicyStore implements PolicyStore {
-  readonly #cache: LRUCache<string, CachedPolicy>;
+  readonly #max: number;
+  // lru-cache preallocates `max` slots (about 14 ms for 100000), so the cache is built on the first write:
+  // creating an engine stays cheap, and an engine that never fetches a policy never pays for it.
+  #cache: LRUCache<string, CachedPolicy> | undefined;
 
   constructor(options: MemoryPolicyStoreOptions = {}) {
-    this.#cache = new LRUCache<string, CachedPolicy>({ max: options.max ?? 100_000 });
+    this.#max = options.max ?? 100_000;
   }
 
   get(domain: string): CachedPolicy | undefined {
-    return this.#cache.get(domain);
+    return this.#cache?.get(domain);
   }
 
   set(domain: string, entry: CachedPolicy): void {
-    this.#cache.set(domain, entry);
+    (this.#cache ??= new LRUCache<string, CachedPolicy>({ max: this.#max })).set(domain, entry);
   }
 
   delete(domain: string): void {
-    this.#cache.delete(domain);
+    this.#cache?.delete(domain);
   }
 
   domains(): Iterable<string> {
-    return [...this.#cache.keys()];
+    return this.#cache ? [...this.#cache.keys()] : [];
   }
 
   get size(): number {
-    return this.#cache.size;
+    return this.#cache?.size ?? 0;
   }
 }
