@@ -111,6 +111,7 @@ const DAY_MS = 86_400_000;
 
 /** Creates the engine. */
 export function createMtaSts(options: MtaStsOptions = {}): MtaSts {
+  validateOptions(options);
   const now = options.now ?? Date.now;
   const logger = options.logger ?? silentLogger;
   const dnsTimeoutMs = options.dnsTimeoutMs ?? 10_000;
@@ -349,7 +350,11 @@ export function createMtaSts(options: MtaStsOptions = {}): MtaSts {
   return {
     getPolicy,
     plan,
-    verifyTls: (mxHost, evidence) => verifyTls(mxHost, evidence, (trustStore ??= new TrustStore(trustRoots ?? tls.rootCertificates))),
+    verifyTls: (mxHost, evidence) => {
+      const host = normalizeDomainOrUndefined(mxHost);
+      if (host === undefined) return { ok: false, resultType: 'validation-failure', reason: `not a valid MX host name: ${JSON.stringify(String(mxHost).slice(0, 80))}` };
+      return verifyTls(host, evidence, (trustStore ??= new TrustStore(trustRoots ?? tls.rootCertificates)));
+    },
     tlsOptions: (mxHost: string, strict = true) => mxTlsOptions(normalizeDomain(mxHost), trustRoots, strict),
     refreshDue,
     async forget(domainInput: string) {
@@ -364,4 +369,30 @@ export function createMtaSts(options: MtaStsOptions = {}): MtaSts {
       if (ownDispatcher) await ownDispatcher.close();
     },
   };
+}
+
+/** Numeric options and their bounds; a bad value is a configuration error, reported before anything runs. */
+const NUMERIC_OPTIONS: ReadonlyArray<[keyof MtaStsOptions, number, number]> = [
+  ['dnsTimeoutMs', 1, 600_000],
+  ['fetchTimeoutMs', 1, 600_000],
+  ['maxPolicyBytes', 1, 16 * 1024 * 1024],
+  ['fetchBackoffMs', 0, 7 * 86_400_000],
+  ['txtCheckIntervalMs', 0, 86_400_000],
+  ['refreshAfterFraction', 0, 1],
+  ['maxMxHosts', 1, 1000],
+  ['policyPort', 1, 65_535],
+];
+
+function validateOptions(options: MtaStsOptions): void {
+  if (typeof options !== 'object' || options === null) throw new MtaStsError('MTASTS_INVALID_OPTIONS', 'createMtaSts() options must be an object');
+  for (const [name, min, max] of NUMERIC_OPTIONS) {
+    const value = options[name];
+    if (value === undefined) continue;
+    if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max) {
+      throw new MtaStsError('MTASTS_INVALID_OPTIONS', `option ${name} must be a number from ${min} to ${max}, got ${JSON.stringify(value)}`, { details: { option: name } });
+    }
+  }
+  if (options.resolver !== undefined && (typeof options.resolver !== 'object' || options.resolver === null || typeof options.resolver.resolveTxt !== 'function' || typeof options.resolver.resolveMx !== 'function')) {
+    throw new MtaStsError('MTASTS_INVALID_OPTIONS', 'option resolver must have resolveTxt, resolveMx, resolve4 and resolve6 methods', { details: { option: 'resolver' } });
+  }
 }

@@ -61,6 +61,7 @@ export const TLSRPT_RESULT_TYPES: readonly TlsRptResultType[] = Object.freeze([
  * - `MTASTS_FETCH_BACKOFF`: a fetch for this domain failed recently; no new attempt is made until the backoff
  *   expires (RFC 8461 §3.3). `cause` is the last failure.
  * - `MTASTS_ABORTED`: the caller's `AbortSignal` fired.
+ * - `MTASTS_INVALID_OPTIONS`: an option of `createMtaSts()` is out of range or of the wrong type. Fix the configuration.
  */
 export type MtaStsErrorCode =
   | 'MTASTS_INVALID_DOMAIN'
@@ -76,7 +77,8 @@ export type MtaStsErrorCode =
   | 'MTASTS_FETCH_TIMEOUT'
   | 'MTASTS_POLICY_INVALID'
   | 'MTASTS_FETCH_BACKOFF'
-  | 'MTASTS_ABORTED';
+  | 'MTASTS_ABORTED'
+  | 'MTASTS_INVALID_OPTIONS';
 
 /** The RFC 8460 result type each code maps to (undefined when the failure is not reportable). */
 const RESULT_TYPE_BY_CODE: Readonly<Record<MtaStsErrorCode, TlsRptResultType | undefined>> = {
@@ -94,6 +96,7 @@ const RESULT_TYPE_BY_CODE: Readonly<Record<MtaStsErrorCode, TlsRptResultType | u
   MTASTS_POLICY_INVALID: 'sts-policy-invalid',
   MTASTS_FETCH_BACKOFF: 'sts-policy-fetch-error',
   MTASTS_ABORTED: undefined,
+  MTASTS_INVALID_OPTIONS: undefined,
 };
 
 const TEMPORARY_CODES: ReadonlySet<MtaStsErrorCode> = new Set<MtaStsErrorCode>([

@@ -409,3 +409,19 @@ describe('input validation', () => {
     await mta.close();
   });
 });
+
+describe('configuration', () => {
+  it('an out-of-range or mistyped option is MTASTS_INVALID_OPTIONS at creation', () => {
+    expect(() => createMtaSts({ fetchTimeoutMs: -1 })).toThrowError(expect.objectContaining({ code: 'MTASTS_INVALID_OPTIONS' }));
+    expect(() => createMtaSts({ maxPolicyBytes: Number.NaN })).toThrowError(expect.objectContaining({ code: 'MTASTS_INVALID_OPTIONS' }));
+    expect(() => createMtaSts({ policyPort: 70_000 })).toThrowError(expect.objectContaining({ code: 'MTASTS_INVALID_OPTIONS' }));
+    expect(() => createMtaSts({ resolver: {} as never })).toThrowError(expect.objectContaining({ code: 'MTASTS_INVALID_OPTIONS' }));
+  });
+
+  it('verifyTls with a malformed MX name is a validation failure, not a crash', async () => {
+    const mta = engine();
+    expect(mta.verifyTls(undefined as never, null)).toMatchObject({ ok: false, resultType: 'validation-failure' });
+    expect(mta.verifyTls('bad host', null)).toMatchObject({ ok: false, resultType: 'validation-failure' });
+    await mta.close();
+  });
+});

@@ -69,6 +69,7 @@ export function isProtocolVersionError(error: unknown): boolean {
  * not host names and never match.
  */
 export function certificateMatchesHost(cert: X509Certificate | PeerCertificate | Buffer | string, host: string): boolean {
+  if (typeof host !== 'string' || host.length === 0) return false;
   const x509 = toX509(cert);
   if (!x509) return false;
   const name = host.endsWith('.') ? host.slice(0, -1) : host;
