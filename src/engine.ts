@@ -147,7 +147,14 @@ export function createMtaSts(options: MtaStsOptions = {}): MtaSts {
 
   async function readStore(domain: string): Promise<CachedPolicy | undefined> {
     try {
-      return await store.get(domain);
+      const entry = await store.get(domain);
+      if (entry === undefined || entry === null) return undefined;
+      if (!isCachedPolicy(entry)) {
+        // A shared store can hold anything (another version, a truncated write): never trust a malformed entry.
+        logger.warn?.('mta-sts: policy store returned a malformed entry; ignoring it', { domain });
+        return undefined;
+      }
+      return entry;
     } catch (error) {
       logger.warn?.('mta-sts: policy store get failed; continuing without cache', { domain, error: String(error) });
       return undefined;
@@ -395,4 +402,23 @@ function validateOptions(options: MtaStsOptions): void {
   if (options.resolver !== undefined && (typeof options.resolver !== 'object' || options.resolver === null || typeof options.resolver.resolveTxt !== 'function' || typeof options.resolver.resolveMx !== 'function')) {
     throw new MtaStsError('MTASTS_INVALID_OPTIONS', 'option resolver must have resolveTxt, resolveMx, resolve4 and resolve6 methods', { details: { option: 'resolver' } });
   }
+}
+
+/** Shape check of a stored entry (stores may be shared, external and older or newer than this library). */
+function isCachedPolicy(value: unknown): value is CachedPolicy {
+  if (typeof value !== 'object' || value === null) return false;
+  const v = value as Partial<CachedPolicy>;
+  const p = v.policy;
+  return (
+    typeof v.id === 'string' &&
+    typeof v.text === 'string' &&
+    typeof v.fetchedAt === 'number' &&
+    typeof v.expiresAt === 'number' &&
+    typeof p === 'object' &&
+    p !== null &&
+    (p.mode === 'enforce' || p.mode === 'testing' || p.mode === 'none') &&
+    Array.isArray(p.mx) &&
+    p.mx.every((m) => typeof m === 'string') &&
+    typeof p.maxAge === 'number'
+  );
 }

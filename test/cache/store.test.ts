@@ -86,3 +86,18 @@ describe('policy stores', () => {
     await mta.close();
   });
 });
+
+describe('malformed store entries', () => {
+  it('an entry of the wrong shape is ignored with a warning, and the policy is fetched', async () => {
+    world.publishPolicy('malformed.test', { id: 'm1', mode: 'enforce', mx: ['mx.malformed.test'], maxAge: 86400 });
+    const store = new JsonStore();
+    store.data.set('malformed.test', JSON.stringify({ id: 'm1', policy: { mode: 'enforce' } }));
+    const warnings: string[] = [];
+    const mta = createMtaSts({ ...world.mtaStsOptions(), store, logger: { warn: (m) => warnings.push(m) } });
+    const r = await mta.getPolicy('malformed.test');
+    expect(r).toMatchObject({ status: 'policy', source: 'fetched' });
+    expect(r.policy?.mx).toEqual(['mx.malformed.test']);
+    expect(warnings.some((w) => w.includes('malformed'))).toBe(true);
+    await mta.close();
+  });
+});
