@@ -122,11 +122,14 @@ export function parsePolicy(text: string, options: ParsePolicyOptions = {}): Sts
 }
 
 /**
- * Normalises an `mx` pattern: a domain name or `*.` followed by a domain (RFC 8461 §3.2), lower-cased, A-labels.
+ * Normalises an `mx` pattern: a domain name or `*.` followed by a domain (RFC 8461 §3.2), lower-cased. U-labels are
+ * not accepted (the ABNF's `Domain` is ASCII).
  * Returns `undefined` when the value is not a valid pattern.
  */
 export function normalizeMxPattern(value: string): string | undefined {
   if (typeof value !== 'string' || value.length === 0 || value.length > 260) return undefined;
+  // §3.2: `mx` values are RFC 5321 `Domain`s, ASCII only: an internationalised name must be in A-label form.
+  if (!/^[\x21-\x7e]+$/.test(value)) return undefined;
   if (value.startsWith('*.')) {
     const rest = normalizeDomainOrUndefined(value.slice(2));
     return rest === undefined ? undefined : `*.${rest}`;

@@ -26,13 +26,12 @@ const EXT_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$/; // §3.1 sts-ext-name
 const EXT_VALUE = /^[\x21-\x3a\x3c\x3e-\x7e]+$/; // §3.1 sts-ext-value: VCHAR except ";" and "="
 
 /**
- * True when the TXT text is an STS record at all, i.e. it begins with `v=STSv1` followed by a separator or the
- * end. RFC 8461 §3.1: records that do not begin so are ignored (they do not count towards "exactly one").
+ * True when the TXT text is an STS record at all, i.e. it begins with exactly `v=STSv1;`. RFC 8461 §3.1: records
+ * that do not begin so are discarded (they do not count towards "exactly one"); `v=STSv1 ;` and a bare `v=STSv1`
+ * do not begin so.
  */
 export function isStsTxtRecord(text: string): boolean {
-  if (!text.startsWith('v=STSv1')) return false; // §3.1: version first, exact case
-  const rest = text.slice(7);
-  return /^[ \t]*(;|$)/.test(rest);
+  return text.startsWith('v=STSv1;'); // §3.1: version first, exact case, immediately followed by ";"
 }
 
 /**
@@ -42,7 +41,7 @@ export function isStsTxtRecord(text: string): boolean {
 export function parseStsTxtRecord(text: string): StsTxtRecord {
   if (typeof text !== 'string') throw invalid('record is not a string');
   if (text.length > MAX_TXT_RECORD_LENGTH) throw invalid(`record longer than ${MAX_TXT_RECORD_LENGTH} characters`);
-  if (!isStsTxtRecord(text)) throw invalid('record does not begin with "v=STSv1"');
+  if (!isStsTxtRecord(text)) throw invalid('record does not begin with "v=STSv1;"');
   // §3.1 sts-sep = *WSP ";" *WSP. Fields are "name=value"; a trailing separator is allowed.
   const fields = text.split(';');
   let id: string | undefined;

@@ -5,10 +5,11 @@ import { MtaStsError } from '../../src/errors.js';
 import { codeOf } from '../helpers.js';
 
 describe('RFC 8461 §3.1 TXT record', () => {
-  it('§3.1 A2 a record is an STS record only if it begins with "v=STSv1" (exact case, first)', () => {
+  it('§3.1 A2 a record is an STS record only if it begins with "v=STSv1;" (exact case, first)', () => {
     expect(isStsTxtRecord('v=STSv1; id=1')).toBe(true);
-    expect(isStsTxtRecord('v=STSv1 ; id=1')).toBe(true);
-    expect(isStsTxtRecord('v=STSv1')).toBe(true);
+    expect(isStsTxtRecord('v=STSv1;id=1')).toBe(true);
+    expect(isStsTxtRecord('v=STSv1 ; id=1')).toBe(false);
+    expect(isStsTxtRecord('v=STSv1')).toBe(false);
     expect(isStsTxtRecord('v=stsv1; id=1')).toBe(false);
     expect(isStsTxtRecord('id=1; v=STSv1')).toBe(false);
     expect(isStsTxtRecord(' v=STSv1; id=1')).toBe(false);
@@ -16,8 +17,8 @@ describe('RFC 8461 §3.1 TXT record', () => {
     expect(isStsTxtRecord('v=spf1 -all')).toBe(false);
   });
 
-  it('§3.1 A2 records that do not begin with v=STSv1 are ignored', () => {
-    const record = selectStsTxtRecord([['v=spf1 -all'], ['google-site-verification=abc'], ['v=STSv1; id=20240101']]);
+  it('§3.1 A2 records that do not begin with v=STSv1; are ignored', () => {
+    const record = selectStsTxtRecord([['v=spf1 -all'], ['google-site-verification=abc'], ['v=STSv1 ; id=other'], ['v=STSv1'], ['v=STSv1; id=20240101']]);
     expect(record?.id).toBe('20240101');
     expect(selectStsTxtRecord([['v=spf1 -all']])).toBeUndefined();
     expect(selectStsTxtRecord([])).toBeUndefined();
@@ -42,13 +43,12 @@ describe('RFC 8461 §3.1 TXT record', () => {
     expect(codeOf(() => parseStsTxtRecord('v=STSv1; id=2024-01-01'))).toBe('MTASTS_TXT_INVALID');
     expect(codeOf(() => parseStsTxtRecord('v=STSv1; id=abc_def'))).toBe('MTASTS_TXT_INVALID');
     expect(codeOf(() => parseStsTxtRecord('v=STSv1;'))).toBe('MTASTS_TXT_INVALID');
-    expect(codeOf(() => parseStsTxtRecord('v=STSv1'))).toBe('MTASTS_TXT_INVALID');
-    expect(codeOf(() => parseStsTxtRecord('v=STSv1; foo=bar'))).toBe('MTASTS_TXT_INVALID');
+        expect(codeOf(() => parseStsTxtRecord('v=STSv1; foo=bar'))).toBe('MTASTS_TXT_INVALID');
     expect(codeOf(() => selectStsTxtRecord([['v=STSv1; id=not valid']]))).toBe('MTASTS_TXT_INVALID');
   });
 
   it('§3.1 A6 unknown extension fields are ignored; whitespace around separators is allowed', () => {
-    const r = parseStsTxtRecord('v=STSv1 ;  id=abc123 ;\text1=val.ue; x_y-z=1 ;');
+    const r = parseStsTxtRecord('v=STSv1;  id=abc123 ;\text1=val.ue; x_y-z=1 ;');
     expect(r.id).toBe('abc123');
     expect(r.extensions).toEqual([
       { name: 'ext1', value: 'val.ue' },
@@ -82,7 +82,7 @@ describe('RFC 8461 §3.1 TXT record', () => {
     const ws = fc.constantFrom('', ' ', '\t', '  ');
     fc.assert(
       fc.property(id, ws, ws, fc.boolean(), (value, a, b, trailing) => {
-        const text = `v=STSv1${a};${b}id=${value}${trailing ? ';' : ''}`;
+        const text = `v=STSv1;${a}id=${value}${b}${trailing ? ';' : ''}`;
         expect(parseStsTxtRecord(text).id).toBe(value);
       }),
       { numRuns: 500 },
