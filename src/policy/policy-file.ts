@@ -130,6 +130,8 @@ export function normalizeMxPattern(value: string): string | undefined {
   if (typeof value !== 'string' || value.length === 0 || value.length > 260) return undefined;
   // §3.2: `mx` values are RFC 5321 `Domain`s, ASCII only: an internationalised name must be in A-label form.
   if (!/^[\x21-\x7e]+$/.test(value)) return undefined;
+  // A `Domain` has no trailing dot (RFC 5321 §4.1.2), unlike the MX host names it is matched against.
+  if (value.endsWith('.')) return undefined;
   if (value.startsWith('*.')) {
     const rest = normalizeDomainOrUndefined(value.slice(2));
     return rest === undefined ? undefined : `*.${rest}`;

@@ -74,7 +74,7 @@ describe('RFC 8461 §3.2 policy file', () => {
   it('§3.2 B10 mx patterns are domain names or "*." followed by a domain; anything else is invalid', () => {
     expect(parsePolicy('version: STSv1\nmode: enforce\nmx: MX.Example.COM\nmax_age: 1').mx).toEqual(['mx.example.com']);
     expect(parsePolicy('version: STSv1\nmode: enforce\nmx: *.xn--bcher-kva.example\nmax_age: 1').mx).toEqual(['*.xn--bcher-kva.example']);
-    for (const bad of ['*', '*.', 'mx.*.example.com', 'a*.example.com', '**.example.com', 'mx example.com', 'mx_1.example.com', '-mx.example.com', '192.0.2.1', 'https://mx.example.com', 'mx.bücher.example', '']) {
+    for (const bad of ['*', '*.', 'mx.*.example.com', 'a*.example.com', '**.example.com', 'mx example.com', 'mx_1.example.com', '-mx.example.com', '192.0.2.1', 'https://mx.example.com', 'mx.bücher.example', 'mx.example.com.', '*.example.com.', '']) {
       expect(codeOf(() => parsePolicy(`version: STSv1\nmode: enforce\nmx: ${bad}\nmax_age: 1`)), bad).toBe('MTASTS_POLICY_INVALID');
     }
   });
