@@ -53,7 +53,17 @@ export interface MtaStsOptions {
   fetchBackoffMs?: number;
   /** Re-check the TXT record of a domain with a fresh cached policy at most this often, in ms. Default 0: on every lookup. */
   txtCheckIntervalMs?: number;
-  /** Refetch a cached policy in the background once it is older than this fraction of its max_age (and at least daily). Default 0.5; 0 disables (RFC 8461 §5.1 / §10.2). */
+  /**
+   * How often cached policies are checked for proactive refresh (RFC 8461 §5.1 / §10.2: refresh before expiry, off
+   * the delivery path), in ms: every policy older than half its max_age (or one day) is refetched. The timer starts
+   * with the first cached policy and never keeps the process alive. Default 3600000 (hourly); 0 disables.
+   */
+  refreshIntervalMs?: number;
+  /**
+   * Also refetch, in the background, a cached policy that a lookup returns once it is older than this fraction of its
+   * max_age (at most one day). Default 0 (off: the `refreshIntervalMs` timer does it), so lookups never cause a fetch
+   * while the cached policy is current.
+   */
   refreshAfterFraction?: number;
   /** Most MX hosts considered per domain. Default 16. */
   maxMxHosts?: number;
@@ -108,6 +118,8 @@ interface FetchFailure {
 }
 
 const DAY_MS = 86_400_000;
+/** Age, as a fraction of max_age, after which `refreshDue()` refetches a cached policy. */
+const DEFAULT_REFRESH_FRACTION = 0.5;
 
 /** Creates the engine. */
 export function createMtaSts(options: MtaStsOptions = {}): MtaSts {
@@ -125,7 +137,8 @@ export function createMtaSts(options: MtaStsOptions = {}): MtaSts {
   const store = options.store ?? new MemoryPolicyStore();
   const backoffMs = options.fetchBackoffMs ?? 300_000;
   const txtCheckIntervalMs = options.txtCheckIntervalMs ?? 0;
-  const refreshAfterFraction = options.refreshAfterFraction ?? 0.5;
+  const refreshAfterFraction = options.refreshAfterFraction ?? 0;
+  const refreshIntervalMs = options.refreshIntervalMs ?? 3_600_000;
   const maxMxHosts = options.maxMxHosts ?? 16;
   // Created on the first fetch: building its TLS context (Node's ~140 roots plus `ca`) takes tens of milliseconds.
   let ownDispatcher: Dispatcher | undefined;
@@ -164,6 +177,7 @@ export function createMtaSts(options: MtaStsOptions = {}): MtaSts {
   async function writeStore(domain: string, entry: CachedPolicy): Promise<void> {
     try {
       await store.set(domain, entry);
+      startRefreshTimer();
     } catch (error) {
       logger.warn?.('mta-sts: policy store set failed', { domain, error: String(error) });
     }
@@ -345,12 +359,28 @@ export function createMtaSts(options: MtaStsOptions = {}): MtaSts {
     for (const domain of domains) {
       const cached = await readStore(domain);
       if (!cached || now() >= cached.expiresAt) continue;
-      const threshold = Math.min(cached.policy.maxAge * 1000 * (refreshAfterFraction || 0.5), DAY_MS);
+      const threshold = Math.min(cached.policy.maxAge * 1000 * (refreshAfterFraction || DEFAULT_REFRESH_FRACTION), DAY_MS);
       if (now() - cached.fetchedAt < threshold) continue;
       const result = await lookup(domain, true);
       if (result.source === 'fetched' && result.status === 'policy') refreshed++;
     }
     return refreshed;
+  }
+
+  // §5.1 / §10.2 (C5): the proactive refresh timer, started with the first cached policy; never keeps Node alive.
+  let refreshTimer: NodeJS.Timeout | undefined;
+  let refreshRunning = false;
+  let closed = false;
+  function startRefreshTimer(): void {
+    if (refreshTimer || closed || refreshIntervalMs <= 0) return;
+    refreshTimer = setInterval(() => {
+      if (refreshRunning) return;
+      refreshRunning = true;
+      refreshDue()
+        .catch((error: unknown) => logger.warn?.('mta-sts: proactive refresh failed', { error: String(error) }))
+        .finally(() => (refreshRunning = false));
+    }, refreshIntervalMs);
+    refreshTimer.unref();
   }
 
   let trustStore: TrustStore | undefined; // parsed on first use of certificate-only verification
@@ -373,6 +403,9 @@ export function createMtaSts(options: MtaStsOptions = {}): MtaSts {
     resolver,
     store,
     async close() {
+      closed = true;
+      if (refreshTimer) clearInterval(refreshTimer);
+      refreshTimer = undefined;
       if (ownDispatcher) await ownDispatcher.close();
     },
   };
@@ -386,6 +419,7 @@ const NUMERIC_OPTIONS: ReadonlyArray<[keyof MtaStsOptions, number, number]> = [
   ['fetchBackoffMs', 0, 7 * 86_400_000],
   ['txtCheckIntervalMs', 0, 86_400_000],
   ['refreshAfterFraction', 0, 1],
+  ['refreshIntervalMs', 0, 7 * 86_400_000],
   ['maxMxHosts', 1, 1000],
   ['policyPort', 1, 65_535],
 ];

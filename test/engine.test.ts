@@ -242,7 +242,7 @@ describe('RFC 8461 §3.3 / §5.1 caching and refresh', () => {
   it('§3.3 C1 a valid policy is cached until max_age expires', async () => {
     world.publishPolicy('c1.test', ENFORCE(['mx.c1.test'], 'v1', 3600));
     const c = clock();
-    const mta = engine({ now: c.now, refreshAfterFraction: 0 });
+    const mta = engine({ now: c.now });
     expect((await mta.getPolicy('c1.test')).source).toBe('fetched');
     const fetched = fetchesOf('c1.test');
     c.advance(3_599_000);
@@ -353,10 +353,10 @@ describe('RFC 8461 §3.3 / §5.1 caching and refresh', () => {
     await mta.close();
   });
 
-  it('§5.1 C5 refreshes a policy that is mailed often before it expires', async () => {
+  it('§5.1 C5 refreshAfterFraction: a lookup of an aging policy refetches it in the background', async () => {
     world.publishPolicy('c5.test', ENFORCE(['mx.c5.test'], 'r1', 7200));
     const c = clock();
-    const mta = engine({ now: c.now });
+    const mta = engine({ now: c.now, refreshAfterFraction: 0.5 });
     await mta.getPolicy('c5.test');
     const fetched = fetchesOf('c5.test');
     c.advance(3_700_000); // past half of max_age
@@ -364,6 +364,20 @@ describe('RFC 8461 §3.3 / §5.1 caching and refresh', () => {
     expect(r.source).toBe('cache');
     await expect.poll(() => fetchesOf('c5.test'), { timeout: 3000 }).toBe(fetched + 1);
     await expect.poll(async () => (await mta.store.get('c5.test'))?.fetchedAt).toBe(c.now());
+    await mta.close();
+  });
+
+  it('§5.1 C5 the refresh timer refetches cached policies before they expire, off the delivery path', async () => {
+    world.publishPolicy('c5t.test', ENFORCE(['mx.c5t.test'], 'r1', 7200));
+    const c = clock();
+    const mta = engine({ now: c.now, refreshIntervalMs: 100 });
+    await mta.getPolicy('c5t.test');
+    const fetched = fetchesOf('c5t.test');
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(fetchesOf('c5t.test')).toBe(fetched); // not due yet
+    c.advance(3_700_000); // past half of max_age
+    await expect.poll(() => fetchesOf('c5t.test'), { timeout: 3000 }).toBe(fetched + 1);
+    await expect.poll(async () => (await mta.store.get('c5t.test'))?.fetchedAt).toBe(c.now());
     await mta.close();
   });
 
