@@ -72,7 +72,7 @@ export interface DeliveryPlan {
 export interface BuildPlanInput {
   domain: string;
   lookup: PolicyLookup;
-  /** MX hosts with priorities, already validated and normalised; `null` entries are invalid names. */
+  /** MX hosts with priorities, normalised; `invalid` marks a name that is not a valid host name (never allowed). */
   mx: ReadonlyArray<{ host: string; priority: number; invalid?: boolean }>;
   nullMx?: boolean;
   /** The domain does not exist (NXDOMAIN for its MX query). */
