@@ -16,6 +16,7 @@ import type { TLSSocket } from 'node:tls';
 import { MemoryPolicyStore, type CachedPolicy, type PolicyStore } from './cache/store.js';
 import { createResolverLookup } from './discovery/lookup.js';
 import { createPolicyAgent, fetchPolicy } from './discovery/fetch-policy.js';
+import { classifyMxRecords, lookupMx, orderMxHosts } from './discovery/mx.js';
 import { createDefaultResolver, queryDns, type DnsResolver, type MxRecord } from './discovery/resolver.js';
 import { normalizeDomain, normalizeDomainOrUndefined } from './domain.js';
 import { MtaStsError, isMtaStsError } from './errors.js';
@@ -308,42 +309,17 @@ export function createMtaSts(options: MtaStsOptions = {}): MtaSts {
     });
   }
 
-  async function resolveMxHosts(domain: string, signal: AbortSignal | undefined) {
-    const answer = await queryDns(() => resolver.resolveMx(domain), { name: domain, type: 'MX', domain }, dnsTimeoutMs, signal);
-    if (answer.kind === 'error') throw answer.error;
-    if (answer.kind === 'not-found') {
-      if (answer.nxdomain) return { records: [] as MxRecord[], nxdomain: true, implicit: false };
-      // RFC 5321 §5.1: no MX records: the domain itself is the (implicit) MX, preference 0.
-      return { records: [{ exchange: domain, priority: 0 }], nxdomain: false, implicit: true };
-    }
-    return { records: answer.value, nxdomain: false, implicit: false };
-  }
-
   async function plan(domainInput: string, mxHosts?: ReadonlyArray<string | MxRecord>, opts: PlanOptions = {}): Promise<DeliveryPlan> {
     const domain = normalizeDomain(domainInput);
     const given = mxHosts?.map((mx, index) => (typeof mx === 'string' ? { exchange: mx, priority: index } : mx));
     // Policy and MX lookups run concurrently.
     const [policyLookup, mx] = await Promise.all([
       getPolicy(domain, opts.signal ? { signal: opts.signal } : {}),
-      given ? Promise.resolve({ records: given, nxdomain: false, implicit: false }) : resolveMxHosts(domain, opts.signal),
+      given ? Promise.resolve(classifyMxRecords(given)) : lookupMx(resolver, domain, dnsTimeoutMs, opts.signal),
     ]);
-    const records = [...mx.records];
-    // RFC 7505: a single MX with an empty exchange (".") means the domain accepts no mail.
-    const nullMx = records.length === 1 && (records[0]!.exchange === '' || records[0]!.exchange === '.');
-    const ordered = nullMx ? [] : records.map((r, i) => ({ r, i })).sort((a, b) => a.r.priority - b.r.priority || a.i - b.i).slice(0, maxMxHosts);
-    const seen = new Set<string>();
-    const candidates: Array<{ host: string; priority: number; invalid?: boolean }> = [];
-    for (const { r } of ordered) {
-      const host = normalizeDomainOrUndefined(r.exchange);
-      if (host === undefined) {
-        candidates.push({ host: String(r.exchange).slice(0, 255), priority: r.priority, invalid: true });
-        continue;
-      }
-      if (seen.has(host)) continue;
-      seen.add(host);
-      candidates.push({ host, priority: r.priority });
-    }
-    return buildPlan({ domain, lookup: policyLookup, mx: candidates, nullMx, domainNotFound: mx.nxdomain, implicitMx: mx.implicit, ca: trustRoots, requireTlsEverywhere: options.requireTlsEverywhere === true });
+    if (mx.kind === 'error') throw mx.error;
+    const candidates = mx.kind === 'ok' || mx.kind === 'implicit' ? orderMxHosts(mx.records, maxMxHosts) : [];
+    return buildPlan({ domain, lookup: policyLookup, mx: candidates, nullMx: mx.kind === 'null-mx', domainNotFound: mx.kind === 'nxdomain', implicitMx: mx.kind === 'implicit', ca: trustRoots, requireTlsEverywhere: options.requireTlsEverywhere === true });
   }
 
   async function refreshDue(): Promise<number> {

@@ -20,6 +20,7 @@
 import type { Dispatcher } from 'undici';
 import { resolveAddresses } from '../discovery/lookup.js';
 import { fetchPolicy, policyUrl } from '../discovery/fetch-policy.js';
+import { lookupMx, orderMxHosts } from '../discovery/mx.js';
 import { queryDns, type DnsResolver, type MxRecord } from '../discovery/resolver.js';
 import { normalizeDomainOrUndefined } from '../domain.js';
 import { isMtaStsError, type TlsRptResultType } from '../errors.js';
@@ -211,7 +212,7 @@ export async function checkDomain(input: string, ctx: CheckContext): Promise<Che
   }
 
   // The sender's first steps run concurrently: the policy TXT record, the MX records, the TLS-RPT record.
-  const [txt, mxAnswer, tlsrpt] = await Promise.all([checkTxt(domain, ctx), lookupMx(domain, ctx), checkTlsRpt(domain, ctx)]);
+  const [txt, mxAnswer, tlsrpt] = await Promise.all([checkTxt(domain, ctx), lookupMxTrace(domain, ctx), checkTlsRpt(domain, ctx)]);
 
   if (txt.verdict === 'invalid' || txt.verdict === 'multiple') {
     problems.push({ code: txt.verdict === 'multiple' ? 'txt-multiple' : 'txt-invalid', message: `${txt.name}: ${txt.error?.message ?? 'invalid record'}; senders ignore it`, resultType: 'sts-policy-invalid' });
@@ -242,20 +243,12 @@ export async function checkDomain(input: string, ctx: CheckContext): Promise<Che
   if (mxAnswer.verdict === 'dns-error') problems.push({ code: 'mx-dns-error', message: `MX lookup failed: ${mxAnswer.error?.message ?? 'DNS failure'}` });
   if (mxAnswer.verdict === 'nxdomain') problems.push({ code: 'domain-not-found', message: `${domain} does not exist (NXDOMAIN)` });
   const maxMx = ctx.maxMxHosts ?? 16;
-  const sorted = mxAnswer.records
-    .map((r, i) => ({ r, i }))
-    .sort((a, b) => a.r.priority - b.r.priority || a.i - b.i)
-    .slice(0, maxMx);
-  const seen = new Set<string>();
-  for (const { r } of sorted) {
-    const host = normalizeDomainOrUndefined(r.exchange);
-    if (host === undefined) {
-      mx.hosts.push({ host: String(r.exchange).slice(0, 255), priority: r.priority, match: 'invalid-name' });
+  for (const { host, priority, invalid } of orderMxHosts(mxAnswer.records, maxMx)) {
+    if (invalid) {
+      mx.hosts.push({ host, priority, match: 'invalid-name' });
       continue;
     }
-    if (seen.has(host)) continue;
-    seen.add(host);
-    const entry: MxHostTrace = { host, priority: r.priority, match: 'not-applicable' };
+    const entry: MxHostTrace = { host, priority, match: 'not-applicable' };
     if (patterns) {
       const pattern = findMatchingPattern(host, patterns);
       entry.match = pattern === undefined ? 'not-matched' : 'matched';
@@ -309,17 +302,10 @@ async function checkTxt(domain: string, ctx: CheckContext): Promise<TxtTrace> {
   }
 }
 
-async function lookupMx(domain: string, ctx: CheckContext): Promise<{ verdict: MxTrace['verdict']; records: MxRecord[]; error?: ErrorInfo }> {
-  const answer = await queryDns(() => ctx.resolver.resolveMx(domain), { name: domain, type: 'MX', domain }, ctx.timeoutMs);
+async function lookupMxTrace(domain: string, ctx: CheckContext): Promise<{ verdict: MxTrace['verdict']; records: MxRecord[]; error?: ErrorInfo }> {
+  const answer = await lookupMx(ctx.resolver, domain, ctx.timeoutMs);
   if (answer.kind === 'error') return { verdict: 'dns-error', records: [], error: errorInfo(answer.error) };
-  if (answer.kind === 'not-found') {
-    if (answer.nxdomain) return { verdict: 'nxdomain', records: [] };
-    return { verdict: 'implicit', records: [{ exchange: domain, priority: 0 }] }; // RFC 5321 §5.1
-  }
-  const records = answer.value;
-  // RFC 7505: a single MX with an empty exchange ("." ) means the domain accepts no mail.
-  if (records.length === 1 && (records[0]!.exchange === '' || records[0]!.exchange === '.')) return { verdict: 'null-mx', records: [] };
-  return { verdict: 'ok', records };
+  return { verdict: answer.kind, records: answer.kind === 'ok' || answer.kind === 'implicit' ? answer.records : [] };
 }
 
 async function fetchPolicyTrace(domain: string, url: string, ctx: CheckContext): Promise<PolicyTrace> {
