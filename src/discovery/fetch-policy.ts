@@ -6,11 +6,10 @@
  * ignored (the policy's own `max_age` governs), the body is limited to 64 KiB and the whole exchange to one
  * deadline, so a server that trickles bytes cannot hold a sender.
  */
-import { createSecureContext } from 'node:tls';
 import { Agent, request, type Dispatcher } from 'undici';
 import { MtaStsError, errorCodeOf } from '../errors.js';
 import { parsePolicy, type StsPolicy } from '../policy/policy-file.js';
-import { resultTypeForTlsError } from '../tls/verify.js';
+import { resultTypeForTlsError, sharedSecureContext } from '../tls/verify.js';
 
 export interface FetchPolicyOptions {
   /** The undici dispatcher to send the request with. */
@@ -169,11 +168,10 @@ export interface PolicyAgentOptions {
 
 /** The default dispatcher for policy fetches: an undici Agent that resolves through the library's resolver. */
 export function createPolicyAgent(options: PolicyAgentOptions): Agent {
-  // One SecureContext for every connection: building one from ~140 roots per handshake costs milliseconds.
-  const secureContext = createSecureContext({ ...(options.ca ? { ca: options.ca } : {}), minVersion: 'TLSv1.2' });
   return new Agent({
     connect: {
-      secureContext,
+      // Shared with MX sessions using the same roots: building one from ~140 roots per handshake costs milliseconds.
+      secureContext: sharedSecureContext(options.ca, 'TLSv1.2'),
       lookup: options.lookup as never,
       checkServerIdentity: options.checkServerIdentity,
       timeout: options.connectTimeoutMs,

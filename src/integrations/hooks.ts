@@ -25,14 +25,14 @@
  */
 import diagnosticsChannel from 'node:diagnostics_channel';
 import { EventEmitter } from 'node:events';
-import { createSecureContext, type SecureContext, type TLSSocket } from 'node:tls';
+import type { TLSSocket } from 'node:tls';
 import { createMtaSts, type MtaSts, type MtaStsOptions } from '../engine.js';
 import { resolveAddresses } from '../discovery/lookup.js';
 import type { MxRecord } from '../discovery/resolver.js';
 import type { TlsRptResultType } from '../errors.js';
 import { silentLogger, type Logger } from '../logger.js';
 import { planForReportDelivery, type DeliveryPlan, type EffectiveMode, type MxCandidate } from '../plan/plan.js';
-import { isProtocolVersionError, resultTypeForTlsError, verifyTls, type MxTlsOptions, type TlsSessionInfo, type TlsVerification } from '../tls/verify.js';
+import { isProtocolVersionError, resultTypeForTlsError, sharedSecureContext, verifyTls, type MxTlsOptions, type TlsSessionInfo, type TlsVerification } from '../tls/verify.js';
 import type { SessionOutcome, TlsRptPolicyRef, TlsRptRecorder } from '../tlsrpt/types.js';
 import type { PolicySource } from '../types.js';
 
@@ -232,7 +232,7 @@ export class MtaStsHooks extends EventEmitter {
     const options: MxTlsOptions = { ...candidate.tls };
     // Node builds a SecureContext per connection from `ca`, parsing every root PEM (Node's ~140 plus the extra
     // ones) each time; one shared context per trust-root set makes a session several times cheaper.
-    if (!options.secureContext) options.secureContext = sharedSecureContext(options);
+    if (!options.secureContext) options.secureContext = sharedSecureContext(options.ca, options.minVersion, options.maxVersion);
     return options;
   }
 
@@ -410,29 +410,6 @@ export class MtaStsHooks extends EventEmitter {
     if (!plan) throw new TypeError(`MX candidate ${candidate?.host} was not returned by planDelivery() of these hooks; pass { plan } in the context`);
     return plan;
   }
-}
-
-const contexts = new WeakMap<object, Map<string, SecureContext>>();
-const systemContexts = new Map<string, SecureContext>();
-
-/** A SecureContext for the trust roots and protocol bounds of `options`, shared by every connection using the same `ca` array. */
-function sharedSecureContext(options: MxTlsOptions): SecureContext {
-  const key = `${options.minVersion ?? ''}|${options.maxVersion ?? ''}`;
-  const ca = options.ca;
-  let byVersion: Map<string, SecureContext> | undefined;
-  if (ca === undefined) byVersion = systemContexts;
-  else if (typeof ca === 'object') {
-    byVersion = contexts.get(ca);
-    if (!byVersion) {
-      byVersion = new Map();
-      contexts.set(ca, byVersion);
-    }
-  }
-  const cached = byVersion?.get(key);
-  if (cached) return cached;
-  const context = createSecureContext({ ...(ca !== undefined ? { ca } : {}), minVersion: options.minVersion, ...(options.maxVersion ? { maxVersion: options.maxVersion } : {}) });
-  byVersion?.set(key, context);
-  return context;
 }
 
 /** Creates the hooks (see {@link MtaStsHooks}). */

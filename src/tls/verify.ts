@@ -107,6 +107,31 @@ export function buildTrustRoots(extra: readonly (string | Buffer)[] | undefined,
   return systemRoots ? [...tls.rootCertificates, ...extra] : [...extra];
 }
 
+const contextsByRoots = new WeakMap<object, Map<string, tls.SecureContext>>();
+const systemRootContexts = new Map<string, tls.SecureContext>();
+
+/**
+ * One `SecureContext` per trust-root array and protocol bounds, shared by every connection that uses them (policy
+ * fetches and MX sessions alike): Node otherwise parses every root PEM (~140 plus `ca`) on each handshake.
+ */
+export function sharedSecureContext(ca: tls.SecureContextOptions['ca'], minVersion: tls.SecureVersion | undefined, maxVersion?: tls.SecureVersion): tls.SecureContext {
+  const key = `${minVersion ?? ''}|${maxVersion ?? ''}`;
+  let byVersion: Map<string, tls.SecureContext> | undefined;
+  if (ca === undefined) byVersion = systemRootContexts;
+  else if (typeof ca === 'object') {
+    byVersion = contextsByRoots.get(ca);
+    if (!byVersion) {
+      byVersion = new Map();
+      contextsByRoots.set(ca, byVersion);
+    }
+  }
+  const cached = byVersion?.get(key);
+  if (cached) return cached;
+  const context = tls.createSecureContext({ ...(ca !== undefined ? { ca } : {}), ...(minVersion ? { minVersion } : {}), ...(maxVersion ? { maxVersion } : {}) });
+  byVersion?.set(key, context);
+  return context;
+}
+
 /** Options the library hands to `tls.connect` (or an SMTP client) for one MX host. */
 export interface MxTlsOptions extends ConnectionOptions {
   /** SNI and the name the certificate is checked against: the MX host name, even when connecting by IP (§4.2). */
