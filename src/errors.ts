@@ -152,12 +152,9 @@ export class MtaStsError extends Error {
   }
 }
 
-/** Type guard that works across module copies (ESM and CJS builds loaded side by side). */
+/** Type guard: `value instanceof MtaStsError` (each class exists once in the build, for every subpath). */
 export function isMtaStsError(value: unknown): value is MtaStsError {
-  return (
-    value instanceof MtaStsError ||
-    (typeof value === 'object' && value !== null && (value as { name?: unknown }).name === 'MtaStsError' && typeof (value as { code?: unknown }).code === 'string')
-  );
+  return value instanceof MtaStsError;
 }
 
 /** undici's wrapper codes: they say "the socket failed", the cause chain says why. */

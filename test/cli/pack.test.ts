@@ -81,4 +81,19 @@ describe.skipIf(skip)('npm pack + install in a fresh project', { timeout: 240_00
       expect(Number(cjs.stdout.trim()), `${specifier} (CJS)`).toBeGreaterThan(0);
     }
   });
+
+  it('an error thrown by one subpath is an instanceof the class exported by another (one copy in dist, ESM and CJS)', async () => {
+    // createMtaStsTransport and createMtaStsHooks build their engine from their own subpath; a bad engine option
+    // makes that engine throw MTASTS_INVALID_OPTIONS, which must be the root export's MtaStsError.
+    const probe = (load: string) => `${load}
+      const out = [];
+      for (const make of [() => nm.createMtaStsTransport({ dnsTimeoutMs: -1 }), () => hooks.createMtaStsHooks({ dnsTimeoutMs: -1 })]) {
+        try { make(); out.push('no error'); } catch (error) { out.push(error instanceof root.MtaStsError && error.code === 'MTASTS_INVALID_OPTIONS'); }
+      }
+      console.log(JSON.stringify(out));`;
+    const esm = await run(process.execPath, ['--input-type=module', '-e', probe(`const root = await import('${pkg.name}'); const nm = await import('${pkg.name}/nodemailer'); const hooks = await import('${pkg.name}/hooks');`)], { cwd: project });
+    expect(JSON.parse(esm.stdout), 'ESM').toEqual([true, true]);
+    const cjs = await run(process.execPath, ['-e', probe(`const root = require('${pkg.name}'); const nm = require('${pkg.name}/nodemailer'); const hooks = require('${pkg.name}/hooks');`)], { cwd: project });
+    expect(JSON.parse(cjs.stdout), 'CJS').toEqual([true, true]);
+  });
 });
