@@ -278,7 +278,7 @@ export function describeValue(value: unknown): string {
  */
 export function suggest(unknown: string, known: readonly string[]): string[] {
   const u = unknown.toLowerCase();
-  const limit = Math.max(1, Math.min(3, Math.floor(u.length / 4)));
+  const limit = Math.max(1, Math.min(3, Math.floor(u.length / 3)));
   const scored = known
     .map((name) => {
       const n = name.toLowerCase();
