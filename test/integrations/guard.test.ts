@@ -8,7 +8,7 @@ import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MtaSts } from '../../src/engine.js';
 import { guardTransport, type GuardTransportOptions, type MtaStsSentMessageInfo, type SmartHostNotice } from '../../src/integrations/nodemailer/index.js';
-import type { MtaStsDecision } from '../../src/integrations/hooks.js';
+import { createMtaStsHooks, type MtaStsDecision } from '../../src/integrations/hooks.js';
 import type { TestWorld } from '../../src/testing/index.js';
 import { FAST, mail, MemoryRecorder, startWorld, stopWorld, sendError } from './helpers.js';
 
@@ -129,7 +129,9 @@ describe.concurrent('guardTransport: plaintext retry and session limits, one mea
   it('plaintextFallback: false: no retry, and no fallback-plaintext decision for a retry that never happens', async () => {
     const mx = await world.addMx('g-nofallback.test', 'mx1.g-nofallback.test', { cert: 'self-signed' });
     world.publishPolicy('g-nofallback.test', { id: 'f', mode: 'testing', mx: ['mx1.g-nofallback.test'], maxAge: 86400 });
-    const { send, decisions } = guarded({ host: 'mx1.g-nofallback.test' }, { plaintextFallback: false });
+    // Shared hooks allow the retry (their default); this guard does not: the guard's word decides, and the hooks are told.
+    const hooks = createMtaStsHooks({ mtaSts: engine });
+    const { send, decisions } = guarded({ host: 'mx1.g-nofallback.test' }, { hooks, plaintextFallback: false });
     await sendError(() => send(mail('jo@g-nofallback.test')));
     expect(mx.messages).toHaveLength(0);
     expect(decisions.filter((d) => d.action === 'fallback-plaintext')).toEqual([]);
