@@ -12,7 +12,7 @@ import { MtaStsError } from './errors.js';
 
 /** The optional peer dependencies, with the versions this package works with (package.json `peerDependencies`). */
 export const OPTIONAL_PEERS = Object.freeze({
-  nodemailer: '>=6.0.0',
+  nodemailer: '^6.0.0 || ^7.0.0 || ^8.0.0 || ^9.0.0 || ^10.0.0',
   'smtp-server': '^3.13.0',
   'node-forge': '^1.3.0',
   'dns-packet': '^5.6.0',

@@ -135,6 +135,12 @@ export interface SessionContext {
    * then say `refuse`, not `fallback-plaintext`, so no decision announces a retry that never happens.
    */
   plaintextFallback?: boolean;
+  /**
+   * The TLS socket of a failed handshake, when the client has it. Its `authorizationError` names the certificate
+   * failure (`CERT_HAS_EXPIRED`, ...) when the client's error does not (Nodemailer before 7 replaces the TLS code
+   * with its own `ESOCKET`), so the RFC 8460 result type stays exact.
+   */
+  tlsSocket?: { authorizationError?: unknown } | null;
 }
 
 /** A session (or host) that failed, as {@link MtaStsHooks.deliveryFailed} reports it. */
@@ -376,7 +382,7 @@ export class MtaStsHooks extends EventEmitter {
    */
   handshakeFailed(candidate: MxCandidate, error: unknown, context: SessionContext = {}): SessionVerdict {
     const plan = this.requirePlan(candidate, context);
-    const { resultType, code, reason } = classifyTlsFailure(candidate.host, error);
+    const { resultType, code, reason } = classifyTlsFailure(candidate.host, error, context.tlsSocket ?? undefined);
     const mode = plan.mode;
     const plaintextFallback = this.plaintextFallback && context.plaintextFallback !== false && mode !== 'enforce' && !candidate.requireTls && candidate.allowed;
     this.noteFailure(plan, { mx: candidate.host, ...(context.ip !== undefined ? { ip: context.ip } : {}), resultType, reason });
@@ -565,10 +571,10 @@ const GENERIC_CLIENT_CODES = new Set(['ESOCKET', 'ETLS', 'ECONNECTION', 'EPROTOC
  * errors (`code: 'ETLS'` for a refused STARTTLS, `originalCode` for the TLS error), and errors that already carry a
  * `resultType`.
  */
-export function classifyTlsFailure(host: string, error: unknown): { resultType: TlsRptResultType; code?: string; reason: string } {
+export function classifyTlsFailure(host: string, error: unknown, tlsSocket?: { authorizationError?: unknown }): { resultType: TlsRptResultType; code?: string; reason: string } {
   const e = (typeof error === 'object' && error !== null ? error : {}) as { resultType?: unknown; command?: unknown; response?: unknown; message?: unknown };
   const message = typeof e.message === 'string' ? e.message : String(error);
-  const code = codeOf(error);
+  const code = specificTlsCode(error, tlsSocket);
   if (typeof e.resultType === 'string') return { resultType: e.resultType as TlsRptResultType, ...(code ? { code } : {}), reason: message };
   // The server answered STARTTLS with an error, or did not offer it (§4.2: STARTTLS is required).
   if (e.command === 'STARTTLS' && typeof e.response === 'string') {
@@ -579,4 +585,20 @@ export function classifyTlsFailure(host: string, error: unknown): { resultType: 
   }
   const resultType = resultTypeForTlsError(code);
   return { resultType, ...(code ? { code } : {}), reason: `TLS handshake with ${host} failed: ${code ?? message}` };
+}
+
+/**
+ * The most specific TLS code of a failed handshake. When the client wrapped it in a generic code of its own
+ * (`ESOCKET`) and kept no `originalCode`: the socket's `authorizationError` (set by Node for certificate failures),
+ * or Node's code rule for an OpenSSL error (`ERR_SSL_` + its `reason`, e.g. `ERR_SSL_UNSUPPORTED_PROTOCOL`).
+ */
+function specificTlsCode(error: unknown, tlsSocket: { authorizationError?: unknown } | undefined): string | undefined {
+  const code = codeOf(error);
+  if (code !== undefined && !GENERIC_CLIENT_CODES.has(code)) return code;
+  const authorization = tlsSocket?.authorizationError;
+  if (typeof authorization === 'string' && authorization !== '') return authorization;
+  if (typeof authorization === 'object' && authorization !== null && typeof (authorization as { code?: unknown }).code === 'string') return (authorization as { code: string }).code;
+  const ssl = error as { library?: unknown; reason?: unknown } | null;
+  if (typeof ssl === 'object' && ssl !== null && ssl.library === 'SSL routines' && typeof ssl.reason === 'string') return `ERR_SSL_${ssl.reason.toUpperCase().replace(/[\s-]+/g, '_')}`;
+  return code;
 }

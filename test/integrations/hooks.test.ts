@@ -147,7 +147,8 @@ describe('hooks: the sequence planDelivery → tlsOptionsFor → verifySession �
         connection.connect(() => resolve(new Error('the handshake was expected to fail')));
       });
       connection.close();
-      expect(hooks.handshakeFailed(candidate, error, { ip: ip! })).toMatchObject({ proceed: false, plaintextFallback: false });
+      const tlsSocket = connection._socket as TLSSocket | undefined;
+      expect(hooks.handshakeFailed(candidate, error, { ip: ip!, tlsSocket })).toMatchObject({ proceed: false, plaintextFallback: false });
     }
     const final = hooks.deliveryFailed(plan);
     expect(final).toMatchObject({ action: 'defer', temporary: true, replyCode: 451, enhancedStatus: '4.7.5', resultTypes: ['validation-failure', 'certificate-expired', 'certificate-host-mismatch'] });

@@ -9,7 +9,7 @@
  * A refused delivery fails with `code: 'EMTASTS'`, `responseCode: 451`, `temporary: true` (defer, never bounce:
  * RFC 8461 §5.1) and the list of MX hosts tried with their RFC 8460 result types.
  *
- * Nodemailer (>= 10) is a peer dependency.
+ * Nodemailer (6 to 10) is an optional peer dependency: without it, the factories throw `MTASTS_MISSING_PEER`.
  *
  * @packageDocumentation
  */

@@ -138,7 +138,7 @@ export async function runSmtpSession(request: SessionRequest): Promise<SessionRe
     if (duringTls) {
       // The caller retries in plaintext only when it allows it and TLS is not required of this session.
       const fallback = request.plaintextFallback !== false && !requireTls;
-      const verdict = hooks.handshakeFailed(candidate, connectError, { ...context(), plaintextFallback: fallback });
+      const verdict = hooks.handshakeFailed(candidate, connectError, { ...context(), plaintextFallback: fallback, tlsSocket: (socket as TLSSocket | undefined) ?? null });
       return { delivered: false, stage: 'tls', secure: false, verdict, error: connectError, tryNext: true, ...(localAddress ? { localAddress } : {}) };
     }
     // Greeting / EHLO 5xx is a final answer from this host only; another MX may accept (RFC 5321 §5.1).
