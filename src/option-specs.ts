@@ -44,6 +44,19 @@ export function validateEngineOptions(options: unknown): void {
   validateOptions('createMtaSts()', options, ENGINE_OPTION_SPEC);
 }
 
+/** Options of `createMtaStsHooks()` (and of the integrations built on the hooks): the engine's, plus the hooks' own. */
+export const HOOKS_OPTION_SPEC: OptionSpec = Object.freeze({
+  ...ENGINE_OPTION_SPEC,
+  mtaSts: methods('an MTA-STS engine (createMtaSts())', ['getPolicy', 'plan']),
+  recorder: methods('a TLS-RPT recorder', ['record']),
+  plaintextFallback: bool,
+});
+
+/** The options of `options` that `spec` knows (for integrations that hand part of their options on). */
+export function pickOptions<T extends object>(options: object, spec: OptionSpec): T {
+  return Object.fromEntries(Object.entries(options).filter(([key]) => Object.prototype.hasOwnProperty.call(spec, key))) as T;
+}
+
 /** A Nodemailer transporter (`sendMail`), options for `nodemailer.createTransport`, or a connection URL. */
 const mailTransportRule: OptionRule = anyOf(
   'a Nodemailer transporter (with sendMail()), SMTP transport options, or an smtp:// / smtps:// URL',

@@ -31,8 +31,8 @@ import diagnosticsChannel from 'node:diagnostics_channel';
 import { EventEmitter } from 'node:events';
 import type { TLSSocket } from 'node:tls';
 import { createMtaSts, type MtaSts, type MtaStsOptions } from '../engine.js';
-import { ENGINE_OPTION_SPEC } from '../option-specs.js';
-import { bool, methods, validateOptions, type OptionSpec } from '../options.js';
+import { HOOKS_OPTION_SPEC } from '../option-specs.js';
+import { validateOptions } from '../options.js';
 import { resolveAddresses } from '../discovery/lookup.js';
 import type { MxRecord } from '../discovery/resolver.js';
 import type { TlsRptResultType } from '../errors.js';
@@ -194,19 +194,6 @@ export interface MtaStsHooksOptions extends MtaStsOptions {
    * §5: `testing` delivers as without MTA-STS). The failure is still reported. Never applies under `enforce`.
    */
   plaintextFallback?: boolean;
-}
-
-/** Every option of {@link createMtaStsHooks}: the engine's, plus the hooks' own. */
-export const HOOKS_OPTION_SPEC: OptionSpec = Object.freeze({
-  ...ENGINE_OPTION_SPEC,
-  mtaSts: methods('an MTA-STS engine (createMtaSts())', ['getPolicy', 'plan']),
-  recorder: methods('a TLS-RPT recorder', ['record']),
-  plaintextFallback: bool,
-});
-
-/** The options of `options` that `spec` knows (for integrations that hand part of their options on). */
-export function pickOptions<T extends object>(options: object, spec: OptionSpec): T {
-  return Object.fromEntries(Object.entries(options).filter(([key]) => Object.prototype.hasOwnProperty.call(spec, key))) as T;
 }
 
 export interface PlanDeliveryOptions {

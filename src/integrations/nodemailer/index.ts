@@ -20,4 +20,4 @@ export type { GuardTransportOptions, SmartHostNotice, SmtpTransportLike } from '
 export { MtaStsDeliveryError, isMtaStsDeliveryError } from './deliver.js';
 export type { DomainDeliveryResult, MtaStsDeliveryErrorCode, MtaStsSentMessageInfo, MxAttempt } from './deliver.js';
 export { createMtaStsHooks, MtaStsHooks, DECISION_CHANNEL } from '../hooks.js';
-export type { MtaStsDecision, MtaStsHooksOptions, SessionVerdict, DecisionAction, DecisionStage, DecisionInput } from '../hooks.js';
+export type { MtaStsDecision, MtaStsHooksOptions, SessionVerdict, DecisionAction, DecisionStage, DecisionInput, FinalAction, DeliveryFailure, DeliveryFailedInput, HooksDeliveryPlan } from '../hooks.js';

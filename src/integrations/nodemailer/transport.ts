@@ -37,7 +37,8 @@ import type { Logger } from '../../logger.js';
 import type { TlsRptRecorder } from '../../tlsrpt/types.js';
 import { anyOf, bool, ipAddress, logger, methods, notHere, num, port, str, validateOptions, type OptionSpec } from '../../options.js';
 import { requirePeer } from '../../peers.js';
-import { HOOKS_OPTION_SPEC, MtaStsHooks, pickOptions, type MtaStsDecision, type MtaStsHooksOptions } from '../hooks.js';
+import { HOOKS_OPTION_SPEC, pickOptions } from '../../option-specs.js';
+import { MtaStsHooks, type MtaStsDecision, type MtaStsHooksOptions } from '../hooks.js';
 import type { SmtpConnectionClass } from './session.js';
 import { buildSendResult, deliverToDomain, groupRecipients, MtaStsDeliveryError, type DomainDeliveryResult, type MtaStsSentMessageInfo } from './deliver.js';
 
