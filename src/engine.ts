@@ -20,6 +20,7 @@ import { classifyMxRecords, lookupMx, orderMxHosts } from './discovery/mx.js';
 import { createDefaultResolver, queryDns, type DnsResolver, type MxRecord } from './discovery/resolver.js';
 import { normalizeDomain, normalizeDomainOrUndefined } from './domain.js';
 import { MtaStsError, isMtaStsError } from './errors.js';
+import { validateEngineOptions } from './option-specs.js';
 import { silentLogger, type Logger } from './logger.js';
 import { buildPlan, type DeliveryPlan } from './plan/plan.js';
 import { selectStsTxtRecord, type StsTxtRecord } from './policy/txt-record.js';
@@ -387,31 +388,12 @@ export function createMtaSts(options: MtaStsOptions = {}): MtaSts {
   };
 }
 
-/** Numeric options and their bounds; a bad value is a configuration error, reported before anything runs. */
-const NUMERIC_OPTIONS: ReadonlyArray<[keyof MtaStsOptions, number, number]> = [
-  ['dnsTimeoutMs', 1, 600_000],
-  ['fetchTimeoutMs', 1, 600_000],
-  ['maxPolicyBytes', 1, 16 * 1024 * 1024],
-  ['fetchBackoffMs', 0, 7 * 86_400_000],
-  ['txtCheckIntervalMs', 0, 86_400_000],
-  ['refreshAfterFraction', 0, 1],
-  ['refreshIntervalMs', 0, 7 * 86_400_000],
-  ['maxMxHosts', 1, 1000],
-  ['policyPort', 1, 65_535],
-];
-
+/**
+ * Every option is checked before anything runs (types, ranges, unknown keys with a "did you mean"): a bad `ca`,
+ * resolver or dispatcher would otherwise make every fetch fail and leave `enforce` domains unprotected.
+ */
 function validateOptions(options: MtaStsOptions): void {
-  if (typeof options !== 'object' || options === null) throw new MtaStsError('MTASTS_INVALID_OPTIONS', 'createMtaSts() options must be an object');
-  for (const [name, min, max] of NUMERIC_OPTIONS) {
-    const value = options[name];
-    if (value === undefined) continue;
-    if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max) {
-      throw new MtaStsError('MTASTS_INVALID_OPTIONS', `option ${name} must be a number from ${min} to ${max}, got ${JSON.stringify(value)}`, { details: { option: name } });
-    }
-  }
-  if (options.resolver !== undefined && (typeof options.resolver !== 'object' || options.resolver === null || typeof options.resolver.resolveTxt !== 'function' || typeof options.resolver.resolveMx !== 'function')) {
-    throw new MtaStsError('MTASTS_INVALID_OPTIONS', 'option resolver must have resolveTxt, resolveMx, resolve4 and resolve6 methods', { details: { option: 'resolver' } });
-  }
+  validateEngineOptions(options);
 }
 
 /** Shape check of a stored entry (stores may be shared, external and older or newer than this library). */

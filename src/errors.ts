@@ -61,7 +61,11 @@ export const TLSRPT_RESULT_TYPES: readonly TlsRptResultType[] = Object.freeze([
  * - `MTASTS_FETCH_BACKOFF`: a fetch for this domain failed recently; no new attempt is made until the backoff
  *   expires (RFC 8461 §3.3). `cause` is the last failure.
  * - `MTASTS_ABORTED`: the caller's `AbortSignal` fired.
- * - `MTASTS_INVALID_OPTIONS`: an option of `createMtaSts()` is out of range or of the wrong type. Fix the configuration.
+ * - `MTASTS_INVALID_OPTIONS`: an option of a factory (`createMtaSts()`, the transport, the guard, the hooks, the
+ *   reporter, the Haraka plugin) is unknown, out of range or of the wrong type. `details` name the option, the value
+ *   and what was expected. Fix the configuration.
+ * - `MTASTS_MISSING_PEER`: the feature needs an optional peer dependency that is not installed (`details.package`).
+ *   Install it.
  */
 export type MtaStsErrorCode =
   | 'MTASTS_INVALID_DOMAIN'
@@ -78,7 +82,8 @@ export type MtaStsErrorCode =
   | 'MTASTS_POLICY_INVALID'
   | 'MTASTS_FETCH_BACKOFF'
   | 'MTASTS_ABORTED'
-  | 'MTASTS_INVALID_OPTIONS';
+  | 'MTASTS_INVALID_OPTIONS'
+  | 'MTASTS_MISSING_PEER';
 
 /** The RFC 8460 result type each code maps to (undefined when the failure is not reportable). */
 const RESULT_TYPE_BY_CODE: Readonly<Record<MtaStsErrorCode, TlsRptResultType | undefined>> = {
@@ -97,6 +102,7 @@ const RESULT_TYPE_BY_CODE: Readonly<Record<MtaStsErrorCode, TlsRptResultType | u
   MTASTS_FETCH_BACKOFF: 'sts-policy-fetch-error',
   MTASTS_ABORTED: undefined,
   MTASTS_INVALID_OPTIONS: undefined,
+  MTASTS_MISSING_PEER: undefined,
 };
 
 const TEMPORARY_CODES: ReadonlySet<MtaStsErrorCode> = new Set<MtaStsErrorCode>([

@@ -16,6 +16,10 @@
  *    Continue with MAIL FROM only when `proceed` is true; otherwise close the connection and try the next
  *    candidate (or, when `plaintextFallback` is true, reconnect without STARTTLS: never under `enforce`).
  * 5. `recordOutcome(candidate, verdict)`: once per session, feeds the TLS-RPT recorder (RFC 8460).
+ * 6. When no allowed candidate took the message (or none was allowed): `deliveryFailed(plan)` returns the final
+ *    action (`defer` with the reason, the SMTP enhanced status and the RFC 8460 result types of what failed;
+ *    `bounce` only for a domain that accepts no mail) and emits it as a `delivery` decision. A queueing client
+ *    defers: RFC 8461 §5.1 asks for the policy to be re-checked before a message fails for good.
  *
  * Every decision is emitted as a `decision` event on the hooks object and published on the `node:diagnostics_channel`
  * channel `mta-sts-sender:decision` ({@link DECISION_CHANNEL}), so operators can log and count them.
@@ -27,11 +31,13 @@ import diagnosticsChannel from 'node:diagnostics_channel';
 import { EventEmitter } from 'node:events';
 import type { TLSSocket } from 'node:tls';
 import { createMtaSts, type MtaSts, type MtaStsOptions } from '../engine.js';
+import { HOOKS_OPTION_SPEC } from '../option-specs.js';
+import { validateOptions } from '../options.js';
 import { resolveAddresses } from '../discovery/lookup.js';
 import type { MxRecord } from '../discovery/resolver.js';
 import type { TlsRptResultType } from '../errors.js';
 import { silentLogger, type Logger } from '../logger.js';
-import { planForReportDelivery, type DeliveryPlan, type EffectiveMode, type MxCandidate } from '../plan/plan.js';
+import { planForReportDelivery, type DeliveryPlan, type EffectiveMode, type MxCandidate, type NoCandidateAction } from '../plan/plan.js';
 import { isProtocolVersionError, resultTypeForTlsError, sharedSecureContext, verifyTls, type MxTlsOptions, type TlsSessionInfo, type TlsVerification } from '../tls/verify.js';
 import type { SessionOutcome, TlsRptPolicyRef, TlsRptRecorder } from '../tlsrpt/types.js';
 import type { PolicySource } from '../types.js';
@@ -53,7 +59,7 @@ export type DecisionStage = 'plan' | 'candidate' | 'session' | 'outcome' | 'deli
  * - `fallback-plaintext`: the TLS handshake failed; the client may retry this host without STARTTLS (not enforce).
  * - `defer` / `bounce`: no MX host can be used: temporary / permanent failure for the domain.
  * - `delivered` / `failed`: the outcome of the domain's delivery. `recorded`: an outcome went to TLS-RPT.
- * - `relay`: mail goes through a smart host, not to an MX host: MTA-STS does not apply (RFC 8461 §5, F6).
+ * - `relay`: mail goes through a smart host, not to an MX host: MTA-STS does not apply (RFC 8461 §5).
  */
 export type DecisionAction = 'plan' | 'use' | 'skip' | 'proceed' | 'refuse' | 'report' | 'fallback-plaintext' | 'defer' | 'bounce' | 'delivered' | 'failed' | 'recorded' | 'relay';
 
@@ -123,7 +129,57 @@ export interface SessionContext {
   receivingMxHelo?: string;
   /** The plan the candidate belongs to; needed only for candidates not returned by {@link MtaStsHooks.planDelivery}. */
   plan?: DeliveryPlan;
+  /**
+   * Will this client retry the host in plaintext after a failed handshake, when allowed? Default true. Pass false
+   * when it will not (its own configuration requires TLS, or it never retries): the verdict and the emitted decision
+   * then say `refuse`, not `fallback-plaintext`, so no decision announces a retry that never happens.
+   */
+  plaintextFallback?: boolean;
+  /**
+   * The TLS socket of a failed handshake, when the client has it. Its `authorizationError` names the certificate
+   * failure (`CERT_HAS_EXPIRED`, ...) when the client's error does not (Nodemailer before 7 replaces the TLS code
+   * with its own `ESOCKET`), so the RFC 8460 result type stays exact.
+   */
+  tlsSocket?: { authorizationError?: unknown } | null;
 }
+
+/** A session (or host) that failed, as {@link MtaStsHooks.deliveryFailed} reports it. */
+export interface DeliveryFailure {
+  mx: string;
+  ip?: string;
+  /** RFC 8460 result type, when the failure is a policy or TLS failure. */
+  resultType?: TlsRptResultType;
+  reason: string;
+}
+
+/** What {@link MtaStsHooks.deliveryFailed} returns: the final action for the domain's recipients of this message. */
+export interface FinalAction {
+  /** `defer`: temporary failure, retry later (RFC 8461 §5.1). `bounce`: the domain accepts no mail (null MX, NXDOMAIN). */
+  action: 'defer' | 'bounce';
+  /** True for `defer`. */
+  temporary: boolean;
+  /** RFC 3463 enhanced status code for the reply: `4.7.5` (MTA-STS policy failure), `4.4.1` (no host reachable), `5.1.10` (null MX), `5.1.2` (no such domain). */
+  enhancedStatus: string;
+  /** The SMTP reply code to use: 451 for `defer`, 556 for a null MX, 550 otherwise. */
+  replyCode: number;
+  reason: string;
+  /** RFC 8460 result types of what failed (skipped hosts, refused sessions, failed handshakes), distinct, in order. */
+  resultTypes: TlsRptResultType[];
+  /** Every failure that led here. */
+  failures: DeliveryFailure[];
+}
+
+/** What {@link MtaStsHooks.deliveryFailed} takes besides the plan. */
+export interface DeliveryFailedInput {
+  /**
+   * The failures, when the client tracked them itself (e.g. connection failures the hooks did not see). Default:
+   * the failures the hooks saw for this plan (`handshakeFailed`, refused `verifySession`s) and its disallowed hosts.
+   */
+  failures?: DeliveryFailure[];
+}
+
+/** A plan as the hooks return it: `noCandidate` is always set (what to do when no allowed MX host takes the message). */
+export type HooksDeliveryPlan = DeliveryPlan & { noCandidate: NoCandidateAction };
 
 /** Options of {@link createMtaStsHooks}: an engine (or the options to create one), a recorder and a logger. */
 export interface MtaStsHooksOptions extends MtaStsOptions {
@@ -165,9 +221,12 @@ export class MtaStsHooks extends EventEmitter {
   private readonly now: () => number;
   private readonly ownsEngine: boolean;
   private readonly plans = new WeakMap<MxCandidate, DeliveryPlan>();
+  /** Failed sessions per plan, for {@link deliveryFailed} (bounded per plan). */
+  private readonly failures = new WeakMap<DeliveryPlan, DeliveryFailure[]>();
 
   constructor(options: MtaStsHooksOptions = {}) {
     super();
+    validateOptions('createMtaStsHooks()', options, HOOKS_OPTION_SPEC);
     const { mtaSts, recorder, plaintextFallback, ...engineOptions } = options;
     this.mtaSts = mtaSts ?? createMtaSts(engineOptions);
     this.ownsEngine = mtaSts === undefined;
@@ -184,8 +243,8 @@ export class MtaStsHooks extends EventEmitter {
    * Rejects with an `MtaStsError` (`MTASTS_INVALID_DOMAIN`, or a temporary `MTASTS_DNS_TEMPORARY` when the MX
    * lookup fails: defer the message).
    */
-  async planDelivery(domain: string, options: PlanDeliveryOptions = {}): Promise<DeliveryPlan> {
-    let plan = await this.mtaSts.plan(domain, options.mxHosts, options.signal ? { signal: options.signal } : {});
+  async planDelivery(domain: string, options: PlanDeliveryOptions = {}): Promise<HooksDeliveryPlan> {
+    let plan: DeliveryPlan = await this.mtaSts.plan(domain, options.mxHosts, options.signal ? { signal: options.signal } : {});
     if (options.reportDelivery) {
       plan = planForReportDelivery(plan); // RFC 8460 §5.3: a report is delivered despite TLS failures
     } else if (this.requireTlsEverywhere && !plan.tlsRequired) {
@@ -210,10 +269,12 @@ export class MtaStsHooks extends EventEmitter {
         reason: c.reason,
       });
     }
-    if (plan.noCandidate) {
+    if (plan.noCandidate && plan.allowed.length === 0) {
       this.emitDecision({ stage: 'candidate', action: plan.noCandidate.action, domain: plan.domain, plan, reason: plan.noCandidate.reason });
     }
-    return plan;
+    // Never undefined to a caller: with allowed hosts, it says what to do when all of them fail (§5.1: defer).
+    plan.noCandidate ??= { action: 'defer', reason: `if no allowed MX host of ${plan.domain} takes the message: defer and retry later (RFC 8461 §5.1); see deliveryFailed()` };
+    return plan as HooksDeliveryPlan;
   }
 
   /** Step 2: the IP addresses of an MX host, through the engine's resolver (never the operating system's). */
@@ -284,6 +345,7 @@ export class MtaStsHooks extends EventEmitter {
     if (context.ip !== undefined) verdict.ip = context.ip;
     if (resultType !== undefined) verdict.resultType = resultType;
     if (failureReasonCode !== undefined) verdict.failureReasonCode = failureReasonCode;
+    if (!proceed) this.noteFailure(plan, { mx: candidate.host, ...(context.ip !== undefined ? { ip: context.ip } : {}), ...(resultType ? { resultType } : {}), reason });
     const action: DecisionAction = !proceed ? 'refuse' : success || mode === 'none' ? 'proceed' : 'report';
     this.emitDecision({
       stage: 'session',
@@ -307,9 +369,10 @@ export class MtaStsHooks extends EventEmitter {
    */
   handshakeFailed(candidate: MxCandidate, error: unknown, context: SessionContext = {}): SessionVerdict {
     const plan = this.requirePlan(candidate, context);
-    const { resultType, code, reason } = classifyTlsFailure(candidate.host, error);
+    const { resultType, code, reason } = classifyTlsFailure(candidate.host, error, context.tlsSocket ?? undefined);
     const mode = plan.mode;
-    const plaintextFallback = this.plaintextFallback && mode !== 'enforce' && !candidate.requireTls && candidate.allowed;
+    const plaintextFallback = this.plaintextFallback && context.plaintextFallback !== false && mode !== 'enforce' && !candidate.requireTls && candidate.allowed;
+    this.noteFailure(plan, { mx: candidate.host, ...(context.ip !== undefined ? { ip: context.ip } : {}), resultType, reason });
     const verification: TlsVerification = { ok: false, resultType, reason };
     const verdict: SessionVerdict = { proceed: false, verdict: verification, domain: plan.domain, mx: candidate.host, mode, success: false, resultType, reason, plaintextFallback };
     if (context.ip !== undefined) verdict.ip = context.ip;
@@ -377,6 +440,37 @@ export class MtaStsHooks extends EventEmitter {
     return outcome;
   }
 
+  /**
+   * Step 6: no allowed MX host took the message (every session failed, or no host was allowed). Returns the final
+   * action and emits it as a `delivery` decision (`defer`, or `bounce` for a domain that accepts no mail):
+   * - a domain with a null MX (RFC 7505) or that does not exist: `bounce` (5.1.10 / 5.1.2), as `plan.noCandidate` says;
+   * - otherwise `defer` (RFC 8461 §5.1: never fail for good before the policy is re-checked), with `4.7.5` when the
+   *   `enforce` policy refused hosts or sessions, `4.4.1` when hosts were merely unreachable.
+   * `resultTypes` lists the RFC 8460 result types of what failed, for the log and the bounce-free retry.
+   */
+  deliveryFailed(plan: DeliveryPlan, input: DeliveryFailedInput = {}): FinalAction {
+    const seen = input.failures ?? [...plan.candidates.filter((c) => !c.allowed).map((c): DeliveryFailure => ({ mx: c.host, reason: c.reason, ...(c.resultType ? { resultType: c.resultType } : {}) })), ...(this.failures.get(plan) ?? [])];
+    const failures = seen.map((f) => ({ ...f }));
+    const resultTypes = [...new Set(failures.map((f) => f.resultType).filter((t): t is TlsRptResultType => t !== undefined))];
+    const bounce = plan.allowed.length === 0 && plan.noCandidate?.action === 'bounce';
+    let final: FinalAction;
+    if (bounce) {
+      const enhancedStatus = plan.nullMx ? '5.1.10' : '5.1.2';
+      final = { action: 'bounce', temporary: false, enhancedStatus, replyCode: plan.nullMx ? 556 : 550, reason: plan.noCandidate!.reason, resultTypes, failures };
+    } else {
+      const summary = failures.map((f) => `${f.ip ? `${f.mx} [${f.ip}]` : f.mx}${f.resultType ? ` (${f.resultType})` : ''}: ${f.reason}`).join('; ');
+      const policyId = plan.lookup.status === 'policy' ? plan.lookup.policy?.id : undefined;
+      const policyFailure = plan.mode === 'enforce' && (resultTypes.length > 0 || plan.allowed.length === 0);
+      const reason = policyFailure
+        ? `MTA-STS: no MX host of ${plan.domain} passed its enforce policy (id ${policyId ?? '?'}); not delivered, retry later (RFC 8461 §5.1)`
+        : `${plan.domain}: no MX host accepted the message; not delivered, retry later (RFC 8461 §5.1)`;
+      const detail = summary || (plan.allowed.length === 0 ? plan.noCandidate?.reason : undefined);
+      final = { action: 'defer', temporary: true, enhancedStatus: policyFailure ? '4.7.5' : '4.4.1', replyCode: 451, reason: detail ? `${reason}: ${detail}` : reason, resultTypes, failures };
+    }
+    this.emitDecision({ stage: 'delivery', action: final.action, domain: plan.domain, plan, ...(resultTypes[0] ? { resultType: resultTypes[0] } : {}), reason: final.reason });
+    return final;
+  }
+
   /** Emits a decision on this object (`decision`) and on {@link DECISION_CHANNEL}. For integrations built on the hooks. */
   emitDecision(input: DecisionInput): MtaStsDecision {
     const { plan, mode, ...rest } = input;
@@ -405,12 +499,21 @@ export class MtaStsHooks extends EventEmitter {
     if (this.ownsEngine) await this.mtaSts.close();
   }
 
+  private noteFailure(plan: DeliveryPlan, failure: DeliveryFailure): void {
+    const list = this.failures.get(plan);
+    if (!list) this.failures.set(plan, [failure]);
+    else if (list.length < MAX_FAILURES_PER_PLAN) list.push(failure);
+  }
+
   private requirePlan(candidate: MxCandidate, context: SessionContext): DeliveryPlan {
     const plan = context.plan ?? this.plans.get(candidate);
     if (!plan) throw new TypeError(`MX candidate ${candidate?.host} was not returned by planDelivery() of these hooks; pass { plan } in the context`);
     return plan;
   }
 }
+
+/** Failures kept per plan for {@link MtaStsHooks.deliveryFailed} (a client that loops on one plan stays bounded). */
+const MAX_FAILURES_PER_PLAN = 64;
 
 /** Creates the hooks (see {@link MtaStsHooks}). */
 export function createMtaStsHooks(options: MtaStsHooksOptions = {}): MtaStsHooks {
@@ -455,10 +558,10 @@ const GENERIC_CLIENT_CODES = new Set(['ESOCKET', 'ETLS', 'ECONNECTION', 'EPROTOC
  * errors (`code: 'ETLS'` for a refused STARTTLS, `originalCode` for the TLS error), and errors that already carry a
  * `resultType`.
  */
-export function classifyTlsFailure(host: string, error: unknown): { resultType: TlsRptResultType; code?: string; reason: string } {
+export function classifyTlsFailure(host: string, error: unknown, tlsSocket?: { authorizationError?: unknown }): { resultType: TlsRptResultType; code?: string; reason: string } {
   const e = (typeof error === 'object' && error !== null ? error : {}) as { resultType?: unknown; command?: unknown; response?: unknown; message?: unknown };
   const message = typeof e.message === 'string' ? e.message : String(error);
-  const code = codeOf(error);
+  const code = specificTlsCode(error, tlsSocket);
   if (typeof e.resultType === 'string') return { resultType: e.resultType as TlsRptResultType, ...(code ? { code } : {}), reason: message };
   // The server answered STARTTLS with an error, or did not offer it (§4.2: STARTTLS is required).
   if (e.command === 'STARTTLS' && typeof e.response === 'string') {
@@ -469,4 +572,20 @@ export function classifyTlsFailure(host: string, error: unknown): { resultType: 
   }
   const resultType = resultTypeForTlsError(code);
   return { resultType, ...(code ? { code } : {}), reason: `TLS handshake with ${host} failed: ${code ?? message}` };
+}
+
+/**
+ * The most specific TLS code of a failed handshake. When the client wrapped it in a generic code of its own
+ * (`ESOCKET`) and kept no `originalCode`: the socket's `authorizationError` (set by Node for certificate failures),
+ * or Node's code rule for an OpenSSL error (`ERR_SSL_` + its `reason`, e.g. `ERR_SSL_UNSUPPORTED_PROTOCOL`).
+ */
+function specificTlsCode(error: unknown, tlsSocket: { authorizationError?: unknown } | undefined): string | undefined {
+  const code = codeOf(error);
+  if (code !== undefined && !GENERIC_CLIENT_CODES.has(code)) return code;
+  const authorization = tlsSocket?.authorizationError;
+  if (typeof authorization === 'string' && authorization !== '') return authorization;
+  if (typeof authorization === 'object' && authorization !== null && typeof (authorization as { code?: unknown }).code === 'string') return (authorization as { code: string }).code;
+  const ssl = error as { library?: unknown; reason?: unknown } | null;
+  if (typeof ssl === 'object' && ssl !== null && ssl.library === 'SSL routines' && typeof ssl.reason === 'string') return `ERR_SSL_${ssl.reason.toUpperCase().replace(/[\s-]+/g, '_')}`;
+  return code;
 }

@@ -13,7 +13,14 @@
  * The two leaf keys are generated when the first certificate that needs them is issued.
  */
 import { constants, generateKeyPairSync, privateEncrypt, randomBytes } from 'node:crypto';
-import forge from 'node-forge';
+import type * as forge from 'node-forge';
+import { requirePeer } from '../peers.js';
+
+/** node-forge, an optional peer: loaded when a CA is created, with a clear error when it is not installed. */
+let forgeModule: typeof forge | undefined;
+function loadForge(): typeof forge {
+  return (forgeModule ??= requirePeer<typeof forge>('node-forge', 'createTestCa() (mta-sts-sender/testing)'));
+}
 
 /**
  * How a host's certificate is made:
@@ -76,6 +83,7 @@ const DAY = 24 * HOUR;
 
 /** Creates a new CA with a fresh root key. Synchronous; generating the root key takes around 100 ms. */
 export function createTestCa(options: { commonName?: string } = {}): TestCa {
+  loadForge();
   const rootKey = newKey();
   const now = Date.now();
   const root = newCertificate({
@@ -90,7 +98,7 @@ export function createTestCa(options: { commonName?: string } = {}): TestCa {
     ],
   });
   root.setIssuer(root.subject.attributes);
-  root.sign(rootKey.signer as unknown as forge.pki.rsa.PrivateKey, forge.md.sha256.create());
+  root.sign(rootKey.signer as unknown as forge.pki.rsa.PrivateKey, loadForge().md.sha256.create());
   const rootPem = toPem(root);
   const rootKeyId = root.generateSubjectKeyIdentifier().getBytes();
 
@@ -121,7 +129,7 @@ export function createTestCa(options: { commonName?: string } = {}): TestCa {
       extensions,
     });
     cert.setIssuer(opts.selfSigned ? cert.subject.attributes : root.subject.attributes);
-    cert.sign((opts.selfSigned ? key.signer : rootKey.signer) as unknown as forge.pki.rsa.PrivateKey, forge.md.sha256.create());
+    cert.sign((opts.selfSigned ? key.signer : rootKey.signer) as unknown as forge.pki.rsa.PrivateKey, loadForge().md.sha256.create());
     return { certPem: toPem(cert), keyPem: key.pkcs8Pem };
   };
 
@@ -187,7 +195,7 @@ function newKey(): Key {
         return privateEncrypt({ key: privateKey, padding: constants.RSA_PKCS1_PADDING }, digestInfo).toString('binary');
       },
     },
-    forgePublic: forge.pki.publicKeyFromPem(publicKey.export({ type: 'spki', format: 'pem' }).toString()),
+    forgePublic: loadForge().pki.publicKeyFromPem(publicKey.export({ type: 'spki', format: 'pem' }).toString()),
     pkcs8Pem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
   };
 }
@@ -200,7 +208,7 @@ function newCertificate(c: {
   notAfter: Date;
   extensions: object[];
 }): forge.pki.Certificate {
-  const cert = forge.pki.createCertificate();
+  const cert = loadForge().pki.createCertificate();
   const serial = randomBytes(16);
   serial[0] = (serial[0]! & 0x7f) | 0x40; // positive, no leading zero byte (forge writes the hex as the INTEGER as is)
   cert.serialNumber = serial.toString('hex');
@@ -214,13 +222,13 @@ function newCertificate(c: {
 
 /** PEM with `\n` line ends, like Node's own PEM (forge writes `\r\n`). */
 function toPem(cert: forge.pki.Certificate): string {
-  return forge.pki.certificateToPem(cert).replace(/\r\n/g, '\n');
+  return loadForge().pki.certificateToPem(cert).replace(/\r\n/g, '\n');
 }
 
 /** `O=mta-sts-sender testing, CN=<commonName>`, as UTF8String (forge's default, PrintableString, has no `*` or `_`). */
 function distinguishedName(commonName: string): forge.pki.CertificateField[] {
   // @types/node-forge types valueTagClass as an asn1.Class, but forge reads it as the universal tag (asn1.Type).
-  const valueTagClass = forge.asn1.Type.UTF8 as number;
+  const valueTagClass = loadForge().asn1.Type.UTF8 as number;
   return [
     { name: 'organizationName', value: 'mta-sts-sender testing', valueTagClass },
     { name: 'commonName', value: commonName, valueTagClass },

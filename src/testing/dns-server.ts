@@ -8,8 +8,15 @@
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
-import dnsPacket from 'dns-packet';
+import type * as dnsPacket from 'dns-packet';
+import { requirePeer } from '../peers.js';
 import { silentLogger, type TestWorldLogger } from './logger.js';
+
+/** dns-packet, an optional peer: loaded when a server starts, with a clear error when it is not installed. */
+let packetModule: typeof dnsPacket | undefined;
+function packets(): typeof dnsPacket {
+  return (packetModule ??= requirePeer<typeof dnsPacket>('dns-packet', 'startTestDnsServer() (mta-sts-sender/testing)'));
+}
 
 /** An MX record: `exchange` is a host name. */
 export interface DnsMxRecord {
@@ -94,6 +101,7 @@ export function normalizeDnsName(name: string): string {
 
 /** Starts a server on an ephemeral port of 127.0.0.1 (UDP and TCP). */
 export async function startTestDnsServer(options: TestDnsServerOptions = {}): Promise<TestDnsServer> {
+  packets();
   const logger = options.logger ?? silentLogger;
   const zone = new Map<string, DnsRecords>();
   const failures = new Map<string, DnsFailure>(); // key: name, or `name TYPE`
@@ -108,7 +116,7 @@ export async function startTestDnsServer(options: TestDnsServerOptions = {}): Pr
 
     const failure = failures.get(`${name} ${question.type}`) ?? failures.get(name);
     if (failure === 'timeout') return undefined;
-    let flags = dnsPacket.AUTHORITATIVE_ANSWER | ((query.flags ?? 0) & dnsPacket.RECURSION_DESIRED);
+    let flags = packets().AUTHORITATIVE_ANSWER | ((query.flags ?? 0) & packets().RECURSION_DESIRED);
     let answers: dnsPacket.Answer[] = [];
     if (failure === 'servfail') flags |= RCODE.SERVFAIL;
     else if (failure === 'refused') flags |= RCODE.REFUSED;
@@ -122,11 +130,11 @@ export async function startTestDnsServer(options: TestDnsServerOptions = {}): Pr
         { type: 'OPT', name: '.', udpPayloadSize: MAX_UDP_PAYLOAD, extendedRcode: 0, ednsVersion: 0, flags: 0, flag_do: false, options: [] },
       ];
     }
-    const encoded = dnsPacket.encode(response);
+    const encoded = packets().encode(response);
     const limit = transport === 'tcp' ? 0xffff : edns ? Math.min(Math.max(edns.udpPayloadSize, 512), MAX_UDP_PAYLOAD) : 512;
     if (encoded.length <= limit) return encoded;
     // Too big for the transport: send an empty truncated answer so the client retries over TCP (RFC 1035 §4.2.1).
-    return dnsPacket.encode({ ...response, flags: flags | dnsPacket.TRUNCATED_RESPONSE, answers: [] });
+    return packets().encode({ ...response, flags: flags | packets().TRUNCATED_RESPONSE, answers: [] });
   };
 
   const onUdpMessage = (udp: dgram.Socket, msg: Buffer, rinfo: dgram.RemoteInfo): void => {
@@ -208,7 +216,7 @@ export async function startTestDnsServer(options: TestDnsServerOptions = {}): Pr
 
 function decode(packet: Buffer): dnsPacket.DecodedPacket | undefined {
   try {
-    return dnsPacket.decode(packet);
+    return packets().decode(packet);
   } catch {
     return undefined; // malformed: ignored, as a real server would
   }

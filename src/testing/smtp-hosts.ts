@@ -11,7 +11,8 @@
 import net from 'node:net';
 import type tls from 'node:tls';
 import { randomInt } from 'node:crypto';
-import { SMTPServer, type SMTPServerSession } from 'smtp-server';
+import type { SMTPServer as SMTPServerClass, SMTPServerSession } from 'smtp-server';
+import { requirePeer } from '../peers.js';
 import type { CertVariant, TestCa } from './ca.js';
 import { silentLogger, type TestWorldLogger } from './logger.js';
 
@@ -97,6 +98,7 @@ export async function startMxHost(options: StartMxHostOptions): Promise<TestMxHo
     return { key: issued.keyPem, cert: issued.certPem };
   };
 
+  const { SMTPServer } = requirePeer<{ SMTPServer: typeof SMTPServerClass }>('smtp-server', 'startMxHost() (mta-sts-sender/testing)');
   const smtp = new SMTPServer({
     name: host,
     banner: `${host} test MX`,

@@ -19,6 +19,7 @@
 import type { DKIMOptions } from 'nodemailer';
 import type { Dispatcher } from 'undici';
 import { createDefaultResolver, type DnsResolver } from '../discovery/resolver.js';
+import { validateReporterOptions } from '../option-specs.js';
 import { mergeDomainDayCounts, totalSessions, type AggregationLimits, type DomainDayCounts, type DomainDayKey } from './aggregate.js';
 import { createMailTransport, createReportHttpsAgent, postTlsRptReport, sendTlsRptMail, type TlsRptMailTransport, type TlsRptMailTransportInput } from './deliver.js';
 import { lookupTlsRptRecord, type TlsRptDestination } from './discovery.js';
@@ -209,9 +210,7 @@ export interface TlsRptReporter {
  * start.
  */
 export function createTlsRptReporter(options: TlsRptReporterOptions): TlsRptReporter {
-  if (typeof options.organizationName !== 'string' || options.organizationName.trim() === '') throw new TypeError('organizationName is required');
-  if (typeof options.contactInfo !== 'string' || options.contactInfo.trim() === '') throw new TypeError('contactInfo is required');
-  if (typeof options.submitter !== 'string' || options.submitter.trim() === '') throw new TypeError('submitter is required');
+  validateReporterOptions(options); // every option, and Nodemailer when reports go by mail (MTASTS_INVALID_OPTIONS / MTASTS_MISSING_PEER)
 
   const now = options.now ?? Date.now;
   const random = options.random ?? Math.random;

@@ -1,14 +1,14 @@
 /**
  * guardTransport() on Nodemailer's own SMTP transport, against the loopback world. Where the transport's host is an
  * MX host of the recipient domain, the domain's policy is enforced; where it is a smart host, MTA-STS does not apply
- * (RFC 8461 §5, checklist F6) and the guard says so instead of pretending.
+ * (RFC 8461 §5) and the guard says so instead of pretending.
  */
 import net from 'node:net';
 import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MtaSts } from '../../src/engine.js';
-import { guardTransport, type MtaStsSentMessageInfo, type SmartHostNotice } from '../../src/integrations/nodemailer/index.js';
-import type { MtaStsDecision } from '../../src/integrations/hooks.js';
+import { guardTransport, type GuardTransportOptions, type MtaStsSentMessageInfo, type SmartHostNotice } from '../../src/integrations/nodemailer/index.js';
+import { createMtaStsHooks, type MtaStsDecision } from '../../src/integrations/hooks.js';
 import type { TestWorld } from '../../src/testing/index.js';
 import { FAST, mail, MemoryRecorder, startWorld, stopWorld, sendError } from './helpers.js';
 
@@ -22,10 +22,10 @@ afterAll(async () => {
   await stopWorld(world, engine);
 });
 
-function guarded(transportOptions: Record<string, unknown>) {
+function guarded(transportOptions: Record<string, unknown>, guardOptions: GuardTransportOptions = {}) {
   const transporter = nodemailer.createTransport({ port: world.smtpPort, name: 'sender.example', ...FAST, ...transportOptions } as never);
   const recorder = new MemoryRecorder();
-  const guard = guardTransport(transporter, { mtaSts: engine, recorder });
+  const guard = guardTransport(transporter, { mtaSts: engine, recorder, ...guardOptions });
   const decisions: MtaStsDecision[] = [];
   const smartHost: SmartHostNotice[] = [];
   guard.on('decision', (d: MtaStsDecision) => decisions.push(d));
@@ -83,8 +83,9 @@ describe.concurrent('guardTransport: the transport points at an MX host of the r
   it('§5 testing: the transport behaves as without MTA-STS (its own TLS settings) and the failure is reported', async () => {
     const mx = await world.addMx('g-testing.test', 'mx1.g-testing.test', { cert: 'self-signed' });
     world.publishPolicy('g-testing.test', { id: 't', mode: 'testing', mx: ['mx1.g-testing.test'], maxAge: 86400 });
-    // Nodemailer's default verifies certificates: without MTA-STS this send fails, so it fails with the guard too.
-    const strict = guarded({ host: 'mx1.g-testing.test' });
+    // Nodemailer's default verifies certificates: without MTA-STS (and without the plaintext retry) this send fails,
+    // so it fails with the guard too.
+    const strict = guarded({ host: 'mx1.g-testing.test' }, { plaintextFallback: false });
     const error = await sendError(() => strict.send(mail('fay@g-testing.test')));
     expect(error).toMatchObject({ code: 'ECONNECTION', temporary: true });
     expect(strict.recorder.of('g-testing.test')[0]).toMatchObject({ success: false, failure: { resultType: 'certificate-not-trusted' } });
@@ -113,8 +114,58 @@ describe.concurrent('guardTransport: the transport points at an MX host of the r
   });
 });
 
-describe.concurrent('guardTransport: smart host / relay (RFC 8461 §5, checklist F6)', () => {
-  it('F6 a smart host given by IP: passed through untouched, one smart-host warning, relay decisions', async () => {
+describe.concurrent('guardTransport: plaintext retry and session limits, one meaning per option', () => {
+  it('plaintextFallback defaults to true (as documented): a testing domain whose handshake fails is retried in plaintext and reported', async () => {
+    const mx = await world.addMx('g-fallback.test', 'mx1.g-fallback.test', { cert: 'self-signed' });
+    world.publishPolicy('g-fallback.test', { id: 'f', mode: 'testing', mx: ['mx1.g-fallback.test'], maxAge: 86400 });
+    const { send, decisions, recorder } = guarded({ host: 'mx1.g-fallback.test' });
+    const info = await send(mail('ida@g-fallback.test'));
+    expect(mx.messages).toEqual([expect.objectContaining({ secure: false })]);
+    expect(info.mtaSts['g-fallback.test']).toMatchObject({ status: 'delivered', mode: 'testing', plaintextFallback: true, resultType: 'certificate-not-trusted' });
+    expect(decisions).toContainEqual(expect.objectContaining({ stage: 'session', action: 'fallback-plaintext', domain: 'g-fallback.test' }));
+    expect(recorder.of('g-fallback.test')[0]).toMatchObject({ success: false, failure: { resultType: 'certificate-not-trusted' } });
+  });
+
+  it('plaintextFallback: false: no retry, and no fallback-plaintext decision for a retry that never happens', async () => {
+    const mx = await world.addMx('g-nofallback.test', 'mx1.g-nofallback.test', { cert: 'self-signed' });
+    world.publishPolicy('g-nofallback.test', { id: 'f', mode: 'testing', mx: ['mx1.g-nofallback.test'], maxAge: 86400 });
+    // Shared hooks allow the retry (their default); this guard does not: the guard's word decides, and the hooks are told.
+    const hooks = createMtaStsHooks({ mtaSts: engine });
+    const { send, decisions } = guarded({ host: 'mx1.g-nofallback.test' }, { hooks, plaintextFallback: false });
+    await sendError(() => send(mail('jo@g-nofallback.test')));
+    expect(mx.messages).toHaveLength(0);
+    expect(decisions.filter((d) => d.action === 'fallback-plaintext')).toEqual([]);
+    expect(decisions).toContainEqual(expect.objectContaining({ stage: 'session', action: 'refuse', domain: 'g-nofallback.test' }));
+  });
+
+  it('a transport configured with requireTLS is never retried in plaintext, whatever plaintextFallback says', async () => {
+    const mx = await world.addMx('g-reqtls.test', 'mx1.g-reqtls.test', { cert: 'self-signed' });
+    const { send, decisions } = guarded({ host: 'mx1.g-reqtls.test', requireTLS: true }, { plaintextFallback: true });
+    const error = await sendError(() => send(mail('kim@g-reqtls.test')));
+    expect(error).toMatchObject({ temporary: true });
+    expect(mx.messages).toHaveLength(0);
+    expect(decisions.filter((d) => d.action === 'fallback-plaintext')).toEqual([]);
+  });
+
+  it('maxAddressesPerMx and maxSessionsPerDomain are separate limits (maxAddresses no longer doubles as the session limit)', async () => {
+    const mx = await world.addMx('g-sessions.test', 'mx1.g-sessions.test');
+    // The host's first address refuses connections; the second is the MX.
+    world.dns.setRecords('mx1.g-sessions.test', { a: ['127.0.0.77', mx.ip] });
+    const oneSession = guarded({ host: 'mx1.g-sessions.test' }, { maxSessionsPerDomain: 1 });
+    const error = await sendError(() => oneSession.send(mail('lu@g-sessions.test')));
+    expect(error).toMatchObject({ code: 'ECONNECTION', temporary: true });
+    expect(error.attempts.map((a) => a.ip)).toEqual(['127.0.0.77']);
+    const oneAddress = guarded({ host: 'mx1.g-sessions.test' }, { maxAddressesPerMx: 1, maxSessionsPerDomain: 8 });
+    expect((await sendError(() => oneAddress.send(mail('lu@g-sessions.test')))).attempts).toHaveLength(1);
+    const defaults = guarded({ host: 'mx1.g-sessions.test' });
+    const info = await defaults.send(mail('lu@g-sessions.test'));
+    expect(info.mtaSts['g-sessions.test']).toMatchObject({ status: 'delivered', ip: mx.ip });
+    expect(mx.messages).toHaveLength(1);
+  });
+});
+
+describe.concurrent('guardTransport: smart host / relay (RFC 8461 §5)', () => {
+  it('§5 a smart host given by IP: passed through untouched, one smart-host warning, relay decisions', async () => {
     const relay = await world.addMx('relay-owner.test', 'relay.smart.test');
     world.publishPolicy('r-enforce.test', ENFORCE(['mx1.r-enforce.test']));
     const { send, smartHost, decisions } = guarded({ host: relay.ip, tls: { servername: 'relay.smart.test', ca: world.ca.rootPem } });
@@ -128,7 +179,7 @@ describe.concurrent('guardTransport: smart host / relay (RFC 8461 §5, checklist
     expect(decisions.filter((d) => d.stage === 'relay' && d.domain === 'r-enforce.test')).toHaveLength(2);
   });
 
-  it('F6 a smart host by name that is not an MX of the recipient domain: passed through, warned once', async () => {
+  it('§5 a smart host by name that is not an MX of the recipient domain: passed through, warned once', async () => {
     const relay = await world.addMx('relay2-owner.test', 'relay2.smart.test');
     const mx = await world.addMx('r2-enforce.test', 'mx1.r2-enforce.test');
     world.publishPolicy('r2-enforce.test', ENFORCE(['mx1.r2-enforce.test']));
@@ -160,7 +211,28 @@ describe.concurrent('guardTransport: smart host / relay (RFC 8461 §5, checklist
 describe('guardTransport: what it accepts', () => {
   it('refuses pooled and non-SMTP transports', () => {
     expect(() => guardTransport(nodemailer.createTransport({ pool: true, host: 'mx.example' }), { mtaSts: engine })).toThrow(/pool/);
-    expect(() => guardTransport(nodemailer.createTransport({ streamTransport: true }), { mtaSts: engine })).toThrow(TypeError);
+    expect(() => guardTransport(nodemailer.createTransport({ streamTransport: true }), { mtaSts: engine })).toThrow(expect.objectContaining({ code: 'MTASTS_INVALID_OPTIONS', details: expect.objectContaining({ option: 'transporter' }) }));
+  });
+
+  it('validates its options at creation with the engine and hooks rules (MTASTS_INVALID_OPTIONS)', () => {
+    const transporter = () => nodemailer.createTransport({ host: 'mx.example', port: 2525 });
+    const code = (options: Record<string, unknown>) => {
+      try {
+        guardTransport(transporter(), options as GuardTransportOptions).unguard();
+      } catch (error) {
+        return error as { code: string; message: string; details: Record<string, unknown> };
+      }
+      throw new Error('expected a throw');
+    };
+    // maxAddresses no longer doubles as the session limit: two options, each with its own unit.
+    expect(code({ mtaSts: engine, maxAddresses: 2 })).toMatchObject({ code: 'MTASTS_INVALID_OPTIONS', details: { option: 'maxAddresses' } });
+    expect(code({ mtaSts: engine, maxAddresses: 2 }).message).toMatch(/maxAddressesPerMx .* and maxSessionsPerDomain/);
+    expect(code({ mtaSts: engine, maxSessionsPerDomain: 0 })).toMatchObject({ details: { option: 'maxSessionsPerDomain' } });
+    expect(code({ mtaSts: engine, plaintextFallback: 'no' })).toMatchObject({ details: { option: 'plaintextFallback' } });
+    expect(code({ mtaSts: {} })).toMatchObject({ details: { option: 'mtaSts' } });
+    // Engine options (used when the guard creates its own engine) go through the engine's rules.
+    expect(code({ ca: '/etc/ssl/ca.pem' }).message).toMatch(/^guardTransport\(\): option ca .*looks like a file path/);
+    expect(code({ relais: true }).message).toMatch(/unknown option relais \(did you mean relay\?\)/);
   });
 
   it('unguard() restores the original send', () => {

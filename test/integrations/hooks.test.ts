@@ -127,6 +127,64 @@ describe('hooks: the sequence planDelivery → tlsOptionsFor → verifySession �
     expect(hooks.verifySession(plan.candidates[0]!, null)).toMatchObject({ proceed: false, resultType: 'validation-failure' });
   });
 
+  it('RFC 8461 §5.1 every allowed MX fails its session: deliveryFailed() returns defer with reason and result types, and emits it', async () => {
+    await world.addMx('h-allfail.test', 'mx1.h-allfail.test', { priority: 10, cert: 'expired' });
+    await world.addMx('h-allfail.test', 'mx2.h-allfail.test', { priority: 20, cert: 'wrong-name' });
+    await world.addMx('h-allfail.test', 'mx.h-unlisted.test', { priority: 30 });
+    world.publishPolicy('h-allfail.test', { id: 'af', mode: 'enforce', mx: ['*.h-allfail.test'], maxAge: 86400 });
+    const { hooks, decisions } = hooksWithRecorder();
+    const plan = await hooks.planDelivery('h-allfail.test');
+    // Never undefined to a caller: with allowed hosts it says what to do when they all fail.
+    expect(plan.noCandidate).toMatchObject({ action: 'defer', reason: expect.stringMatching(/RFC 8461 §5\.1/) });
+    expect(plan.allowed.map((c) => c.host)).toEqual(['mx1.h-allfail.test', 'mx2.h-allfail.test']);
+    for (const candidate of plan.allowed) {
+      // A strict client: the handshake aborts on the invalid certificate.
+      const [ip] = await hooks.addressesFor(candidate);
+      const connection = new SMTPConnection({ host: ip, port: world.smtpPort, servername: candidate.host, name: 'client.example', tls: hooks.tlsOptionsFor(candidate), requireTLS: true, connectionTimeout: 2000, greetingTimeout: 2000 });
+      connection.on('error', () => undefined);
+      const error = await new Promise<unknown>((resolve) => {
+        connection.once('error', resolve);
+        connection.connect(() => resolve(new Error('the handshake was expected to fail')));
+      });
+      connection.close();
+      const tlsSocket = connection._socket as TLSSocket | undefined;
+      expect(hooks.handshakeFailed(candidate, error, { ip: ip!, tlsSocket })).toMatchObject({ proceed: false, plaintextFallback: false });
+    }
+    const final = hooks.deliveryFailed(plan);
+    expect(final).toMatchObject({ action: 'defer', temporary: true, replyCode: 451, enhancedStatus: '4.7.5', resultTypes: ['validation-failure', 'certificate-expired', 'certificate-host-mismatch'] });
+    expect(final.failures.map((f) => f.mx)).toEqual(['mx.h-unlisted.test', 'mx1.h-allfail.test', 'mx2.h-allfail.test']);
+    expect(final.reason).toMatch(/no MX host of h-allfail\.test passed its enforce policy \(id af\); not delivered, retry later \(RFC 8461 §5\.1\)/);
+    expect(decisions).toContainEqual(expect.objectContaining({ stage: 'delivery', action: 'defer', domain: 'h-allfail.test', mode: 'enforce', policyId: 'af', reason: final.reason }));
+  });
+
+  it('deliveryFailed(): a null MX bounces (RFC 7505), a host that only failed to connect defers with 4.4.1', async () => {
+    world.dns.setRecords('h-nullmx.test', { mx: [{ exchange: '', priority: 0 }] });
+    const { hooks, decisions } = hooksWithRecorder();
+    const nullMx = await hooks.planDelivery('h-nullmx.test');
+    expect(hooks.deliveryFailed(nullMx)).toMatchObject({ action: 'bounce', temporary: false, replyCode: 556, enhancedStatus: '5.1.10' });
+    expect(decisions).toContainEqual(expect.objectContaining({ stage: 'delivery', action: 'bounce', domain: 'h-nullmx.test' }));
+    await world.addMx('h-down.test', 'mx1.h-down.test');
+    const plan = await hooks.planDelivery('h-down.test');
+    const final = hooks.deliveryFailed(plan, { failures: [{ mx: 'mx1.h-down.test', ip: '127.0.0.77', reason: 'connect ECONNREFUSED' }] });
+    expect(final).toMatchObject({ action: 'defer', temporary: true, enhancedStatus: '4.4.1', resultTypes: [] });
+    expect(final.reason).toMatch(/mx1\.h-down\.test \[127\.0\.0\.77\]: connect ECONNREFUSED/);
+  });
+
+  it('validates its options at creation, engine options included (MTASTS_INVALID_OPTIONS)', () => {
+    const error = (options: Record<string, unknown>) => {
+      try {
+        createMtaStsHooks(options as never);
+      } catch (e) {
+        return e as { code: string; message: string; details: Record<string, unknown> };
+      }
+      throw new Error('expected a throw');
+    };
+    expect(error({ mtaSts: engine, recorder: {} })).toMatchObject({ code: 'MTASTS_INVALID_OPTIONS', details: { option: 'recorder' } });
+    expect(error({ mtaSts: engine, plaintextFallback: 1 })).toMatchObject({ details: { option: 'plaintextFallback' } });
+    expect(error({ dnsServer: ['127.0.0.1'] }).message).toMatch(/^createMtaStsHooks\(\): unknown option dnsServer \(did you mean dnsServers\?\)/);
+    expect(error({ ca: [null] })).toMatchObject({ details: { option: 'ca' } });
+  });
+
   it('handshakeFailed classifies TLS errors (RFC 8460 §4.3.1); plaintext fallback only outside enforce', async () => {
     await world.addMx('h-hs.test', 'mx1.h-hs.test');
     world.publishPolicy('h-hs.test', { id: 'x', mode: 'enforce', mx: ['mx1.h-hs.test'], maxAge: 86400 });

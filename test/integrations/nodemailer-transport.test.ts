@@ -390,3 +390,45 @@ describe('TLS report mail through the transport (RFC 8460 §5.3)', () => {
     await aggregator.close();
   });
 });
+
+describe('createMtaStsTransport() validates every option at creation (never as bounced mail)', () => {
+  const invalid = (options: Record<string, unknown>) => {
+    try {
+      createMtaStsTransport(transportOptions(world, { mtaSts: engine, ...options } as Partial<MtaStsTransportOptions>)).close();
+    } catch (error) {
+      return error as { code: string; message: string; details: Record<string, unknown> };
+    }
+    throw new Error('expected createMtaStsTransport() to throw');
+  };
+
+  it('maxConcurrentDomains: NaN is refused at creation (it used to bounce every message with a permanent EENVELOPE)', () => {
+    expect(invalid({ maxConcurrentDomains: Number.NaN })).toMatchObject({ code: 'MTASTS_INVALID_OPTIONS', details: { option: 'maxConcurrentDomains', value: 'NaN' } });
+    expect(invalid({ maxConcurrentDomains: Number.NaN }).message).toMatch(/option maxConcurrentDomains must be an integer from 1 to 1000, got NaN/);
+  });
+
+  it('maxAddressesPerMx: NaN (it used to fail every message as ENOMX) and other bad limits are refused', () => {
+    expect(invalid({ maxAddressesPerMx: Number.NaN })).toMatchObject({ details: { option: 'maxAddressesPerMx' } });
+    expect(invalid({ maxSessionsPerDomain: 0 })).toMatchObject({ details: { option: 'maxSessionsPerDomain' } });
+    expect(invalid({ port: 0 })).toMatchObject({ details: { option: 'port' } });
+    expect(invalid({ connectionTimeout: -1 })).toMatchObject({ details: { option: 'connectionTimeout' } });
+    expect(invalid({ localAddress: 'localhost' })).toMatchObject({ details: { option: 'localAddress' } });
+  });
+
+  it('smart-host options (host, auth, pool, secure) are refused with a pointer to guardTransport()', () => {
+    for (const option of ['host', 'auth', 'pool', 'secure']) {
+      const value = option === 'auth' ? { user: 'u', pass: 'secret' } : option === 'host' ? 'smtp.example' : true;
+      const error = invalid({ [option]: value });
+      expect(error).toMatchObject({ code: 'MTASTS_INVALID_OPTIONS', details: { option } });
+      expect(error.message).toMatch(/delivers straight to each recipient domain's MX hosts.*guardTransport\(\)/);
+      expect(error.message).not.toContain('secret');
+    }
+    expect(invalid({ tls: { rejectUnauthorized: false } }).message).toMatch(/follow each domain's MTA-STS policy \(RFC 8461 §4\.2\)/);
+  });
+
+  it('engine options given to the transport are checked by the engine rules; unknown keys get a suggestion', () => {
+    expect(invalid({ ca: 42 }).message).toMatch(/^createMtaStsTransport\(\): option ca must be PEM certificate text/);
+    expect(invalid({ dnsServers: '127.0.0.1' })).toMatchObject({ details: { option: 'dnsServers' } });
+    expect(invalid({ maxConcurrentDomain: 2 }).message).toMatch(/unknown option maxConcurrentDomain \(did you mean maxConcurrentDomains\?\)/);
+    expect(invalid({ timeout: 5 }).message).toMatch(/did you mean .*socketTimeout/);
+  });
+});

@@ -9,8 +9,8 @@ import { normalizeDomainOrUndefined } from '../../domain.js';
 import type { TlsRptResultType } from '../../errors.js';
 import type { DeliveryPlan, EffectiveMode, MxCandidate } from '../../plan/plan.js';
 import type { PolicySource, PolicyStatus } from '../../types.js';
-import type { MtaStsHooks } from '../hooks.js';
-import { runSmtpSession, type SessionRequest, type SessionResult } from './session.js';
+import type { DeliveryFailure, MtaStsHooks } from '../hooks.js';
+import { runSmtpSession, type SessionRequest, type SessionResult, type SmtpConnectionClass } from './session.js';
 
 /** One MX host (address) tried for a domain, or skipped. */
 export interface MxAttempt {
@@ -174,6 +174,8 @@ export function isMtaStsDeliveryError(value: unknown): value is MtaStsDeliveryEr
 
 export interface DeliverOptions {
   hooks: MtaStsHooks;
+  /** Nodemailer's SMTP client class (loaded by the factory). */
+  smtpConnection: SmtpConnectionClass;
   plan: DeliveryPlan;
   /** The candidates to try, in order. Default: all of the plan's (allowed or not: refused ones are reported). */
   candidates?: MxCandidate[];
@@ -213,15 +215,17 @@ export async function deliverToDomain(options: DeliverOptions): Promise<DomainDe
     attempts: [],
   };
   const attempts = result.attempts;
-  const fail = (error: Error): DomainDeliveryResult => {
+  /** The domain failed; `decided`: the decision was already emitted (by `hooks.deliveryFailed`). */
+  const fail = (error: Error, decided = false): DomainDeliveryResult => {
     result.error = error;
     result.rejectedErrors = [error];
-    hooks.emitDecision({ stage: 'delivery', action: isMtaStsDeliveryError(error) && error.code === 'EMTASTS' ? 'defer' : 'failed', domain: plan.domain, plan, reason: error.message });
+    if (!decided) hooks.emitDecision({ stage: 'delivery', action: 'failed', domain: plan.domain, plan, reason: error.message });
     return result;
   };
 
-  if (plan.noCandidate?.action === 'bounce') {
-    return fail(new MtaStsDeliveryError('ENOMX', plan.noCandidate.reason, { temporary: false, enhanced: plan.nullMx ? '5.1.10' : '5.1.2', domain: plan.domain, mode: plan.mode, ...(policyId ? { policyId } : {}), recipients }));
+  if (plan.allowed.length === 0 && plan.noCandidate?.action === 'bounce') {
+    const final = hooks.deliveryFailed(plan);
+    return fail(new MtaStsDeliveryError('ENOMX', final.reason, { temporary: false, enhanced: final.enhancedStatus, domain: plan.domain, mode: plan.mode, ...(policyId ? { policyId } : {}), recipients }), true);
   }
 
   const candidates = options.candidates ?? plan.candidates;
@@ -247,6 +251,7 @@ export async function deliverToDomain(options: DeliverOptions): Promise<DomainDe
       sessions++;
       const request: SessionRequest = {
         hooks,
+        smtpConnection: options.smtpConnection,
         candidate,
         ip,
         port: options.port,
@@ -258,6 +263,7 @@ export async function deliverToDomain(options: DeliverOptions): Promise<DomainDe
         ...(options.tlsBase ? { tlsBase: options.tlsBase } : {}),
         ...(options.callerTls ? { callerTls: options.callerTls } : {}),
         ...(options.requireTls ? { requireTls: true } : {}),
+        ...(options.plaintextFallback === false ? { plaintextFallback: false } : {}),
       };
       let session: SessionResult = await runSmtpSession(request);
       let fellBack = false;
@@ -347,15 +353,16 @@ export async function deliverToDomain(options: DeliverOptions): Promise<DomainDe
     }
   }
 
-  const summary = attempts.map(describeAttempt).join('; ');
-  const policyFailure = plan.mode === 'enforce' && (attempts.some((a) => a.outcome === 'refused' || a.outcome === 'skipped') || plan.noCandidate !== undefined);
+  // No host took the message: the hooks decide the final action (RFC 8461 §5.1: defer) and emit it.
+  const failures = attempts.map((a): DeliveryFailure => ({ mx: a.mx, ...(a.ip ? { ip: a.ip } : {}), ...(a.resultType ? { resultType: a.resultType } : {}), reason: a.reason }));
+  const final = hooks.deliveryFailed(plan, { failures });
+  const policyFailure = final.enhancedStatus === '4.7.5';
+  const base = { temporary: final.temporary, enhanced: final.enhancedStatus, domain: plan.domain, mode: plan.mode, ...(policyId ? { policyId } : {}), recipients, attempts, ...(lastError ? { cause: lastError } : {}) };
   if (policyFailure) {
-    const message = `MTA-STS: no MX host of ${plan.domain} passed its enforce policy (id ${policyId ?? '?'}); not delivered, retry later (RFC 8461 §5.1)${summary ? `: ${summary}` : plan.noCandidate ? `: ${plan.noCandidate.reason}` : ''}`;
     const responseText = `MTA-STS: no MX host of ${plan.domain} passed its enforce policy (id ${policyId ?? '?'}); try again later`;
-    return fail(new MtaStsDeliveryError('EMTASTS', message, { temporary: true, enhanced: '4.7.5', responseText, domain: plan.domain, mode: plan.mode, ...(policyId ? { policyId } : {}), recipients, attempts, ...(lastError ? { cause: lastError } : {}) }));
+    return fail(new MtaStsDeliveryError('EMTASTS', final.reason, { ...base, responseText }), true);
   }
-  const message = attempts.length === 0 ? `${plan.domain}: ${plan.noCandidate?.reason ?? 'no MX host to deliver to'}` : `${plan.domain}: no MX host accepted the message, retry later: ${summary}`;
-  return fail(new MtaStsDeliveryError(attempts.length === 0 ? 'ENOMX' : 'ECONNECTION', message, { temporary: true, enhanced: '4.4.1', domain: plan.domain, mode: plan.mode, ...(policyId ? { policyId } : {}), recipients, attempts, ...(lastError ? { cause: lastError } : {}) }));
+  return fail(new MtaStsDeliveryError(attempts.length === 0 ? 'ENOMX' : 'ECONNECTION', final.reason, base), true);
 }
 
 function codes(error: unknown): { errorCode?: string; responseCode?: number } {
@@ -363,11 +370,6 @@ function codes(error: unknown): { errorCode?: string; responseCode?: number } {
   const e = error as { code?: unknown; originalCode?: unknown; responseCode?: unknown };
   const code = typeof e.originalCode === 'string' ? e.originalCode : typeof e.code === 'string' ? e.code : undefined;
   return { ...(code ? { errorCode: code } : {}), ...(typeof e.responseCode === 'number' ? { responseCode: e.responseCode } : {}) };
-}
-
-function describeAttempt(a: MxAttempt): string {
-  const where = a.ip ? `${a.mx} [${a.ip}]` : a.mx;
-  return `${where}: ${a.outcome}${a.resultType ? ` (${a.resultType})` : ''}: ${a.reason}`;
 }
 
 /** Groups envelope recipients by normalised domain (order kept); addresses without a valid domain go to `invalid`. */

@@ -16,7 +16,7 @@
  *   `tls.servername` = the host, `rejectUnauthorized: true`, `minVersion: 'TLSv1.2'` and a strict
  *   `checkServerIdentity`, connecting to the host's address from the engine's resolver. Under `testing` / none it
  *   delivers with opportunistic TLS and reports. Sessions are recorded for TLS-RPT.
- * - No (smart host / relay): MTA-STS governs delivery to MX hosts only (RFC 8461 §5; checklist F6). The message is
+ * - No (smart host / relay): MTA-STS governs delivery to MX hosts only (RFC 8461 §5). The message is
  *   passed to the transport untouched; the guard says so once per host (`smart-host` event, logger warning) and
  *   emits a `relay` decision per domain. It does not pretend: the relay's onward delivery must apply MTA-STS.
  *
@@ -32,7 +32,11 @@ import { isMtaStsError } from '../../errors.js';
 import { findMatchingPattern } from '../../mx/match.js';
 import type { DeliveryPlan, MxCandidate } from '../../plan/plan.js';
 import type { PolicyLookup } from '../../types.js';
+import { bool, describeValue, invalidOptionsError, notHere, num, validateOptions, type OptionSpec } from '../../options.js';
+import { HOOKS_OPTION_SPEC, pickOptions } from '../../option-specs.js';
 import { MtaStsHooks, type MtaStsDecision, type MtaStsHooksOptions } from '../hooks.js';
+import type { SmtpConnectionClass } from './session.js';
+import { loadSmtpConnection, TRANSPORT_OPTION_SPEC } from './transport.js';
 import { buildSendResult, deliverToDomain, groupRecipients, MtaStsDeliveryError, type DomainDeliveryResult, type MtaStsSentMessageInfo } from './deliver.js';
 
 /** Options of {@link guardTransport}. Engine options are used only when neither `mtaSts` nor `hooks` is given. */
@@ -44,9 +48,21 @@ export interface GuardTransportOptions extends MtaStsHooksOptions {
    * never applied by this transport; the guard says so once.
    */
   relay?: boolean;
-  /** Addresses of the transport's host tried for a direct MX session. Default 2. */
-  maxAddresses?: number;
+  /** Addresses (A/AAAA) of the transport's host tried for a direct MX session, an integer from 1 to 64. Default 2. */
+  maxAddressesPerMx?: number;
+  /** Sessions (connection attempts, a plaintext retry not counted) per recipient domain and message, 1 to 1000. Default 8. */
+  maxSessionsPerDomain?: number;
 }
+
+/** Every option of {@link guardTransport}: the hooks' and the engine's, plus the guard's own. */
+export const GUARD_OPTION_SPEC: OptionSpec = Object.freeze({
+  ...HOOKS_OPTION_SPEC,
+  hooks: TRANSPORT_OPTION_SPEC.hooks!,
+  relay: bool,
+  maxAddressesPerMx: num(1, 64, { integer: true }),
+  maxSessionsPerDomain: num(1, 1000, { integer: true }),
+  maxAddresses: notHere('renamed: maxAddressesPerMx (addresses tried per MX host) and maxSessionsPerDomain (sessions per domain and message) are separate options'),
+});
 
 /** The `smart-host` event: the transport relays, MTA-STS does not apply to this hop. */
 export interface SmartHostNotice {
@@ -88,16 +104,19 @@ export class MtaStsGuard extends EventEmitter {
   private readonly originalSend: SmtpTransportLike['send'];
   private readonly options: GuardTransportOptions;
   private readonly ownsHooks: boolean;
+  private readonly smtpConnection: SmtpConnectionClass;
   private readonly warned = new Set<string>();
   private readonly forward = (decision: MtaStsDecision) => this.emit('decision', decision);
   private readonly forwardOutcome = (outcome: unknown) => this.emit('outcome', outcome);
 
   constructor(transport: SmtpTransportLike, options: GuardTransportOptions) {
     super();
+    validateOptions('guardTransport()', options, GUARD_OPTION_SPEC);
+    this.smtpConnection = loadSmtpConnection('guardTransport()');
     this.transport = transport;
     this.options = options;
     this.ownsHooks = options.hooks === undefined;
-    this.hooks = options.hooks ?? new MtaStsHooks(options);
+    this.hooks = options.hooks ?? new MtaStsHooks(pickOptions<MtaStsHooksOptions>(options, HOOKS_OPTION_SPEC));
     this.hooks.on('decision', this.forward);
     this.hooks.on('outcome', this.forwardOutcome);
     this.host = String(transport.options.host ?? 'localhost');
@@ -174,7 +193,7 @@ export class MtaStsGuard extends EventEmitter {
       }),
     );
     for (const domain of relayed) {
-      this.hooks.emitDecision({ stage: 'relay', action: 'relay', domain, mode: relayModes.get(domain)?.mode ?? 'none', mx: this.host, reason: `${domain}: ${this.host} is not an MX host of ${domain}: smart-host delivery, MTA-STS not applied (RFC 8461 §5, F6)` });
+      this.hooks.emitDecision({ stage: 'relay', action: 'relay', domain, mode: relayModes.get(domain)?.mode ?? 'none', mx: this.host, reason: `${domain}: ${this.host} is not an MX host of ${domain}: smart-host delivery, MTA-STS not applied (RFC 8461 §5)` });
     }
     if (direct.size === 0) {
       this.warnSmartHost(this.host, relayed, `${this.host} is not an MX host of ${relayed.join(', ') || 'the recipient domains'}`);
@@ -216,6 +235,7 @@ export class MtaStsGuard extends EventEmitter {
       [...direct.entries()].map(async ([domain, { plan, candidate }]) => {
         results[domain] = await deliverToDomain({
           hooks: this.hooks,
+          smtpConnection: this.smtpConnection,
           plan,
           candidates: [candidate],
           envelope: { ...base, to: groups.get(domain)! },
@@ -223,12 +243,13 @@ export class MtaStsGuard extends EventEmitter {
           port,
           connection,
           ...(auth ? { auth: auth as never } : {}),
-          maxAddressesPerMx: Math.max(1, this.options.maxAddresses ?? 2),
-          maxSessions: Math.max(1, this.options.maxAddresses ?? 2),
+          maxAddressesPerMx: this.options.maxAddressesPerMx ?? 2,
+          maxSessions: this.options.maxSessionsPerDomain ?? 8,
           ...(options.tls ? { tlsBase: options.tls } : {}),
           // Outside enforce the transport keeps its own STARTTLS behaviour (delivery "as without MTA-STS").
           callerTls: { ...(options.requireTLS ? { requireTLS: true } : {}), ...(options.ignoreTLS ? { ignoreTLS: true } : {}), ...(options.opportunisticTLS ? { opportunisticTLS: true } : {}) },
-          plaintextFallback: this.options.plaintextFallback === true,
+          // One meaning everywhere: default true (as documented), never under enforce or when TLS is required.
+          plaintextFallback: this.options.plaintextFallback ?? this.hooks.plaintextFallback,
           ...(options.forceAuth ? { forceAuth: true } : {}),
         });
       }),
@@ -304,20 +325,23 @@ export class MtaStsGuard extends EventEmitter {
 /**
  * Adds MTA-STS to an existing Nodemailer SMTP transport (the object `nodemailer.createTransport({ host, port })`
  * returns, or its `.transporter`). Returns the guard; `guard.unguard()` removes it.
- * Throws a `TypeError` for pooled or non-SMTP transports.
+ * Throws an `MtaStsError` `MTASTS_INVALID_OPTIONS` for a pooled or non-SMTP transport, an already guarded one, or a
+ * bad option, and `MTASTS_MISSING_PEER` when `nodemailer` is not installed.
  */
 export function guardTransport(transporter: Mail | SmtpTransportLike | { transporter: unknown }, options: GuardTransportOptions = {}): MtaStsGuard {
-  const transport = ('transporter' in transporter ? transporter.transporter : transporter) as SmtpTransportLike;
+  validateOptions('guardTransport()', options, GUARD_OPTION_SPEC);
+  const transport = (typeof transporter === 'object' && transporter !== null && 'transporter' in transporter ? transporter.transporter : transporter) as SmtpTransportLike;
+  const refuse = (expected: string, hint?: string) => invalidOptionsError('guardTransport()', [{ option: 'transporter', value: describeValue(transport), expected, ...(hint ? { hint } : {}) }]);
   if (!transport || typeof transport.send !== 'function' || typeof transport.options !== 'object') {
-    throw new TypeError('guardTransport() needs a Nodemailer SMTP transport (nodemailer.createTransport({ host, port, ... }))');
+    throw refuse('a Nodemailer SMTP transport (nodemailer.createTransport({ host, port, ... }))');
   }
   if (transport.name === 'SMTP (pool)' || transport.options.pool) {
-    throw new TypeError('guardTransport() does not support pooled transports (pool: true): pooled connections are shared by messages whose domains may require different TLS; use a non-pooled transport or createMtaStsTransport()');
+    throw refuse('a non-pooled SMTP transport', 'pooled connections (pool: true) are shared by messages whose domains may require different TLS; use a non-pooled transport or createMtaStsTransport()');
   }
   if (transport.name !== 'SMTP') {
-    throw new TypeError(`guardTransport() supports Nodemailer's SMTP transport only, not ${JSON.stringify(transport.name)}`);
+    throw refuse(`Nodemailer's SMTP transport`, `not ${JSON.stringify(transport.name)}`);
   }
-  if ((transport as unknown as Record<symbol, unknown>)[GUARDED]) throw new TypeError('this transport is already guarded');
+  if ((transport as unknown as Record<symbol, unknown>)[GUARDED]) throw refuse('a transport not guarded yet', 'this transport is already guarded');
   return new MtaStsGuard(transport, options);
 }
 

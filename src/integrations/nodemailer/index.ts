@@ -9,7 +9,7 @@
  * A refused delivery fails with `code: 'EMTASTS'`, `responseCode: 451`, `temporary: true` (defer, never bounce:
  * RFC 8461 §5.1) and the list of MX hosts tried with their RFC 8460 result types.
  *
- * Nodemailer (>= 10) is a peer dependency.
+ * Nodemailer (6 to 10) is an optional peer dependency: without it, the factories throw `MTASTS_MISSING_PEER`.
  *
  * @packageDocumentation
  */
@@ -20,4 +20,4 @@ export type { GuardTransportOptions, SmartHostNotice, SmtpTransportLike } from '
 export { MtaStsDeliveryError, isMtaStsDeliveryError } from './deliver.js';
 export type { DomainDeliveryResult, MtaStsDeliveryErrorCode, MtaStsSentMessageInfo, MxAttempt } from './deliver.js';
 export { createMtaStsHooks, MtaStsHooks, DECISION_CHANNEL } from '../hooks.js';
-export type { MtaStsDecision, MtaStsHooksOptions, SessionVerdict, DecisionAction, DecisionStage, DecisionInput } from '../hooks.js';
+export type { MtaStsDecision, MtaStsHooksOptions, SessionVerdict, DecisionAction, DecisionStage, DecisionInput, FinalAction, DeliveryFailure, DeliveryFailedInput, HooksDeliveryPlan } from '../hooks.js';

@@ -6,8 +6,11 @@
  */
 import type { Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
-import SMTPConnection from 'nodemailer/lib/smtp-connection';
+import type SMTPConnection from 'nodemailer/lib/smtp-connection';
 import type { SMTPConnectionOptions, SMTPConnectionSendInfo, SMTPEnvelope } from 'nodemailer/lib/smtp-connection';
+
+/** Nodemailer's SMTP client class, loaded by the factory at creation (nodemailer is an optional peer). */
+export type SmtpConnectionClass = typeof SMTPConnection;
 import type { MxCandidate } from '../../plan/plan.js';
 import type { MtaStsHooks, SessionVerdict } from '../hooks.js';
 
@@ -16,6 +19,8 @@ export type SessionStage = 'connect' | 'tls' | 'policy' | 'auth' | 'smtp' | 'don
 
 export interface SessionRequest {
   hooks: MtaStsHooks;
+  /** Nodemailer's SMTP client class. */
+  smtpConnection: SmtpConnectionClass;
   candidate: MxCandidate;
   ip: string;
   port: number;
@@ -39,6 +44,8 @@ export interface SessionRequest {
    * Node's default `rejectUnauthorized: true` and the caller's `tls` options winning over the plan's.
    */
   callerTls?: { requireTLS?: boolean; ignoreTLS?: boolean; opportunisticTLS?: boolean };
+  /** Will the caller retry in plaintext after a failed handshake where allowed? Told to the hooks. Default true. */
+  plaintextFallback?: boolean;
 }
 
 export interface SessionResult {
@@ -100,7 +107,7 @@ export async function runSmtpSession(request: SessionRequest): Promise<SessionRe
     // checkServerIdentity, ca); otherwise a caller with its own settings keeps them (Node's default verifies).
     tls: mergeTls(policyTls, request.tlsBase, caller !== undefined),
   };
-  const connection = new SMTPConnection(options);
+  const connection = new request.smtpConnection(options);
   let localAddress: string | undefined;
   const context = (): { ip: string; sendingMtaIp?: string } => ({ ip, ...(localAddress ? { sendingMtaIp: localAddress } : {}) });
 
@@ -129,7 +136,9 @@ export async function runSmtpSession(request: SessionRequest): Promise<SessionRe
     connection.close();
     const duringTls = connection.upgrading === true || connectError.code === 'ETLS' || connectError.command === 'STARTTLS';
     if (duringTls) {
-      const verdict = hooks.handshakeFailed(candidate, connectError, context());
+      // The caller retries in plaintext only when it allows it and TLS is not required of this session.
+      const fallback = request.plaintextFallback !== false && !requireTls;
+      const verdict = hooks.handshakeFailed(candidate, connectError, { ...context(), plaintextFallback: fallback, tlsSocket: (socket as TLSSocket | undefined) ?? null });
       return { delivered: false, stage: 'tls', secure: false, verdict, error: connectError, tryNext: true, ...(localAddress ? { localAddress } : {}) };
     }
     // Greeting / EHLO 5xx is a final answer from this host only; another MX may accept (RFC 5321 §5.1).

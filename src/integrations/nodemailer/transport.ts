@@ -35,7 +35,11 @@ import { isMtaStsError } from '../../errors.js';
 import { TLSRPT_MAIL_MARKER } from '../../tlsrpt/deliver.js';
 import type { Logger } from '../../logger.js';
 import type { TlsRptRecorder } from '../../tlsrpt/types.js';
-import { MtaStsHooks, type MtaStsDecision } from '../hooks.js';
+import { anyOf, bool, ipAddress, logger, methods, notHere, num, port, str, validateOptions, type OptionSpec } from '../../options.js';
+import { requirePeer } from '../../peers.js';
+import { HOOKS_OPTION_SPEC, pickOptions } from '../../option-specs.js';
+import { MtaStsHooks, type MtaStsDecision, type MtaStsHooksOptions } from '../hooks.js';
+import type { SmtpConnectionClass } from './session.js';
 import { buildSendResult, deliverToDomain, groupRecipients, MtaStsDeliveryError, type DomainDeliveryResult, type MtaStsSentMessageInfo } from './deliver.js';
 
 /** The transport's version, reported to Nodemailer. */
@@ -69,12 +73,50 @@ export interface MtaStsTransportOptions extends MtaStsOptions {
   debug?: boolean;
   /** Retry in plaintext after a failed TLS handshake when the domain does not require TLS. Default true (never under enforce). */
   plaintextFallback?: boolean;
-  /** Addresses tried per MX host. Default 2. */
+  /** Addresses (A/AAAA) tried per MX host, an integer from 1 to 64. Default 2. */
   maxAddressesPerMx?: number;
-  /** Sessions (connection attempts) per domain and message. Default 8. */
+  /** Sessions (connection attempts, a plaintext retry not counted) per recipient domain and message, 1 to 1000. Default 8. */
   maxSessionsPerDomain?: number;
-  /** Recipient domains delivered at the same time. Default 4. */
+  /** Recipient domains of one message delivered at the same time, 1 to 1000. Default 4. */
   maxConcurrentDomains?: number;
+}
+
+const SMART_HOST = 'createMtaStsTransport() delivers straight to each recipient domain\'s MX hosts and has no SMTP server of its own; to send through a smart host, create nodemailer.createTransport({ host, port, auth, ... }) and add MTA-STS to it with guardTransport()';
+const POLICY_TLS = 'STARTTLS and certificate checks follow each domain\'s MTA-STS policy (RFC 8461 §4.2); set requireTlsEverywhere: true to require TLS for every domain';
+
+/** Every option of {@link createMtaStsTransport}: the hooks' and the engine's, plus the transport's own. */
+export const TRANSPORT_OPTION_SPEC: OptionSpec = Object.freeze({
+  ...HOOKS_OPTION_SPEC,
+  hooks: methods('MTA-STS hooks (createMtaStsHooks())', ['planDelivery', 'verifySession', 'handshakeFailed', 'recordOutcome', 'emitDecision']),
+  port,
+  name: str('a host name'),
+  connectionTimeout: num(1, 3_600_000, { unit: 'ms' }),
+  greetingTimeout: num(1, 3_600_000, { unit: 'ms' }),
+  socketTimeout: num(1, 86_400_000, { unit: 'ms' }),
+  localAddress: ipAddress,
+  smtpLogger: anyOf('true, false or a bunyan-style logger', bool, logger),
+  debug: bool,
+  maxAddressesPerMx: num(1, 64, { integer: true }),
+  maxSessionsPerDomain: num(1, 1000, { integer: true }),
+  maxConcurrentDomains: num(1, 1000, { integer: true }),
+  // Options of Nodemailer's SMTP transport that have no meaning for direct MX delivery: refused, not ignored.
+  host: notHere(SMART_HOST),
+  auth: notHere(SMART_HOST),
+  pool: notHere(SMART_HOST),
+  secure: notHere(SMART_HOST),
+  service: notHere(SMART_HOST),
+  url: notHere(SMART_HOST),
+  proxy: notHere(SMART_HOST),
+  tls: notHere(POLICY_TLS),
+  requireTLS: notHere(POLICY_TLS),
+  ignoreTLS: notHere(POLICY_TLS),
+  opportunisticTLS: notHere(POLICY_TLS),
+});
+
+/** Nodemailer's SMTP client, loaded at creation (nodemailer is an optional peer: a missing one is reported by name). */
+export function loadSmtpConnection(feature: string): SmtpConnectionClass {
+  const loaded = requirePeer<SmtpConnectionClass | { default: SmtpConnectionClass }>('nodemailer', feature, 'nodemailer/lib/smtp-connection');
+  return typeof loaded === 'function' ? loaded : loaded.default;
 }
 
 export type SendCallback = (error: Error | null, info?: MtaStsSentMessageInfo) => void;
@@ -89,14 +131,17 @@ export class MtaStsTransport extends EventEmitter implements Transport<MtaStsSen
   readonly hooks: MtaStsHooks;
   private readonly options: MtaStsTransportOptions;
   private readonly ownsHooks: boolean;
+  private readonly smtpConnection: SmtpConnectionClass;
   private readonly forward = (decision: MtaStsDecision) => this.emit('decision', decision);
   private readonly forwardOutcome = (outcome: unknown) => this.emit('outcome', outcome);
 
   constructor(options: MtaStsTransportOptions = {}) {
     super();
+    validateOptions('createMtaStsTransport()', options, TRANSPORT_OPTION_SPEC);
+    this.smtpConnection = loadSmtpConnection('createMtaStsTransport()');
     this.options = options;
     this.ownsHooks = options.hooks === undefined;
-    this.hooks = options.hooks ?? new MtaStsHooks(options);
+    this.hooks = options.hooks ?? new MtaStsHooks(pickOptions<MtaStsHooksOptions>(options, HOOKS_OPTION_SPEC));
     this.hooks.on('decision', this.forward);
     this.hooks.on('outcome', this.forwardOutcome);
   }
@@ -155,7 +200,7 @@ export class MtaStsTransport extends EventEmitter implements Transport<MtaStsSen
     const reportMail = (mail.data as Record<string, unknown>)[TLSRPT_MAIL_MARKER] !== undefined;
     const results: Record<string, DomainDeliveryResult> = {};
     const domains = [...groups.entries()];
-    const limit = Math.max(1, this.options.maxConcurrentDomains ?? 4);
+    const limit = this.options.maxConcurrentDomains ?? 4;
     let next = 0;
     const worker = async () => {
       while (next < domains.length) {
@@ -203,13 +248,19 @@ export class MtaStsTransport extends EventEmitter implements Transport<MtaStsSen
       message,
       port: o.port ?? 25,
       connection,
-      maxAddressesPerMx: Math.max(1, o.maxAddressesPerMx ?? 2),
-      maxSessions: Math.max(1, o.maxSessionsPerDomain ?? 8),
+      maxAddressesPerMx: o.maxAddressesPerMx ?? 2,
+      maxSessions: o.maxSessionsPerDomain ?? 8,
+      ...(o.plaintextFallback !== undefined ? { plaintextFallback: o.plaintextFallback } : {}),
+      smtpConnection: this.smtpConnection,
     });
   }
 }
 
-/** Creates the direct-to-MX MTA-STS transport for `nodemailer.createTransport()`. */
+/**
+ * Creates the direct-to-MX MTA-STS transport for `nodemailer.createTransport()`. Every option is checked first:
+ * a bad or unknown one throws an `MtaStsError` `MTASTS_INVALID_OPTIONS` (naming the option, the value and what was
+ * expected), and a missing `nodemailer` throws `MTASTS_MISSING_PEER`, before any mail can be bounced.
+ */
 export function createMtaStsTransport(options: MtaStsTransportOptions = {}): MtaStsTransport {
   return new MtaStsTransport(options);
 }
