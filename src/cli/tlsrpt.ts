@@ -25,6 +25,9 @@ import { mapOrdered } from './batch.js';
 import type { Colors } from './format.js';
 import { colorEnabled, EXIT_OK, EXIT_PROBLEM, UsageError, type CliIo } from './io.js';
 
+/** The spool directory `--spool` defaults to (the README's example `spoolDir`). */
+export const DEFAULT_SPOOL_DIR = '/var/spool/mta-sts-sender/tlsrpt';
+
 export interface TlsRptCommandOptions {
   spool: string;
   org?: string;
@@ -42,6 +45,8 @@ export interface TlsRptCommandOptions {
   dkimSelector?: string;
   dkimKey?: string;
   httpsPort?: number;
+  /** Old name of `httpsPort` (hidden option `--policy-port`). */
+  policyPort?: number;
 }
 
 function colors(io: CliIo, flag: boolean | undefined): Colors {
@@ -63,7 +68,24 @@ async function openSpool(opts: TlsRptCommandOptions, cwd: string): Promise<{ dir
   return { dir, store, corrupt };
 }
 
-function identity(opts: TlsRptCommandOptions): Pick<TlsRptReporterOptions, 'organizationName' | 'contactInfo' | 'submitter'> {
+/**
+ * The spool as `preview` sees it: reads only. Every write (merge, delivery state, delete) is refused, so a preview
+ * can never count, schedule or remove a report.
+ */
+function readOnlyView(store: TlsRptStore): TlsRptStore {
+  const refuse = (what: string) => () => Promise.reject(new Error(`tlsrpt preview does not ${what} the spool`));
+  return {
+    merge: refuse('write to'),
+    list: () => store.list(),
+    get: (key) => store.get(key),
+    setDelivery: refuse('schedule reports in'),
+    delete: refuse('delete from'),
+    ...(store.subscribe ? { subscribe: (listener: Parameters<NonNullable<TlsRptStore['subscribe']>>[0]) => store.subscribe!(listener) } : {}),
+  };
+}
+
+/** The identity in every report (RFC 8460 §4.4 organization-name, contact-info) and the report-id domain. */
+export function identity(opts: TlsRptCommandOptions): Pick<TlsRptReporterOptions, 'organizationName' | 'contactInfo' | 'submitter'> {
   const submitterInput = opts.submitter ?? hostname();
   const submitter = normalizeDomainOrUndefined(submitterInput);
   if (submitter === undefined) throw new UsageError(`--submitter must be a domain name (got ${JSON.stringify(submitterInput)})`);
@@ -99,13 +121,16 @@ export function formatPendingReport(c: Colors, p: PendingReport): string {
 }
 
 export async function runTlsRptPreview(opts: TlsRptCommandOptions, io: CliIo, cwd: string): Promise<number> {
+  identity(opts); // usage errors before the spool is opened
   const { dir, store, corrupt } = await openSpool(opts, cwd);
   const c = colors(io, opts.color);
-  const reporter = createTlsRptReporter({ ...identity(opts), store, resolver: createDefaultResolver() });
+  const who = identity(opts);
+  const reporter = createTlsRptReporter({ ...who, store: readOnlyView(store), resolver: createDefaultResolver() });
   try {
     const pending = await reporter.pending();
     if (opts.json) {
-      for (const p of pending) io.stdout.write(`${JSON.stringify(p)}\n`);
+      // The identity `tlsrpt send` with the same options puts in the report (also inside `report`).
+      for (const p of pending) io.stdout.write(`${JSON.stringify({ ...p, organizationName: who.organizationName, contactInfo: who.contactInfo, submitter: who.submitter })}\n`);
     } else {
       const due = pending.filter((p) => p.closed).length;
       io.stdout.write(`${c.bold(`Spool ${dir}`)}: ${pending.length} pending report${pending.length === 1 ? '' : 's'} (${due} for closed days)\n`);
@@ -119,9 +144,20 @@ export async function runTlsRptPreview(opts: TlsRptCommandOptions, io: CliIo, cw
   }
 }
 
-export async function runTlsRptSend(opts: TlsRptCommandOptions, io: CliIo, cwd: string): Promise<number> {
-  const { store, corrupt } = await openSpool(opts, cwd);
-  const c = colors(io, opts.color);
+/** `--smtp`: a Nodemailer SMTP URL (`smtp://` or `smtps://`); anything else is a usage error. */
+export function parseSmtpUrl(value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new UsageError(`--smtp must be an SMTP URL such as smtp://relay.example:587 (got ${JSON.stringify(value)})`);
+  }
+  if (url.protocol !== 'smtp:' && url.protocol !== 'smtps:') throw new UsageError(`--smtp must be an smtp:// or smtps:// URL (got ${JSON.stringify(value)})`);
+  if (url.hostname === '') throw new UsageError(`--smtp has no host name (got ${JSON.stringify(value)})`);
+  return value;
+}
+
+async function readSendFiles(opts: TlsRptCommandOptions, cwd: string): Promise<{ ca: string[]; dkim: TlsRptReporterOptions['dkim'] }> {
   const ca: string[] = [];
   for (const file of opts.ca ?? []) {
     try {
@@ -140,6 +176,22 @@ export async function runTlsRptSend(opts: TlsRptCommandOptions, io: CliIo, cwd: 
       throw new UsageError(`cannot read DKIM key ${opts.dkimKey}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
     }
     dkim = { domainName: opts.dkimDomain, keySelector: opts.dkimSelector, privateKey };
+  }
+  return { ca, dkim };
+}
+
+export async function runTlsRptSend(opts: TlsRptCommandOptions, io: CliIo, cwd: string): Promise<number> {
+  // Every usage error comes before the spool is touched: a typo must never count as a delivery attempt.
+  const who = identity(opts);
+  if (opts.smtp !== undefined) parseSmtpUrl(opts.smtp);
+  if (opts.from !== undefined && !/^[^\s@]+@[^\s@]+$/.test(opts.from)) throw new UsageError(`--from must be an e-mail address (got ${JSON.stringify(opts.from)})`);
+  const { ca, dkim } = await readSendFiles(opts, cwd);
+  const httpsPort = opts.httpsPort ?? opts.policyPort;
+  const { store, corrupt } = await openSpool(opts, cwd);
+  const c = colors(io, opts.color);
+  if (opts.smtp !== undefined && dkim === undefined) {
+    // RFC 8460 §5.3: receivers MUST ignore report mail without a valid DKIM signature of the submitter's domain.
+    io.stderr.write('mta-sts: warning: report mail will be sent unsigned, and RFC 8460 §5.3 tells receivers to ignore unsigned reports; sign with --dkim-domain, --dkim-selector and --dkim-key\n');
   }
   const timeoutMs = opts.timeout ?? 30_000;
   const resolver = createDefaultResolver({ ...(opts.dnsServer && opts.dnsServer.length > 0 ? { dnsServers: opts.dnsServer } : {}), timeoutMs: Math.max(100, Math.floor(timeoutMs / 2)), tries: 2 });
@@ -168,7 +220,7 @@ export async function runTlsRptSend(opts: TlsRptCommandOptions, io: CliIo, cwd: 
     subscribe: (listener) => store.subscribe(listener),
   };
   const reporter = createTlsRptReporter({
-    ...identity(opts),
+    ...who,
     store: view,
     resolver,
     dnsTimeoutMs: timeoutMs,
@@ -178,7 +230,7 @@ export async function runTlsRptSend(opts: TlsRptCommandOptions, io: CliIo, cwd: 
     ...(opts.smtp !== undefined ? { mailTransport: ca.length > 0 ? { url: opts.smtp, tls: { ca: [...rootCertificates, ...ca] } } : opts.smtp } : {}),
     ...(opts.from !== undefined ? { mailFrom: opts.from } : {}),
     ...(dkim ? { dkim } : {}),
-    ...(opts.httpsPort !== undefined ? { httpsPortOverride: opts.httpsPort } : {}),
+    ...(httpsPort !== undefined ? { httpsPortOverride: httpsPort } : {}),
   });
   let result: FlushResult;
   try {

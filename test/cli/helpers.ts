@@ -41,7 +41,8 @@ export async function buildCli(): Promise<string> {
   copyFileSync(join(REPO_ROOT, 'package.json'), join(dir, 'package.json'));
   symlinkSync(join(REPO_ROOT, 'node_modules'), join(dir, 'node_modules'), 'dir');
   await build({
-    entry: { 'cli/main': join(REPO_ROOT, 'src/cli/main.ts') },
+    // The testing module too: `mta-sts world` loads it from dist/testing/ at run time.
+    entry: { 'cli/main': join(REPO_ROOT, 'src/cli/main.ts'), 'testing/index': join(REPO_ROOT, 'src/testing/index.ts') },
     format: ['esm'],
     outDir: join(dir, 'dist'),
     config: false,
