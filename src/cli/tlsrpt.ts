@@ -2,10 +2,10 @@
  * `mta-sts tlsrpt preview|send`: the reports waiting in a TLS-RPT spool directory (a `FileSpoolStore`, as written
  * by `createTlsRptReporter`), shown or sent now through the reporter's own `pending()` / `flush()`.
  */
-import { readFile, stat } from 'node:fs/promises';
-import { hostname } from 'node:os';
+import { cp, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
 import { rootCertificates } from 'node:tls';
-import { resolve as resolvePath } from 'node:path';
+import { join, resolve as resolvePath, sep } from 'node:path';
 import pc from 'picocolors';
 import { createDefaultResolver } from '../discovery/resolver.js';
 import { normalizeDomainOrUndefined } from '../domain.js';
@@ -120,11 +120,31 @@ export function formatPendingReport(c: Colors, p: PendingReport): string {
   return lines.join('\n');
 }
 
+/**
+ * A private copy of the spool's report files (day directories only; `corrupt/` is left out), so that reading
+ * cannot change the spool: the store moves a corrupt file aside when it reads one, and a preview must move
+ * nothing. Spool files are small JSON records; the copy is removed afterwards.
+ */
+async function snapshotSpool(dir: string): Promise<{ copy: string; remove(): Promise<void> }> {
+  const copy = await mkdtemp(join(tmpdir(), 'mta-sts-preview-'));
+  const remove = () => rm(copy, { recursive: true, force: true });
+  try {
+    await cp(dir, copy, { recursive: true, filter: (src) => src === dir || /^\d{4}-\d{2}-\d{2}(?:[\\/][^\\/]+\.json)?$/.test(src.slice(dir.length + 1)) });
+  } catch (error) {
+    await remove();
+    throw new UsageError(`cannot read spool directory ${dir}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
+  return { copy, remove };
+}
+
 export async function runTlsRptPreview(opts: TlsRptCommandOptions, io: CliIo, cwd: string): Promise<number> {
-  identity(opts); // usage errors before the spool is opened
-  const { dir, store, corrupt } = await openSpool(opts, cwd);
+  const who = identity(opts); // usage errors before the spool is opened
+  const dir = resolvePath(cwd, opts.spool);
+  await openSpool(opts, cwd).then(({ store }) => store.close());
+  const snapshot = await snapshotSpool(dir);
+  const corrupt: TlsRptError[] = [];
+  const store = new FileSpoolStore(snapshot.copy, { fsync: false, onCorrupt: (e) => corrupt.push(e) });
   const c = colors(io, opts.color);
-  const who = identity(opts);
   const reporter = createTlsRptReporter({ ...who, store: readOnlyView(store), resolver: createDefaultResolver() });
   try {
     const pending = await reporter.pending();
@@ -136,11 +156,17 @@ export async function runTlsRptPreview(opts: TlsRptCommandOptions, io: CliIo, cw
       io.stdout.write(`${c.bold(`Spool ${dir}`)}: ${pending.length} pending report${pending.length === 1 ? '' : 's'} (${due} for closed days)\n`);
       for (const p of pending) io.stdout.write(`\n${formatPendingReport(c, p)}\n`);
     }
-    for (const e of corrupt) io.stderr.write(`mta-sts: warning: ${e.message}\n`);
+    // Paths in the messages are the copy's; name the spool's file instead. Nothing was moved in the spool.
+    for (const e of corrupt) {
+      const path = typeof e.details.path === 'string' ? e.details.path.replace(snapshot.copy + sep, dir + sep) : dir;
+      const why = e.cause instanceof Error ? e.cause.message : e.message;
+      io.stderr.write(`mta-sts: warning: spool file ${path} is corrupt and was skipped (left in place): ${why}\n`);
+    }
     return EXIT_OK;
   } finally {
     await reporter.close();
     await store.close();
+    await snapshot.remove();
   }
 }
 
