@@ -81,6 +81,8 @@ export async function runWorld(opts: WorldCommandOptions, io: CliIo, cwd: string
   const testing = await loadTesting();
   const tmp = opts.caFile === undefined ? mkdtempSync(join(tmpdir(), 'mta-sts-world-')) : undefined;
   const caFile = opts.caFile === undefined ? join(tmp!, 'ca.pem') : resolvePath(cwd, opts.caFile);
+  // Listening from the start: an interrupt during start-up stops the world as soon as it is up, and cleans up.
+  const stopped = untilSignal();
   const world = await testing.createTestWorld();
   try {
     const domains = await testing.addExampleDomains(world);
@@ -93,7 +95,7 @@ export async function runWorld(opts: WorldCommandOptions, io: CliIo, cwd: string
     const args = ['--dns-server', dnsServer, '--ca', caFile, '--https-port', String(world.policyPort), '--smtp-port', String(world.smtpPort)];
     const info: WorldInfo = { dnsServer, caFile, httpsPort: world.policyPort, smtpPort: world.smtpPort, args, domains: domains.map((d) => ({ ...d })) };
     io.stdout.write(opts.json ? `${JSON.stringify(info)}\n` : formatWorldInfo(info, colorEnabled(io.stdout, io.env, opts.color)));
-    await untilSignal();
+    await stopped;
     return EXIT_OK;
   } finally {
     await world.close();
