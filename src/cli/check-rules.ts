@@ -43,7 +43,7 @@ export function judge(t: Trace): Findings {
 function discoveryFindings(t: Trace, out: Findings): void {
   const { txt, policy, mx } = t;
   if (txt.verdict === 'invalid' || txt.verdict === 'multiple') {
-    out.problems.push({ code: txt.verdict === 'multiple' ? 'txt-multiple' : 'txt-invalid', message: `${txt.name}: ${txt.error?.message ?? 'invalid record'}; senders ignore it (RFC 8461 §3.1)`, resultType: 'sts-policy-invalid' });
+    out.problems.push({ code: txt.verdict === 'multiple' ? 'txt-multiple' : 'txt-invalid', message: `${txt.name}: ${txt.error?.message ?? 'invalid record'}; senders ignore it`, resultType: 'sts-policy-invalid' });
   } else if (txt.verdict === 'dns-error') {
     out.problems.push({ code: 'txt-dns-error', message: `${txt.name}: ${txt.error?.message ?? 'DNS failure'}`, resultType: 'sts-policy-fetch-error' });
   }
