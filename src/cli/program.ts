@@ -133,6 +133,14 @@ Examples:
   $ mta-sts world          # a loopback test world to try all of this on`,
     );
 
+  addCheckCommand(program, io, cwd, setExit);
+  addTlsRptCommands(program, io, cwd, setExit);
+  addWorldCommand(program, io, cwd, setExit);
+  return program;
+}
+
+/** `mta-sts check`. */
+function addCheckCommand(program: Command, io: CliIo, cwd: string, setExit: (code: number) => void): void {
   const check = program
     .command('check')
     .description(
@@ -167,6 +175,10 @@ The input is one domain per line; an e-mail address or a line with spaces is rep
       setExit(await runCheck(domains, merged, io, cwd));
     });
 
+}
+
+/** `mta-sts tlsrpt preview|send`. */
+function addTlsRptCommands(program: Command, io: CliIo, cwd: string, setExit: (code: number) => void): void {
   const tlsrpt = program.command('tlsrpt').description('TLS-RPT (RFC 8460) report spools written by createTlsRptReporter with a FileSpoolStore');
   const spoolOptions = (cmd: Command): Command =>
     cmd
@@ -202,6 +214,10 @@ The input is one domain per line; an e-mail address or a line with spaces is rep
       setExit(await runTlsRptSend(opts, io, cwd));
     });
 
+}
+
+/** `mta-sts world`. */
+function addWorldCommand(program: Command, io: CliIo, cwd: string, setExit: (code: number) => void): void {
   const world = program
     .command('world')
     .description(
@@ -214,7 +230,6 @@ The input is one domain per line; an e-mail address or a line with spaces is rep
     setExit(await runWorld(opts, io, cwd));
   });
 
-  return program;
 }
 
 /** `--https-port` (and its old name `--policy-port`, hidden): the HTTPS port the RFCs fix at 443, for test worlds. */

@@ -265,6 +265,13 @@ export async function runTlsRptSend(opts: TlsRptCommandOptions, io: CliIo, cwd: 
     await reporter.close();
     await store.close();
   }
+  printSendResult(result, kept, opts, c, io);
+  for (const e of corrupt) io.stderr.write(`mta-sts: warning: ${e.message}\n`);
+  return result.failed.length > 0 || result.dropped.length > 0 ? EXIT_PROBLEM : EXIT_OK;
+}
+
+/** Prints what `tlsrpt send` did: one line (or JSON object) per report, then a count. */
+function printSendResult(result: FlushResult, kept: ReadonlyArray<{ key: DomainDayKey; uris: string[] }>, opts: TlsRptCommandOptions, c: Colors, io: CliIo): void {
   const events = [...result.sent, ...result.failed, ...result.dropped, ...result.skipped].sort((a, b) => (a.day === b.day ? a.policyDomain.localeCompare(b.policyDomain) : a.day < b.day ? -1 : 1));
   for (const { key, uris } of kept) {
     if (opts.json) io.stdout.write(`${JSON.stringify({ type: 'kept-needs-smtp', day: key.day, policyDomain: key.policyDomain, uris })}\n`);
@@ -302,6 +309,4 @@ export async function runTlsRptSend(opts: TlsRptCommandOptions, io: CliIo, cwd: 
     if (events.length === 0 && kept.length === 0) io.stdout.write('nothing to send: no reports for closed days in the spool\n');
     io.stdout.write(`${result.sent.length} sent, ${result.failed.length} failed, ${result.dropped.length} dropped, ${result.skipped.length} skipped, ${kept.length} kept (need --smtp)\n`);
   }
-  for (const e of corrupt) io.stderr.write(`mta-sts: warning: ${e.message}\n`);
-  return result.failed.length > 0 || result.dropped.length > 0 ? EXIT_PROBLEM : EXIT_OK;
 }
