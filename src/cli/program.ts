@@ -123,7 +123,8 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
 Exit codes:
   0  every checked domain is fine (a domain without a policy is fine)
   1  a checked domain has a problem, or a TLS report could not be sent
-  2  usage error or internal error
+  2  usage error or internal error, or the output could not be written (a closed pipe, as in
+     "mta-sts check … | head -1", ends the run quietly with 0)
 
 Examples:
   $ mta-sts check gmail.com

@@ -9,6 +9,7 @@ import { join, resolve as resolvePath, sep } from 'node:path';
 import pc from 'picocolors';
 import { createDefaultResolver } from '../discovery/resolver.js';
 import { normalizeDomainOrUndefined } from '../domain.js';
+import { unknownTopLevelDomain } from '../mx/public-suffix.js';
 import {
   createTlsRptReporter,
   FileSpoolStore,
@@ -93,6 +94,17 @@ export function identity(opts: TlsRptCommandOptions): Pick<TlsRptReporterOptions
   return { organizationName: opts.org ?? submitter, contactInfo: opts.contact ?? `postmaster@${submitter}`, submitter };
 }
 
+/**
+ * A warning when the submitter is not under a known top-level domain (a bare host name such as the default
+ * `hostname()` often is): it ends every report-id (RFC 8460 §4.4) and the default contact address.
+ */
+function submitterWarning(submitter: string, io: CliIo): void {
+  const tld = unknownTopLevelDomain(submitter);
+  if (tld !== undefined) {
+    io.stderr.write(`mta-sts: warning: the submitter ${submitter} is not under a known top-level domain (.${tld}); report-ids and the default contact use it: give --submitter with your MTA's domain name\n`);
+  }
+}
+
 function sessions(p: PendingReport): { ok: number; failed: number } {
   let ok = 0;
   let failed = 0;
@@ -140,6 +152,7 @@ async function snapshotSpool(dir: string): Promise<{ copy: string; remove(): Pro
 export async function runTlsRptPreview(opts: TlsRptCommandOptions, io: CliIo, cwd: string): Promise<number> {
   const who = identity(opts); // usage errors before the spool is opened
   const dir = resolvePath(cwd, opts.spool);
+  submitterWarning(who.submitter, io);
   await openSpool(opts, cwd).then(({ store }) => store.close());
   const snapshot = await snapshotSpool(dir);
   const corrupt: TlsRptError[] = [];
@@ -215,6 +228,7 @@ export async function runTlsRptSend(opts: TlsRptCommandOptions, io: CliIo, cwd: 
   const httpsPort = opts.httpsPort ?? opts.policyPort;
   const { store, corrupt } = await openSpool(opts, cwd);
   const c = colors(io, opts.color);
+  submitterWarning(who.submitter, io);
   if (opts.smtp !== undefined && dkim === undefined) {
     // RFC 8460 §5.3: receivers MUST ignore report mail without a valid DKIM signature of the submitter's domain.
     io.stderr.write('mta-sts: warning: report mail will be sent unsigned, and RFC 8460 §5.3 tells receivers to ignore unsigned reports; sign with --dkim-domain, --dkim-selector and --dkim-key\n');

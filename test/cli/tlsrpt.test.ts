@@ -222,4 +222,17 @@ describe.concurrent('tlsrpt: usage errors, read-only preview, unsigned mail, ide
     expect(got?.report).toMatchObject({ 'organization-name': shown!.report['organization-name'], 'contact-info': shown!.report['contact-info'] });
     expect(got?.report['contact-info']).toBe(shown!.contactInfo);
   });
+
+  it('a submitter under an unknown top-level domain (a typo, a bare host name) gets a warning', async () => {
+    const spool = mkdtempSync(join(tmp, 'empty-'));
+    const [typo, bare, fine] = await Promise.all([
+      runMtaSts(['tlsrpt', 'preview', '--spool', spool, '--submitter', 'mta.example.con']),
+      runMtaSts(['tlsrpt', 'preview', '--spool', spool, '--submitter', 'mailhost']),
+      runMtaSts(['tlsrpt', 'preview', '--spool', spool, '--submitter', 'mta.example.co.uk']),
+    ]);
+    expect(typo.stderr).toContain('mta-sts: warning: the submitter mta.example.con is not under a known top-level domain (.con)');
+    expect(bare.stderr).toContain('the submitter mailhost is not under a known top-level domain (.mailhost)');
+    expect(fine.stderr).toBe('');
+    expect([typo.code, bare.code, fine.code]).toEqual([0, 0, 0]);
+  });
 });
