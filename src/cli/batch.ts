@@ -3,27 +3,40 @@
  * delivering results in input order as soon as every earlier one is done.
  */
 
+/** One entry of a domain list: the text of a line and where it came from. */
+export interface DomainListEntry {
+  /** The line's text (comment removed, trimmed). */
+  input: string;
+  /** 1-based line number. */
+  line: number;
+}
+
 /**
- * Parses a domain list: one domain per line; blank lines and `#` comments are skipped; surrounding whitespace is
- * trimmed; a line may also hold several domains separated by spaces, tabs or commas. Duplicates (case-insensitive,
- * trailing dot ignored) are dropped, keeping the first.
+ * Parses a domain list: **one domain per line**. Blank lines and `#` comments are skipped and surrounding whitespace
+ * is trimmed; anything else on a line is that line's entry, as it is: a line such as `not a domain` is one entry (an
+ * invalid name, reported as such), never three domains. Duplicates (case-insensitive, trailing dot ignored) are
+ * dropped, keeping the first.
  */
-export function parseDomainList(text: string): string[] {
-  const out: string[] = [];
+export function parseDomainList(text: string): DomainListEntry[] {
+  const out: DomainListEntry[] = [];
   const seen = new Set<string>();
-  for (const rawLine of text.split(/\r?\n/)) {
+  const lines = text.split(/\r?\n/);
+  for (let i = 0; i < lines.length; i++) {
+    const rawLine = lines[i]!;
     const hash = rawLine.indexOf('#');
-    const line = (hash === -1 ? rawLine : rawLine.slice(0, hash)).trim();
-    if (line === '') continue;
-    for (const item of line.split(/[\s,]+/)) {
-      if (item === '') continue;
-      const key = item.toLowerCase().replace(/\.$/, '');
-      if (seen.has(key)) continue;
-      seen.add(key);
-      out.push(item);
-    }
+    const input = (hash === -1 ? rawLine : rawLine.slice(0, hash)).trim();
+    if (input === '') continue;
+    const key = domainKey(input);
+    if (seen.has(key)) continue;
+    seen.add(key);
+    out.push({ input, line: i + 1 });
   }
   return out;
+}
+
+/** The key under which two spellings of a domain are the same entry (case and a trailing dot ignored). */
+export function domainKey(input: string): string {
+  return input.toLowerCase().replace(/\.$/, '');
 }
 
 /**

@@ -3,7 +3,7 @@
  * gives plain text), returns strings.
  */
 import type pc from 'picocolors';
-import type { CheckCategory, CheckResult, MxHostTrace, TxtTrace } from './check.js';
+import type { CheckCategory, CheckResult, MxHostTrace, TxtTrace } from './check-types.js';
 
 /** A picocolors instance (`pc.createColors(enabled)`). */
 export type Colors = ReturnType<typeof pc.createColors>;
@@ -29,6 +29,8 @@ export function categoryLabel(c: Colors, category: CheckCategory): string {
       return c.green('enforce');
     case 'testing':
       return c.yellow('testing');
+    case 'would-fail':
+      return c.magenta('would-fail');
     case 'none':
       return c.dim('none');
     case 'broken':
@@ -82,6 +84,13 @@ function mxHostLines(c: Colors, h: MxHostTrace, width: number): string[] {
     const where = `${p.address}:${p.port}`;
     if (p.ok) out.push(`${indent}${c.green(OK)} probe ${where}: STARTTLS, ${p.tlsVersion ?? 'TLS'}, certificate valid for ${h.host} (${p.elapsedMs} ms)`);
     else out.push(`${indent}${c.red(BAD)} probe ${where}: ${p.resultType ? `${c.bold(p.resultType)}: ` : ''}${p.reason}${p.tlsVersion ? ` (${p.tlsVersion})` : ''} (${p.elapsedMs} ms)`);
+    const cert = p.certificate;
+    if (cert) {
+      const left = cert.daysLeft < 14 ? c.yellow(`${WARN} ${cert.daysLeft} days left`) : `${cert.daysLeft} days left`;
+      out.push(`${indent}  certificate: issuer ${cert.issuer}`);
+      out.push(`${indent}    not after ${cert.notAfter} (${left})`);
+      out.push(`${indent}    names ${cert.san.join(', ') || c.dim('(no DNS names)')}`);
+    }
   }
   return out;
 }
@@ -140,20 +149,26 @@ export function formatCheck(c: Colors, r: CheckResult): string {
     else out.push(`    ${c.yellow(WARN)} ${t.error?.message ?? t.verdict}`);
     for (const i of t.ignored ?? []) out.push(`    ${c.yellow(WARN)} ignored ${i.uri}: ${i.reason}`);
   }
-  const verdict = r.problem ? c.red(c.bold(`${r.problems.length} problem${r.problems.length === 1 ? '' : 's'}`)) : c.green('OK');
+  const verdict =
+    r.problems.length > 0
+      ? c.red(c.bold(`${r.problems.length} problem${r.problems.length === 1 ? '' : 's'}`))
+      : r.wouldFailUnderEnforce.length > 0
+        ? c.magenta(c.bold('would fail under enforce'))
+        : c.green('OK');
   const mode = r.mode === null ? 'no MTA-STS policy applies' : `a sender applies mode ${r.mode}`;
   out.push(`  ${c.bold('Verdict')} ${verdict}: ${mode}${r.probed ? '' : c.dim(' (MX not probed; add --probe)')} ${c.dim(`[${r.elapsedMs} ms]`)}`);
   for (const p of r.problems) out.push(`    ${c.red(BAD)} ${p.message}`);
+  for (const f of r.wouldFailUnderEnforce) out.push(`    ${c.magenta(BAD)} would fail under enforce: ${f.message}`);
   for (const w of r.warnings) out.push(`    ${c.yellow(WARN)} ${w.message}`);
   return out.join('\n');
 }
 
 /** One line per domain, for batch mode. */
 export function formatCompact(c: Colors, r: CheckResult, width: number): string {
-  const name = (r.domain ?? r.input).padEnd(width);
+  const name = (r.domain ?? (r.source !== undefined ? `${r.source}: ${r.input}` : r.input)).padEnd(width);
   const cat = categoryLabel(c, r.category);
-  const pad = ' '.repeat(Math.max(0, 8 - r.category.length));
-  const notes = r.problem ? r.problems.map((p) => p.message).join('; ') : r.warnings.length > 0 ? c.yellow(r.warnings.map((w) => w.message).join('; ')) : c.dim(r.mode === null ? 'no policy' : `mode ${r.mode}, ${r.mx?.hosts.length ?? 0} MX`);
+  const pad = ' '.repeat(Math.max(0, 10 - r.category.length));
+  const notes = r.problems.length > 0 ? r.problems.map((p) => p.message).join('; ') : r.wouldFailUnderEnforce.length > 0 ? c.magenta(r.wouldFailUnderEnforce.map((f) => f.message).join('; ')) : r.warnings.length > 0 ? c.yellow(r.warnings.map((w) => w.message).join('; ')) : c.dim(r.mode === null ? 'no policy' : `mode ${r.mode}, ${r.mx?.hosts.length ?? 0} MX`);
   return `${name}  ${cat}${pad}  ${notes}`;
 }
 
@@ -161,13 +176,14 @@ export interface CheckSummary {
   total: number;
   enforce: number;
   testing: number;
+  'would-fail': number;
   none: number;
   broken: number;
   elapsedMs: number;
 }
 
 export function summarize(results: readonly CheckResult[], elapsedMs: number): CheckSummary {
-  const s: CheckSummary = { total: results.length, enforce: 0, testing: 0, none: 0, broken: 0, elapsedMs };
+  const s: CheckSummary = { total: results.length, enforce: 0, testing: 0, 'would-fail': 0, none: 0, broken: 0, elapsedMs };
   for (const r of results) s[r.category]++;
   return s;
 }
@@ -177,13 +193,14 @@ export function formatSummary(c: Colors, s: CheckSummary): string {
   const rows: Array<[CheckCategory, number, string]> = [
     ['enforce', s.enforce, 'policy in enforce mode, no problem found'],
     ['testing', s.testing, 'policy in testing mode, no problem found'],
+    ['would-fail', s['would-fail'], 'policy in testing mode; would fail under enforce'],
     ['none', s.none, 'no policy (or mode none)'],
     ['broken', s.broken, 'at least one problem'],
   ];
   const width = String(s.total).length;
   const lines = [c.bold(`Summary: ${s.total} domain${s.total === 1 ? '' : 's'} in ${(s.elapsedMs / 1000).toFixed(1)} s`)];
   for (const [category, n, what] of rows) {
-    const pad = ' '.repeat(8 - category.length);
+    const pad = ' '.repeat(10 - category.length);
     lines.push(`  ${categoryLabel(c, category)}${pad} ${String(n).padStart(width)}  ${c.dim(what)}`);
   }
   return lines.join('\n');

@@ -5,23 +5,23 @@
  * code (0 fine, 1 a checked domain has a problem / a report failed, 2 usage or internal error). `main.ts` only wires
  * it to the process.
  */
-import { readFileSync } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { createReadStream, readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { resolve as resolvePath } from 'node:path';
 import { CommanderError, InvalidArgumentError, Option, Command } from 'commander';
 import pc from 'picocolors';
 import { SingleBar, Presets } from 'cli-progress';
-import { normalizeDomainOrUndefined } from '../domain.js';
-import { mapOrdered, parseDomainList } from './batch.js';
+import { domainKey, mapOrdered, parseDomainList } from './batch.js';
 import { checkDomain, type CheckResult } from './check.js';
 import { createCheckRuntime } from './context.js';
 import { formatCheck, formatCompact, formatSummary, summarize, type Colors } from './format.js';
 import { colorEnabled, EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, readAll, UsageError, type CliIo } from './io.js';
-import { runTlsRptPreview, runTlsRptSend, type TlsRptCommandOptions } from './tlsrpt.js';
+import { DEFAULT_SPOOL_DIR, runTlsRptPreview, runTlsRptSend, type TlsRptCommandOptions } from './tlsrpt.js';
+import { runWorld, type WorldCommandOptions } from './world.js';
 
-/** Largest domain list read from a file or stdin. */
+/** Largest domain list read from a file or stdin, counted in bytes read (a device such as /dev/zero has no size). */
 const MAX_LIST_BYTES = 64 * 1024 * 1024;
 
 function packageVersion(): string {
@@ -69,8 +69,9 @@ interface CommonNetOptions {
 interface CheckCommandOptions extends CommonNetOptions {
   file?: string;
   probe?: boolean;
-  port: number;
-  policyPort?: number;
+  smtpPort: number;
+  httpsPort?: number;
+  testingAsEnforce?: boolean;
   concurrency: number;
   progress?: boolean;
 }
@@ -122,15 +123,25 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
 Exit codes:
   0  every checked domain is fine (a domain without a policy is fine)
   1  a checked domain has a problem, or a TLS report could not be sent
-  2  usage error or internal error
+  2  usage error or internal error, or the output could not be written (a closed pipe, as in
+     "mta-sts check … | head -1", ends the run quietly with 0)
 
 Examples:
   $ mta-sts check gmail.com
   $ mta-sts check --probe example.com example.org
   $ mta-sts check --file domains.txt --concurrency 16 --json > results.jsonl
-  $ mta-sts tlsrpt preview --spool /var/spool/mta-sts/tlsrpt`,
+  $ mta-sts tlsrpt preview --spool ${DEFAULT_SPOOL_DIR}
+  $ mta-sts world          # a loopback test world to try all of this on`,
     );
 
+  addCheckCommand(program, io, cwd, setExit);
+  addTlsRptCommands(program, io, cwd, setExit);
+  addWorldCommand(program, io, cwd, setExit);
+  return program;
+}
+
+/** `mta-sts check`. */
+function addCheckCommand(program: Command, io: CliIo, cwd: string, setExit: (code: number) => void): void {
   const check = program
     .command('check')
     .description(
@@ -142,25 +153,37 @@ Examples:
     .addOption(new Option('--concurrency <n>', 'domains checked at the same time').argParser(integer(1, 256)).default(8))
     .option('--no-progress', 'no progress bar (it is shown on a terminal only, for --file)');
   addNetOptions(check, 10_000, 'DNS query, policy fetch, probe');
+  addPortOptions(check, 'policy hosts');
   check
-    .addOption(new Option('--port <n>', 'SMTP port for --probe (for tests against a loopback world; real MX hosts use 25)').argParser(integer(1, 65535)).default(25))
-    .addOption(new Option('--policy-port <n>', 'HTTPS port of policy hosts (for tests against a loopback world; the RFC fixes 443)').argParser(integer(1, 65535)))
+    .addOption(new Option('--smtp-port <n>', 'SMTP port of MX hosts for --probe (for tests against a loopback world; real MX hosts listen on 25)').argParser(integer(1, 65535)).default(25))
+    .addOption(new Option('--port <n>', 'old name of --smtp-port').argParser(integer(1, 65535)).hideHelp())
+    .option('--testing-as-enforce', 'count domains in testing mode that would fail under enforce as problems (exit code 1)')
     .addHelpText(
       'after',
       `
 A domain has a problem (exit code 1) when: its name is invalid or it does not exist; a DNS query fails
 temporarily; its _mta-sts TXT record is invalid or duplicated; the policy cannot be fetched or does not parse;
 under an enforce policy, an MX host matches no mx pattern, or (--probe) fails STARTTLS or certificate validation.
-The same MX findings under a testing policy, and TLS-RPT record errors, are warnings. No policy is not a problem.`,
+The same MX findings under a testing policy put the domain in its own category, "would fail under enforce"; they
+count toward the exit code only with --testing-as-enforce. Warnings (TLS-RPT record errors, a max_age below one day,
+an enforce policy without TLS-RPT, an mx pattern matching no MX or covering a public suffix, an unknown top-level
+domain, a certificate expiring within 14 days) never do. No policy is not a problem.
+The input is one domain per line; an e-mail address or a line with spaces is reported as an invalid entry.`,
     )
-    .action(async (domains: string[], opts: CheckCommandOptions) => {
-      setExit(await runCheck(domains, opts, io, cwd));
+    .action(async (domains: string[], opts: CheckCommandOptions & { port?: number; policyPort?: number }) => {
+      // The old names stay accepted (hidden): --port and --policy-port.
+      const merged: CheckCommandOptions = { ...opts, smtpPort: opts.port ?? opts.smtpPort, ...(opts.httpsPort ?? opts.policyPort) !== undefined ? { httpsPort: (opts.httpsPort ?? opts.policyPort)! } : {} };
+      setExit(await runCheck(domains, merged, io, cwd));
     });
 
+}
+
+/** `mta-sts tlsrpt preview|send`. */
+function addTlsRptCommands(program: Command, io: CliIo, cwd: string, setExit: (code: number) => void): void {
   const tlsrpt = program.command('tlsrpt').description('TLS-RPT (RFC 8460) report spools written by createTlsRptReporter with a FileSpoolStore');
   const spoolOptions = (cmd: Command): Command =>
     cmd
-      .requiredOption('--spool <dir>', 'the spool directory (FileSpoolStore)')
+      .option('--spool <dir>', 'the spool directory (FileSpoolStore)', DEFAULT_SPOOL_DIR)
       .option('--org <name>', 'organization-name of the reports (default: the submitter)')
       .option('--contact <email>', 'contact-info of the reports (default: postmaster@<submitter>)')
       .option('--submitter <domain>', `domain of the sending MTA (default: this host name, ${hostname()})`);
@@ -186,40 +209,66 @@ The same MX findings under a testing policy, and TLS-RPT record errors, are warn
     .option('--dkim-domain <domain>', 'DKIM-sign report mail for this domain (RFC 8460 §5.3 requires a signature)')
     .option('--dkim-selector <selector>', 'DKIM selector')
     .option('--dkim-key <file>', 'DKIM private key (PEM)')
-    .addOption(new Option('--https-port <n>', 'connect to this port for https: destinations (for tests against a loopback world)').argParser(integer(1, 65535)))
+  addPortOptions(send, 'report endpoints (https: rua)');
+  send
     .action(async (opts: TlsRptCommandOptions) => {
       setExit(await runTlsRptSend(opts, io, cwd));
     });
 
-  return program;
+}
+
+/** `mta-sts world`. */
+function addWorldCommand(program: Command, io: CliIo, cwd: string, setExit: (code: number) => void): void {
+  const world = program
+    .command('world')
+    .description(
+      'Start the loopback test world (DNS server, test CA, HTTPS policy hosts, SMTP MX hosts on 127.0.0.0/8) with a set of example domains, good and broken, and print the options that point mta-sts (or your own code) at it. Runs until interrupted (Ctrl-C). Needs the optional peer dependencies smtp-server, dns-packet and node-forge.',
+    )
+    .option('--ca-file <path>', 'where to write the CA certificate (PEM); default: a new temporary directory, removed on exit')
+    .option('--json', 'print one JSON object { dnsServer, caFile, httpsPort, smtpPort, domains, args } instead of text')
+    .option('--no-color', 'no colours');
+  world.action(async (opts: WorldCommandOptions) => {
+    setExit(await runWorld(opts, io, cwd));
+  });
+
+}
+
+/** `--https-port` (and its old name `--policy-port`, hidden): the HTTPS port the RFCs fix at 443, for test worlds. */
+function addPortOptions(cmd: Command, what: string): void {
+  cmd
+    .addOption(new Option('--https-port <n>', `HTTPS port of ${what} (for tests against a loopback world; the RFCs fix 443)`).argParser(integer(1, 65535)))
+    .addOption(new Option('--policy-port <n>', 'old name of --https-port').argParser(integer(1, 65535)).hideHelp());
+}
+
+/** Reads a domain list from a file or stdin, refusing more than {@link MAX_LIST_BYTES} bytes read. */
+async function readDomainList(file: string, io: CliIo, cwd: string): Promise<string> {
+  if (file === '-') return readAll(io.stdin, MAX_LIST_BYTES, 'standard input');
+  try {
+    return await readAll(createReadStream(resolvePath(cwd, file)), MAX_LIST_BYTES, file);
+  } catch (error) {
+    if (error instanceof UsageError) throw error;
+    throw new UsageError(`cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
 }
 
 async function runCheck(args: string[], opts: CheckCommandOptions, io: CliIo, cwd: string): Promise<number> {
-  const domains: string[] = [];
-  for (const arg of args) {
-    // A bad name on the command line is a usage error; in a file it is a finding of that domain.
-    if (normalizeDomainOrUndefined(arg) === undefined) throw new UsageError(`not a valid domain name: ${JSON.stringify(arg)}`);
-    domains.push(arg);
-  }
+  // The command line and a list are handled alike: every entry is checked, and an invalid one is reported as such.
+  const entries: Array<{ input: string; source?: string }> = [];
+  const seen = new Set<string>();
+  const add = (input: string, source?: string) => {
+    const key = domainKey(input);
+    if (seen.has(key)) return;
+    seen.add(key);
+    entries.push({ input, ...(source !== undefined ? { source } : {}) });
+  };
+  for (const arg of args) add(arg);
   const batch = opts.file !== undefined;
   if (opts.file !== undefined) {
-    let text: string;
-    if (opts.file === '-') text = await readAll(io.stdin, MAX_LIST_BYTES, 'standard input');
-    else {
-      try {
-        const path = resolvePath(cwd, opts.file);
-        const info = await stat(path);
-        if (info.size > MAX_LIST_BYTES) throw new UsageError(`${opts.file} is larger than ${MAX_LIST_BYTES} bytes`);
-        text = await readFile(path, 'utf8');
-      } catch (error) {
-        if (error instanceof UsageError) throw error;
-        throw new UsageError(`cannot read ${opts.file}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
-      }
-    }
-    const seen = new Set(domains.map((d) => d.toLowerCase().replace(/\.$/, '')));
-    for (const d of parseDomainList(text)) if (!seen.has(d.toLowerCase().replace(/\.$/, ''))) domains.push(d);
+    const text = await readDomainList(opts.file, io, cwd);
+    const name = opts.file === '-' ? 'stdin' : opts.file;
+    for (const entry of parseDomainList(text)) add(entry.input, `${name}:${entry.line}`);
   }
-  if (domains.length === 0) {
+  if (entries.length === 0) {
     if (batch) throw new UsageError(`no domains in ${opts.file === '-' ? 'standard input' : opts.file}`);
     throw new UsageError('give at least one domain, or --file <path>');
   }
@@ -231,16 +280,17 @@ async function runCheck(args: string[], opts: CheckCommandOptions, io: CliIo, cw
     ca,
     timeoutMs: opts.timeout,
     probe: opts.probe === true,
-    smtpPort: opts.port,
-    ...(opts.policyPort !== undefined ? { policyPort: opts.policyPort } : {}),
+    testingAsEnforce: opts.testingAsEnforce === true,
+    smtpPort: opts.smtpPort,
+    ...(opts.httpsPort !== undefined ? { httpsPort: opts.httpsPort } : {}),
   });
 
-  const showProgress = batch && opts.progress !== false && io.stderr.isTTY === true && domains.length > 1;
+  const showProgress = batch && opts.progress !== false && io.stderr.isTTY === true && entries.length > 1;
   // With the bar and the results on the same terminal, results wait until the bar is gone.
   const holdOutput = showProgress && io.stdout.isTTY === true;
   const held: string[] = [];
   const emit = (text: string) => (holdOutput ? held.push(text) : io.stdout.write(`${text}\n`));
-  const width = Math.min(40, Math.max(...domains.map((d) => d.length)));
+  const width = Math.min(40, Math.max(...entries.map((d) => d.input.length)));
   const bar = showProgress
     ? new SingleBar(
         { stream: io.stderr as NodeJS.WritableStream, format: 'checking {bar} {value}/{total} domains | {eta_formatted} left', hideCursor: true, clearOnComplete: true, etaBuffer: 50 },
@@ -250,8 +300,8 @@ async function runCheck(args: string[], opts: CheckCommandOptions, io: CliIo, cw
   const started = performance.now();
   let results: CheckResult[];
   try {
-    bar?.start(domains.length, 0);
-    results = await mapOrdered(domains, opts.concurrency, (domain) => checkDomain(domain, runtime.ctx), {
+    bar?.start(entries.length, 0);
+    results = await mapOrdered(entries, opts.concurrency, (entry) => checkDomain(entry.input, runtime.ctx, entry.source), {
       onSettled: () => bar?.increment(),
       onResult: (result, index) => {
         if (opts.json) emit(JSON.stringify(result));
@@ -264,7 +314,7 @@ async function runCheck(args: string[], opts: CheckCommandOptions, io: CliIo, cw
     await runtime.close();
   }
   for (const text of held) io.stdout.write(`${text}\n`);
-  if (!opts.json && (batch || domains.length > 1)) io.stdout.write(`\n${formatSummary(c, summarize(results, Math.round(performance.now() - started)))}\n`);
+  if (!opts.json && (batch || entries.length > 1)) io.stdout.write(`\n${formatSummary(c, summarize(results, Math.round(performance.now() - started)))}\n`);
   return results.some((r) => r.problem) ? EXIT_PROBLEM : EXIT_OK;
 }
 

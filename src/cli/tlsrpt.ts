@@ -2,13 +2,14 @@
  * `mta-sts tlsrpt preview|send`: the reports waiting in a TLS-RPT spool directory (a `FileSpoolStore`, as written
  * by `createTlsRptReporter`), shown or sent now through the reporter's own `pending()` / `flush()`.
  */
-import { readFile, stat } from 'node:fs/promises';
-import { hostname } from 'node:os';
+import { cp, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { hostname, tmpdir } from 'node:os';
 import { rootCertificates } from 'node:tls';
-import { resolve as resolvePath } from 'node:path';
+import { join, resolve as resolvePath, sep } from 'node:path';
 import pc from 'picocolors';
 import { createDefaultResolver } from '../discovery/resolver.js';
 import { normalizeDomainOrUndefined } from '../domain.js';
+import { unknownTopLevelDomain } from '../mx/public-suffix.js';
 import {
   createTlsRptReporter,
   FileSpoolStore,
@@ -24,6 +25,9 @@ import {
 import { mapOrdered } from './batch.js';
 import type { Colors } from './format.js';
 import { colorEnabled, EXIT_OK, EXIT_PROBLEM, UsageError, type CliIo } from './io.js';
+
+/** The spool directory `--spool` defaults to (the README's example `spoolDir`). */
+export const DEFAULT_SPOOL_DIR = '/var/spool/mta-sts-sender/tlsrpt';
 
 export interface TlsRptCommandOptions {
   spool: string;
@@ -42,6 +46,8 @@ export interface TlsRptCommandOptions {
   dkimSelector?: string;
   dkimKey?: string;
   httpsPort?: number;
+  /** Old name of `httpsPort` (hidden option `--policy-port`). */
+  policyPort?: number;
 }
 
 function colors(io: CliIo, flag: boolean | undefined): Colors {
@@ -63,12 +69,40 @@ async function openSpool(opts: TlsRptCommandOptions, cwd: string): Promise<{ dir
   return { dir, store, corrupt };
 }
 
-function identity(opts: TlsRptCommandOptions): Pick<TlsRptReporterOptions, 'organizationName' | 'contactInfo' | 'submitter'> {
+/**
+ * The spool as `preview` sees it: reads only. Every write (merge, delivery state, delete) is refused, so a preview
+ * can never count, schedule or remove a report.
+ */
+function readOnlyView(store: TlsRptStore): TlsRptStore {
+  const refuse = (what: string) => () => Promise.reject(new Error(`tlsrpt preview does not ${what} the spool`));
+  return {
+    merge: refuse('write to'),
+    list: () => store.list(),
+    get: (key) => store.get(key),
+    setDelivery: refuse('schedule reports in'),
+    delete: refuse('delete from'),
+    ...(store.subscribe ? { subscribe: (listener: Parameters<NonNullable<TlsRptStore['subscribe']>>[0]) => store.subscribe!(listener) } : {}),
+  };
+}
+
+/** The identity in every report (RFC 8460 §4.4 organization-name, contact-info) and the report-id domain. */
+export function identity(opts: TlsRptCommandOptions): Pick<TlsRptReporterOptions, 'organizationName' | 'contactInfo' | 'submitter'> {
   const submitterInput = opts.submitter ?? hostname();
   const submitter = normalizeDomainOrUndefined(submitterInput);
   if (submitter === undefined) throw new UsageError(`--submitter must be a domain name (got ${JSON.stringify(submitterInput)})`);
   if (opts.contact !== undefined && !/^[^\s@]+@[^\s@]+$/.test(opts.contact)) throw new UsageError(`--contact must be an e-mail address (got ${JSON.stringify(opts.contact)})`);
   return { organizationName: opts.org ?? submitter, contactInfo: opts.contact ?? `postmaster@${submitter}`, submitter };
+}
+
+/**
+ * A warning when the submitter is not under a known top-level domain (a bare host name such as the default
+ * `hostname()` often is): it ends every report-id (RFC 8460 §4.4) and the default contact address.
+ */
+function submitterWarning(submitter: string, io: CliIo): void {
+  const tld = unknownTopLevelDomain(submitter);
+  if (tld !== undefined) {
+    io.stderr.write(`mta-sts: warning: the submitter ${submitter} is not under a known top-level domain (.${tld}); report-ids and the default contact use it: give --submitter with your MTA's domain name\n`);
+  }
 }
 
 function sessions(p: PendingReport): { ok: number; failed: number } {
@@ -98,30 +132,71 @@ export function formatPendingReport(c: Colors, p: PendingReport): string {
   return lines.join('\n');
 }
 
+/**
+ * A private copy of the spool's report files (day directories only; `corrupt/` is left out), so that reading
+ * cannot change the spool: the store moves a corrupt file aside when it reads one, and a preview must move
+ * nothing. Spool files are small JSON records; the copy is removed afterwards.
+ */
+async function snapshotSpool(dir: string): Promise<{ copy: string; remove(): Promise<void> }> {
+  const copy = await mkdtemp(join(tmpdir(), 'mta-sts-preview-'));
+  const remove = () => rm(copy, { recursive: true, force: true });
+  try {
+    await cp(dir, copy, { recursive: true, filter: (src) => src === dir || /^\d{4}-\d{2}-\d{2}(?:[\\/][^\\/]+\.json)?$/.test(src.slice(dir.length + 1)) });
+  } catch (error) {
+    await remove();
+    throw new UsageError(`cannot read spool directory ${dir}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+  }
+  return { copy, remove };
+}
+
 export async function runTlsRptPreview(opts: TlsRptCommandOptions, io: CliIo, cwd: string): Promise<number> {
-  const { dir, store, corrupt } = await openSpool(opts, cwd);
+  const who = identity(opts); // usage errors before the spool is opened
+  const dir = resolvePath(cwd, opts.spool);
+  submitterWarning(who.submitter, io);
+  await openSpool(opts, cwd).then(({ store }) => store.close());
+  const snapshot = await snapshotSpool(dir);
+  const corrupt: TlsRptError[] = [];
+  const store = new FileSpoolStore(snapshot.copy, { fsync: false, onCorrupt: (e) => corrupt.push(e) });
   const c = colors(io, opts.color);
-  const reporter = createTlsRptReporter({ ...identity(opts), store, resolver: createDefaultResolver() });
+  const reporter = createTlsRptReporter({ ...who, store: readOnlyView(store), resolver: createDefaultResolver() });
   try {
     const pending = await reporter.pending();
     if (opts.json) {
-      for (const p of pending) io.stdout.write(`${JSON.stringify(p)}\n`);
+      // The identity `tlsrpt send` with the same options puts in the report (also inside `report`).
+      for (const p of pending) io.stdout.write(`${JSON.stringify({ ...p, organizationName: who.organizationName, contactInfo: who.contactInfo, submitter: who.submitter })}\n`);
     } else {
       const due = pending.filter((p) => p.closed).length;
       io.stdout.write(`${c.bold(`Spool ${dir}`)}: ${pending.length} pending report${pending.length === 1 ? '' : 's'} (${due} for closed days)\n`);
       for (const p of pending) io.stdout.write(`\n${formatPendingReport(c, p)}\n`);
     }
-    for (const e of corrupt) io.stderr.write(`mta-sts: warning: ${e.message}\n`);
+    // Paths in the messages are the copy's; name the spool's file instead. Nothing was moved in the spool.
+    for (const e of corrupt) {
+      const path = typeof e.details.path === 'string' ? e.details.path.replace(snapshot.copy + sep, dir + sep) : dir;
+      const why = e.cause instanceof Error ? e.cause.message : e.message;
+      io.stderr.write(`mta-sts: warning: spool file ${path} is corrupt and was skipped (left in place): ${why}\n`);
+    }
     return EXIT_OK;
   } finally {
     await reporter.close();
     await store.close();
+    await snapshot.remove();
   }
 }
 
-export async function runTlsRptSend(opts: TlsRptCommandOptions, io: CliIo, cwd: string): Promise<number> {
-  const { store, corrupt } = await openSpool(opts, cwd);
-  const c = colors(io, opts.color);
+/** `--smtp`: a Nodemailer SMTP URL (`smtp://` or `smtps://`); anything else is a usage error. */
+export function parseSmtpUrl(value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new UsageError(`--smtp must be an SMTP URL such as smtp://relay.example:587 (got ${JSON.stringify(value)})`);
+  }
+  if (url.protocol !== 'smtp:' && url.protocol !== 'smtps:') throw new UsageError(`--smtp must be an smtp:// or smtps:// URL (got ${JSON.stringify(value)})`);
+  if (url.hostname === '') throw new UsageError(`--smtp has no host name (got ${JSON.stringify(value)})`);
+  return value;
+}
+
+async function readSendFiles(opts: TlsRptCommandOptions, cwd: string): Promise<{ ca: string[]; dkim: TlsRptReporterOptions['dkim'] }> {
   const ca: string[] = [];
   for (const file of opts.ca ?? []) {
     try {
@@ -140,6 +215,23 @@ export async function runTlsRptSend(opts: TlsRptCommandOptions, io: CliIo, cwd: 
       throw new UsageError(`cannot read DKIM key ${opts.dkimKey}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
     }
     dkim = { domainName: opts.dkimDomain, keySelector: opts.dkimSelector, privateKey };
+  }
+  return { ca, dkim };
+}
+
+export async function runTlsRptSend(opts: TlsRptCommandOptions, io: CliIo, cwd: string): Promise<number> {
+  // Every usage error comes before the spool is touched: a typo must never count as a delivery attempt.
+  const who = identity(opts);
+  if (opts.smtp !== undefined) parseSmtpUrl(opts.smtp);
+  if (opts.from !== undefined && !/^[^\s@]+@[^\s@]+$/.test(opts.from)) throw new UsageError(`--from must be an e-mail address (got ${JSON.stringify(opts.from)})`);
+  const { ca, dkim } = await readSendFiles(opts, cwd);
+  const httpsPort = opts.httpsPort ?? opts.policyPort;
+  const { store, corrupt } = await openSpool(opts, cwd);
+  const c = colors(io, opts.color);
+  submitterWarning(who.submitter, io);
+  if (opts.smtp !== undefined && dkim === undefined) {
+    // RFC 8460 §5.3: receivers MUST ignore report mail without a valid DKIM signature of the submitter's domain.
+    io.stderr.write('mta-sts: warning: report mail will be sent unsigned, and RFC 8460 §5.3 tells receivers to ignore unsigned reports; sign with --dkim-domain, --dkim-selector and --dkim-key\n');
   }
   const timeoutMs = opts.timeout ?? 30_000;
   const resolver = createDefaultResolver({ ...(opts.dnsServer && opts.dnsServer.length > 0 ? { dnsServers: opts.dnsServer } : {}), timeoutMs: Math.max(100, Math.floor(timeoutMs / 2)), tries: 2 });
@@ -168,7 +260,7 @@ export async function runTlsRptSend(opts: TlsRptCommandOptions, io: CliIo, cwd: 
     subscribe: (listener) => store.subscribe(listener),
   };
   const reporter = createTlsRptReporter({
-    ...identity(opts),
+    ...who,
     store: view,
     resolver,
     dnsTimeoutMs: timeoutMs,
@@ -178,7 +270,7 @@ export async function runTlsRptSend(opts: TlsRptCommandOptions, io: CliIo, cwd: 
     ...(opts.smtp !== undefined ? { mailTransport: ca.length > 0 ? { url: opts.smtp, tls: { ca: [...rootCertificates, ...ca] } } : opts.smtp } : {}),
     ...(opts.from !== undefined ? { mailFrom: opts.from } : {}),
     ...(dkim ? { dkim } : {}),
-    ...(opts.httpsPort !== undefined ? { httpsPortOverride: opts.httpsPort } : {}),
+    ...(httpsPort !== undefined ? { httpsPortOverride: httpsPort } : {}),
   });
   let result: FlushResult;
   try {
@@ -187,6 +279,13 @@ export async function runTlsRptSend(opts: TlsRptCommandOptions, io: CliIo, cwd: 
     await reporter.close();
     await store.close();
   }
+  printSendResult(result, kept, opts, c, io);
+  for (const e of corrupt) io.stderr.write(`mta-sts: warning: ${e.message}\n`);
+  return result.failed.length > 0 || result.dropped.length > 0 ? EXIT_PROBLEM : EXIT_OK;
+}
+
+/** Prints what `tlsrpt send` did: one line (or JSON object) per report, then a count. */
+function printSendResult(result: FlushResult, kept: ReadonlyArray<{ key: DomainDayKey; uris: string[] }>, opts: TlsRptCommandOptions, c: Colors, io: CliIo): void {
   const events = [...result.sent, ...result.failed, ...result.dropped, ...result.skipped].sort((a, b) => (a.day === b.day ? a.policyDomain.localeCompare(b.policyDomain) : a.day < b.day ? -1 : 1));
   for (const { key, uris } of kept) {
     if (opts.json) io.stdout.write(`${JSON.stringify({ type: 'kept-needs-smtp', day: key.day, policyDomain: key.policyDomain, uris })}\n`);
@@ -224,6 +323,4 @@ export async function runTlsRptSend(opts: TlsRptCommandOptions, io: CliIo, cwd: 
     if (events.length === 0 && kept.length === 0) io.stdout.write('nothing to send: no reports for closed days in the spool\n');
     io.stdout.write(`${result.sent.length} sent, ${result.failed.length} failed, ${result.dropped.length} dropped, ${result.skipped.length} skipped, ${kept.length} kept (need --smtp)\n`);
   }
-  for (const e of corrupt) io.stderr.write(`mta-sts: warning: ${e.message}\n`);
-  return result.failed.length > 0 || result.dropped.length > 0 ? EXIT_PROBLEM : EXIT_OK;
 }

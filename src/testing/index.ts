@@ -22,3 +22,5 @@ export type { PolicyFields, PolicyHostBehaviour } from './policy-host.js';
 export type { MxHostOptions, ReceivedMessage, TestMxHost } from './smtp-hosts.js';
 export { silentLogger } from './logger.js';
 export type { TestWorldLogger } from './logger.js';
+export { addExampleDomains, EXAMPLE_DOMAINS } from './example-domains.js';
+export type { ExampleDomain } from './example-domains.js';

@@ -37,11 +37,15 @@ let built: { dir: string; main: string } | undefined;
 /** Builds `src/cli/main.ts` into a temporary package directory. Call in `beforeAll`; undo with {@link removeBuiltCli}. */
 export async function buildCli(): Promise<string> {
   if (built) return built.main;
+  // To see what an older build does with these tests: MTA_STS_CLI_UNDER_TEST=/path/to/dist/cli/main.js.
+  const other = process.env.MTA_STS_CLI_UNDER_TEST;
+  if (other) return other;
   const dir = mkdtempSync(join(tmpdir(), 'mta-sts-cli-build-'));
   copyFileSync(join(REPO_ROOT, 'package.json'), join(dir, 'package.json'));
   symlinkSync(join(REPO_ROOT, 'node_modules'), join(dir, 'node_modules'), 'dir');
   await build({
-    entry: { 'cli/main': join(REPO_ROOT, 'src/cli/main.ts') },
+    // The testing module too: `mta-sts world` loads it from dist/testing/ at run time.
+    entry: { 'cli/main': join(REPO_ROOT, 'src/cli/main.ts'), 'testing/index': join(REPO_ROOT, 'src/testing/index.ts') },
     format: ['esm'],
     outDir: join(dir, 'dist'),
     config: false,

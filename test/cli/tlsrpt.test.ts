@@ -2,7 +2,7 @@
  * `mta-sts tlsrpt preview|send` run as a process on a spool directory written by the tlsrpt module's
  * FileSpoolStore, sending to HTTPS report endpoints of the loopback world.
  */
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
@@ -160,5 +160,79 @@ describe.concurrent('mta-sts tlsrpt send', { timeout: 45_000 }, () => {
     expect(r.code).toBe(0);
     expect(r.stdout).toMatch(/kept +mailto\.test .*: only mailto: destinations \(mailto:tlsrpt@mailto\.test\); give --smtp to send it/);
     expect(existsSync(join(spool, yesterday(), 'mailto.test.json'))).toBe(true);
+  });
+});
+
+describe.concurrent('tlsrpt: usage errors, read-only preview, unsigned mail, identity', { timeout: 45_000 }, () => {
+  /** Every file of a spool with its content, to compare before and after. */
+  function spoolState(dir: string): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const f of readdirSync(dir, { recursive: true, encoding: 'utf8' }).sort()) {
+      const path = join(dir, f);
+      out[f] = statSync(path).isDirectory() ? '<dir>' : readFileSync(path, 'utf8');
+    }
+    return out;
+  }
+
+  it('send --smtp "not a url" is a usage error (exit 2) before the spool is touched, however often it is run', async () => {
+    const spool = await makeSpool([[yesterday(), 'mailto.test']]);
+    const before = spoolState(spool);
+    for (let run = 0; run < 8; run++) {
+      const r = await runMtaSts(['tlsrpt', 'send', '--spool', spool, ...netArgs, '--smtp', 'not a url']);
+      expect(r.code).toBe(2);
+      expect(r.stderr).toMatch(/^mta-sts: error: --smtp must be an SMTP URL such as smtp:\/\/relay\.example:587 \(got "not a url"\)$/m);
+      expect(r.stdout).toBe('');
+    }
+    // No delivery attempt was counted, the report is still there, byte for byte.
+    expect(spoolState(spool)).toEqual(before);
+  });
+
+  it('preview moves no files, not even a corrupt one (it is reported and left in place)', async () => {
+    const spool = await makeSpool([[yesterday(), 'https.test']]);
+    writeFileSync(join(spool, yesterday(), 'broken.test.json'), '{ not json');
+    const before = spoolState(spool);
+    const r = await runMtaSts(['tlsrpt', 'preview', '--spool', spool, '--submitter', 'mta.sender.test']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('1 pending report');
+    expect(r.stderr).toContain(`mta-sts: warning: spool file ${join(spool, yesterday(), 'broken.test.json')} is corrupt and was skipped (left in place)`);
+    expect(spoolState(spool)).toEqual(before);
+  });
+
+  it('send by mail without DKIM warns that receivers ignore unsigned reports (RFC 8460 §5.3)', async () => {
+    const spool = mkdtempSync(join(tmp, 'empty-'));
+    const [unsigned, http] = await Promise.all([
+      runMtaSts(['tlsrpt', 'send', '--spool', spool, ...netArgs, '--smtp', 'smtp://127.0.0.1:9']),
+      runMtaSts(['tlsrpt', 'send', '--spool', spool, ...netArgs]),
+    ]);
+    expect(unsigned.code).toBe(0);
+    expect(unsigned.stderr).toContain('mta-sts: warning: report mail will be sent unsigned, and RFC 8460 §5.3 tells receivers to ignore unsigned reports; sign with --dkim-domain, --dkim-selector and --dkim-key');
+    // Without mail delivery there is nothing to sign: no warning.
+    expect(http.stderr).toBe('');
+  });
+
+  it('preview --json shows the organization and contact that send puts in the report', async () => {
+    const spool = await makeSpool([[yesterday(), 'https.test']]);
+    const who = ['--submitter', 'mta.identity.test', '--org', 'Identity Org', '--contact', 'reports@identity.test'];
+    const preview = await runMtaSts(['tlsrpt', 'preview', '--json', '--spool', spool, ...who]);
+    const [shown] = jsonLines<PendingReport & { organizationName: string; contactInfo: string; submitter: string }>(preview.stdout);
+    expect(shown).toMatchObject({ organizationName: 'Identity Org', contactInfo: 'reports@identity.test', submitter: 'mta.identity.test' });
+    const send = await runMtaSts(['tlsrpt', 'send', '--spool', spool, ...netArgs.filter((a, i, all) => !['--submitter', '--org', '--contact'].includes(a) && !['--submitter', '--org', '--contact'].includes(all[i - 1]!)), ...who]);
+    expect(send.code).toBe(0);
+    const got = received.find((x) => x.report['organization-name'] === 'Identity Org');
+    expect(got?.report).toMatchObject({ 'organization-name': shown!.report['organization-name'], 'contact-info': shown!.report['contact-info'] });
+    expect(got?.report['contact-info']).toBe(shown!.contactInfo);
+  });
+
+  it('a submitter under an unknown top-level domain (a typo, a bare host name) gets a warning', async () => {
+    const spool = mkdtempSync(join(tmp, 'empty-'));
+    const [typo, bare, fine] = await Promise.all([
+      runMtaSts(['tlsrpt', 'preview', '--spool', spool, '--submitter', 'mta.example.con']),
+      runMtaSts(['tlsrpt', 'preview', '--spool', spool, '--submitter', 'mailhost']),
+      runMtaSts(['tlsrpt', 'preview', '--spool', spool, '--submitter', 'mta.example.co.uk']),
+    ]);
+    expect(typo.stderr).toContain('mta-sts: warning: the submitter mta.example.con is not under a known top-level domain (.con)');
+    expect(bare.stderr).toContain('the submitter mailhost is not under a known top-level domain (.mailhost)');
+    expect(fine.stderr).toBe('');
+    expect([typo.code, bare.code, fine.code]).toEqual([0, 0, 0]);
   });
 });
