@@ -28,7 +28,7 @@ import { findMatchingPattern } from '../mx/match.js';
 import { selectStsTxtRecord } from '../policy/txt-record.js';
 import type { PolicyMode } from '../policy/policy-file.js';
 import { probeStartTls } from '../tls/starttls-probe.js';
-import { mxTlsOptions } from '../tls/verify.js';
+import { mxTlsOptions } from '../tls/connect-options.js';
 import { lookupTlsRptRecord } from '../tlsrpt/index.js';
 
 /** The summary bucket of a domain. `broken`: at least one problem. `none`: no policy published, or mode `none`. */

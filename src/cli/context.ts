@@ -6,7 +6,8 @@
 import { createResolverLookup } from '../discovery/lookup.js';
 import { createPolicyAgent } from '../discovery/fetch-policy.js';
 import { createDefaultResolver, type DnsResolver } from '../discovery/resolver.js';
-import { buildTrustRoots, strictCheckServerIdentity } from '../tls/verify.js';
+import { buildTrustRoots } from '../tls/connect-options.js';
+import { strictCheckServerIdentity } from '../tls/host-identity.js';
 import type { CheckContext } from './check.js';
 
 export interface CheckSetup {

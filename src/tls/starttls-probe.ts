@@ -6,7 +6,9 @@
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import type { TlsRptResultType } from '../errors.js';
-import { isProtocolVersionError, resultTypeForTlsError, verifyTls, type MxTlsOptions, type TlsVerification } from './verify.js';
+import type { MxTlsOptions } from './connect-options.js';
+import { isProtocolVersionError, resultTypeForTlsError } from './tls-errors.js';
+import { verifyTls, type TlsVerification } from './verify.js';
 
 export interface StartTlsProbeOptions {
   /** The address to connect to (an IP); the MX host name is still used for SNI and verification (§4.2). */

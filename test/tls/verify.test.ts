@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { X509Certificate } from 'node:crypto';
 import { createMtaSts, type MtaSts } from '../../src/engine.js';
-import { certificateMatchesHost, verifyTls } from '../../src/tls/verify.js';
+import { certificateMatchesHost } from '../../src/tls/host-identity.js';
+import { verifyTls } from '../../src/tls/verify.js';
 import { probeStartTls } from '../../src/tls/starttls-probe.js';
 import { createTestWorld, type TestWorld } from '../../src/testing/index.js';
 
@@ -105,36 +106,11 @@ describe('§4.2 D4 certificate names (RFC 6125 DNS-ID)', () => {
   });
 });
 
-describe('§4.2 verifying a bare peer certificate (clients that hand over only the certificate)', () => {
-  it('a certificate from the trusted CA, valid for the MX name, passes', () => {
-    const { certPem } = world.ca.certFor('mx.bare.test', 'valid');
-    expect(mta.verifyTls('mx.bare.test', certPem)).toMatchObject({ ok: true });
-    expect(mta.verifyTls('mx.bare.test', new X509Certificate(certPem))).toMatchObject({ ok: true });
-  });
-
-  it('§4.2 E1 expired: certificate-expired', () => {
-    expect(mta.verifyTls('mx.bare.test', world.ca.certFor('mx.bare.test', 'expired').certPem)).toMatchObject({ ok: false, resultType: 'certificate-expired' });
-  });
-
-  it('§4.2 E1 self-signed: certificate-not-trusted', () => {
-    expect(mta.verifyTls('mx.bare.test', world.ca.certFor('mx.bare.test', 'self-signed').certPem)).toMatchObject({ ok: false, resultType: 'certificate-not-trusted' });
-  });
-
-  it('§4.2 E1 a certificate from a CA the engine does not trust: certificate-not-trusted', async () => {
-    const strangers = createMtaSts({ dnsServers: world.dns.servers });
-    expect(strangers.verifyTls('mx.bare.test', world.ca.certFor('mx.bare.test', 'valid').certPem)).toMatchObject({ ok: false, resultType: 'certificate-not-trusted' });
-    await strangers.close();
-  });
-
-  it('§4.2 E2 wrong name and CN-only: certificate-host-mismatch', () => {
-    expect(mta.verifyTls('mx.bare.test', world.ca.certFor('mx.bare.test', 'wrong-name').certPem)).toMatchObject({ ok: false, resultType: 'certificate-host-mismatch' });
-    expect(mta.verifyTls('mx.bare.test', world.ca.certFor('mx.bare.test', 'cn-only').certPem)).toMatchObject({ ok: false, resultType: 'certificate-host-mismatch' });
-  });
-
-  it('the peer certificate of a real session (getPeerCertificate) is accepted as evidence', async () => {
+describe('§4.2 session info from a client that did its own handshake (TlsSessionInfo)', () => {
+  it('the handshake verdict and the peer certificate of a real session are accepted as evidence; a bare certificate is not', async () => {
     const tls = await import('node:tls');
     const mx = await world.addMx('bare2.test', 'mx.bare2.test', {});
-    // Connect straight to the SMTP port and upgrade with the plan's options, then hand over only the certificate.
+    // Connect straight to the SMTP port and upgrade with the engine's options, then hand over what the session knows.
     const net = await import('node:net');
     const socket = net.connect({ host: mx.ip, port: world.smtpPort });
     const read = () => new Promise<string>((resolve) => socket.once('data', (d) => resolve(d.toString())));
@@ -147,8 +123,14 @@ describe('§4.2 verifying a bare peer certificate (clients that hand over only t
     const secure = tls.connect({ ...mta.tlsOptions('mx.bare2.test'), socket });
     await new Promise((resolve, reject) => secure.once('secureConnect', resolve).once('error', reject));
     const peer = secure.getPeerCertificate(true);
-    expect(mta.verifyTls('mx.bare2.test', peer)).toMatchObject({ ok: true });
-    expect(mta.verifyTls('other.bare2.test', peer)).toMatchObject({ ok: false, resultType: 'certificate-host-mismatch' });
+    const info = { protocol: secure.getProtocol(), authorized: secure.authorized, authorizationError: secure.authorizationError, peerCertificate: peer };
+    expect(mta.verifyTls('mx.bare2.test', info)).toMatchObject({ ok: true });
+    expect(mta.verifyTls('other.bare2.test', info)).toMatchObject({ ok: false, resultType: 'certificate-host-mismatch' });
+    expect(mta.verifyTls('mx.bare2.test', { ...info, peerCertificate: new X509Certificate(world.ca.certFor('mx.bare2.test').certPem) })).toMatchObject({ ok: true });
+    // §4.2: the chain verdict is the handshake's; a certificate alone is refused.
+    expect(mta.verifyTls('mx.bare2.test', peer as never)).toMatchObject({ ok: false, resultType: 'validation-failure' });
+    expect(mta.verifyTls('mx.bare2.test', world.ca.certFor('mx.bare2.test', 'valid').certPem as never)).toMatchObject({ ok: false, resultType: 'validation-failure' });
+    expect(mta.verifyTls('mx.bare2.test', { ...info, authorized: false, authorizationError: 'INVALID_CA' })).toMatchObject({ ok: false, resultType: 'certificate-not-trusted' });
     secure.destroy();
   });
 });
