@@ -121,7 +121,7 @@ export async function fetchPolicy(domain: string, options: FetchPolicyOptions): 
     const text = new TextDecoder('utf-8').decode(Buffer.concat(chunks, bytes));
     let policy: StsPolicy;
     try {
-      policy = parsePolicy(text);
+      policy = parsePolicy(text, { maxBytes: options.maxBytes });
     } catch (error) {
       // §3.3: a policy that fails to parse is treated like a failed fetch.
       throw new MtaStsError('MTASTS_POLICY_INVALID', (error as Error).message, { domain, cause: error, details: { url } });

@@ -89,6 +89,34 @@ describe('RFC 8461 §3.2 policy file', () => {
     expect(parsePolicy(`\n${VALID}\n\n`).mode).toBe('enforce');
   });
 
+  it('§3.2 sts-policy-field-delim = ":" *WSP: whitespace only after the colon and at the end of a line', () => {
+    for (const bad of ['mode : enforce', ' mode: enforce', '\tmode: enforce', 'mode:\tenforce\tx', 'mode: enf\torce', 'mode: enforce\rmx: a.example']) {
+      expect(codeOf(() => parsePolicy(`version: STSv1\n${bad}\nmx: a.example\nmax_age: 1\n`)), JSON.stringify(bad)).toBe('MTASTS_POLICY_INVALID');
+    }
+    expect(parsePolicy('version: STSv1\nmode:enforce \t\nmx:\t a.example\nmax_age: 1').mode).toBe('enforce');
+    // sts-policy-ext-value: spaces inside, UTF-8 allowed; no control characters.
+    expect(parsePolicy(`${VALID}note: grüße aus Köln  \n`).extensions).toEqual([{ name: 'note', value: 'grüße aus Köln' }]);
+    expect(codeOf(() => parsePolicy(`${VALID}note: a\u0001b\n`))).toBe('MTASTS_POLICY_INVALID');
+    expect(codeOf(() => parsePolicy(`${VALID}note:\n`))).toBe('MTASTS_POLICY_INVALID');
+  });
+
+  it('§3.2 a repeated field other than mx: the first counts, later ones are ignored but must be well-formed lines', () => {
+    expect(parsePolicy(`${VALID}mode: bogus\nversion: STSv9\nmax_age: x\n`)).toMatchObject({ mode: 'enforce', maxAge: 604800 });
+    expect(codeOf(() => parsePolicy(`${VALID}mode : bogus\n`))).toBe('MTASTS_POLICY_INVALID');
+  });
+
+  it('§3.3 maxBytes bounds the policy in UTF-8 bytes (default 65536) and can be raised', () => {
+    const big = `${VALID}${Array.from({ length: 3000 }, (_, i) => `mx: mx${i}.example.com\n`).join('')}`;
+    expect(big.length).toBeGreaterThan(65_536);
+    expect(codeOf(() => parsePolicy(big))).toBe('MTASTS_POLICY_INVALID');
+    expect(parsePolicy(big, { maxBytes: 1024 * 1024 }).mx).toHaveLength(3001); // mx1.example.com is listed twice
+    // Bytes, not characters: 30000 two-byte characters are 60000 bytes.
+    const wide = `${VALID}note: ${'é'.repeat(30_000)}\n`;
+    expect(codeOf(() => parsePolicy(wide, { maxBytes: 40_000 }))).toBe('MTASTS_POLICY_INVALID');
+    expect(parsePolicy(wide, { maxBytes: 70_000 }).mode).toBe('enforce');
+    expect(codeOf(() => parsePolicy(VALID, { maxBytes: 0 }))).toBe('MTASTS_INVALID_OPTIONS');
+  });
+
   it('§3.2 the parser never throws anything but MtaStsError (property)', () => {
     const line = fc.oneof(
       fc.string({ maxLength: 60 }),
@@ -109,6 +137,33 @@ describe('RFC 8461 §3.2 policy file', () => {
         }
       }),
       { numRuns: 3000 },
+    );
+  });
+
+  it('§3.2 every policy the ABNF generates parses to the fields it was generated from (property)', () => {
+    const wsp = fc.stringMatching(/^[ \t]{0,2}$/);
+    const label = fc.stringMatching(/^[a-z0-9]([a-z0-9-]{0,8}[a-z0-9])?$/);
+    const domain = fc.array(label, { minLength: 2, maxLength: 4 }).map((l) => l.join('.')).filter((d) => !/(^|\.)[0-9]+$/.test(d));
+    const mx = fc.tuple(fc.boolean(), domain).map(([wild, d]) => (wild ? `*.${d}` : d));
+    const extName = fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$/).filter((n) => !['version', 'mode', 'max_age', 'mx'].includes(n));
+    const extValue = fc.stringMatching(/^[\x21-\x7e]([\x20-\x7e]{0,20}[\x21-\x7e])?$/);
+    fc.assert(
+      fc.property(
+        fc.constantFrom('enforce', 'testing', 'none'),
+        fc.integer({ min: 0, max: 31_557_600 }),
+        fc.uniqueArray(mx, { minLength: 1, maxLength: 4 }),
+        fc.array(fc.tuple(extName, extValue), { maxLength: 3 }),
+        fc.array(wsp, { minLength: 16, maxLength: 16 }),
+        fc.constantFrom('\n', '\r\n'),
+        fc.boolean(),
+        (mode, maxAge, patterns, extensions, ws, eol, finalTerm) => {
+          const fields = [['version', 'STSv1'], ['mode', mode], ...patterns.map((p) => ['mx', p]), ['max_age', String(maxAge)], ...extensions];
+          const text = fields.map(([name, value], i) => `${name}:${ws[i * 2 % 16]}${value}${ws[(i * 2 + 1) % 16]}`).join(eol) + (finalTerm ? eol : '');
+          const p = parsePolicy(text);
+          expect(p).toEqual({ version: 'STSv1', mode, mx: patterns, maxAge, extensions: extensions.map(([name, value]) => ({ name, value })) });
+        },
+      ),
+      { numRuns: 1000 },
     );
   });
 });
