@@ -132,45 +132,14 @@ export function createTestCa(options: { commonName?: string } = {}): TestCa {
 
   let leafKey: Key | undefined;
   let selfSignedKey: Key | undefined;
-  /** One key per intermediate depth, generated on first use (a chain never reuses a key between its links). */
+  /** One key per intermediate depth (a chain never reuses a key between its links). */
   const intermediateKeys: Key[] = [];
-
-  /** Signs the intermediates of `links`, root side first; returns the last one (the leaf's issuer) and their PEMs, leaf side first. */
-  const issueIntermediates = (links: readonly IntermediateOptions[]): { issuer: Issuer; pems: string[] } => {
-    let issuer = rootIssuer;
-    const pems: string[] = [];
-    links.forEach((link, depth) => {
-      const key = (intermediateKeys[depth] ??= newKey());
-      const notBefore = link.notBefore ?? new Date(Date.now() - DAY);
-      const isCa = link.ca ?? true;
-      // A `CA:FALSE` link is an ordinary leaf (no keyCertSign, serverAuth) that signs anyway: a forged chain.
-      const keyCertSign = link.keyCertSign ?? isCa;
-      const extensions: object[] = [
-        { name: 'basicConstraints', critical: true, cA: isCa, ...(link.pathLength !== undefined ? { pathLenConstraint: link.pathLength } : {}) },
-        { name: 'keyUsage', critical: true, digitalSignature: true, ...(keyCertSign ? { keyCertSign: true, cRLSign: true } : { keyEncipherment: true }) },
-        ...(isCa ? [] : [{ name: 'extKeyUsage', serverAuth: true }]),
-        { name: 'subjectKeyIdentifier' },
-        { name: 'authorityKeyIdentifier', keyIdentifier: keyIdOf(issuer.cert) },
-      ];
-      const cert = newCertificate({
-        subject: distinguishedName(isCa ? `mta-sts-sender test intermediate CA ${depth + 1}` : `leaf-${depth + 1}.attacker.invalid`),
-        publicKey: key.forgePublic,
-        notBefore,
-        notAfter: link.notAfter ?? new Date(notBefore.getTime() + 60 * DAY),
-        extensions,
-      });
-      signWith(cert, issuer);
-      pems.unshift(toPem(cert));
-      issuer = { cert, key };
-    });
-    return { issuer, pems };
-  };
 
   const issue = (opts: IssueOptions): IssuedCert => {
     const [firstName] = opts.names;
     if (firstName === undefined) throw new TypeError('issue(): at least one name is required');
     const key = opts.selfSigned ? (selfSignedKey ??= newKey()) : (leafKey ??= newKey());
-    const { issuer, pems } = opts.selfSigned ? { issuer: undefined, pems: [] } : issueIntermediates(opts.chain ?? []);
+    const { issuer, pems } = opts.selfSigned ? { issuer: undefined, pems: [] } : issueIntermediates(rootIssuer, intermediateKeys, opts.chain ?? []);
     const notBefore = opts.notBefore ?? new Date(Date.now() - HOUR);
     const purposes = Object.fromEntries((opts.extKeyUsage ?? ['serverAuth']).map((purpose) => [purpose, true]));
     const extensions: object[] = [
@@ -208,6 +177,40 @@ export function createTestCa(options: { commonName?: string } = {}): TestCa {
   };
 
   return { rootPem, issue, certFor };
+}
+
+/**
+ * Signs the intermediates of `links` below `root`, root side first, with one key per depth (generated on first use);
+ * returns the last one (the leaf's issuer) and their PEMs, leaf side first.
+ */
+function issueIntermediates(root: Issuer, keys: Key[], links: readonly IntermediateOptions[]): { issuer: Issuer; pems: string[] } {
+  let issuer = root;
+  const pems: string[] = [];
+  links.forEach((link, depth) => {
+    const key = (keys[depth] ??= newKey());
+    const notBefore = link.notBefore ?? new Date(Date.now() - DAY);
+    const isCa = link.ca ?? true;
+    // A `CA:FALSE` link is an ordinary leaf (no keyCertSign, serverAuth) that signs anyway: a forged chain.
+    const keyCertSign = link.keyCertSign ?? isCa;
+    const extensions: object[] = [
+      { name: 'basicConstraints', critical: true, cA: isCa, ...(link.pathLength !== undefined ? { pathLenConstraint: link.pathLength } : {}) },
+      { name: 'keyUsage', critical: true, digitalSignature: true, ...(keyCertSign ? { keyCertSign: true, cRLSign: true } : { keyEncipherment: true }) },
+      ...(isCa ? [] : [{ name: 'extKeyUsage', serverAuth: true }]),
+      { name: 'subjectKeyIdentifier' },
+      { name: 'authorityKeyIdentifier', keyIdentifier: keyIdOf(issuer.cert) },
+    ];
+    const cert = newCertificate({
+      subject: distinguishedName(isCa ? `mta-sts-sender test intermediate CA ${depth + 1}` : `leaf-${depth + 1}.attacker.invalid`),
+      publicKey: key.forgePublic,
+      notBefore,
+      notAfter: link.notAfter ?? new Date(notBefore.getTime() + 60 * DAY),
+      extensions,
+    });
+    signWith(cert, issuer);
+    pems.unshift(toPem(cert));
+    issuer = { cert, key };
+  });
+  return { issuer, pems };
 }
 
 function variantOptions(host: string, variant: CertVariant): IssueOptions {
