@@ -57,6 +57,11 @@ export class Cursor {
     return this.text.slice(start, this.pos);
   }
 
+  /** Like {@link Cursor.takeWhile} without building the string. */
+  skipWhile(accept: (c: number) => boolean): void {
+    while (this.pos < this.text.length && accept(this.text.charCodeAt(this.pos))) this.pos++;
+  }
+
   /** `*WSP`. */
   skipWsp(): void {
     while (this.pos < this.text.length && isWsp(this.text.charCodeAt(this.pos))) this.pos++;

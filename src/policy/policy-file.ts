@@ -123,9 +123,8 @@ function stsPolicyField(cursor: Cursor, fields: PolicyFields, line: number): voi
   const name = stsPolicyExtName(cursor, line);
   stsPolicyFieldDelim(cursor, line, name);
   const value = stsPolicyExtValue(cursor, line, name);
-  const fail = (why: string): never => cursor.fail(`line ${line}: ${why}`);
   if (name === 'mx') {
-    const pattern = stsPolicyMxValue(value) ?? fail(`invalid mx pattern ${JSON.stringify(value.slice(0, 80))}`);
+    const pattern = stsPolicyMxValue(value) ?? cursor.fail(`line ${line}: invalid mx pattern ${JSON.stringify(value.slice(0, 80))}`);
     if (!fields.mxSeen.has(pattern)) {
       fields.mxSeen.add(pattern);
       fields.mx.push(pattern);
@@ -134,9 +133,9 @@ function stsPolicyField(cursor: Cursor, fields: PolicyFields, line: number): voi
   }
   if (fields.seen.has(name)) return; // §3.2: "all entries except for the first SHALL be ignored"
   fields.seen.add(name);
-  if (name === 'version') fields.version = stsPolicyVersionValue(value) ?? fail(`unsupported version ${JSON.stringify(value.slice(0, 40))}`);
-  else if (name === 'mode') fields.mode = stsPolicyModeValue(value) ?? fail(`invalid mode ${JSON.stringify(value.slice(0, 40))}`);
-  else if (name === 'max_age') fields.maxAge = stsPolicyMaxAgeValue(value, fail);
+  if (name === 'version') fields.version = stsPolicyVersionValue(value) ?? cursor.fail(`line ${line}: unsupported version ${JSON.stringify(value.slice(0, 40))}`);
+  else if (name === 'mode') fields.mode = stsPolicyModeValue(value) ?? cursor.fail(`line ${line}: invalid mode ${JSON.stringify(value.slice(0, 40))}`);
+  else if (name === 'max_age') fields.maxAge = stsPolicyMaxAgeValue(value) ?? cursor.fail(`line ${line}: invalid max_age ${JSON.stringify(value.slice(0, 40))}: 1 to 10 digits, at most ${MAX_MAX_AGE}`);
   else fields.extensions.push({ name, value }); // §3.2: unknown fields are ignored
 }
 
@@ -159,13 +158,18 @@ function isPolicyVchar(c: number): boolean {
   return (c >= 0x21 && c <= 0x7e) || c >= 0x80;
 }
 
+/** A character inside an `sts-policy-ext-value`: SP or sts-policy-vchar. */
+function isPolicyValueChar(c: number): boolean {
+  return c === 0x20 || isPolicyVchar(c);
+}
+
 /**
  * §3.2 `sts-policy-ext-value = sts-policy-vchar [*(%x20 / sts-policy-vchar) sts-policy-vchar]`: no leading or
  * trailing space (trailing spaces belong to the line's `*WSP`), no tab or other control character inside.
  */
 function stsPolicyExtValue(cursor: Cursor, line: number, name: string): string {
   const start = cursor.pos;
-  cursor.takeWhile((c) => c === 0x20 || isPolicyVchar(c));
+  cursor.skipWhile(isPolicyValueChar);
   while (cursor.pos > start && cursor.text.charCodeAt(cursor.pos - 1) === 0x20) cursor.pos--;
   if (cursor.pos === start) cursor.fail(`line ${line}: missing value for ${JSON.stringify(name)}`);
   return cursor.text.slice(start, cursor.pos);
@@ -181,13 +185,14 @@ function stsPolicyModeValue(value: string): PolicyMode | undefined {
   return value === 'enforce' || value === 'testing' || value === 'none' ? value : undefined;
 }
 
-/** §3.2 `sts-policy-max-age-value = 1*10(DIGIT)`, and "a maximum value of 31557600". */
-function stsPolicyMaxAgeValue(value: string, fail: (why: string) => never): number {
-  if (!/^[0-9]{1,10}$/.test(value)) fail(`invalid max_age ${JSON.stringify(value.slice(0, 40))}`);
+/** §3.2 `sts-policy-max-age-value = 1*10(DIGIT)`, and "a maximum value of 31557600" (one year). */
+function stsPolicyMaxAgeValue(value: string): number | undefined {
+  if (!MAX_AGE_VALUE.test(value)) return undefined;
   const maxAge = Number(value);
-  if (maxAge > MAX_MAX_AGE) fail(`max_age ${maxAge} exceeds the maximum ${MAX_MAX_AGE}`);
-  return maxAge;
+  return maxAge <= MAX_MAX_AGE ? maxAge : undefined;
 }
+
+const MAX_AGE_VALUE = /^[0-9]{1,10}$/;
 
 /** §3.2 `sts-policy-mx-value = ["*."] Domain`, normalised (see {@link normalizeMxPattern}). */
 function stsPolicyMxValue(value: string): string | undefined {

@@ -167,7 +167,12 @@ function tlsrptRuaValue(cursor: Cursor): string[] {
  * form a supported URI is judged per URI by {@link parseRuaUri}, so one bad URI does not hide the good ones.
  */
 function tlsrptUri(cursor: Cursor): string {
-  return cursor.takeWhile((c) => c !== 0x2c && c !== 0x3b && !isWsp(c));
+  return cursor.takeWhile(isUriTokenChar);
+}
+
+/** Not a separator of `tlsrpt-rua` or `tlsrpt-record`: neither ",", ";" nor WSP. */
+function isUriTokenChar(c: number): boolean {
+  return c !== 0x2c && c !== 0x3b && !isWsp(c);
 }
 
 /** §3 `tlsrpt-ext-name = (ALPHA / DIGIT) *31(ALPHA / DIGIT / "_" / "-" / ".")`. */
