@@ -29,7 +29,7 @@ describe('RFC 8461 §3.1 TXT record', () => {
     expect(selectStsTxtRecord([])).toBeUndefined();
   });
 
-  it('§3.1 A3 more than one STS record means no usable record (not first-wins)', () => {
+  it('§3.1 more than one STS record means no usable record (not first-wins)', () => {
     expect(codeOf(() => selectStsTxtRecord([['v=STSv1; id=a1'], ['v=STSv1; id=b2']]))).toBe('MTASTS_TXT_MULTIPLE');
     // A malformed second STS record still counts towards "exactly one".
     expect(codeOf(() => selectStsTxtRecord([['v=STSv1; id=a1'], ['v=STSv1; id=!!']]))).toBe('MTASTS_TXT_MULTIPLE');
@@ -37,12 +37,12 @@ describe('RFC 8461 §3.1 TXT record', () => {
     expect(codeOf(() => selectStsTxtRecord([['v=STSv1; id=1'], ['v=STSv1 ; id=2']]))).toBe('MTASTS_TXT_MULTIPLE');
   });
 
-  it('§3.1 A4 a record split into several strings is concatenated before parsing', () => {
+  it('§3.1 a record split into several strings is concatenated before parsing', () => {
     expect(selectStsTxtRecord([['v=STSv1; ', 'id=2024', '0101Z9']])?.id).toBe('20240101Z9');
     expect(selectStsTxtRecord([['v=STS', 'v1; id=abc']])?.id).toBe('abc');
   });
 
-  it('§3.1 A5 id is 1-32 characters of [A-Za-z0-9]; missing or invalid id makes the record invalid', () => {
+  it('§3.1 id is 1-32 characters of [A-Za-z0-9]; missing or invalid id makes the record invalid', () => {
     expect(parseStsTxtRecord('v=STSv1; id=a').id).toBe('a');
     expect(parseStsTxtRecord(`v=STSv1; id=${'A1'.repeat(16)}`).id).toHaveLength(32);
     expect(codeOf(() => parseStsTxtRecord(`v=STSv1; id=${'a'.repeat(33)}`))).toBe('MTASTS_TXT_INVALID');

@@ -23,46 +23,46 @@ async function probe(domain: string, host: string, opts: Parameters<TestWorld['a
 }
 
 describe('RFC 8461 §4.2 MX certificate validation', () => {
-  it('§4.2 E1 a valid certificate over TLS 1.2+ passes', async () => {
+  it('§4.2 a valid certificate over TLS 1.2+ passes', async () => {
     const r = await probe('e1.test', 'mx.e1.test', {});
     expect(r.starttlsOffered).toBe(true);
     expect(r.verification.ok).toBe(true);
     expect(['TLSv1.2', 'TLSv1.3']).toContain(r.protocol);
   });
 
-  it('§4.2 E1 an MX that does not offer STARTTLS: starttls-not-supported', async () => {
+  it('§4.2 an MX that does not offer STARTTLS: starttls-not-supported', async () => {
     const r = await probe('e1b.test', 'mx.e1b.test', { starttls: false });
     expect(r.starttlsOffered).toBe(false);
     expect(r.verification).toMatchObject({ ok: false, resultType: 'starttls-not-supported' });
   });
 
-  it('§4.2 E1 an MX that only speaks TLS 1.0/1.1 is refused', async () => {
+  it('§4.2 an MX that only speaks TLS 1.0/1.1 is refused', async () => {
     const r = await probe('e1c.test', 'mx.e1c.test', { tls: 'legacy-only' });
     expect(r.verification.ok).toBe(false);
     expect(r.verification.resultType).toBe('validation-failure');
   });
 
-  it('§4.2 E1 an expired certificate: certificate-expired', async () => {
+  it('§4.2 an expired certificate: certificate-expired', async () => {
     const r = await probe('e1d.test', 'mx.e1d.test', { cert: 'expired' });
     expect(r.verification).toMatchObject({ ok: false, resultType: 'certificate-expired' });
   });
 
-  it('§4.2 E1 a self-signed certificate: certificate-not-trusted', async () => {
+  it('§4.2 a self-signed certificate: certificate-not-trusted', async () => {
     const r = await probe('e1e.test', 'mx.e1e.test', { cert: 'self-signed' });
     expect(r.verification).toMatchObject({ ok: false, resultType: 'certificate-not-trusted' });
   });
 
-  it('§4.2 E2 a certificate for another name: certificate-host-mismatch', async () => {
+  it('§4.2 a certificate for another name: certificate-host-mismatch', async () => {
     const r = await probe('e2.test', 'mx.e2.test', { cert: 'wrong-name' });
     expect(r.verification).toMatchObject({ ok: false, resultType: 'certificate-host-mismatch' });
   });
 
-  it('§4.2 E2 no Common Name fallback: a CN-only certificate is a host mismatch', async () => {
+  it('§4.2 no Common Name fallback: a CN-only certificate is a host mismatch', async () => {
     const r = await probe('e2b.test', 'mx.e2b.test', { cert: 'cn-only' });
     expect(r.verification).toMatchObject({ ok: false, resultType: 'certificate-host-mismatch' });
   });
 
-  it('§4.2 E3 connecting by IP still verifies against the MX host name', async () => {
+  it('§4.2 connecting by IP still verifies against the MX host name', async () => {
     const mx = await world.addMx('e3.test', 'mx.e3.test', {});
     const right = await probeStartTls('mx.e3.test', { address: mx.ip, port: world.smtpPort, tls: mta.tlsOptions('mx.e3.test'), timeoutMs: 5000 });
     expect(right.verification.ok).toBe(true);
@@ -84,7 +84,7 @@ describe('RFC 8461 §4.2 MX certificate validation', () => {
   });
 });
 
-describe('§4.2 D4 certificate names (RFC 6125 DNS-ID)', () => {
+describe('§4.2 certificate names (RFC 6125 DNS-ID)', () => {
   it('a wildcard certificate covers exactly one label', async () => {
     const { certPem } = await world.ca.issue({ names: ['*.d4.test'] });
     const cert = new X509Certificate(certPem);
