@@ -10,7 +10,8 @@ const wsp = fc.stringMatching(/^[ \t]{0,2}$/);
 const fieldDelim = fc.tuple(wsp, wsp).map(([a, b]) => `${a};${b}`);
 const uriDelim = fc.tuple(wsp, wsp).map(([a, b]) => `${a},${b}`);
 const local = fc.stringMatching(/^[a-z0-9][a-z0-9.+_-]{0,10}$/).filter((l) => !l.endsWith('.') && !l.includes('..'));
-const domain = fc.array(fc.stringMatching(/^[a-z]([a-z0-9-]{0,6}[a-z0-9])?$/), { minLength: 2, maxLength: 3 }).map((l) => l.join('.'));
+const label = fc.stringMatching(/^[a-z]([a-z0-9-]{0,6}[a-z0-9])?$/).filter((l) => l.slice(2, 4) !== '--'); // no '??--' labels: an 'xn--' label must be valid punycode
+const domain = fc.array(label, { minLength: 2, maxLength: 3 }).map((l) => l.join('.'));
 const uri = fc.oneof(
   fc.tuple(local, domain).map(([l, d]) => ({ uri: `mailto:${l}@${d}`, kind: 'mailto' as const })),
   fc.tuple(domain, fc.stringMatching(/^[a-z0-9/._~-]{0,12}$/)).map(([d, path]) => ({ uri: `https://${d}/${path}`, kind: 'https' as const })),
