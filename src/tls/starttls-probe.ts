@@ -81,7 +81,9 @@ export async function probeStartTls(mxHost: string, options: StartTlsProbeOption
     } catch (error) {
       const resultType = isProtocolVersionError(error) ? 'validation-failure' : resultTypeForTlsError(error);
       const code = (error as { code?: string }).code;
-      return finish({ starttlsOffered: true, verification: { ok: false, resultType, reason: `TLS handshake with ${mxHost} failed: ${code ?? (error as Error).message}` }, resultType });
+      const message = (error as Error).message;
+      const why = code && message && !message.includes(code) ? `${code} (${message})` : (code ?? message);
+      return finish({ starttlsOffered: true, verification: { ok: false, resultType, reason: `TLS handshake with ${mxHost} failed: ${why}` }, resultType });
     }
     const verification = verifyTls(mxHost, secure);
     secure.write('QUIT\r\n');
