@@ -9,7 +9,7 @@ import { createMtaSts } from '../src/engine.js';
 import { parsePolicy } from '../src/policy/policy-file.js';
 import { parseStsTxtRecord } from '../src/policy/txt-record.js';
 import { mxMatchesPolicy } from '../src/mx/match.js';
-import { certificateMatchesHost } from '../src/tls/verify.js';
+import { certificateMatchesHost } from '../src/tls/host-identity.js';
 import { createTestWorld } from '../src/testing/index.js';
 
 interface Row {

@@ -11,7 +11,6 @@
  */
 import { LRUCache } from 'lru-cache';
 import type { Dispatcher } from 'undici';
-import * as tls from 'node:tls';
 import type { TLSSocket } from 'node:tls';
 import { MemoryPolicyStore, type CachedPolicy, type PolicyStore } from './cache/store.js';
 import { createResolverLookup } from './discovery/lookup.js';
@@ -24,7 +23,9 @@ import { validateEngineOptions } from './option-specs.js';
 import { silentLogger, type Logger } from './logger.js';
 import { buildPlan, type DeliveryPlan } from './plan/plan.js';
 import { selectStsTxtRecord, type StsTxtRecord } from './policy/txt-record.js';
-import { buildTrustRoots, mxTlsOptions, strictCheckServerIdentity, TrustStore, verifyTls, type CertificateEvidence, type MxTlsOptions, type TlsSessionInfo, type TlsVerification } from './tls/verify.js';
+import { buildTrustRoots, mxTlsOptions, type MxTlsOptions } from './tls/connect-options.js';
+import { strictCheckServerIdentity } from './tls/host-identity.js';
+import { verifyTls, type TlsSessionInfo, type TlsVerification } from './tls/verify.js';
 import type { MtaStsPolicy, PolicyLookup, PolicyStatus } from './types.js';
 
 /** Options of {@link createMtaSts}. Every option has a default; none is required. */
@@ -97,10 +98,11 @@ export interface MtaSts {
    */
   plan(domain: string, mxHosts?: ReadonlyArray<string | MxRecord>, options?: PlanOptions): Promise<DeliveryPlan>;
   /**
-   * Checks TLS with an MX host against RFC 8461 §4.2: a `TLSSocket` after STARTTLS, session info, or just the peer
-   * certificate (its chain is then verified against the engine's trust roots). `null`: no STARTTLS.
+   * Checks a TLS session with an MX host against RFC 8461 §4.2: the `TLSSocket` after STARTTLS (made with
+   * `tlsOptions()`), or its {@link TlsSessionInfo}; `null`: no STARTTLS. The chain verdict is the handshake's
+   * (OpenSSL's); a bare certificate is not accepted (it is refused with `validation-failure`).
    */
-  verifyTls(mxHost: string, evidence: TLSSocket | TlsSessionInfo | CertificateEvidence | null | undefined): TlsVerification;
+  verifyTls(mxHost: string, session: TLSSocket | TlsSessionInfo | null | undefined): TlsVerification;
   /** TLS options for connecting to an MX host (strict: abort the handshake on any validation failure). */
   tlsOptions(mxHost: string, strict?: boolean): MxTlsOptions;
   /** Refetches every cached policy that is due (older than the refresh threshold), for schedulers. */
@@ -360,14 +362,13 @@ export function createMtaSts(options: MtaStsOptions = {}): MtaSts {
     refreshTimer.unref();
   }
 
-  let trustStore: TrustStore | undefined; // parsed on first use of certificate-only verification
   return {
     getPolicy,
     plan,
-    verifyTls: (mxHost, evidence) => {
+    verifyTls: (mxHost, session) => {
       const host = normalizeDomainOrUndefined(mxHost);
       if (host === undefined) return { ok: false, resultType: 'validation-failure', reason: `not a valid MX host name: ${JSON.stringify(String(mxHost).slice(0, 80))}` };
-      return verifyTls(host, evidence, (trustStore ??= new TrustStore(trustRoots ?? tls.rootCertificates)));
+      return verifyTls(host, session);
     },
     tlsOptions: (mxHost: string, strict = true) => mxTlsOptions(normalizeDomain(mxHost), trustRoots, strict),
     refreshDue,

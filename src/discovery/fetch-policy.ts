@@ -9,7 +9,8 @@
 import { Agent, request, type Dispatcher } from 'undici';
 import { MtaStsError, errorCodeOf } from '../errors.js';
 import { parsePolicy, type StsPolicy } from '../policy/policy-file.js';
-import { resultTypeForTlsError, sharedSecureContext } from '../tls/verify.js';
+import { sharedSecureContext } from '../tls/connect-options.js';
+import { isCertificateVerificationError, resultTypeForTlsError } from '../tls/tls-errors.js';
 
 export interface FetchPolicyOptions {
   /** The undici dispatcher to send the request with. */
@@ -120,7 +121,7 @@ export async function fetchPolicy(domain: string, options: FetchPolicyOptions): 
     const text = new TextDecoder('utf-8').decode(Buffer.concat(chunks, bytes));
     let policy: StsPolicy;
     try {
-      policy = parsePolicy(text);
+      policy = parsePolicy(text, { maxBytes: options.maxBytes });
     } catch (error) {
       // §3.3: a policy that fails to parse is treated like a failed fetch.
       throw new MtaStsError('MTASTS_POLICY_INVALID', (error as Error).message, { domain, cause: error, details: { url } });
@@ -150,7 +151,7 @@ function classifyTransportError(error: unknown, timedOut: boolean, options: Fetc
   if (timedOut) return new MtaStsError('MTASTS_FETCH_TIMEOUT', `policy fetch did not complete within ${options.timeoutMs} ms`, { domain, cause: error, details: { url, timeoutMs: options.timeoutMs } });
   if (options.signal?.aborted) return new MtaStsError('MTASTS_ABORTED', 'policy fetch aborted by the caller', { domain, cause: error, details: { url } });
   const code = errorCodeOf(error);
-  if (code !== undefined && CERT_ERROR.test(code)) {
+  if (code !== undefined && (CERT_ERROR.test(code) || isCertificateVerificationError(code))) {
     // §3.3: the policy host's certificate must validate; an attacker's certificate is "sts-webpki-invalid".
     return new MtaStsError('MTASTS_WEBPKI_INVALID', `certificate of mta-sts.${domain} did not validate: ${code} (${resultTypeForTlsError(error)})`, { domain, cause: error, details: { url, tlsCode: code } });
   }

@@ -38,7 +38,9 @@ import type { MxRecord } from '../discovery/resolver.js';
 import type { TlsRptResultType } from '../errors.js';
 import { silentLogger, type Logger } from '../logger.js';
 import { planForReportDelivery, type DeliveryPlan, type EffectiveMode, type MxCandidate, type NoCandidateAction } from '../plan/plan.js';
-import { isProtocolVersionError, resultTypeForTlsError, sharedSecureContext, verifyTls, type MxTlsOptions, type TlsSessionInfo, type TlsVerification } from '../tls/verify.js';
+import { sharedSecureContext, type MxTlsOptions } from '../tls/connect-options.js';
+import { isProtocolVersionError, resultTypeForTlsError } from '../tls/tls-errors.js';
+import { verifyTls, type TlsSessionInfo, type TlsVerification } from '../tls/verify.js';
 import type { SessionOutcome, TlsRptPolicyRef, TlsRptRecorder } from '../tlsrpt/types.js';
 import type { PolicySource } from '../types.js';
 

@@ -10,7 +10,7 @@
  */
 import type { TlsRptResultType } from '../errors.js';
 import { findMatchingPattern } from '../mx/match.js';
-import { mxTlsOptions, type MxTlsOptions } from '../tls/verify.js';
+import { mxTlsOptions, type MxTlsOptions } from '../tls/connect-options.js';
 import type { PolicyLookup } from '../types.js';
 
 /** The effective mode a plan applies: a policy's mode, or `none` when there is no usable policy. */

@@ -30,10 +30,23 @@ function loadForge(): typeof forge {
  * - `not-yet-valid`: issued by the test CA for the host name, `notBefore` in the future.
  * - `self-signed`: for the host name, but signed by its own key instead of the test CA.
  * - `cn-only`: issued by the test CA with the host name only in the subject CN, no subjectAltName.
+ * - `client-auth-only`: issued by the test CA for the host name, but its extendedKeyUsage is clientAuth only (no
+ *   serverAuth), so it is not valid for a TLS server.
+ *
+ * Chain variants: the host presents its leaf followed by the intermediates (leaf first), as a real server does.
+ * - `via-intermediate`: root → intermediate CA → leaf, every link valid (a correct chain).
+ * - `issuer-leaf`: the leaf is signed by an ordinary leaf of the root (`CA:FALSE`, no keyCertSign): the forged chain.
+ * - `issuer-not-ca`: the leaf's issuer is `CA:FALSE` although its keyUsage claims keyCertSign (basic constraints).
+ * - `issuer-no-keycertsign`: the intermediate is `CA:TRUE`, but its keyUsage lacks keyCertSign.
+ * - `path-length-exceeded`: root → intermediate (`pathLenConstraint: 0`) → intermediate → leaf.
+ * - `intermediate-expired` / `intermediate-not-yet-valid`: the intermediate is outside its validity period.
  */
-export type CertVariant = 'valid' | 'wrong-name' | 'expired' | 'self-signed' | 'cn-only' | 'not-yet-valid';
+export type CertVariant = 'valid' | 'wrong-name' | 'expired' | 'self-signed' | 'cn-only' | 'not-yet-valid' | 'client-auth-only' | ChainVariant;
 
-/** All certificate variants, in a stable order (handy for table-driven tests). */
+/** Certificate variants whose leaf is not issued by the root itself (see {@link CertVariant}). */
+export type ChainVariant = 'via-intermediate' | 'issuer-leaf' | 'issuer-not-ca' | 'issuer-no-keycertsign' | 'path-length-exceeded' | 'intermediate-expired' | 'intermediate-not-yet-valid';
+
+/** The variants issued directly by the root (or self-signed), in a stable order (handy for table-driven tests). */
 export const CERT_VARIANTS: readonly CertVariant[] = Object.freeze([
   'valid',
   'wrong-name',
@@ -41,7 +54,22 @@ export const CERT_VARIANTS: readonly CertVariant[] = Object.freeze([
   'self-signed',
   'cn-only',
   'not-yet-valid',
+  'client-auth-only',
 ]);
+
+/** One certificate between the root and the leaf (see {@link IssueOptions.chain}). */
+export interface IntermediateOptions {
+  /** basicConstraints cA. Default true; false makes an ordinary leaf act as an issuer. */
+  ca?: boolean;
+  /** basicConstraints pathLenConstraint. Default: none. */
+  pathLength?: number;
+  /** keyUsage keyCertSign (and cRLSign). Default: the value of `ca`. */
+  keyCertSign?: boolean;
+  /** Default: one day ago. */
+  notBefore?: Date;
+  /** Default: 60 days after `notBefore`. */
+  notAfter?: Date;
+}
 
 /** What {@link TestCa.issue} should put into a leaf certificate. */
 export interface IssueOptions {
@@ -57,10 +85,18 @@ export interface IssueOptions {
   noSan?: boolean;
   /** Sign the certificate with its own key instead of the CA's. */
   selfSigned?: boolean;
+  /** extendedKeyUsage purposes. Default `['serverAuth']`. */
+  extKeyUsage?: ReadonlyArray<'serverAuth' | 'clientAuth'>;
+  /**
+   * Intermediates between the root and the leaf, root side first; `certPem` then holds the leaf followed by them
+   * (leaf first, as a server presents its chain). Default: none (the root signs the leaf).
+   */
+  chain?: readonly IntermediateOptions[];
 }
 
 /** A certificate and its private key, both PEM (the key is PKCS#8). */
 export interface IssuedCert {
+  /** The leaf, followed by the intermediates of {@link IssueOptions.chain} when there are any. */
   certPem: string;
   keyPem: string;
 }
@@ -100,23 +136,27 @@ export function createTestCa(options: { commonName?: string } = {}): TestCa {
   root.setIssuer(root.subject.attributes);
   root.sign(rootKey.signer as unknown as forge.pki.rsa.PrivateKey, loadForge().md.sha256.create());
   const rootPem = toPem(root);
-  const rootKeyId = root.generateSubjectKeyIdentifier().getBytes();
+  const rootIssuer: Issuer = { cert: root, key: rootKey };
 
   let leafKey: Key | undefined;
   let selfSignedKey: Key | undefined;
+  /** One key per intermediate depth (a chain never reuses a key between its links). */
+  const intermediateKeys: Key[] = [];
 
   const issue = (opts: IssueOptions): IssuedCert => {
     const [firstName] = opts.names;
     if (firstName === undefined) throw new TypeError('issue(): at least one name is required');
     const key = opts.selfSigned ? (selfSignedKey ??= newKey()) : (leafKey ??= newKey());
+    const { issuer, pems } = opts.selfSigned ? { issuer: undefined, pems: [] } : issueIntermediates(rootIssuer, intermediateKeys, opts.chain ?? []);
     const notBefore = opts.notBefore ?? new Date(Date.now() - HOUR);
+    const purposes = Object.fromEntries((opts.extKeyUsage ?? ['serverAuth']).map((purpose) => [purpose, true]));
     const extensions: object[] = [
       { name: 'basicConstraints', critical: true, cA: false },
       { name: 'keyUsage', critical: true, digitalSignature: true, keyEncipherment: true },
-      { name: 'extKeyUsage', serverAuth: true },
+      { name: 'extKeyUsage', ...purposes },
       { name: 'subjectKeyIdentifier' },
       // `true`: the certificate's own key, which signs a self-signed certificate.
-      { name: 'authorityKeyIdentifier', keyIdentifier: opts.selfSigned ? true : rootKeyId },
+      { name: 'authorityKeyIdentifier', keyIdentifier: issuer ? keyIdOf(issuer.cert) : true },
     ];
     if (!opts.noSan) {
       extensions.push({ name: 'subjectAltName', altNames: opts.names.map((value) => ({ type: 2 /* dNSName */, value })) });
@@ -128,9 +168,8 @@ export function createTestCa(options: { commonName?: string } = {}): TestCa {
       notAfter: opts.notAfter ?? new Date(notBefore.getTime() + 30 * DAY),
       extensions,
     });
-    cert.setIssuer(opts.selfSigned ? cert.subject.attributes : root.subject.attributes);
-    cert.sign((opts.selfSigned ? key.signer : rootKey.signer) as unknown as forge.pki.rsa.PrivateKey, loadForge().md.sha256.create());
-    return { certPem: toPem(cert), keyPem: key.pkcs8Pem };
+    signWith(cert, issuer ?? { cert, key });
+    return { certPem: [toPem(cert), ...pems].join(''), keyPem: key.pkcs8Pem };
   };
 
   const cache = new Map<string, IssuedCert>();
@@ -148,6 +187,40 @@ export function createTestCa(options: { commonName?: string } = {}): TestCa {
   return { rootPem, issue, certFor };
 }
 
+/**
+ * Signs the intermediates of `links` below `root`, root side first, with one key per depth (generated on first use);
+ * returns the last one (the leaf's issuer) and their PEMs, leaf side first.
+ */
+function issueIntermediates(root: Issuer, keys: Key[], links: readonly IntermediateOptions[]): { issuer: Issuer; pems: string[] } {
+  let issuer = root;
+  const pems: string[] = [];
+  links.forEach((link, depth) => {
+    const key = (keys[depth] ??= newKey());
+    const notBefore = link.notBefore ?? new Date(Date.now() - DAY);
+    const isCa = link.ca ?? true;
+    // A `CA:FALSE` link is an ordinary leaf (no keyCertSign, serverAuth) that signs anyway: a forged chain.
+    const keyCertSign = link.keyCertSign ?? isCa;
+    const extensions: object[] = [
+      { name: 'basicConstraints', critical: true, cA: isCa, ...(link.pathLength !== undefined ? { pathLenConstraint: link.pathLength } : {}) },
+      { name: 'keyUsage', critical: true, digitalSignature: true, ...(keyCertSign ? { keyCertSign: true, cRLSign: true } : { keyEncipherment: true }) },
+      ...(isCa ? [] : [{ name: 'extKeyUsage', serverAuth: true }]),
+      { name: 'subjectKeyIdentifier' },
+      { name: 'authorityKeyIdentifier', keyIdentifier: keyIdOf(issuer.cert) },
+    ];
+    const cert = newCertificate({
+      subject: distinguishedName(isCa ? `mta-sts-sender test intermediate CA ${depth + 1}` : `leaf-${depth + 1}.attacker.invalid`),
+      publicKey: key.forgePublic,
+      notBefore,
+      notAfter: link.notAfter ?? new Date(notBefore.getTime() + 60 * DAY),
+      extensions,
+    });
+    signWith(cert, issuer);
+    pems.unshift(toPem(cert));
+    issuer = { cert, key };
+  });
+  return { issuer, pems };
+}
+
 function variantOptions(host: string, variant: CertVariant): IssueOptions {
   const now = Date.now();
   switch (variant) {
@@ -163,10 +236,43 @@ function variantOptions(host: string, variant: CertVariant): IssueOptions {
       return { names: [host], selfSigned: true };
     case 'cn-only':
       return { names: [host], noSan: true };
+    case 'client-auth-only':
+      return { names: [host], extKeyUsage: ['clientAuth'] };
+    case 'via-intermediate':
+      return { names: [host], chain: [{}] };
+    case 'issuer-leaf':
+      return { names: [host], chain: [{ ca: false }] };
+    case 'issuer-not-ca':
+      return { names: [host], chain: [{ ca: false, keyCertSign: true }] };
+    case 'issuer-no-keycertsign':
+      return { names: [host], chain: [{ keyCertSign: false }] };
+    case 'path-length-exceeded':
+      return { names: [host], chain: [{ pathLength: 0 }, {}] };
+    case 'intermediate-expired':
+      return { names: [host], chain: [{ notBefore: new Date(now - 60 * DAY), notAfter: new Date(now - DAY) }] };
+    case 'intermediate-not-yet-valid':
+      return { names: [host], chain: [{ notBefore: new Date(now + DAY), notAfter: new Date(now + 60 * DAY) }] };
   }
 }
 
 // --- node-forge helpers ---
+
+/** A certificate that signs others, with its key. */
+interface Issuer {
+  cert: forge.pki.Certificate;
+  key: Key;
+}
+
+/** Sets the issuer name and signs `cert` with the issuer's key (SHA-256). */
+function signWith(cert: forge.pki.Certificate, issuer: Issuer): void {
+  cert.setIssuer(issuer.cert.subject.attributes);
+  cert.sign(issuer.key.signer as unknown as forge.pki.rsa.PrivateKey, loadForge().md.sha256.create());
+}
+
+/** The subjectKeyIdentifier of `cert` (its issued certificates' authorityKeyIdentifier). */
+function keyIdOf(cert: forge.pki.Certificate): string {
+  return cert.generateSubjectKeyIdentifier().getBytes();
+}
 
 interface Key {
   /** What forge's `cert.sign()` calls: a `sign(md)` that signs natively (below). */

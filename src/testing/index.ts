@@ -12,7 +12,7 @@
 export { createTestWorld } from './world.js';
 export type { MtaStsTestOptions, PublishPolicyOptions, TestWorld, TestWorldOptions } from './world.js';
 export { CERT_VARIANTS, createTestCa, WRONG_CERT_NAME } from './ca.js';
-export type { CertVariant, IssueOptions, IssuedCert, TestCa } from './ca.js';
+export type { CertVariant, ChainVariant, IntermediateOptions, IssueOptions, IssuedCert, TestCa } from './ca.js';
 export { startTestDnsServer } from './dns-server.js';
 export type { DnsFailure, DnsMxRecord, DnsQueryLogEntry, DnsRecords, DnsRecordType, TestDnsServer, TestDnsServerOptions } from './dns-server.js';
 export { startTestHttpsServer, UNKNOWN_HOST_CERT_NAME } from './https-hosts.js';

@@ -6,7 +6,9 @@
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import type { TlsRptResultType } from '../errors.js';
-import { isProtocolVersionError, resultTypeForTlsError, verifyTls, type MxTlsOptions, type TlsVerification } from './verify.js';
+import type { MxTlsOptions } from './connect-options.js';
+import { isProtocolVersionError, resultTypeForTlsError } from './tls-errors.js';
+import { verifyTls, type TlsVerification } from './verify.js';
 
 export interface StartTlsProbeOptions {
   /** The address to connect to (an IP); the MX host name is still used for SNI and verification (§4.2). */
@@ -79,7 +81,9 @@ export async function probeStartTls(mxHost: string, options: StartTlsProbeOption
     } catch (error) {
       const resultType = isProtocolVersionError(error) ? 'validation-failure' : resultTypeForTlsError(error);
       const code = (error as { code?: string }).code;
-      return finish({ starttlsOffered: true, verification: { ok: false, resultType, reason: `TLS handshake with ${mxHost} failed: ${code ?? (error as Error).message}` }, resultType });
+      const message = (error as Error).message;
+      const why = code && message && !message.includes(code) ? `${code} (${message})` : (code ?? message);
+      return finish({ starttlsOffered: true, verification: { ok: false, resultType, reason: `TLS handshake with ${mxHost} failed: ${why}` }, resultType });
     }
     const verification = verifyTls(mxHost, secure);
     secure.write('QUIT\r\n');

@@ -14,6 +14,7 @@
  */
 import { normalizeDomainOrUndefined } from '../domain.js';
 import { createDefaultResolver, queryDns, type DnsResolver } from '../discovery/resolver.js';
+import { Cursor, isAlphaDigit, isExtNameChar, isTxtExtValueChar, isWsp } from '../policy/abnf.js';
 import { TlsRptError } from './errors.js';
 
 /** A destination the report can be sent to. `uri` is the URI as published. */
@@ -43,15 +44,6 @@ export interface TlsRptRecord {
 /** Longest record text accepted; far above anything real (a TXT RR holds at most 65535 bytes). */
 const MAX_RECORD_LENGTH = 65_535;
 
-// §3: tlsrpt-version = %s"v=TLSRPTv1" (case-sensitive), followed by field-delim = *WSP ";" *WSP, or by nothing.
-const VERSION_PREFIX = /^v=TLSRPTv1(?=[ \t]*(?:;|$))/;
-const FIELD_DELIM = /[ \t]*;[ \t]*/;
-// §3: tlsrpt-ext-name = (ALPHA / DIGIT) *31(ALPHA / DIGIT / "_" / "-" / ".")
-const FIELD = /^([A-Za-z0-9][A-Za-z0-9_.-]{0,31})=([\s\S]*)$/;
-// §3: tlsrpt-ext-value = 1*(%x21-3A / %x3C / %x3E-7E)
-const EXT_VALUE = /^[\x21-\x3A\x3C\x3E-\x7E]+$/;
-// §3: tlsrpt-uri *(*WSP "," *WSP tlsrpt-uri)
-const URI_DELIM = /[ \t]*,[ \t]*/;
 // RFC 3986 URI characters without "," "!" and ";" (§3: they MUST be percent-encoded) and without whitespace.
 const URI_CHARS = /^[A-Za-z0-9\-._~:/?#[\]@$&'()*+=%]+$/;
 const BAD_PERCENT = /%(?![0-9A-Fa-f]{2})/;
@@ -59,60 +51,153 @@ const SCHEME = /^([A-Za-z][A-Za-z0-9+.-]*):/;
 const LOCAL_PART = /^[^\s@<>(),;:\\"[\]]+$|^"(?:[^"\\\r\n]|\\.)+"$/;
 
 /**
- * True when a TXT record text is a TLSRPT record candidate: it begins with `v=TLSRPTv1` followed by a field
- * delimiter (RFC 8460 §3). Other records at `_smtp._tls` are discarded.
+ * True when a TXT record text is a TLSRPT record candidate: it begins with `tlsrpt-version` followed by a
+ * `field-delim` (`*WSP ";"`) or by nothing (RFC 8460 §3). Other records at `_smtp._tls` are discarded.
  */
 export function isTlsRptRecordCandidate(txt: string): boolean {
-  return VERSION_PREFIX.test(txt);
+  if (typeof txt !== 'string') return false;
+  const cursor = new Cursor(txt, invalid);
+  if (!tlsrptVersion(cursor)) return false;
+  cursor.skipWsp();
+  return cursor.done || cursor.peek() === 0x3b;
 }
 
 /**
- * Parses one TLSRPT record (RFC 8460 §3). Pure; throws nothing but {@link TlsRptError}.
+ * Parses one TLSRPT record (RFC 8460 §3), one function per rule of the ABNF:
  *
- * - the record must begin with `v=TLSRPTv1`;
- * - fields are `name=value`, separated by `;` with optional spaces; a trailing `;` is allowed;
- * - `rua` must appear exactly once; each comma-separated URI is percent-decoded as its scheme requires
- *   (`mailto:` addresses are decoded, `https:` URLs are kept encoded); URIs of other schemes, or invalid ones,
- *   are listed in `ignored` and the valid ones kept;
- * - unknown fields are ignored but must have a valid name and value.
+ *     tlsrpt-record    = tlsrpt-version 1*(field-delim tlsrpt-field) [field-delim]
+ *     field-delim      = *WSP ";" *WSP
+ *     tlsrpt-field     = tlsrpt-rua / tlsrpt-extension
+ *     tlsrpt-version   = %s"v=TLSRPTv1"
+ *     tlsrpt-rua       = %s"rua=" tlsrpt-uri *(*WSP "," *WSP tlsrpt-uri)
+ *     tlsrpt-uri       = URI  ; with "," "!" and ";" percent-encoded
+ *     tlsrpt-extension = tlsrpt-ext-name "=" tlsrpt-ext-value
+ *     tlsrpt-ext-name  = (ALPHA / DIGIT) *31(ALPHA / DIGIT / "_" / "-" / ".")
+ *     tlsrpt-ext-value = 1*(%x21-3A / %x3C / %x3E-7E)
+ *
+ * - `rua` must appear exactly once; each URI is percent-decoded as its scheme requires (`mailto:` addresses are
+ *   decoded, `https:` URLs are kept encoded); URIs of other schemes, or invalid ones, are listed in `ignored` and
+ *   the valid ones kept;
+ * - unknown fields are ignored but must be well-formed (the first occurrence of a name is kept);
+ * - whitespace after the last field is tolerated (it is invisible in most DNS tools).
+ *
+ * Pure; throws nothing but {@link TlsRptError}.
  *
  * @throws {TlsRptError} `TLSRPT_RECORD_INVALID` when the record is malformed or has no supported `rua` URI.
  */
 export function parseTlsRptRecord(txt: string): TlsRptRecord {
   if (typeof txt !== 'string') throw invalid('the record is not a string');
   if (txt.length > MAX_RECORD_LENGTH) throw invalid(`the record is longer than ${MAX_RECORD_LENGTH} characters`);
+  return tlsrptRecord(new Cursor(txt, invalid));
+}
+
+/** What the fields of a record said so far. */
+interface RecordFields {
+  rua?: string[];
+  extensions: Record<string, string>;
+}
+
+/** §3 `tlsrpt-record = tlsrpt-version 1*(field-delim tlsrpt-field) [field-delim]`. */
+function tlsrptRecord(cursor: Cursor): TlsRptRecord {
   // §3: records that do not begin with "v=TLSRPTv1" are not TLSRPT records.
-  if (!VERSION_PREFIX.test(txt)) throw invalid('the record does not begin with v=TLSRPTv1');
-  // Trailing whitespace is tolerated (it is invisible in most DNS tools).
-  const rest = txt.slice('v=TLSRPTv1'.length).replace(/[ \t]+$/, '');
-  // §3: tlsrpt-record = tlsrpt-version 1*(field-delim tlsrpt-field) [field-delim]
-  const parts = rest.split(FIELD_DELIM);
-  parts.shift(); // what precedes the first delimiter: always '' given VERSION_PREFIX
-  if (parts.length > 0 && parts[parts.length - 1] === '') parts.pop(); // the optional trailing field-delim
-  if (parts.length === 0) throw invalid('the record has no fields after v=TLSRPTv1');
-
-  let ruaValue: string | undefined;
-  const extensions: Record<string, string> = {};
-  for (const part of parts) {
-    const match = FIELD.exec(part);
-    if (!match) throw invalid(`malformed field ${quote(part)}`);
-    const name = match[1] as string;
-    const value = match[2] as string;
-    // §3: %s"rua=" is case-sensitive; it is required and may appear once.
-    if (name === 'rua') {
-      if (ruaValue !== undefined) throw invalid('the record has more than one rua field');
-      ruaValue = value;
-      continue;
-    }
-    // §3: unknown fields SHALL be ignored, but only when syntactically valid.
-    if (!EXT_VALUE.test(value)) throw invalid(`field ${name} has an invalid value ${quote(value)}`);
-    if (!Object.prototype.hasOwnProperty.call(extensions, name)) extensions[name] = value;
+  if (!tlsrptVersion(cursor)) cursor.fail('the record does not begin with v=TLSRPTv1');
+  const fields: RecordFields = { extensions: {} };
+  let count = 0;
+  while (fieldDelim(cursor)) {
+    if (cursor.done) break; // the optional trailing field-delim
+    tlsrptField(cursor, fields);
+    count++;
   }
-  if (ruaValue === undefined) throw invalid('the record has no rua field');
+  cursor.skipWsp();
+  if (!cursor.done) cursor.fail(`expected ";" between fields, found ${cursor.near()}`);
+  if (count === 0) cursor.fail('the record has no fields after v=TLSRPTv1');
+  if (fields.rua === undefined) cursor.fail('the record has no rua field'); // §3: the record MUST include tlsrpt-rua
+  return { version: 'TLSRPTv1', ...destinations(fields.rua), extensions: fields.extensions, raw: cursor.text };
+}
 
+/** §3 `tlsrpt-version = %s"v=TLSRPTv1"` (case-sensitive). */
+function tlsrptVersion(cursor: Cursor): boolean {
+  return cursor.tryTake('v=TLSRPTv1');
+}
+
+/** §3 `field-delim = *WSP ";" *WSP`. Leaves the cursor unchanged when there is no ";". */
+function fieldDelim(cursor: Cursor): boolean {
+  const start = cursor.pos;
+  cursor.skipWsp();
+  if (!cursor.tryTake(';')) {
+    cursor.pos = start;
+    return false;
+  }
+  cursor.skipWsp();
+  return true;
+}
+
+/** §3 `tlsrpt-field = tlsrpt-rua / tlsrpt-extension`: the name decides which. */
+function tlsrptField(cursor: Cursor, fields: RecordFields): void {
+  const name = tlsrptExtName(cursor);
+  if (!cursor.tryTake('=')) cursor.fail(`malformed field ${JSON.stringify(name)}: expected "=", found ${cursor.near()}`);
+  if (name === 'rua') {
+    // §3: %s"rua=" is case-sensitive; it is required and may appear once.
+    if (fields.rua !== undefined) cursor.fail('the record has more than one rua field');
+    fields.rua = tlsrptRuaValue(cursor);
+    return;
+  }
+  // §3: unknown fields SHALL be ignored, but only when syntactically valid.
+  const value = tlsrptExtValue(cursor, name);
+  if (!Object.prototype.hasOwnProperty.call(fields.extensions, name)) fields.extensions[name] = value;
+}
+
+/** §3 `tlsrpt-rua` after `rua=`: `tlsrpt-uri *(*WSP "," *WSP tlsrpt-uri)`; each URI as published, maybe empty. */
+function tlsrptRuaValue(cursor: Cursor): string[] {
+  const uris = [tlsrptUri(cursor)];
+  for (;;) {
+    const start = cursor.pos;
+    cursor.skipWsp();
+    if (!cursor.tryTake(',')) {
+      cursor.pos = start;
+      return uris;
+    }
+    cursor.skipWsp();
+    uris.push(tlsrptUri(cursor));
+  }
+}
+
+/**
+ * §3 `tlsrpt-uri`: the characters up to whitespace, "," or ";" (which a URI must percent-encode). Whether they
+ * form a supported URI is judged per URI by {@link parseRuaUri}, so one bad URI does not hide the good ones.
+ */
+function tlsrptUri(cursor: Cursor): string {
+  return cursor.takeWhile(isUriTokenChar);
+}
+
+/** Not a separator of `tlsrpt-rua` or `tlsrpt-record`: neither ",", ";" nor WSP. */
+function isUriTokenChar(c: number): boolean {
+  return c !== 0x2c && c !== 0x3b && !isWsp(c);
+}
+
+/** §3 `tlsrpt-ext-name = (ALPHA / DIGIT) *31(ALPHA / DIGIT / "_" / "-" / ".")`. */
+function tlsrptExtName(cursor: Cursor): string {
+  if (!isAlphaDigit(cursor.peek())) cursor.fail(`malformed field: expected a field name, found ${cursor.near()}`);
+  const name = cursor.takeWhile(isExtNameChar, 33);
+  if (name.length > 32) cursor.fail(`field name longer than 32 characters: ${quote(name)}`);
+  return name;
+}
+
+/** §3 `tlsrpt-ext-value = 1*(%x21-3A / %x3C / %x3E-7E)`: ends the field. */
+function tlsrptExtValue(cursor: Cursor, name: string): string {
+  const value = cursor.takeWhile(isTxtExtValueChar);
+  const next = cursor.peek();
+  if (value.length === 0 || (!cursor.done && next !== 0x3b && !isWsp(next))) {
+    cursor.fail(`field ${name} has an invalid value ${quote(value + cursor.text.slice(cursor.pos, cursor.pos + 40))}`);
+  }
+  return value;
+}
+
+/** Sorts the `rua` URIs into supported destinations and ignored ones; at least one must be supported (§3). */
+function destinations(uris: readonly string[]): Pick<TlsRptRecord, 'rua' | 'ignored'> {
   const rua: TlsRptDestination[] = [];
   const ignored: TlsRptIgnoredUri[] = [];
-  for (const uri of ruaValue.split(URI_DELIM)) {
+  for (const uri of uris) {
     const result = parseRuaUri(uri);
     if ('reason' in result) ignored.push({ uri, reason: result.reason });
     else rua.push(...result.destinations);
@@ -122,7 +207,7 @@ export function parseTlsRptRecord(txt: string): TlsRptRecord {
       ignored: ignored.length,
     });
   }
-  return { version: 'TLSRPTv1', rua, ignored, extensions, raw: txt };
+  return { rua, ignored };
 }
 
 function parseRuaUri(uri: string): { destinations: TlsRptDestination[] } | { reason: string } {

@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { X509Certificate } from 'node:crypto';
 import { createMtaSts, type MtaSts } from '../../src/engine.js';
-import { certificateMatchesHost, verifyTls } from '../../src/tls/verify.js';
+import { certificateMatchesHost } from '../../src/tls/host-identity.js';
+import { verifyTls } from '../../src/tls/verify.js';
 import { probeStartTls } from '../../src/tls/starttls-probe.js';
 import { createTestWorld, type TestWorld } from '../../src/testing/index.js';
 
@@ -22,46 +23,46 @@ async function probe(domain: string, host: string, opts: Parameters<TestWorld['a
 }
 
 describe('RFC 8461 §4.2 MX certificate validation', () => {
-  it('§4.2 E1 a valid certificate over TLS 1.2+ passes', async () => {
+  it('§4.2 a valid certificate over TLS 1.2+ passes', async () => {
     const r = await probe('e1.test', 'mx.e1.test', {});
     expect(r.starttlsOffered).toBe(true);
     expect(r.verification.ok).toBe(true);
     expect(['TLSv1.2', 'TLSv1.3']).toContain(r.protocol);
   });
 
-  it('§4.2 E1 an MX that does not offer STARTTLS: starttls-not-supported', async () => {
+  it('§4.2 an MX that does not offer STARTTLS: starttls-not-supported', async () => {
     const r = await probe('e1b.test', 'mx.e1b.test', { starttls: false });
     expect(r.starttlsOffered).toBe(false);
     expect(r.verification).toMatchObject({ ok: false, resultType: 'starttls-not-supported' });
   });
 
-  it('§4.2 E1 an MX that only speaks TLS 1.0/1.1 is refused', async () => {
+  it('§4.2 an MX that only speaks TLS 1.0/1.1 is refused', async () => {
     const r = await probe('e1c.test', 'mx.e1c.test', { tls: 'legacy-only' });
     expect(r.verification.ok).toBe(false);
     expect(r.verification.resultType).toBe('validation-failure');
   });
 
-  it('§4.2 E1 an expired certificate: certificate-expired', async () => {
+  it('§4.2 an expired certificate: certificate-expired', async () => {
     const r = await probe('e1d.test', 'mx.e1d.test', { cert: 'expired' });
     expect(r.verification).toMatchObject({ ok: false, resultType: 'certificate-expired' });
   });
 
-  it('§4.2 E1 a self-signed certificate: certificate-not-trusted', async () => {
+  it('§4.2 a self-signed certificate: certificate-not-trusted', async () => {
     const r = await probe('e1e.test', 'mx.e1e.test', { cert: 'self-signed' });
     expect(r.verification).toMatchObject({ ok: false, resultType: 'certificate-not-trusted' });
   });
 
-  it('§4.2 E2 a certificate for another name: certificate-host-mismatch', async () => {
+  it('§4.2 a certificate for another name: certificate-host-mismatch', async () => {
     const r = await probe('e2.test', 'mx.e2.test', { cert: 'wrong-name' });
     expect(r.verification).toMatchObject({ ok: false, resultType: 'certificate-host-mismatch' });
   });
 
-  it('§4.2 E2 no Common Name fallback: a CN-only certificate is a host mismatch', async () => {
+  it('§4.2 no Common Name fallback: a CN-only certificate is a host mismatch', async () => {
     const r = await probe('e2b.test', 'mx.e2b.test', { cert: 'cn-only' });
     expect(r.verification).toMatchObject({ ok: false, resultType: 'certificate-host-mismatch' });
   });
 
-  it('§4.2 E3 connecting by IP still verifies against the MX host name', async () => {
+  it('§4.2 connecting by IP still verifies against the MX host name', async () => {
     const mx = await world.addMx('e3.test', 'mx.e3.test', {});
     const right = await probeStartTls('mx.e3.test', { address: mx.ip, port: world.smtpPort, tls: mta.tlsOptions('mx.e3.test'), timeoutMs: 5000 });
     expect(right.verification.ok).toBe(true);
@@ -83,7 +84,7 @@ describe('RFC 8461 §4.2 MX certificate validation', () => {
   });
 });
 
-describe('§4.2 D4 certificate names (RFC 6125 DNS-ID)', () => {
+describe('§4.2 certificate names (RFC 6125 DNS-ID)', () => {
   it('a wildcard certificate covers exactly one label', async () => {
     const { certPem } = await world.ca.issue({ names: ['*.d4.test'] });
     const cert = new X509Certificate(certPem);
@@ -105,36 +106,11 @@ describe('§4.2 D4 certificate names (RFC 6125 DNS-ID)', () => {
   });
 });
 
-describe('§4.2 verifying a bare peer certificate (clients that hand over only the certificate)', () => {
-  it('a certificate from the trusted CA, valid for the MX name, passes', () => {
-    const { certPem } = world.ca.certFor('mx.bare.test', 'valid');
-    expect(mta.verifyTls('mx.bare.test', certPem)).toMatchObject({ ok: true });
-    expect(mta.verifyTls('mx.bare.test', new X509Certificate(certPem))).toMatchObject({ ok: true });
-  });
-
-  it('§4.2 E1 expired: certificate-expired', () => {
-    expect(mta.verifyTls('mx.bare.test', world.ca.certFor('mx.bare.test', 'expired').certPem)).toMatchObject({ ok: false, resultType: 'certificate-expired' });
-  });
-
-  it('§4.2 E1 self-signed: certificate-not-trusted', () => {
-    expect(mta.verifyTls('mx.bare.test', world.ca.certFor('mx.bare.test', 'self-signed').certPem)).toMatchObject({ ok: false, resultType: 'certificate-not-trusted' });
-  });
-
-  it('§4.2 E1 a certificate from a CA the engine does not trust: certificate-not-trusted', async () => {
-    const strangers = createMtaSts({ dnsServers: world.dns.servers });
-    expect(strangers.verifyTls('mx.bare.test', world.ca.certFor('mx.bare.test', 'valid').certPem)).toMatchObject({ ok: false, resultType: 'certificate-not-trusted' });
-    await strangers.close();
-  });
-
-  it('§4.2 E2 wrong name and CN-only: certificate-host-mismatch', () => {
-    expect(mta.verifyTls('mx.bare.test', world.ca.certFor('mx.bare.test', 'wrong-name').certPem)).toMatchObject({ ok: false, resultType: 'certificate-host-mismatch' });
-    expect(mta.verifyTls('mx.bare.test', world.ca.certFor('mx.bare.test', 'cn-only').certPem)).toMatchObject({ ok: false, resultType: 'certificate-host-mismatch' });
-  });
-
-  it('the peer certificate of a real session (getPeerCertificate) is accepted as evidence', async () => {
+describe('§4.2 session info from a client that did its own handshake (TlsSessionInfo)', () => {
+  it('the handshake verdict and the peer certificate of a real session are accepted as evidence; a bare certificate is not', async () => {
     const tls = await import('node:tls');
     const mx = await world.addMx('bare2.test', 'mx.bare2.test', {});
-    // Connect straight to the SMTP port and upgrade with the plan's options, then hand over only the certificate.
+    // Connect straight to the SMTP port and upgrade with the engine's options, then hand over what the session knows.
     const net = await import('node:net');
     const socket = net.connect({ host: mx.ip, port: world.smtpPort });
     const read = () => new Promise<string>((resolve) => socket.once('data', (d) => resolve(d.toString())));
@@ -147,8 +123,14 @@ describe('§4.2 verifying a bare peer certificate (clients that hand over only t
     const secure = tls.connect({ ...mta.tlsOptions('mx.bare2.test'), socket });
     await new Promise((resolve, reject) => secure.once('secureConnect', resolve).once('error', reject));
     const peer = secure.getPeerCertificate(true);
-    expect(mta.verifyTls('mx.bare2.test', peer)).toMatchObject({ ok: true });
-    expect(mta.verifyTls('other.bare2.test', peer)).toMatchObject({ ok: false, resultType: 'certificate-host-mismatch' });
+    const info = { protocol: secure.getProtocol(), authorized: secure.authorized, authorizationError: secure.authorizationError, peerCertificate: peer };
+    expect(mta.verifyTls('mx.bare2.test', info)).toMatchObject({ ok: true });
+    expect(mta.verifyTls('other.bare2.test', info)).toMatchObject({ ok: false, resultType: 'certificate-host-mismatch' });
+    expect(mta.verifyTls('mx.bare2.test', { ...info, peerCertificate: new X509Certificate(world.ca.certFor('mx.bare2.test').certPem) })).toMatchObject({ ok: true });
+    // §4.2: the chain verdict is the handshake's; a certificate alone is refused.
+    expect(mta.verifyTls('mx.bare2.test', peer as never)).toMatchObject({ ok: false, resultType: 'validation-failure' });
+    expect(mta.verifyTls('mx.bare2.test', world.ca.certFor('mx.bare2.test', 'valid').certPem as never)).toMatchObject({ ok: false, resultType: 'validation-failure' });
+    expect(mta.verifyTls('mx.bare2.test', { ...info, authorized: false, authorizationError: 'INVALID_CA' })).toMatchObject({ ok: false, resultType: 'certificate-not-trusted' });
     secure.destroy();
   });
 });
