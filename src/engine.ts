@@ -216,7 +216,7 @@ function settingsOf(options: MtaStsOptions) {
   const extraCa = options.ca === undefined ? undefined : Array.isArray(options.ca) ? [...(options.ca as ReadonlyArray<string | Buffer>)] : [options.ca as string | Buffer];
   return {
     now: options.now ?? Date.now,
-    logger: options.logger ?? silentLogger,
+    logger: safeLogger(options.logger ?? silentLogger),
     resolver,
     dnsTimeoutMs: options.dnsTimeoutMs ?? 10_000,
     // Computed once: every MX connection shares the same array (no allocation per connection).
@@ -235,6 +235,22 @@ function settingsOf(options: MtaStsOptions) {
     maxMxHosts: options.maxMxHosts ?? 16,
     requireTlsEverywhere: options.requireTlsEverywhere === true,
   };
+}
+
+/** The logger, made harmless: a logger that throws must not fail a lookup or leave the cache half-updated. */
+function safeLogger(logger: Logger): Logger {
+  const wrap = (level: keyof Logger): Logger[keyof Logger] => {
+    const method = logger[level];
+    if (typeof method !== 'function') return undefined;
+    return (message, fields) => {
+      try {
+        method.call(logger, message, fields);
+      } catch {
+        // Logging is best effort.
+      }
+    };
+  };
+  return { debug: wrap('debug'), info: wrap('info'), warn: wrap('warn'), error: wrap('error') };
 }
 
 /** The two tiers: the local bounded copy always, the configured store behind it when there is one. */

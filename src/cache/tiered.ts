@@ -52,6 +52,9 @@ export class TieredPolicyCache {
   readonly #unsynced = new LRUCache<string, true>({ max: MAX_UNSYNCED });
   #healthy = true;
   #resyncing = false;
+  #probing = false;
+  /** While unhealthy: epoch ms (real time) before which tier-2 calls are skipped. */
+  #retryAt = 0;
 
   constructor(options: TieredPolicyCacheOptions) {
     this.#o = options;
@@ -156,8 +159,15 @@ export class TieredPolicyCache {
     else this.#unsynced.delete(domain);
   }
 
-  /** One tier-2 call: bounded by `storeTimeoutMs`, failures reported, never thrown. */
+  /**
+   * One tier-2 call: bounded by `storeTimeoutMs`, failures reported, never thrown. After a failure, tier 2 is given a
+   * rest (a circuit breaker): for `5 × storeTimeoutMs` (at most 5 s) calls are skipped, then one call at a time probes
+   * it, so a hanging store costs one timeout per rest period instead of one per call on the delivery path.
+   */
   async #call<T>(operation: StoreOperation, key: string, fn: () => T | Promise<T>): Promise<Outcome<T>> {
+    const probe = !this.#healthy;
+    if (probe && (this.#probing || Date.now() < this.#retryAt)) return { ok: false };
+    if (probe) this.#probing = true;
     let timer: NodeJS.Timeout | undefined;
     let timedOut = false;
     try {
@@ -175,6 +185,7 @@ export class TieredPolicyCache {
       return { ok: true, value };
     } catch (error) {
       this.#healthy = false;
+      this.#retryAt = Date.now() + Math.min(5_000, 5 * this.#o.storeTimeoutMs);
       this.#o.logger.warn?.(`mta-sts: policy store ${operation} failed; continuing from the local cache`, { key, error: String(error), timedOut });
       try {
         this.#o.onStoreError({ operation, key, error, timedOut });
@@ -184,6 +195,7 @@ export class TieredPolicyCache {
       return { ok: false };
     } finally {
       clearTimeout(timer);
+      if (probe) this.#probing = false;
     }
   }
 

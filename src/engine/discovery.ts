@@ -205,8 +205,12 @@ export class Discovery {
     try {
       return await this.fallback(domain, err, 'fetch-error', used);
     } catch {
-      const local = this.#o.cache.peek(domain);
-      if (isUnexpired(local, this.#o.now())) return Object.freeze({ domain, status: 'policy', policy: toPolicy(local), source: 'stale-cache', error: err });
+      try {
+        const local = this.#o.cache.peek(domain);
+        if (isUnexpired(local, this.#o.now())) return Object.freeze({ domain, status: 'policy', policy: toPolicy(local), source: 'stale-cache', error: err });
+      } catch {
+        // Nothing more to try: no known policy can be shown to apply.
+      }
       return Object.freeze({ domain, status: 'fetch-error', source: 'fetched', error: err });
     }
   }
