@@ -15,7 +15,7 @@
 import type { Dispatcher } from 'undici';
 import * as tls from 'node:tls';
 import type { TLSSocket } from 'node:tls';
-import { MemoryPolicyStore, DEFAULT_MEMORY_STORE_MAX, DEFAULT_MEMORY_STORE_MAX_BYTES, type CachedPolicy, type PolicyStore } from './cache/store.js';
+import { MemoryPolicyStore, DEFAULT_MEMORY_STORE_MAX, DEFAULT_MEMORY_STORE_MAX_BYTES, type PolicyStore } from './cache/store.js';
 import { TieredPolicyCache } from './cache/tiered.js';
 import { createResolverLookup } from './discovery/lookup.js';
 import { createPolicyAgent, fetchPolicy, type FetchedPolicy } from './discovery/fetch-policy.js';
@@ -26,10 +26,11 @@ import { silentLogger, type Logger } from './logger.js';
 import type { DeliveryPlan } from './plan/plan.js';
 import { buildTrustRoots, mxTlsOptions, strictCheckServerIdentity, TrustStore, verifyTls, type CertificateEvidence, type MxTlsOptions, type TlsSessionInfo, type TlsVerification } from './tls/verify.js';
 import type { PolicyLookup } from './types.js';
-import { Discovery, type DiscoveryMode } from './engine/discovery.js';
+import { Discovery } from './engine/discovery.js';
 import { EngineEvents, type MtaStsEventName, type MtaStsListener } from './engine/events.js';
 import { planDelivery } from './engine/planner.js';
 import { Refresher } from './engine/refresher.js';
+import { createGetPolicy, isDue, refreshOne, type GetPolicyOptions } from './engine/lookups.js';
 
 /** Options of {@link createMtaSts}. Every option has a default; none is required. */
 export interface MtaStsOptions {
@@ -101,15 +102,7 @@ export interface MtaStsOptions {
   logger?: Logger;
 }
 
-export interface GetPolicyOptions {
-  /**
-   * Stops waiting when it fires: the result is then the unexpired cached policy (source `stale-cache`, error
-   * `MTASTS_ABORTED`), or `temp-error` when none is known. An abort never turns a known policy off (RFC 8461 §3.3).
-   */
-  signal?: AbortSignal;
-  /** Fetch the policy even when the cached one's id matches (proactive refresh, §5.1 re-check). Backoff still applies. */
-  refresh?: boolean;
-}
+export type { GetPolicyOptions } from './engine/lookups.js';
 
 export interface PlanOptions {
   signal?: AbortSignal;
@@ -136,7 +129,7 @@ export interface MtaSts {
   refreshDue(): Promise<number>;
   /** Drops a domain's cached policy (both tiers) and backoff state (operator action; never done automatically on failure). */
   forget(domain: string): Promise<void>;
-  /** Subscribes to an engine event (see {@link MtaStsEvents}); returns the function that unsubscribes. */
+  /** Subscribes to an engine event (see {@link MtaStsEvents}: `store-error`); returns the function that unsubscribes. */
   on<E extends MtaStsEventName>(event: E, listener: MtaStsListener<E>): () => void;
   readonly resolver: DnsResolver;
   /** The configured `store` (the second tier), or the local in-memory tier when no second tier is configured. */
@@ -292,70 +285,6 @@ function createFetcher(options: MtaStsOptions, s: Settings): { fetch: (domain: s
       if (own) await own.close();
     },
   };
-}
-
-/** `getPolicy`: normalise, discover (shared per domain), and on the caller's abort fall back to the cached policy. */
-function createGetPolicy(discovery: Discovery, s: Settings): MtaSts['getPolicy'] {
-  const refreshing = new Set<string>();
-  return async (domainInput, opts = {}) => {
-    let domain: string;
-    try {
-      domain = normalizeDomain(domainInput);
-    } catch (error) {
-      return Object.freeze({ domain: typeof domainInput === 'string' ? domainInput : '', status: 'invalid', source: 'fetched', error: error as MtaStsError });
-    }
-    const signal = opts.signal;
-    // §3.3, §10.2: an abort is a discovery that did not complete: an unexpired cached policy still applies.
-    const aborted = () => discovery.fallback(domain, new MtaStsError('MTASTS_ABORTED', 'policy lookup aborted', { domain, cause: signal?.reason }), 'temp-error', true);
-    if (signal?.aborted) return aborted();
-    const mode: DiscoveryMode = { used: true, fetch: opts.refresh === true ? 'always' : 'changed' };
-    const pending = discovery.lookup(domain, mode).then((result) => {
-      maybeRefreshInBackground(discovery, s, refreshing, result);
-      return result;
-    });
-    if (!signal) return pending;
-    // The shared discovery keeps running for other callers; only this caller stops waiting.
-    return new Promise<PolicyLookup>((resolve) => {
-      const onAbort = () => resolve(aborted());
-      signal.addEventListener('abort', onAbort, { once: true });
-      void pending.then((result) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(result);
-      });
-    });
-  };
-}
-
-/** `refreshAfterFraction`: refetch an aging policy that a lookup returned, in the background (§5.1, §10.2). */
-function maybeRefreshInBackground(discovery: Discovery, s: Settings, refreshing: Set<string>, result: PolicyLookup): void {
-  const policy = result.policy;
-  if (s.refreshAfterFraction <= 0 || result.source !== 'cache' || !policy || refreshing.has(result.domain)) return;
-  if (s.now() - policy.fetchedAt < Math.min(policy.maxAge * 1000 * s.refreshAfterFraction, DAY_MS)) return;
-  refreshing.add(result.domain);
-  void discovery.lookup(result.domain, { used: false, fetch: 'always' }).finally(() => refreshing.delete(result.domain));
-}
-
-/**
- * §5.1: is a cached policy due for a refetch although its id is unchanged? When half its max_age is gone, or when it
- * would expire before the refresher's next visit (1.5 intervals, allowing for the jitter).
- */
-function isDue(entry: CachedPolicy, now: number, refreshIntervalMs: number): boolean {
-  const age = now - entry.fetchedAt;
-  return age >= (entry.policy.maxAge * 1000) / 2 || (refreshIntervalMs > 0 && entry.expiresAt - now < 1.5 * refreshIntervalMs);
-}
-
-/**
- * One domain's refresh: adopt a newer entry from tier 2 (or write ours back when tier 2 lost it), then, holding the
- * fleet's `refresh:<domain>` lease for the interval, re-check the TXT id and refetch when due.
- */
-async function refreshOne(cache: TieredPolicyCache, discovery: Discovery, s: Settings, domain: string): Promise<boolean> {
-  const local = cache.peek(domain);
-  if (!local) return false;
-  const shared = await cache.readShared(domain);
-  if (shared && shared.fetchedAt > local.fetchedAt && s.now() < shared.expiresAt) cache.adopt(domain, shared, false);
-  if ((await cache.tryLock(`refresh:${domain}`, s.refreshIntervalMs > 0 ? s.refreshIntervalMs : 60_000)) === 'busy') return false;
-  const result = await discovery.lookup(domain, { used: false, fetch: 'due' });
-  return result.source === 'fetched' && result.status === 'policy';
 }
 
 /** Numeric options and their bounds; a bad value is a configuration error, reported before anything runs. */
