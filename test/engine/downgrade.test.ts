@@ -6,6 +6,7 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMtaSts, type MtaStsOptions } from '../../src/engine.js';
+import { createMtaStsHooks } from '../../src/integrations/hooks.js';
 import { createTestWorld, type TestWorld } from '../../src/testing/index.js';
 import { FleetStore, type StoreMode } from './stores.js';
 
@@ -36,6 +37,20 @@ describe('RFC 8461 §3.3 / §10.2: a caller\'s abort never switches a cached pol
     expect(plan.allowed).toEqual([]);
     expect(plan.noCandidate?.action).toBe('defer');
     world.dns.fail('_mta-sts.abort-cached.test', null);
+    await mta.close();
+  });
+
+  it('the same through hooks.planDelivery({ mxHosts, signal }): enforce, the attacker\'s MX refused', async () => {
+    enforce('abort-hooks.test');
+    const mta = engine();
+    const hooks = createMtaStsHooks({ mtaSts: mta });
+    await mta.getPolicy('abort-hooks.test');
+    world.dns.fail('_mta-sts.abort-hooks.test', 'timeout');
+    const plan = await hooks.planDelivery('abort-hooks.test', { mxHosts: ['mx.attacker.test'], signal: AbortSignal.timeout(50) });
+    expect(plan.mode).toBe('enforce');
+    expect(plan.allowed).toEqual([]);
+    expect(plan.lookup).toMatchObject({ source: 'stale-cache', error: { code: 'MTASTS_ABORTED' } });
+    world.dns.fail('_mta-sts.abort-hooks.test', null);
     await mta.close();
   });
 
