@@ -15,6 +15,8 @@ export interface GetPolicyOptions {
   /**
    * Stops waiting when it fires: the result is then the unexpired cached policy (source `stale-cache`, error
    * `MTASTS_ABORTED`), or `temp-error` when none is known. An abort never turns a known policy off (RFC 8461 §3.3).
+   * A policy in the local tier is returned at once; one known only to the store costs that read (at most
+   * `storeTimeoutMs`).
    */
   signal?: AbortSignal;
   /** Fetch the policy even when the cached one's id matches (proactive refresh, §5.1 re-check). Backoff still applies. */
