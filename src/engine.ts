@@ -2,31 +2,37 @@
  * The MTA-STS sender engine (RFC 8461 §3–§5).
  *
  * `createMtaSts()` answers, for a recipient domain, "is there a policy, which MX hosts may I use, and with which
- * TLS requirements?". Discovery looks up the `_mta-sts` TXT record on every lookup and fetches the policy file only
- * when no fresh policy is cached for the id it sees. A cached, unexpired policy survives every discovery failure
- * (NXDOMAIN, SERVFAIL, invalid TXT, HTTPS failure), so an attacker who blocks DNS or HTTPS cannot switch a known
- * policy off. Concurrent lookups for one domain share one discovery, and failed fetches back off per domain.
+ * TLS requirements?". It wires four units, each in its own module:
+ * - the two-tier policy cache (`cache/tiered.ts`): a bounded local copy always in front of an optional shared or
+ *   persistent store, so a known policy survives a store outage, a restart (with a persistent store) and a fleet;
+ * - discovery (`engine/discovery.ts`): TXT first, fetch only for a new id, single flight, the fetch backoff, fleet
+ *   leases; an unexpired cached policy applies whenever discovery does not complete (§3.3, §10.2);
+ * - the refresher (`engine/refresher.ts`): refresh in use, off the delivery path, let go of what is unused (§5.1);
+ * - the planner (`engine/planner.ts` + `plan/plan.ts`): which MX hosts, with which TLS requirements (§4, §5).
  *
  * Every seam is injected: resolver, dispatcher, store, clock and logger.
  */
-import { LRUCache } from 'lru-cache';
 import type { Dispatcher } from 'undici';
 import type { TLSSocket } from 'node:tls';
-import { MemoryPolicyStore, type CachedPolicy, type PolicyStore } from './cache/store.js';
+import { MemoryPolicyStore, DEFAULT_MEMORY_STORE_MAX, DEFAULT_MEMORY_STORE_MAX_BYTES, type PolicyStore } from './cache/store.js';
+import { TieredPolicyCache } from './cache/tiered.js';
 import { createResolverLookup } from './discovery/lookup.js';
-import { createPolicyAgent, fetchPolicy } from './discovery/fetch-policy.js';
-import { classifyMxRecords, lookupMx, orderMxHosts } from './discovery/mx.js';
-import { createDefaultResolver, queryDns, type DnsResolver, type MxRecord } from './discovery/resolver.js';
+import { createPolicyAgent, fetchPolicy, type FetchedPolicy } from './discovery/fetch-policy.js';
+import { createDefaultResolver, type DnsResolver, type MxRecord } from './discovery/resolver.js';
 import { normalizeDomain, normalizeDomainOrUndefined } from './domain.js';
-import { MtaStsError, isMtaStsError } from './errors.js';
-import { validateEngineOptions } from './option-specs.js';
+import { MtaStsError } from './errors.js';
 import { silentLogger, type Logger } from './logger.js';
-import { buildPlan, type DeliveryPlan } from './plan/plan.js';
-import { selectStsTxtRecord, type StsTxtRecord } from './policy/txt-record.js';
+import type { DeliveryPlan } from './plan/plan.js';
+import { validateEngineOptions } from './option-specs.js';
 import { buildTrustRoots, mxTlsOptions, type MxTlsOptions } from './tls/connect-options.js';
 import { strictCheckServerIdentity } from './tls/host-identity.js';
 import { verifyTls, type TlsSessionInfo, type TlsVerification } from './tls/verify.js';
-import type { MtaStsPolicy, PolicyLookup, PolicyStatus } from './types.js';
+import type { PolicyLookup } from './types.js';
+import { Discovery } from './engine/discovery.js';
+import { EngineEvents, type MtaStsEventName, type MtaStsListener } from './engine/events.js';
+import { planDelivery } from './engine/planner.js';
+import { Refresher } from './engine/refresher.js';
+import { createGetPolicy, isDue, refreshOne, type GetPolicyOptions } from './engine/lookups.js';
 
 /** Options of {@link createMtaSts}. Every option has a default; none is required. */
 export interface MtaStsOptions {
@@ -48,8 +54,23 @@ export interface MtaStsOptions {
   maxPolicyBytes?: number;
   /** Reject a policy not served as `text/plain` (RFC 8461 §3.2). Default true. */
   requireTextPlain?: boolean;
-  /** Where policies are cached. Default: a {@link MemoryPolicyStore} holding at most 100000 policies. */
+  /**
+   * The second cache tier: a persistent or shared store (file, Redis) implementing {@link PolicyStore}. The engine
+   * always keeps its own bounded in-memory copy in front of it. A {@link MemoryPolicyStore} given here becomes that
+   * local copy itself (no second tier). Default: none (local memory only).
+   */
   store?: PolicyStore;
+  /** Deadline of every call to `store`, in ms; a call past it counts as a store failure (`store-error`). Default 1000. */
+  storeTimeoutMs?: number;
+  /** Most policies in the local in-memory tier. Default 100000. */
+  cacheMaxEntries?: number;
+  /** Most bytes (estimated) in the local in-memory tier. Default 67108864 (64 MiB). */
+  cacheMaxBytes?: number;
+  /**
+   * Fleet: when another member holds the `fetch:<domain>` lease for a cold domain, wait at most this long for its
+   * result in `store` before fetching ourselves (a dead holder never blocks delivery longer), in ms. Default 2000.
+   */
+  fleetWaitMs?: number;
   /** Clock, epoch ms. Default `Date.now`. */
   now?: () => number;
   /** After a failed fetch, no new fetch for the same domain and TXT id for this long, in ms. Default 300000 (RFC 8461 §3.3). */
@@ -57,15 +78,21 @@ export interface MtaStsOptions {
   /** Re-check the TXT record of a domain with a fresh cached policy at most this often, in ms. Default 0: on every lookup. */
   txtCheckIntervalMs?: number;
   /**
-   * How often cached policies are checked for proactive refresh (RFC 8461 §5.1 / §10.2: refresh before expiry, off
-   * the delivery path), in ms: every policy older than half its max_age (or one day) is refetched. The timer starts
-   * with the first cached policy and never keeps the process alive. Default 3600000 (hourly); 0 disables.
+   * How often the refresher walks the cached policies (RFC 8461 §5.1 / §10.2: refresh before expiry, off the
+   * delivery path), in ms. Each pass spreads its work over the interval with jitter: the TXT id is re-checked and the
+   * policy refetched only when the id changed or the policy nears expiry (half its max_age gone, or less than 1.5
+   * intervals left). The timer starts with the first cached policy and never keeps the process alive.
+   * Default 3600000 (hourly); 0 disables.
    */
   refreshIntervalMs?: number;
+  /** Most domains refreshed at the same time. Default 4. */
+  refreshConcurrency?: number;
+  /** Drop a cached policy not used for delivery for this long, in ms (refresh does not count as use). Default 2592000000 (30 days). */
+  purgeUnusedAfterMs?: number;
   /**
    * Also refetch, in the background, a cached policy that a lookup returns once it is older than this fraction of its
-   * max_age (at most one day). Default 0 (off: the `refreshIntervalMs` timer does it), so lookups never cause a fetch
-   * while the cached policy is current.
+   * max_age (at most one day). Default 0 (off: the refresher does it), so lookups never cause a fetch while the
+   * cached policy is current.
    */
   refreshAfterFraction?: number;
   /** Most MX hosts considered per domain. Default 16. */
@@ -77,11 +104,7 @@ export interface MtaStsOptions {
   logger?: Logger;
 }
 
-export interface GetPolicyOptions {
-  signal?: AbortSignal;
-  /** Fetch the policy even when the cached one's id matches (proactive refresh, §5.1 re-check). Backoff still applies. */
-  refresh?: boolean;
-}
+export type { GetPolicyOptions } from './engine/lookups.js';
 
 export interface PlanOptions {
   signal?: AbortSignal;
@@ -94,7 +117,7 @@ export interface MtaSts {
   /**
    * Plans delivery to a recipient domain: MX candidates (from DNS when `mxHosts` is not given) in preference order,
    * which are allowed, TLS options for each, and what to do when none is. Rejects with {@link MtaStsError}
-   * (`MTASTS_INVALID_DOMAIN`, or a temporary `MTASTS_DNS_TEMPORARY` when the MX lookup fails).
+   * (`MTASTS_INVALID_DOMAIN`, or a temporary `MTASTS_DNS_TEMPORARY` / `MTASTS_ABORTED` when the MX lookup fails).
    */
   plan(domain: string, mxHosts?: ReadonlyArray<string | MxRecord>, options?: PlanOptions): Promise<DeliveryPlan>;
   /**
@@ -105,286 +128,163 @@ export interface MtaSts {
   verifyTls(mxHost: string, session: TLSSocket | TlsSessionInfo | null | undefined): TlsVerification;
   /** TLS options for connecting to an MX host (strict: abort the handshake on any validation failure). */
   tlsOptions(mxHost: string, strict?: boolean): MxTlsOptions;
-  /** Refetches every cached policy that is due (older than the refresh threshold), for schedulers. */
+  /** Runs one refresh pass now, without spreading it out (for schedulers); resolves with the number of policies fetched. */
   refreshDue(): Promise<number>;
-  /** Drops a domain's cached policy and backoff state (operator action; never done automatically on failure). */
+  /** Drops a domain's cached policy (both tiers) and backoff state (operator action; never done automatically on failure). */
   forget(domain: string): Promise<void>;
+  /** Subscribes to an engine event (see {@link MtaStsEvents}: `store-error`); returns the function that unsubscribes. */
+  on<E extends MtaStsEventName>(event: E, listener: MtaStsListener<E>): () => void;
   readonly resolver: DnsResolver;
+  /** The configured `store` (the second tier), or the local in-memory tier when no second tier is configured. */
   readonly store: PolicyStore;
-  /** Releases the default dispatcher's sockets. */
+  /** Stops the refresher and releases the default dispatcher's sockets. */
   close(): Promise<void>;
 }
 
-interface FetchFailure {
-  at: number;
-  id: string;
-  error: MtaStsError;
-}
-
 const DAY_MS = 86_400_000;
-/** Age, as a fraction of max_age, after which `refreshDue()` refetches a cached policy. */
-const DEFAULT_REFRESH_FRACTION = 0.5;
 
 /** Creates the engine. */
 export function createMtaSts(options: MtaStsOptions = {}): MtaSts {
   validateOptions(options);
-  const now = options.now ?? Date.now;
-  const logger = options.logger ?? silentLogger;
-  const dnsTimeoutMs = options.dnsTimeoutMs ?? 10_000;
-  const resolver = options.resolver ?? createDefaultResolver(options.dnsServers ? { dnsServers: options.dnsServers } : {});
-  const extraCa = options.ca === undefined ? undefined : Array.isArray(options.ca) ? [...(options.ca as ReadonlyArray<string | Buffer>)] : [options.ca as string | Buffer];
-  // Computed once: every MX connection shares the same array (no allocation per connection).
-  const trustRoots = buildTrustRoots(extraCa, options.systemRoots ?? true);
-  const fetchTimeoutMs = options.fetchTimeoutMs ?? 60_000;
-  const maxPolicyBytes = options.maxPolicyBytes ?? 65_536;
-  const requireTextPlain = options.requireTextPlain ?? true;
-  const store = options.store ?? new MemoryPolicyStore();
-  const backoffMs = options.fetchBackoffMs ?? 300_000;
-  const txtCheckIntervalMs = options.txtCheckIntervalMs ?? 0;
-  const refreshAfterFraction = options.refreshAfterFraction ?? 0;
-  const refreshIntervalMs = options.refreshIntervalMs ?? 3_600_000;
-  const maxMxHosts = options.maxMxHosts ?? 16;
-  // Created on the first fetch: building its TLS context (Node's ~140 roots plus `ca`) takes tens of milliseconds.
-  let ownDispatcher: Dispatcher | undefined;
-  const dispatcher = (): Dispatcher =>
-    options.dispatcher ??
-    (ownDispatcher ??= createPolicyAgent({
-      ca: trustRoots,
-      lookup: createResolverLookup(resolver, dnsTimeoutMs) as never,
-      checkServerIdentity: strictCheckServerIdentity,
-      connectTimeoutMs: Math.min(fetchTimeoutMs, 30_000),
-    }));
-
-  // Bounded: attacker-chosen domains cannot grow these without limit.
-  const failures = new LRUCache<string, FetchFailure>({ max: 10_000 });
-  // Only needed when TXT re-checks are spaced out (an evicted entry just means one more TXT query).
-  const lastTxtCheck = txtCheckIntervalMs > 0 ? new LRUCache<string, number>({ max: 10_000 }) : undefined;
-  const inflight = new Map<string, Promise<PolicyLookup>>();
-  const refreshing = new Set<string>();
-
-  async function readStore(domain: string): Promise<CachedPolicy | undefined> {
-    try {
-      const entry = await store.get(domain);
-      if (entry === undefined || entry === null) return undefined;
-      if (!isCachedPolicy(entry)) {
-        // A shared store can hold anything (another version, a truncated write): never trust a malformed entry.
-        logger.warn?.('mta-sts: policy store returned a malformed entry; ignoring it', { domain });
-        return undefined;
-      }
-      return entry;
-    } catch (error) {
-      logger.warn?.('mta-sts: policy store get failed; continuing without cache', { domain, error: String(error) });
-      return undefined;
-    }
-  }
-
-  async function writeStore(domain: string, entry: CachedPolicy): Promise<void> {
-    try {
-      await store.set(domain, entry);
-      startRefreshTimer();
-    } catch (error) {
-      logger.warn?.('mta-sts: policy store set failed', { domain, error: String(error) });
-    }
-  }
-
-  function toPolicy(entry: CachedPolicy): MtaStsPolicy {
-    const p = entry.policy;
-    return { version: p.version, mode: p.mode, mx: p.mx, maxAge: p.maxAge, id: entry.id, text: entry.text, fetchedAt: entry.fetchedAt, expiresAt: entry.expiresAt };
-  }
-
-  function statusFor(error: MtaStsError): PolicyStatus {
-    if (error.code === 'MTASTS_DNS_TEMPORARY') return 'temp-error';
-    if (error.code === 'MTASTS_FETCH_BACKOFF') return statusFor((error.cause as MtaStsError | undefined) ?? error);
-    return error.resultType === 'sts-policy-invalid' ? 'invalid' : 'fetch-error';
-  }
-
-  /** §3.3: a failed discovery keeps an unexpired cached policy; without one, the domain has no usable policy. */
-  function fallback(domain: string, cached: CachedPolicy | undefined, error: MtaStsError | undefined, status: PolicyStatus, txtId?: string): PolicyLookup {
-    const result: PolicyLookup = cached && now() < cached.expiresAt ? { domain, status: 'policy', policy: toPolicy(cached), source: 'stale-cache' } : { domain, status, source: 'fetched' };
-    if (error) result.error = error;
-    if (txtId !== undefined) result.txtId = txtId;
-    if (result.source === 'stale-cache') logger.info?.('mta-sts: discovery failed, keeping cached policy', { domain, error: error?.code ?? 'no-record' });
-    return result;
-  }
-
-  async function fetchAndStore(domain: string, record: StsTxtRecord, cached: CachedPolicy | undefined): Promise<PolicyLookup> {
-    const failure = failures.get(domain);
-    // §3.3 (B12): do not refetch more often than the backoff after a failure for the same id.
-    if (failure && failure.id === record.id && now() - failure.at < backoffMs) {
-      const error = new MtaStsError('MTASTS_FETCH_BACKOFF', `policy fetch for ${domain} failed ${Math.round((now() - failure.at) / 1000)} s ago; next attempt after ${Math.round(backoffMs / 1000)} s`, { domain, cause: failure.error, resultType: failure.error.resultType ?? 'sts-policy-fetch-error', details: { lastCode: failure.error.code } });
-      return fallback(domain, cached, error, statusFor(failure.error), record.id);
-    }
-    try {
-      const fetched = await fetchPolicy(domain, {
-        dispatcher: dispatcher(),
-        timeoutMs: fetchTimeoutMs,
-        maxBytes: maxPolicyBytes,
-        requireTextPlain,
-        ...(options.policyPort !== undefined ? { port: options.policyPort } : {}),
-      });
-      failures.delete(domain);
-      const fetchedAt = now();
-      // §3.3: cache until max_age expires. §10.2: max_age 0 / mode none replace a cached policy (withdrawal).
-      const entry: CachedPolicy = { domain, id: record.id, policy: fetched.policy, text: fetched.text, fetchedAt, expiresAt: fetchedAt + fetched.policy.maxAge * 1000 };
-      await writeStore(domain, entry);
-      logger.debug?.('mta-sts: policy fetched', { domain, id: record.id, mode: fetched.policy.mode, maxAge: fetched.policy.maxAge, ms: fetched.elapsedMs });
-      return { domain, status: 'policy', policy: toPolicy(entry), source: 'fetched', txtId: record.id };
-    } catch (error) {
-      const err = isMtaStsError(error) ? error : new MtaStsError('MTASTS_FETCH_FAILED', String(error), { domain, cause: error });
-      failures.set(domain, { at: now(), id: record.id, error: err });
-      logger.warn?.('mta-sts: policy fetch failed', { domain, code: err.code, message: err.message });
-      // §3.3 (C2): a failed refetch keeps the cached policy.
-      return fallback(domain, cached, err, statusFor(err), record.id);
-    }
-  }
-
-  async function discover(domain: string, refresh: boolean): Promise<PolicyLookup> {
-    const cached = await readStore(domain);
-    const fresh = cached !== undefined && now() < cached.expiresAt;
-    if (fresh && !refresh && lastTxtCheck) {
-      const checked = lastTxtCheck.get(domain);
-      if (checked !== undefined && now() - checked < txtCheckIntervalMs) return { domain, status: 'policy', policy: toPolicy(cached), source: 'cache', txtId: cached.id };
-    }
-    // §3.1: the TXT record at _mta-sts.<domain> (CNAMEs are followed by the resolver). §4.1: never a parent domain.
-    const name = `_mta-sts.${domain}`;
-    const answer = await queryDns(() => resolver.resolveTxt(name), { name, type: 'TXT', domain }, dnsTimeoutMs);
-    if (answer.kind === 'error') return fallback(domain, cached, answer.error, 'temp-error'); // §3.3: SERVFAIL is not "no policy"
-    lastTxtCheck?.set(domain, now());
-    if (answer.kind === 'not-found') return fallback(domain, cached, undefined, 'none'); // §3.3 (C3): keep a cached policy
-    let record: StsTxtRecord | undefined;
-    try {
-      record = selectStsTxtRecord(answer.value);
-    } catch (error) {
-      const err = isMtaStsError(error) ? new MtaStsError(error.code, error.message, { domain, cause: error.cause }) : new MtaStsError('MTASTS_TXT_INVALID', String(error), { domain });
-      return fallback(domain, cached, err, 'invalid'); // §3.1: not exactly one valid record: no usable record
-    }
-    if (record === undefined) return fallback(domain, cached, undefined, 'none');
-    // §3.3 (C2): same id and still fresh: the cached policy is current.
-    if (fresh && cached.id === record.id && !refresh) {
-      maybeRefreshInBackground(domain, cached);
-      return { domain, status: 'policy', policy: toPolicy(cached), source: 'cache', txtId: record.id };
-    }
-    return fetchAndStore(domain, record, cached);
-  }
-
-  /** §5.1 / §10.2 (C5): refetch policies of domains mailed often before they expire, off the delivery path. */
-  function maybeRefreshInBackground(domain: string, cached: CachedPolicy): void {
-    if (refreshAfterFraction <= 0 || refreshing.has(domain)) return;
-    const age = now() - cached.fetchedAt;
-    const threshold = Math.min(cached.policy.maxAge * 1000 * refreshAfterFraction, DAY_MS);
-    if (age < threshold) return;
-    refreshing.add(domain);
-    void lookup(domain, true).finally(() => refreshing.delete(domain));
-  }
-
-  function lookup(domain: string, refresh: boolean): Promise<PolicyLookup> {
-    const key = refresh ? `${domain}\0refresh` : domain;
-    let pending = inflight.get(key);
-    if (!pending) {
-      // C7: one discovery per domain at a time, shared by every concurrent caller.
-      pending = discover(domain, refresh)
-        .catch((error: unknown) => fallback(domain, undefined, isMtaStsError(error) ? error : new MtaStsError('MTASTS_FETCH_FAILED', `unexpected failure: ${String(error)}`, { domain, cause: error }), 'fetch-error'))
-        .finally(() => inflight.delete(key));
-      inflight.set(key, pending);
-    }
-    return pending;
-  }
-
-  async function getPolicy(domainInput: string, opts: GetPolicyOptions = {}): Promise<PolicyLookup> {
-    let domain: string;
-    try {
-      domain = normalizeDomain(domainInput);
-    } catch (error) {
-      return { domain: typeof domainInput === 'string' ? domainInput : '', status: 'invalid', source: 'fetched', error: error as MtaStsError };
-    }
-    const pending = lookup(domain, opts.refresh === true);
-    const signal = opts.signal;
-    if (!signal) return pending;
-    if (signal.aborted) return { domain, status: 'temp-error', source: 'fetched', error: new MtaStsError('MTASTS_ABORTED', 'policy lookup aborted', { domain, cause: signal.reason }) };
-    // The shared discovery keeps running for other callers; only this caller stops waiting.
-    return new Promise<PolicyLookup>((resolve) => {
-      const onAbort = () => resolve({ domain, status: 'temp-error', source: 'fetched', error: new MtaStsError('MTASTS_ABORTED', 'policy lookup aborted', { domain, cause: signal.reason }) });
-      signal.addEventListener('abort', onAbort, { once: true });
-      void pending.then((result) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(result);
-      });
-    });
-  }
-
-  async function plan(domainInput: string, mxHosts?: ReadonlyArray<string | MxRecord>, opts: PlanOptions = {}): Promise<DeliveryPlan> {
-    const domain = normalizeDomain(domainInput);
-    const given = mxHosts?.map((mx, index) => (typeof mx === 'string' ? { exchange: mx, priority: index } : mx));
-    // Policy and MX lookups run concurrently.
-    const [policyLookup, mx] = await Promise.all([
-      getPolicy(domain, opts.signal ? { signal: opts.signal } : {}),
-      given ? Promise.resolve(classifyMxRecords(given)) : lookupMx(resolver, domain, dnsTimeoutMs, opts.signal),
-    ]);
-    if (mx.kind === 'error') throw mx.error;
-    const candidates = mx.kind === 'ok' || mx.kind === 'implicit' ? orderMxHosts(mx.records, maxMxHosts) : [];
-    return buildPlan({ domain, lookup: policyLookup, mx: candidates, nullMx: mx.kind === 'null-mx', domainNotFound: mx.kind === 'nxdomain', implicitMx: mx.kind === 'implicit', ca: trustRoots, requireTlsEverywhere: options.requireTlsEverywhere === true });
-  }
-
-  async function refreshDue(): Promise<number> {
-    if (!store.domains) return 0;
-    let domains: Iterable<string>;
-    try {
-      domains = await store.domains();
-    } catch (error) {
-      logger.warn?.('mta-sts: policy store listing failed', { error: String(error) });
-      return 0;
-    }
-    let refreshed = 0;
-    for (const domain of domains) {
-      const cached = await readStore(domain);
-      if (!cached || now() >= cached.expiresAt) continue;
-      const threshold = Math.min(cached.policy.maxAge * 1000 * (refreshAfterFraction || DEFAULT_REFRESH_FRACTION), DAY_MS);
-      if (now() - cached.fetchedAt < threshold) continue;
-      const result = await lookup(domain, true);
-      if (result.source === 'fetched' && result.status === 'policy') refreshed++;
-    }
-    return refreshed;
-  }
-
-  // §5.1 / §10.2 (C5): the proactive refresh timer, started with the first cached policy; never keeps Node alive.
-  let refreshTimer: NodeJS.Timeout | undefined;
-  let refreshRunning = false;
-  let closed = false;
-  function startRefreshTimer(): void {
-    if (refreshTimer || closed || refreshIntervalMs <= 0) return;
-    refreshTimer = setInterval(() => {
-      if (refreshRunning) return;
-      refreshRunning = true;
-      refreshDue()
-        .catch((error: unknown) => logger.warn?.('mta-sts: proactive refresh failed', { error: String(error) }))
-        .finally(() => (refreshRunning = false));
-    }, refreshIntervalMs);
-    refreshTimer.unref();
-  }
-
+  const s = settingsOf(options);
+  const events = new EngineEvents(s.logger);
+  const cache = createCache(options, s, (event) => events.emit('store-error', event));
+  const fetcher = createFetcher(options, s);
+  const refresher: Refresher = new Refresher({
+    intervalMs: s.refreshIntervalMs,
+    concurrency: Math.max(1, Math.floor(s.refreshConcurrency)),
+    purgeUnusedAfterMs: s.purgeUnusedAfterMs,
+    now: s.now,
+    logger: s.logger,
+    candidates: () => cache.local.usage(),
+    purge: (domain) => {
+      cache.local.delete(domain);
+      discovery.forget(domain);
+    },
+    refreshOne: (domain) => refreshOne(cache, discovery, s, domain),
+  });
+  const discovery: Discovery = new Discovery({
+    cache,
+    resolver: s.resolver,
+    fetch: fetcher.fetch,
+    now: s.now,
+    logger: s.logger,
+    dnsTimeoutMs: s.dnsTimeoutMs,
+    backoffMs: s.backoffMs,
+    txtCheckIntervalMs: s.txtCheckIntervalMs,
+    fetchLeaseMs: s.fetchTimeoutMs + 5_000,
+    fleetWaitMs: s.fleetWaitMs,
+    isDue: (entry) => isDue(entry, s.now(), s.refreshIntervalMs),
+    onCached: () => refresher.start(),
+  });
+  const getPolicy = createGetPolicy(discovery, s);
   return {
     getPolicy,
-    plan,
+    plan: (domain, mxHosts, opts = {}) => planDelivery({ ...s, getPolicy }, domain, mxHosts, opts.signal),
     verifyTls: (mxHost, session) => {
       const host = normalizeDomainOrUndefined(mxHost);
       if (host === undefined) return { ok: false, resultType: 'validation-failure', reason: `not a valid MX host name: ${JSON.stringify(String(mxHost).slice(0, 80))}` };
       return verifyTls(host, session);
     },
-    tlsOptions: (mxHost: string, strict = true) => mxTlsOptions(normalizeDomain(mxHost), trustRoots, strict),
-    refreshDue,
+    tlsOptions: (mxHost: string, strict = true) => mxTlsOptions(normalizeDomain(mxHost), s.trustRoots, strict),
+    refreshDue: () => refresher.run(0),
     async forget(domainInput: string) {
       const domain = normalizeDomain(domainInput);
-      failures.delete(domain);
-      lastTxtCheck?.delete(domain);
-      await store.delete(domain);
+      discovery.forget(domain);
+      await cache.delete(domain);
     },
-    resolver,
-    store,
+    on: (event, listener) => events.on(event, listener),
+    resolver: s.resolver,
+    store: cache.shared ?? cache.local,
     async close() {
-      closed = true;
-      if (refreshTimer) clearInterval(refreshTimer);
-      refreshTimer = undefined;
-      if (ownDispatcher) await ownDispatcher.close();
+      refresher.close();
+      await fetcher.close();
+    },
+  };
+}
+
+type Settings = ReturnType<typeof settingsOf>;
+
+/** Every option with its default applied. */
+function settingsOf(options: MtaStsOptions) {
+  const resolver = options.resolver ?? createDefaultResolver(options.dnsServers ? { dnsServers: options.dnsServers } : {});
+  const extraCa = options.ca === undefined ? undefined : Array.isArray(options.ca) ? [...(options.ca as ReadonlyArray<string | Buffer>)] : [options.ca as string | Buffer];
+  return {
+    now: options.now ?? Date.now,
+    logger: safeLogger(options.logger ?? silentLogger),
+    resolver,
+    dnsTimeoutMs: options.dnsTimeoutMs ?? 10_000,
+    // Computed once: every MX connection shares the same array (no allocation per connection).
+    trustRoots: buildTrustRoots(extraCa, options.systemRoots ?? true),
+    fetchTimeoutMs: options.fetchTimeoutMs ?? 60_000,
+    maxPolicyBytes: options.maxPolicyBytes ?? 65_536,
+    requireTextPlain: options.requireTextPlain ?? true,
+    storeTimeoutMs: options.storeTimeoutMs ?? 1_000,
+    fleetWaitMs: options.fleetWaitMs ?? 2_000,
+    backoffMs: options.fetchBackoffMs ?? 300_000,
+    txtCheckIntervalMs: options.txtCheckIntervalMs ?? 0,
+    refreshAfterFraction: options.refreshAfterFraction ?? 0,
+    refreshIntervalMs: options.refreshIntervalMs ?? 3_600_000,
+    refreshConcurrency: options.refreshConcurrency ?? 4,
+    purgeUnusedAfterMs: options.purgeUnusedAfterMs ?? 30 * DAY_MS,
+    maxMxHosts: options.maxMxHosts ?? 16,
+    requireTlsEverywhere: options.requireTlsEverywhere === true,
+  };
+}
+
+/** The logger, made harmless: a logger that throws must not fail a lookup or leave the cache half-updated. */
+function safeLogger(logger: Logger): Logger {
+  const wrap = (level: keyof Logger): Logger[keyof Logger] => {
+    const method = logger[level];
+    if (typeof method !== 'function') return undefined;
+    return (message, fields) => {
+      try {
+        method.call(logger, message, fields);
+      } catch {
+        // Logging is best effort.
+      }
+    };
+  };
+  return { debug: wrap('debug'), info: wrap('info'), warn: wrap('warn'), error: wrap('error') };
+}
+
+/** The two tiers: the local bounded copy always, the configured store behind it when there is one. */
+function createCache(options: MtaStsOptions, s: Settings, onStoreError: ConstructorParameters<typeof TieredPolicyCache>[0]['onStoreError']): TieredPolicyCache {
+  const given = options.store;
+  if (given !== undefined && (typeof given !== 'object' || given === null || typeof given.get !== 'function' || typeof given.set !== 'function' || typeof given.delete !== 'function')) {
+    throw new MtaStsError('MTASTS_INVALID_OPTIONS', 'option store must have get, set and delete methods (see PolicyStore)', { details: { option: 'store' } });
+  }
+  const localGiven = given instanceof MemoryPolicyStore;
+  if (localGiven && (options.cacheMaxEntries !== undefined || options.cacheMaxBytes !== undefined)) {
+    throw new MtaStsError('MTASTS_INVALID_OPTIONS', 'options cacheMaxEntries / cacheMaxBytes size the local tier the engine creates; with a MemoryPolicyStore as store, size that store instead', { details: { option: 'cacheMaxEntries' } });
+  }
+  const local = localGiven ? given : new MemoryPolicyStore({ max: Math.floor(options.cacheMaxEntries ?? DEFAULT_MEMORY_STORE_MAX), maxSizeBytes: Math.floor(options.cacheMaxBytes ?? DEFAULT_MEMORY_STORE_MAX_BYTES) });
+  return new TieredPolicyCache({ local, shared: localGiven ? undefined : given, storeTimeoutMs: s.storeTimeoutMs, maxPolicyBytes: s.maxPolicyBytes, now: s.now, logger: s.logger, onStoreError });
+}
+
+/** The policy fetch (RFC 8461 §3.3) with the engine's dispatcher, created on first use. */
+function createFetcher(options: MtaStsOptions, s: Settings): { fetch: (domain: string) => Promise<FetchedPolicy>; close: () => Promise<void> } {
+  // Created on the first fetch: building its TLS context (Node's ~140 roots plus `ca`) takes tens of milliseconds.
+  let own: Dispatcher | undefined;
+  const dispatcher = (): Dispatcher =>
+    options.dispatcher ??
+    (own ??= createPolicyAgent({
+      ca: s.trustRoots,
+      lookup: createResolverLookup(s.resolver, s.dnsTimeoutMs) as never,
+      checkServerIdentity: strictCheckServerIdentity,
+      connectTimeoutMs: Math.min(s.fetchTimeoutMs, 30_000),
+    }));
+  return {
+    fetch: (domain) =>
+      fetchPolicy(domain, {
+        dispatcher: dispatcher(),
+        timeoutMs: s.fetchTimeoutMs,
+        maxBytes: s.maxPolicyBytes,
+        requireTextPlain: s.requireTextPlain,
+        ...(options.policyPort !== undefined ? { port: options.policyPort } : {}),
+      }),
+    close: async () => {
+      if (own) await own.close();
     },
   };
 }
@@ -395,23 +295,4 @@ export function createMtaSts(options: MtaStsOptions = {}): MtaSts {
  */
 function validateOptions(options: MtaStsOptions): void {
   validateEngineOptions(options);
-}
-
-/** Shape check of a stored entry (stores may be shared, external and older or newer than this library). */
-function isCachedPolicy(value: unknown): value is CachedPolicy {
-  if (typeof value !== 'object' || value === null) return false;
-  const v = value as Partial<CachedPolicy>;
-  const p = v.policy;
-  return (
-    typeof v.id === 'string' &&
-    typeof v.text === 'string' &&
-    typeof v.fetchedAt === 'number' &&
-    typeof v.expiresAt === 'number' &&
-    typeof p === 'object' &&
-    p !== null &&
-    (p.mode === 'enforce' || p.mode === 'testing' || p.mode === 'none') &&
-    Array.isArray(p.mx) &&
-    p.mx.every((m) => typeof m === 'string') &&
-    typeof p.maxAge === 'number'
-  );
 }

@@ -11,6 +11,8 @@
  */
 export { createMtaSts } from './engine.js';
 export type { MtaSts, MtaStsOptions, GetPolicyOptions, PlanOptions } from './engine.js';
+export type { MtaStsEvents, MtaStsEventName, MtaStsListener } from './engine/events.js';
+export type { StoreErrorEvent, StoreOperation } from './cache/tiered.js';
 export type { MtaStsPolicy, PolicyLookup, PolicySource, PolicyStatus } from './types.js';
 export { MtaStsError, isMtaStsError, TLSRPT_RESULT_TYPES } from './errors.js';
 export type { MtaStsErrorCode, MtaStsErrorOptions, TlsRptResultType } from './errors.js';
@@ -21,7 +23,7 @@ export type { StsPolicy, PolicyMode, ParsePolicyOptions } from './policy/policy-
 export { mxMatchesPattern, mxMatchesPolicy, findMatchingPattern } from './mx/match.js';
 export { normalizeDomain, normalizeDomainOrUndefined } from './domain.js';
 export { MemoryPolicyStore } from './cache/store.js';
-export type { CachedPolicy, PolicyStore, MemoryPolicyStoreOptions, MaybePromise } from './cache/store.js';
+export type { CachedPolicy, PolicyStore, StoredFetchFailure, MemoryPolicyStoreOptions, MaybePromise } from './cache/store.js';
 export { createDefaultResolver, isDnsNotFound } from './discovery/resolver.js';
 export type { DnsResolver, MxRecord, DefaultResolverOptions } from './discovery/resolver.js';
 export { fetchPolicy, policyUrl } from './discovery/fetch-policy.js';

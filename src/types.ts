@@ -4,22 +4,25 @@
 import type { MtaStsError } from './errors.js';
 import type { PolicyMode } from './policy/policy-file.js';
 
-/** A policy in force for a domain, as `getPolicy` returns it. */
+/**
+ * A policy in force for a domain, as `getPolicy` returns it. Frozen: it is shared with the engine's cache and every
+ * concurrent caller, so it cannot be edited (copy `mx` to change it).
+ */
 export interface MtaStsPolicy {
-  version: 'STSv1';
-  mode: PolicyMode;
+  readonly version: 'STSv1';
+  readonly mode: PolicyMode;
   /** `mx` patterns, normalised. */
-  mx: string[];
+  readonly mx: readonly string[];
   /** Seconds. */
-  maxAge: number;
+  readonly maxAge: number;
   /** The TXT `id` this policy was fetched for. */
-  id: string;
+  readonly id: string;
   /** The raw policy text as served. */
-  text: string;
+  readonly text: string;
   /** Epoch ms of the fetch. */
-  fetchedAt: number;
+  readonly fetchedAt: number;
   /** Epoch ms after which the policy expires (`fetchedAt + maxAge * 1000`). */
-  expiresAt: number;
+  readonly expiresAt: number;
 }
 
 /**
@@ -41,15 +44,15 @@ export type PolicyStatus = 'policy' | 'none' | 'fetch-error' | 'invalid' | 'temp
  */
 export type PolicySource = 'fetched' | 'cache' | 'stale-cache';
 
-/** The result of `getPolicy`. */
+/** The result of `getPolicy` (frozen, like its policy). */
 export interface PolicyLookup {
   /** The normalised policy domain. */
-  domain: string;
-  status: PolicyStatus;
-  policy?: MtaStsPolicy;
-  source: PolicySource;
+  readonly domain: string;
+  readonly status: PolicyStatus;
+  readonly policy?: MtaStsPolicy;
+  readonly source: PolicySource;
   /** Why discovery failed (also set alongside a `stale-cache` policy). */
-  error?: MtaStsError;
+  readonly error?: MtaStsError;
   /** The TXT id seen in DNS during this lookup, when one was seen. */
-  txtId?: string;
+  readonly txtId?: string;
 }

@@ -146,7 +146,7 @@ function policyTrace(domain: string, lookup: PolicyLookup, elapsedMs: number, ht
       // The engine parsed it; extensions are only shown.
     }
     const bytes = Buffer.byteLength(policy.text);
-    return { url, fetched: true, ok: true, httpStatus: 200, contentType: 'text/plain', bytes, elapsedMs, mode: policy.mode, maxAge: policy.maxAge, mx: policy.mx, extensions, text: policy.text };
+    return { url, fetched: true, ok: true, httpStatus: 200, contentType: 'text/plain', bytes, elapsedMs, mode: policy.mode, maxAge: policy.maxAge, mx: [...policy.mx], extensions, text: policy.text };
   }
   const details = isMtaStsError(lookup.error) ? lookup.error.details : {};
   const status = typeof details.status === 'number' ? details.status : undefined;

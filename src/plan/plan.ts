@@ -44,7 +44,10 @@ export interface MxCandidate {
 
 /** What the client does when no candidate is allowed. */
 export interface NoCandidateAction {
-  /** `defer`: temporary failure, retry later (policy re-checked then). `bounce`: permanent (null MX, RFC 7505). */
+  /**
+   * `defer`: temporary failure, retry later (policy re-checked then). `bounce`: permanent (null MX, RFC 7505, or
+   * NXDOMAIN) — never while an `enforce` policy applies (then a null MX or NXDOMAIN is deferred, RFC 8461 §5.1).
+   */
   action: 'defer' | 'bounce';
   reason: string;
 }
@@ -154,7 +157,16 @@ export function buildPlan(input: BuildPlanInput): DeliveryPlan {
     implicitMx: input.implicitMx === true,
   };
   if (allowed.length === 0) {
-    if (plan.nullMx) {
+    if ((plan.nullMx || input.domainNotFound) && enforce) {
+      // An enforce policy applies (typically cached and unexpired): a null MX or NXDOMAIN contradicts it and may be
+      // a spoofed DNS answer. §5.1: no permanent failure before the policy is re-checked; §3.3: the cached policy
+      // applies until it expires. So defer, never bounce: an attacker must not be able to cause bounces.
+      const what = plan.nullMx ? 'publishes a null MX (RFC 7505)' : 'does not exist (NXDOMAIN)';
+      plan.noCandidate = {
+        action: 'defer',
+        reason: `${input.domain} ${what} according to DNS, but an unexpired enforce policy applies to it; deferring rather than bouncing, the answer may be spoofed (RFC 8461 §5.1, §3.3)`,
+      };
+    } else if (plan.nullMx) {
       plan.noCandidate = { action: 'bounce', reason: `${input.domain} publishes a null MX and accepts no mail (RFC 7505)` };
     } else if (input.domainNotFound) {
       plan.noCandidate = { action: 'bounce', reason: `${input.domain} does not exist (NXDOMAIN)` };

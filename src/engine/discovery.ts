@@ -1,0 +1,229 @@
+/**
+ * Policy discovery with the cache (RFC 8461 §3.1–§3.3, §5.1, §10.2).
+ *
+ * One discovery per domain and mode at a time (single flight). The `_mta-sts` TXT record is checked first; the
+ * policy is fetched only when no unexpired policy is cached for the id it names, after asking tier 2 (a fleet member
+ * may have fetched it already) and the fleet's `fetch:<domain>` lease (a member holding it is waited for, briefly,
+ * never indefinitely). Whenever discovery does not complete successfully — a DNS or HTTPS error, a timeout, a
+ * backoff, an exception of ours — an unexpired cached policy applies (§3.3, §10.2: an attacker who blocks
+ * discovery cannot switch a known policy off).
+ */
+import { queryDns, type DnsResolver } from '../discovery/resolver.js';
+import type { FetchedPolicy } from '../discovery/fetch-policy.js';
+import { MtaStsError, isMtaStsError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { selectStsTxtRecord, type StsTxtRecord } from '../policy/txt-record.js';
+import { isUnexpired, toPolicy } from '../cache/entry.js';
+import type { CachedPolicy } from '../cache/store.js';
+import type { TieredPolicyCache } from '../cache/tiered.js';
+import type { PolicyLookup, PolicyStatus } from '../types.js';
+import { FetchBackoff } from './backoff.js';
+
+/**
+ * How a discovery runs. `used`: a delivery-path use (renews recency and last use). `fetch`: when to fetch the
+ * policy although an unexpired one is cached for the TXT id: never (`changed`), when it nears expiry (`due`), or
+ * always (`always`).
+ */
+export interface DiscoveryMode {
+  used: boolean;
+  fetch: 'changed' | 'due' | 'always';
+}
+
+export interface DiscoveryOptions {
+  cache: TieredPolicyCache;
+  resolver: DnsResolver;
+  fetch: (domain: string) => Promise<FetchedPolicy>;
+  now: () => number;
+  logger: Logger;
+  dnsTimeoutMs: number;
+  backoffMs: number;
+  txtCheckIntervalMs: number;
+  /** Lease time of `fetch:<domain>`, in ms (longer than one fetch). */
+  fetchLeaseMs: number;
+  /** How long to wait for a fleet member holding `fetch:<domain>`, in ms. */
+  fleetWaitMs: number;
+  /** `due` mode: is this cached policy due for a refetch? */
+  isDue: (entry: CachedPolicy) => boolean;
+  /** Called after a policy entered tier 1 (starts the refresh timer). */
+  onCached: () => void;
+}
+
+type TxtOutcome = { kind: 'record'; record: StsTxtRecord } | { kind: 'failed'; status: PolicyStatus; error?: MtaStsError };
+
+const FLEET_POLL_MS = 100;
+
+export class Discovery {
+  readonly #o: DiscoveryOptions;
+  readonly #backoff: FetchBackoff;
+  readonly #inflight = new Map<string, Promise<PolicyLookup>>();
+
+  constructor(options: DiscoveryOptions) {
+    this.#o = options;
+    this.#backoff = new FetchBackoff(options.cache, options.backoffMs, options.now);
+  }
+
+  /** Discovers the policy of a normalised domain. Never rejects: failures are in the result. */
+  lookup(domain: string, mode: DiscoveryMode): Promise<PolicyLookup> {
+    const key = `${domain}\0${mode.fetch}\0${mode.used}`;
+    let pending = this.#inflight.get(key);
+    if (!pending) {
+      // One discovery per domain and mode at a time, shared by every concurrent caller.
+      pending = this.#discover(domain, mode)
+        .catch((error: unknown) => this.#afterCrash(domain, error, mode.used))
+        .finally(() => this.#inflight.delete(key));
+      this.#inflight.set(key, pending);
+    }
+    return pending;
+  }
+
+  /**
+   * The answer when discovery cannot complete (caller's abort, an exception of ours): the unexpired cached policy
+   * when there is one (§3.3), else `status` with `error`.
+   */
+  async fallback(domain: string, error: MtaStsError | undefined, status: PolicyStatus, used: boolean, txtId?: string): Promise<PolicyLookup> {
+    const known = await this.#o.cache.known(domain, used);
+    const result: PolicyLookup = {
+      domain,
+      ...(known ? { status: 'policy', policy: toPolicy(known), source: 'stale-cache' } : { status, source: 'fetched' }),
+      ...(error ? { error } : {}),
+      ...(txtId !== undefined ? { txtId } : {}),
+    };
+    if (known) this.#o.logger.info?.('mta-sts: discovery did not complete, keeping the cached policy (RFC 8461 §3.3)', { domain, error: error?.code ?? 'no-record' });
+    return Object.freeze(result);
+  }
+
+  forget(domain: string): void {
+    this.#backoff.clear(domain);
+    this.#lastTxtCheck.delete(domain);
+  }
+
+  readonly #lastTxtCheck = new Map<string, number>();
+
+  async #discover(domain: string, mode: DiscoveryMode): Promise<PolicyLookup> {
+    const { cache, now } = this.#o;
+    if (mode.used) cache.touch(domain);
+    const local = cache.peek(domain);
+    const fresh = isUnexpired(local, now());
+    if (fresh && mode.fetch === 'changed' && this.#txtCheckedRecently(domain)) return cached(local, 'cache', local.id);
+    const txt = await this.#queryTxt(domain);
+    if (txt.kind === 'failed') return this.fallback(domain, txt.error, txt.status, mode.used);
+    const { record } = txt;
+    // §3.3: same id and still unexpired: the cached policy is current (unless a refetch is due or forced).
+    if (fresh && local.id === record.id && (mode.fetch === 'changed' || (mode.fetch === 'due' && !this.#o.isDue(local)))) return cached(local, 'cache', record.id);
+    if (mode.fetch !== 'always') {
+      // Tier 2 first: a fleet member (or this host before a restart) may hold the policy for this id already.
+      const shared = await cache.readShared(domain);
+      if (isUnexpired(shared, now()) && shared.id === record.id && !(mode.fetch === 'due' && this.#o.isDue(shared)) && !(fresh && local.id === record.id && shared.fetchedAt <= local.fetchedAt)) {
+        cache.adopt(domain, shared, mode.used);
+        this.#o.onCached();
+        return cached(shared, 'cache', record.id);
+      }
+    }
+    return this.#fetchAndStore(domain, record, mode.used);
+  }
+
+  #txtCheckedRecently(domain: string): boolean {
+    if (this.#o.txtCheckIntervalMs <= 0) return false;
+    const at = this.#lastTxtCheck.get(domain);
+    return at !== undefined && this.#o.now() - at < this.#o.txtCheckIntervalMs;
+  }
+
+  /** §3.1: the TXT record at `_mta-sts.<domain>` (CNAMEs followed by the resolver). §4.1: never a parent domain. */
+  async #queryTxt(domain: string): Promise<TxtOutcome> {
+    const name = `_mta-sts.${domain}`;
+    const answer = await queryDns(() => this.#o.resolver.resolveTxt(name), { name, type: 'TXT', domain }, this.#o.dnsTimeoutMs);
+    if (answer.kind === 'error') return { kind: 'failed', status: 'temp-error', error: answer.error }; // §3.3: SERVFAIL is not "no policy"
+    if (this.#o.txtCheckIntervalMs > 0) {
+      if (this.#lastTxtCheck.size >= 10_000) this.#lastTxtCheck.clear(); // bounded: an eviction only costs one query
+      this.#lastTxtCheck.set(domain, this.#o.now());
+    }
+    if (answer.kind === 'not-found') return { kind: 'failed', status: 'none' };
+    try {
+      const record = selectStsTxtRecord(answer.value);
+      return record === undefined ? { kind: 'failed', status: 'none' } : { kind: 'record', record };
+    } catch (error) {
+      // §3.1: not exactly one valid record: no usable record.
+      const err = isMtaStsError(error) ? new MtaStsError(error.code, error.message, { domain, cause: error.cause }) : new MtaStsError('MTASTS_TXT_INVALID', String(error), { domain });
+      return { kind: 'failed', status: 'invalid', error: err };
+    }
+  }
+
+  async #fetchAndStore(domain: string, record: StsTxtRecord, used: boolean): Promise<PolicyLookup> {
+    // §3.3: no refetch for the same id within the backoff after a failure (this process's or the fleet's).
+    const backoff = await this.#backoff.check(domain, record.id);
+    if (backoff) return this.fallback(domain, backoff, statusFor(backoff), used, record.id);
+    const lease = `fetch:${domain}`;
+    const lock = await this.#o.cache.tryLock(lease, this.#o.fetchLeaseMs);
+    try {
+      if (lock === 'busy') {
+        const waited = await this.#waitForFleet(domain, record.id, used);
+        if (waited) return waited;
+      }
+      const fetched = await this.#o.fetch(domain);
+      this.#backoff.clear(domain);
+      const fetchedAt = this.#o.now();
+      // §3.3: cache until max_age expires. §10.2: max_age 0 / mode none replace a cached policy (withdrawal).
+      const entry: CachedPolicy = { domain, id: record.id, policy: fetched.policy, text: fetched.text, fetchedAt, expiresAt: fetchedAt + fetched.policy.maxAge * 1000 };
+      await this.#o.cache.save(domain, entry, used);
+      this.#o.onCached();
+      this.#o.logger.debug?.('mta-sts: policy fetched', { domain, id: record.id, mode: fetched.policy.mode, maxAge: fetched.policy.maxAge, ms: fetched.elapsedMs });
+      return Object.freeze({ domain, status: 'policy', policy: toPolicy(entry), source: 'fetched', txtId: record.id });
+    } catch (error) {
+      const err = isMtaStsError(error) ? error : new MtaStsError('MTASTS_FETCH_FAILED', String(error), { domain, cause: error });
+      await this.#backoff.record(domain, record.id, err);
+      this.#o.logger.warn?.('mta-sts: policy fetch failed', { domain, code: err.code, message: err.message });
+      return this.fallback(domain, err, statusFor(err), used, record.id); // §3.3: a failed refetch keeps the cached policy
+    } finally {
+      if (lock === 'held') void this.#o.cache.unlock(lease);
+    }
+  }
+
+  /**
+   * Another member holds `fetch:<domain>`: poll tier 2 for its result, at most `fleetWaitMs` (a dead holder must not
+   * block delivery). Returns the adopted policy, a backoff when the holder failed, or undefined to fetch ourselves.
+   */
+  async #waitForFleet(domain: string, id: string, used: boolean): Promise<PolicyLookup | undefined> {
+    const { cache, now } = this.#o;
+    const deadline = Date.now() + this.#o.fleetWaitMs;
+    while (Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, Math.min(FLEET_POLL_MS, Math.max(1, deadline - Date.now()))));
+      const shared = await cache.readShared(domain, false);
+      if (isUnexpired(shared, now()) && shared.id === id) {
+        cache.adopt(domain, shared, used);
+        this.#o.onCached();
+        return cached(shared, 'cache', id);
+      }
+      const backoff = await this.#backoff.check(domain, id);
+      if (backoff) return this.fallback(domain, backoff, statusFor(backoff), used, id);
+    }
+    return undefined;
+  }
+
+  async #afterCrash(domain: string, error: unknown, used: boolean): Promise<PolicyLookup> {
+    const err = isMtaStsError(error) ? error : new MtaStsError('MTASTS_FETCH_FAILED', `unexpected failure: ${String(error)}`, { domain, cause: error });
+    this.#o.logger.error?.('mta-sts: discovery failed unexpectedly', { domain, error: String(error) });
+    try {
+      return await this.fallback(domain, err, 'fetch-error', used);
+    } catch {
+      try {
+        const local = this.#o.cache.peek(domain);
+        if (isUnexpired(local, this.#o.now())) return Object.freeze({ domain, status: 'policy', policy: toPolicy(local), source: 'stale-cache', error: err });
+      } catch {
+        // Nothing more to try: no known policy can be shown to apply.
+      }
+      return Object.freeze({ domain, status: 'fetch-error', source: 'fetched', error: err });
+    }
+  }
+}
+
+function cached(entry: CachedPolicy, source: 'cache', txtId: string): PolicyLookup {
+  return Object.freeze({ domain: entry.domain, status: 'policy', policy: toPolicy(entry), source, txtId });
+}
+
+/** The lookup status of a failed fetch (a backoff reports the failure it stands for). */
+export function statusFor(error: MtaStsError): PolicyStatus {
+  if (error.code === 'MTASTS_DNS_TEMPORARY') return 'temp-error';
+  if (error.code === 'MTASTS_FETCH_BACKOFF') return isMtaStsError(error.cause) ? statusFor(error.cause) : 'fetch-error';
+  return error.resultType === 'sts-policy-invalid' ? 'invalid' : 'fetch-error';
+}
+
