@@ -64,7 +64,7 @@ export function checkOptions(factory: string, options: unknown, spec: OptionSpec
     const value = (options as Record<string, unknown>)[key];
     if (!rule) {
       const similar = suggest(key, known);
-      issues.push({ option, value: describeValue(value), expected: 'no such option', hint: similar.length > 0 ? `did you mean ${similar.map((s) => (path ? `${path}.${s}` : s)).join(' or ')}?` : `known options: ${known.join(', ')}` });
+      issues.push({ option, value: describeValue(value), expected: 'no such option', hint: similar.length > 0 ? `did you mean ${orList(similar.map((s) => (path ? `${path}.${s}` : s)))}?` : `known options: ${known.join(', ')}` });
       continue;
     }
     if (value === undefined) continue;
@@ -306,4 +306,9 @@ function editDistance(a: string, b: string): number {
     }
   }
   return d[a.length]![b.length]!;
+}
+
+/** `a`, `a or b`, `a, b or c`. */
+function orList(items: readonly string[]): string {
+  return items.length <= 1 ? (items[0] ?? '') : `${items.slice(0, -1).join(', ')} or ${items[items.length - 1]}`;
 }

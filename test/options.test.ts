@@ -37,7 +37,7 @@ describe('createMtaSts() validates every option at creation', () => {
     ['dnsServers: a host name', { dnsServers: ['dns.example'] }, 'dnsServers', /"dns.example" is not an IP address/],
     ['a resolver without resolve4/resolve6', { resolver: { resolveTxt: resolver.resolveTxt, resolveMx: resolver.resolveMx } }, 'resolver', /missing resolve4\(\), resolve6\(\)/],
     ['unknown key dnsServer', { dnsServer: ['127.0.0.1'] }, 'dnsServer', /unknown option dnsServer \(did you mean dnsServers\?\)/],
-    ['unknown key timeout', { timeout: 5000 }, 'timeout', /unknown option timeout \(did you mean dnsTimeoutMs or fetchTimeoutMs\?\)/],
+    ['unknown key timeout', { timeout: 5000 }, 'timeout', /unknown option timeout \(did you mean dnsTimeoutMs, fetchTimeoutMs or storeTimeoutMs\?\)/],
     ['fetchTimeoutMs: NaN', { fetchTimeoutMs: Number.NaN }, 'fetchTimeoutMs', /from 1 to 600000 \(ms\), got NaN/],
     ['store without set', { store: { get: () => undefined } }, 'store', /missing set\(\), delete\(\)/],
     ['logger: "console"', { logger: 'console' }, 'logger', /must be a logger/],
