@@ -235,8 +235,10 @@ export interface TlsRptReporter {
   /** Feed session outcomes here (see {@link TlsRptAggregator}). */
   readonly recorder: TlsRptAggregator;
   /**
-   * Sends every report of a closed day now, ignoring delay, jitter and backoff (for tests and CLIs). Failures still
-   * count as attempts, so a report that keeps failing is dropped after `retry.attempts` flushes.
+   * Sends every report of a closed day now, ignoring delay, jitter and backoff (for tests and CLIs). A failure
+   * ahead of the report's next scheduled attempt is reported (`failed` with `counted: false`) but does not count,
+   * so repeated runs never drop a report before its retry window (RFC 8460 §5.5) is over. Safe against a spool
+   * that live processes are writing to: only the counts that were sent are removed (`TlsRptStore.settle`).
    */
   flush(): Promise<FlushResult>;
   /** Preview of the reports not sent yet (closed and current days), including unflushed counts. */
