@@ -4,12 +4,11 @@
  *
  * The lock is `<record>.lock`, created with `O_CREAT | O_EXCL` (atomic on local file systems) and holding
  * `<pid> <host> <ms>`. It is held for one read-modify-write (milliseconds), never across a network delivery. A lock
- * whose process is gone (same host, `kill(pid, 0)` fails) or that is older than `staleMs` is broken: it is renamed
- * to a unique name first (only one breaker wins the rename), and restored when what was renamed turns out to be a
- * fresh lock of someone else.
+ * whose process is gone (same host, `kill(pid, 0)` fails) or that is older than `staleMs` was left by a crash and
+ * is removed (see {@link breakIfStale}: breakers take turns and re-check the very file they judged stale). Lock
+ * files need a local file system (O_EXCL is not reliable on old NFS).
  */
-import { randomBytes } from 'node:crypto';
-import { link, mkdir, open, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { mkdir, open, stat, unlink } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import { TlsRptError } from './errors.js';
@@ -33,35 +32,66 @@ function processAlive(pid: number): boolean {
   }
 }
 
-async function isStale(lock: string, staleMs: number): Promise<string | undefined> {
-  let content: string;
-  let mtimeMs: number;
+interface LockInfo {
+  content: string;
+  ino: number;
+  mtimeMs: number;
+}
+
+/** Reads a lock file through one descriptor, so content, inode and age belong to the same file. */
+async function readLock(lock: string): Promise<LockInfo | undefined> {
+  let handle;
   try {
-    [content, { mtimeMs }] = await Promise.all([readFile(lock, 'utf8'), stat(lock)]);
+    handle = await open(lock, 'r');
   } catch {
     return undefined; // gone meanwhile: just retry
   }
-  const [pid, host] = content.trim().split(' ');
-  const owner = Number(pid);
-  if (host === HOST && Number.isSafeInteger(owner) && owner > 0 && owner !== process.pid && !processAlive(owner)) return content;
-  if (Date.now() - mtimeMs > staleMs) return content;
-  return undefined;
+  try {
+    const [content, info] = await Promise.all([handle.readFile('utf8'), handle.stat()]);
+    return { content, ino: info.ino, mtimeMs: info.mtimeMs };
+  } catch {
+    return undefined;
+  } finally {
+    await handle.close();
+  }
 }
 
-/** Breaks a stale lock; true when the caller should retry at once. */
-async function breakLock(lock: string, staleContent: string): Promise<boolean> {
-  const aside = `${lock}.${randomBytes(4).toString('hex')}.broken`;
+/** Left by a crash: the owner (on this host) is gone, or the lock is older than any write could take. */
+function isStale(info: LockInfo, staleMs: number): boolean {
+  const [pid, host] = info.content.trim().split(' ');
+  const owner = Number(pid);
+  if (host === HOST && Number.isSafeInteger(owner) && owner > 0 && owner !== process.pid && !processAlive(owner)) return true;
+  return Date.now() - info.mtimeMs > staleMs;
+}
+
+/**
+ * Removes `lock` when it is stale. Breakers are serialised by `<lock>.break` (O_EXCL), and the lock is removed only
+ * when the file at the path is still the one judged stale: nobody else can replace a lock file that exists, and
+ * its owner is gone, so no live lock is ever removed. Returns true when the caller should retry at once.
+ */
+async function breakIfStale(lock: string, staleMs: number): Promise<boolean> {
+  const info = await readLock(lock);
+  if (!info) return true;
+  if (!isStale(info, staleMs)) return false;
+  const breaker = `${lock}.break`;
   try {
-    await rename(lock, aside);
+    await (await open(breaker, 'wx', 0o600)).close();
   } catch {
-    return true; // someone else broke or released it
+    // Another process is breaking it; a breaker left by a crash is itself stale after a few seconds.
+    const held = await stat(breaker).catch(() => undefined);
+    if (held && Date.now() - held.mtimeMs > BREAKER_STALE_MS) await unlink(breaker).catch(() => undefined);
+    return false;
   }
-  const content = await readFile(aside, 'utf8').catch(() => '');
-  // Another breaker may have replaced the stale lock by its own between our read and our rename: put it back.
-  if (content !== staleContent) await link(aside, lock).catch(() => undefined);
-  await unlink(aside).catch(() => undefined);
+  try {
+    const again = await readLock(lock);
+    if (again && again.ino === info.ino && isStale(again, staleMs)) await unlink(lock).catch(() => undefined);
+  } finally {
+    await unlink(breaker).catch(() => undefined);
+  }
   return true;
 }
+
+const BREAKER_STALE_MS = 5_000;
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
@@ -89,8 +119,7 @@ export async function acquireSpoolLock(file: string, options: SpoolLockOptions):
       }
       if (code !== 'EEXIST') throw new TlsRptError('TLSRPT_STORE_FAILED', `locking ${file} failed: ${(error as Error).message}`, { cause: error, details: { path: lock } });
     }
-    const stale = await isStale(lock, options.staleMs);
-    if (stale !== undefined && (await breakLock(lock, stale))) continue;
+    if (await breakIfStale(lock, options.staleMs)) continue;
     if (Date.now() >= deadline) {
       throw new TlsRptError('TLSRPT_STORE_FAILED', `spool record ${file} stayed locked for ${options.timeoutMs} ms (another process holds ${lock})`, { details: { path: lock } });
     }
