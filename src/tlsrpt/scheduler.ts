@@ -346,6 +346,21 @@ export function createTlsRptReporter(options: TlsRptReporterOptions): TlsRptRepo
     await sendTlsRptMail(transport, report, gz, { from: mailFrom, to: destination.address, submitter, filename, ...(options.dkim ? { dkim: options.dkim } : {}) });
   };
 
+  /** §3: the reporter MAY deliver to each destination; the report is delivered once one of them accepts. */
+  const deliverAll = async (usable: TlsRptDestination[], report: TlsRptReport, gz: Buffer, key: DomainDayKey, filename: string): Promise<{ delivered: string[]; failures: TlsRptDestinationFailure[] }> => {
+    const delivered: string[] = [];
+    const failures: TlsRptDestinationFailure[] = [];
+    for (const destination of usable) {
+      try {
+        await deliverTo(destination, report, gz, key, filename);
+        delivered.push(destination.uri);
+      } catch (error) {
+        failures.push({ uri: destination.uri, error: toTlsRptError(error, isUsageError(error) ? 'TLSRPT_INVALID_OPTIONS' : 'TLSRPT_DELIVERY_FAILED', `delivery to ${destination.uri} failed`, { domain: key.policyDomain }) });
+      }
+    }
+    return { delivered, failures };
+  };
+
   /** One (day, domain): decides, delivers, updates the store, records the outcome in `result`. */
   const processOne = async (key: DomainDayKey, force: boolean, result: FlushResult): Promise<void> => {
     const record = await store.get(key);
@@ -370,20 +385,16 @@ export function createTlsRptReporter(options: TlsRptReporterOptions): TlsRptRepo
 
     const fail = async (error: TlsRptError, failures: TlsRptDestinationFailure[]): Promise<void> => {
       const current = state as DeliveryState;
-      if (t < current.nextAttemptAt) {
-        // A forced attempt ahead of schedule (flush(), the CLI): reported, but it neither counts nor reschedules,
-        // so running the CLI repeatedly never drops a report before its retry window is over.
+      const step = retryStep(current, t, { attempts, baseDelayMs, maxAgeMs });
+      if (step.kind === 'uncounted') {
         await store.setDelivery(key, { ...current, lastError: error.message });
         const event: TlsRptFailedEvent = { type: 'failed', day: key.day, policyDomain: key.policyDomain, reportId, attempt: current.attempts, nextAttemptAt: current.nextAttemptAt, counted: false, error, failures };
         result.failed.push(event);
         emit(event);
         return;
       }
-      const attempt = current.attempts + 1;
-      const firstAttemptAt = current.firstAttemptAt ?? t;
-      // §5.5: retry with exponential backoff, for a bounded time.
-      const nextAttemptAt = t + baseDelayMs * 2 ** (attempt - 1);
-      if (attempt >= attempts || nextAttemptAt - firstAttemptAt > maxAgeMs) {
+      const { attempt, firstAttemptAt, nextAttemptAt } = step;
+      if (step.kind === 'drop') {
         await finish();
         const hours = Math.round(((t - firstAttemptAt) / 3_600_000) * 10) / 10;
         const event: TlsRptDroppedEvent = { type: 'dropped', day: key.day, policyDomain: key.policyDomain, reportId, reason: 'retries-exhausted', attempts: attempt, error };
@@ -437,17 +448,7 @@ export function createTlsRptReporter(options: TlsRptReporterOptions): TlsRptRepo
     }
     const filename = tlsRptFileName({ submitter, policyDomain: key.policyDomain, dateRange, uniqueId: state.uniqueId });
 
-    // §3: the reporter MAY deliver to each destination; delivered once one of them accepts.
-    const delivered: string[] = [];
-    const failures: TlsRptDestinationFailure[] = [];
-    for (const destination of usable) {
-      try {
-        await deliverTo(destination, report, gz, key, filename);
-        delivered.push(destination.uri);
-      } catch (error) {
-        failures.push({ uri: destination.uri, error: toTlsRptError(error, isUsageError(error) ? 'TLSRPT_INVALID_OPTIONS' : 'TLSRPT_DELIVERY_FAILED', `delivery to ${destination.uri} failed`, { domain: key.policyDomain }) });
-      }
-    }
+    const { delivered, failures } = await deliverAll(usable, report, gz, key, filename);
     if (delivered.length === 0 && failures.length > 0 && failures.every((f) => isUsageError(f.error))) {
       // Nothing was attempted: a configuration error is not a delivery failure and must never drop a report.
       const event: TlsRptNotAttemptedEvent = { type: 'not-attempted', day: key.day, policyDomain: key.policyDomain, reportId, error: failures[0]!.error, failures };
@@ -562,6 +563,24 @@ export function createTlsRptReporter(options: TlsRptReporterOptions): TlsRptRepo
       if (lost) throw lost;
     },
   };
+}
+
+/**
+ * What a failed attempt does to a report's schedule (RFC 8460 §5.5: retry with exponential backoff for a bounded
+ * time). An attempt ahead of the schedule (a forced `flush()`, the CLI) is `uncounted`: it neither counts nor
+ * reschedules, so running the CLI repeatedly never drops a report before its retry window is over.
+ */
+export function retryStep(
+  state: DeliveryState,
+  t: number,
+  retry: { attempts: number; baseDelayMs: number; maxAgeMs: number },
+): { kind: 'uncounted' } | { kind: 'retry' | 'drop'; attempt: number; firstAttemptAt: number; nextAttemptAt: number } {
+  if (t < state.nextAttemptAt) return { kind: 'uncounted' };
+  const attempt = state.attempts + 1;
+  const firstAttemptAt = state.firstAttemptAt ?? t;
+  const nextAttemptAt = t + retry.baseDelayMs * 2 ** (attempt - 1);
+  const drop = attempt >= retry.attempts || nextAttemptAt - firstAttemptAt > retry.maxAgeMs;
+  return { kind: drop ? 'drop' : 'retry', attempt, firstAttemptAt, nextAttemptAt };
 }
 
 /** Errors of configuration or usage (not of a delivery): they never count as delivery attempts. */
