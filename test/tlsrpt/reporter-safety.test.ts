@@ -26,7 +26,18 @@ beforeAll(async () => {
   world.dns.setRecords('_smtp._tls.mailrua.test', { txt: ['v=TLSRPTv1; rua=mailto:tlsrpt@mailrua.test'] });
   world.dns.setRecords('_smtp._tls.down.test', { txt: ['v=TLSRPTv1; rua=https://tlsrpt.down.test/'] });
   world.addHttpsHost('tlsrpt.down.test', { handler: (_req, res) => res.writeHead(503).end() });
+  world.dns.setRecords('_smtp._tls.late.test', { txt: ['v=TLSRPTv1; rua=https://tlsrpt.late.test/'] });
+  world.addHttpsHost('tlsrpt.late.test', {
+    handler: (_req, res) => {
+      // Another writer of the same store records late sessions of the reported day while the report is in flight.
+      const writer = lateWriter;
+      if (!writer) return void res.writeHead(200).end();
+      for (let i = 0; i < 3; i++) writer.record({ policy: stsPolicy('late.test'), at: DAY_START + 23 * HOUR, success: true });
+      void writer.flush().then(() => res.writeHead(200).end());
+    },
+  });
 });
+let lateWriter: TlsRptAggregator | undefined;
 afterAll(async () => {
   await world.close();
 });
@@ -141,6 +152,22 @@ describe('RFC 8460 §5.5: a report is dropped only after its retry window, never
     expect(last.dropped).toEqual([expect.objectContaining({ type: 'dropped', reason: 'retries-exhausted', attempts: 3, policyDomain: 'down.test' })]);
     expect(await r.pending()).toEqual([]);
     expect(events.filter((e) => e.type === 'dropped')).toHaveLength(1);
+  });
+});
+
+describe('sending while another writer records the same day', () => {
+  it('sessions merged while the report was delivered stay for a new report (settle, not delete)', async () => {
+    const store = new MemoryTlsRptStore();
+    const { r, clock: c } = reporter({ store });
+    for (let i = 0; i < 5; i++) r.recorder.record({ policy: stsPolicy('late.test'), at: DAY_START + 9 * HOUR, success: true });
+    lateWriter = new TlsRptAggregator({ store, now: () => DAY_START + 23 * HOUR + 30 * 60_000, flushDelayMs: 60_000 });
+    c.set(DAY_START + 30 * HOUR);
+    const first = await r.flush();
+    lateWriter = undefined;
+    expect(first.sent.map((e) => e.report.policies[0]!.summary['total-successful-session-count'])).toEqual([5]);
+    const second = await r.flush();
+    expect(second.sent.map((e) => e.report.policies[0]!.summary['total-successful-session-count'])).toEqual([3]);
+    expect(second.sent[0]!.reportId).not.toBe(first.sent[0]!.reportId);
   });
 });
 
