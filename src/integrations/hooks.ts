@@ -340,18 +340,18 @@ export class MtaStsHooks extends EventEmitter {
   recordOutcome(candidate: MxCandidate, result: SessionVerdict | OutcomeInput, context: SessionContext = {}): SessionOutcome {
     const plan = this.requirePlan(candidate, context);
     const policy = policyRef(plan);
-    const { success, resultType, failureReasonCode } = judgeOutcome(plan, candidate, result);
+    const judged = judgeOutcome(plan, candidate, result);
+    const success = judged.success;
     const outcome: SessionOutcome = { policy, at: this.now(), success };
-    if (!success) {
+    if (!judged.success) {
       const ip = context.ip ?? ('ip' in result ? result.ip : undefined);
-      const sendingMtaIp = context.sendingMtaIp;
       outcome.failure = {
-        resultType,
+        resultType: judged.resultType,
         receivingMxHostname: candidate.host,
         ...(ip !== undefined ? { receivingIp: ip } : {}),
-        ...(sendingMtaIp !== undefined ? { sendingMtaIp } : {}),
+        ...(context.sendingMtaIp !== undefined ? { sendingMtaIp: context.sendingMtaIp } : {}),
         ...(context.receivingMxHelo !== undefined ? { receivingMxHelo: context.receivingMxHelo } : {}),
-        failureReasonCode,
+        failureReasonCode: judged.failureReasonCode,
       };
     }
     try {
@@ -423,7 +423,7 @@ export function createMtaStsHooks(options: MtaStsHooksOptions = {}): MtaStsHooks
  *   failure, its reason marked `+fallback-to-cached-policy`, so the domain learns its policy host is failing
  *   although mail still flows under the cached policy. A session that failed TLS keeps its TLS result type.
  */
-function judgeOutcome(plan: DeliveryPlan, candidate: MxCandidate, result: SessionVerdict | OutcomeInput): { success: boolean; resultType: TlsRptResultType; failureReasonCode: string } {
+function judgeOutcome(plan: DeliveryPlan, candidate: MxCandidate, result: SessionVerdict | OutcomeInput): { success: true } | { success: false; resultType: TlsRptResultType; failureReasonCode: string } {
   const lookup = plan.lookup;
   const lookupError = lookup.error;
   if (plan.mode === 'none' && (lookup.status === 'fetch-error' || lookup.status === 'invalid') && lookupError?.resultType) {
@@ -431,7 +431,7 @@ function judgeOutcome(plan: DeliveryPlan, candidate: MxCandidate, result: Sessio
   }
   const fellBack = plan.mode !== 'none' && lookup.source === 'stale-cache' && lookupError !== undefined;
   if (result.success) {
-    if (!fellBack) return { success: true, resultType: 'validation-failure', failureReasonCode: '' };
+    if (!fellBack) return { success: true };
     return { success: false, resultType: lookupError.resultType ?? 'sts-policy-fetch-error', failureReasonCode: markFallbackToCachedPolicy(policyFailureReason(lookupError)) };
   }
   const resultType = result.resultType ?? 'validation-failure';
