@@ -41,6 +41,7 @@ import { planForReportDelivery, type DeliveryPlan, type EffectiveMode, type MxCa
 import { sharedSecureContext, type MxTlsOptions } from '../tls/connect-options.js';
 import { isProtocolVersionError, resultTypeForTlsError } from '../tls/tls-errors.js';
 import { verifyTls, type TlsSessionInfo, type TlsVerification } from '../tls/verify.js';
+import { markFallbackToCachedPolicy, policyFailureReason, sessionFailureReason } from '../tlsrpt/reason-codes.js';
 import type { SessionOutcome, TlsRptPolicyRef, TlsRptRecorder } from '../tlsrpt/types.js';
 import type { PolicySource } from '../types.js';
 
@@ -372,13 +373,15 @@ export class MtaStsHooks extends EventEmitter {
   handshakeFailed(candidate: MxCandidate, error: unknown, context: SessionContext = {}): SessionVerdict {
     const plan = this.requirePlan(candidate, context);
     const { resultType, code, reason } = classifyTlsFailure(candidate.host, error, context.tlsSocket ?? undefined);
+    const reply = (error as { responseCode?: unknown } | null)?.responseCode;
     const mode = plan.mode;
     const plaintextFallback = this.plaintextFallback && context.plaintextFallback !== false && mode !== 'enforce' && !candidate.requireTls && candidate.allowed;
     this.noteFailure(plan, { mx: candidate.host, ...(context.ip !== undefined ? { ip: context.ip } : {}), resultType, reason });
     const verification: TlsVerification = { ok: false, resultType, reason };
     const verdict: SessionVerdict = { proceed: false, verdict: verification, domain: plan.domain, mx: candidate.host, mode, success: false, resultType, reason, plaintextFallback };
     if (context.ip !== undefined) verdict.ip = context.ip;
-    if (code !== undefined) verdict.failureReasonCode = code;
+    // RFC 8460 §4.3: a short, stable reason (the TLS error code, or what is known of a refused STARTTLS).
+    verdict.failureReasonCode = sessionFailureReason({ resultType, ...(code !== undefined ? { code } : {}), ...(typeof reply === 'number' ? { starttlsReply: reply } : {}) });
     this.emitDecision({
       stage: 'session',
       action: mode === 'enforce' || !plaintextFallback ? 'refuse' : 'fallback-plaintext',
@@ -402,24 +405,18 @@ export class MtaStsHooks extends EventEmitter {
   recordOutcome(candidate: MxCandidate, result: SessionVerdict | OutcomeInput, context: SessionContext = {}): SessionOutcome {
     const plan = this.requirePlan(candidate, context);
     const policy = policyRef(plan);
-    let success = result.success;
-    let resultType = result.resultType;
-    const lookupError = plan.lookup.error;
-    if (plan.mode === 'none' && plan.lookup.status !== 'policy' && (plan.lookup.status === 'fetch-error' || plan.lookup.status === 'invalid') && lookupError?.resultType) {
-      // §4.3.2: the domain advertises a policy that could not be used: a policy failure for every session.
-      success = false;
-      resultType = lookupError.resultType;
-    }
+    const judged = judgeOutcome(plan, candidate, result);
+    const success = judged.success;
     const outcome: SessionOutcome = { policy, at: this.now(), success };
-    if (!success) {
+    if (!judged.success) {
       const ip = context.ip ?? ('ip' in result ? result.ip : undefined);
       outcome.failure = {
-        resultType: resultType ?? 'validation-failure',
+        resultType: judged.resultType,
         receivingMxHostname: candidate.host,
         ...(ip !== undefined ? { receivingIp: ip } : {}),
         ...(context.sendingMtaIp !== undefined ? { sendingMtaIp: context.sendingMtaIp } : {}),
         ...(context.receivingMxHelo !== undefined ? { receivingMxHelo: context.receivingMxHelo } : {}),
-        ...(result.failureReasonCode !== undefined ? { failureReasonCode: result.failureReasonCode } : {}),
+        failureReasonCode: judged.failureReasonCode,
       };
     }
     try {
@@ -522,6 +519,41 @@ export function createMtaStsHooks(options: MtaStsHooksOptions = {}): MtaStsHooks
   return new MtaStsHooks(options);
 }
 
+/**
+ * What a session counts as in TLS-RPT: success, or the RFC 8460 §4.3 result type and a short, stable
+ * `failure-reason-code` (see `tlsrpt/reason-codes`).
+ * - The domain advertises a policy that could not be used (fetch error, invalid): a policy failure for every
+ *   session (§4.3.2), with the policy error's reason (`http status 404`, `policy syntax error`, ...).
+ * - The session ran under a cached policy because refreshing it failed (RFC 8461 §3.3): counted as that policy
+ *   failure, its reason marked `+fallback-to-cached-policy`, so the domain learns its policy host is failing
+ *   although mail still flows under the cached policy. A session that failed TLS keeps its TLS result type.
+ */
+function judgeOutcome(plan: DeliveryPlan, candidate: MxCandidate, result: SessionVerdict | OutcomeInput): { success: true } | { success: false; resultType: TlsRptResultType; failureReasonCode: string } {
+  const lookup = plan.lookup;
+  const lookupError = lookup.error;
+  if (plan.mode === 'none' && (lookup.status === 'fetch-error' || lookup.status === 'invalid') && lookupError?.resultType) {
+    return { success: false, resultType: lookupError.resultType, failureReasonCode: policyFailureReason(lookupError) ?? lookupError.resultType };
+  }
+  const fellBack = plan.mode !== 'none' && lookup.source === 'stale-cache' && lookupError !== undefined;
+  if (result.success) {
+    if (!fellBack) return { success: true };
+    return { success: false, resultType: lookupError.resultType ?? 'sts-policy-fetch-error', failureReasonCode: markFallbackToCachedPolicy(policyFailureReason(lookupError)) };
+  }
+  const resultType = result.resultType ?? 'validation-failure';
+  const verification = 'verdict' in result ? result.verdict : undefined;
+  // The candidate's own result type (not the TLS one) means the MX host is not covered by the policy (RFC 8461 §4.1).
+  const notInPolicy = candidate.matched === false && (!candidate.allowed || verification === undefined || verification.ok);
+  const reason =
+    (notInPolicy ? undefined : result.failureReasonCode) ??
+    sessionFailureReason({
+      resultType,
+      notInPolicy,
+      ...(verification?.protocol ? { protocol: verification.protocol } : {}),
+      ...(verification?.reason ? { reason: verification.reason } : {}),
+    });
+  return { success: false, resultType, failureReasonCode: fellBack ? markFallbackToCachedPolicy(reason) : reason };
+}
+
 /** The RFC 8460 policy a plan's sessions are reported under. */
 export function policyRef(plan: DeliveryPlan): TlsRptPolicyRef {
   const lookup = plan.lookup;
@@ -529,16 +561,37 @@ export function policyRef(plan: DeliveryPlan): TlsRptPolicyRef {
     return {
       type: 'sts',
       domain: plan.domain,
-      policyString: lookup.policy.text
-        .split(/\r?\n/)
-        .map((line) => line.trim())
-        .filter((line) => line.length > 0),
+      policyString: policyLines(lookup.policy.text),
       mxHost: [...lookup.policy.mx],
     };
   }
-  if (lookup.status === 'fetch-error' || lookup.status === 'invalid') return { type: 'sts', domain: plan.domain };
+  if (lookup.status === 'fetch-error' || lookup.status === 'invalid') {
+    // RFC 8460 §4.4: the policy-string "including any errors": the text that failed to parse, when one was fetched.
+    const text = policyTextOf(lookup.error);
+    return { type: 'sts', domain: plan.domain, ...(text !== undefined ? { policyString: policyLines(text) } : {}) };
+  }
   return { type: 'no-policy-found', domain: plan.domain };
 }
+
+/** One array element per non-empty line (RFC 8460 §4.4 `policy-string`). */
+function policyLines(text: string): string[] {
+  return text
+    .split(/\r?\n/)
+    .map((line) => line.trim())
+    .filter((line) => line.length > 0);
+}
+
+/** The fetched policy text a discovery error carries (`details.policyText`, also through a backoff's `cause`). */
+function policyTextOf(error: unknown, depth = 0): string | undefined {
+  if (typeof error !== 'object' || error === null || depth > 3) return undefined;
+  const e = error as { details?: Record<string, unknown>; cause?: unknown };
+  const text = e.details?.policyText;
+  if (typeof text === 'string') return text.slice(0, MAX_REPORTED_POLICY_CHARS);
+  return policyTextOf(e.cause, depth + 1);
+}
+
+/** Longest invalid policy text put in a report (the aggregation cap `maxPolicyStringLength` applies as well). */
+const MAX_REPORTED_POLICY_CHARS = 8192;
 
 /** The error code of a TLS or SMTP-client error, looking through `originalCode` (Nodemailer) and `cause`. */
 export function codeOf(error: unknown, depth = 0): string | undefined {

@@ -242,6 +242,29 @@ export function mergeDomainDayCounts(base: DomainDayCounts | undefined, delta: D
   return acc.toCounts();
 }
 
+/**
+ * `current` minus `sent` (pure): what was counted for the day after `sent` was read, e.g. late sessions merged by
+ * another process while `sent` was being delivered. Policies and failure details are matched by identity; counts
+ * never go below zero; what becomes empty is left out. A store's `settle` keeps the remainder as a new record.
+ */
+export function subtractDomainDayCounts(current: DomainDayCounts, sent: DomainDayCounts): DomainDayCounts {
+  const sentPolicies = new Map(sent.policies.map((p) => [policyKey(p.policy), p]));
+  const policies: AggregatedPolicy[] = [];
+  for (const p of current.policies) {
+    const s = sentPolicies.get(policyKey(p.policy));
+    if (!s) {
+      policies.push(structuredClone(p));
+      continue;
+    }
+    const sentFailures = new Map(s.failures.map((f) => [failureKey(f), f.count]));
+    const failures = p.failures.map((f) => ({ ...f, count: Math.max(0, f.count - (sentFailures.get(failureKey(f)) ?? 0)) })).filter((f) => f.count > 0);
+    const successCount = Math.max(0, p.successCount - s.successCount);
+    const failureCount = Math.max(0, p.failureCount - s.failureCount);
+    if (successCount + failureCount > 0) policies.push({ policy: structuredClone(p.policy), successCount, failureCount, failures });
+  }
+  return { day: current.day, policyDomain: current.policyDomain, policies };
+}
+
 /** Total sessions (successful + failed) in `counts`. */
 export function totalSessions(counts: DomainDayCounts): number {
   return counts.policies.reduce((n, p) => n + p.successCount + p.failureCount, 0);

@@ -127,7 +127,28 @@ export async function composeTlsRptMail(report: TlsRptReport, gzipped: Uint8Arra
   }).compile();
   // §5.3: the top-level media type is multipart/report with report-type "tlsrpt" (Nodemailer would say mixed).
   node.setHeader('Content-Type', 'multipart/report; report-type=tlsrpt');
+  quoteAttachmentName(node, options.filename);
   return node.build();
+}
+
+/** A §5.1 file name that fits one quoted MIME parameter: printable ASCII without quotes or backslashes. */
+const QUOTABLE_NAME = /^[\x20-\x7e]+$/;
+
+/**
+ * Writes the attachment's name as one quoted parameter, `filename="<name>"` (and `name="<name>"` in its
+ * Content-Type), as the RFC 8460 §5.3 example and the large report senders do. Nodemailer would split a name this
+ * long into RFC 2231 continuations (`filename*0=…; filename*1=…`), which some report parsers do not reassemble.
+ */
+function quoteAttachmentName(root: { childNodes?: unknown[] }, filename: string): void {
+  if (!QUOTABLE_NAME.test(filename) || /["\\]/.test(filename)) {
+    throw new TlsRptError('TLSRPT_REPORT_INVALID', `report file name ${JSON.stringify(filename)} is not printable ASCII without quotes (RFC 8460 §5.1)`);
+  }
+  type Node = { filename?: string; childNodes?: Node[]; setHeader(key: string, value: unknown): void };
+  const attachment = ((root.childNodes ?? []) as Node[]).find((child) => child.filename === filename);
+  if (!attachment) return;
+  // `prepared` headers are emitted as given (folded only at whitespace, never inside the quoted name).
+  attachment.setHeader('Content-Type', { prepared: true, foldLines: true, value: `${TLSRPT_GZIP_MEDIA_TYPE}; name="${filename}"` });
+  attachment.setHeader('Content-Disposition', { prepared: true, foldLines: true, value: `attachment; filename="${filename}"` });
 }
 
 /**

@@ -32,7 +32,10 @@
  *   Reported through the store's `onCorrupt` callback / the reporter's `spool-corrupt` event, never thrown to the
  *   code that records sessions.
  * - `TLSRPT_STORE_FAILED`: the store threw (disk full, permissions). Recorded counts stay in memory and are written
- *   on the next flush; look at `cause`.
+ *   on the next flush; look at `cause`. From `reporter.close()`: the counts could not be written and are lost
+ *   (`details.unpersistedSessions`).
+ * - `TLSRPT_INVALID_OPTIONS`: an option of the reporter is unusable (e.g. a `mailTransport` Nodemailer cannot
+ *   create a transport from). A configuration error: fix it; a report is never counted as attempted because of it.
  */
 export type TlsRptErrorCode =
   | 'TLSRPT_INVALID_DOMAIN'
@@ -46,7 +49,8 @@ export type TlsRptErrorCode =
   | 'TLSRPT_TOO_LARGE'
   | 'TLSRPT_REPORT_INVALID'
   | 'TLSRPT_SPOOL_CORRUPT'
-  | 'TLSRPT_STORE_FAILED';
+  | 'TLSRPT_STORE_FAILED'
+  | 'TLSRPT_INVALID_OPTIONS';
 
 /** All codes, for exhaustiveness checks and documentation tables. */
 export const TLSRPT_ERROR_CODES: readonly TlsRptErrorCode[] = Object.freeze([
@@ -62,6 +66,7 @@ export const TLSRPT_ERROR_CODES: readonly TlsRptErrorCode[] = Object.freeze([
   'TLSRPT_REPORT_INVALID',
   'TLSRPT_SPOOL_CORRUPT',
   'TLSRPT_STORE_FAILED',
+  'TLSRPT_INVALID_OPTIONS',
 ]);
 
 const TEMPORARY_CODES: ReadonlySet<TlsRptErrorCode> = new Set<TlsRptErrorCode>([

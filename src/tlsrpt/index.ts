@@ -62,7 +62,9 @@ export type { BuildTlsRptReportInput, TlsRptFileNameInput, TlsRptReportIdInput }
 export { TLSRPT_REPORT_JSON_SCHEMA } from './report-schema.js';
 export { isTlsRptRecordCandidate, lookupTlsRptRecord, parseTlsRptRecord, selectTlsRptRecord } from './discovery.js';
 export type { LookupTlsRptRecordOptions, TlsRptDestination, TlsRptIgnoredUri, TlsRptRecord } from './discovery.js';
-export { DEFAULT_AGGREGATION_LIMITS, TRUNCATED_FAILURE_REASON, mergeDomainDayCounts, parseDomainDayCounts, totalSessions } from './aggregate.js';
+export { DEFAULT_AGGREGATION_LIMITS, TRUNCATED_FAILURE_REASON, mergeDomainDayCounts, parseDomainDayCounts, subtractDomainDayCounts, totalSessions } from './aggregate.js';
+export { FALLBACK_TO_CACHED_POLICY, markFallbackToCachedPolicy, policyFailureReason, sessionFailureReason } from './reason-codes.js';
+export type { PolicyErrorLike, SessionFailureFacts } from './reason-codes.js';
 export type { AggregationLimits, DomainDayCounts, DomainDayKey } from './aggregate.js';
 export { TlsRptAggregator, currentReportDelivery, runAsReportDelivery } from './recorder.js';
 export type { DroppedOutcomeReason, ReportDeliveryContext, TlsRptAggregatorOptions, TlsRptAggregatorStats } from './recorder.js';
@@ -97,10 +99,12 @@ export type {
   TlsRptDroppedEvent,
   TlsRptEvent,
   TlsRptFailedEvent,
+  TlsRptNotAttemptedEvent,
   TlsRptReporter,
   TlsRptReporterOptions,
   TlsRptRetryOptions,
   TlsRptSentEvent,
   TlsRptSkippedNoRecordEvent,
   TlsRptSkippedNoTransportEvent,
+  TlsRptWarningEvent,
 } from './scheduler.js';

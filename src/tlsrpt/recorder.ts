@@ -3,7 +3,10 @@
  * (RFC 8460 §4.1, §4.2) and persists them through a {@link TlsRptStore}.
  *
  * `record()` is synchronous, never throws and only touches memory; counts since the last flush are written to the
- * store in the background (debounced, `flushDelayMs`), on `flush()` and on `close()`. Only counts and the RFC's
+ * store in the background: at most `flushDelayMs` (default 1 s) after the first unwritten outcome, at once when
+ * `maxUnflushedOutcomes` (default 1 000) are waiting, on `flush()` and on `close()`. A crash (`kill -9`, power
+ * loss) therefore loses at most the outcomes of the last `flushDelayMs`, or `maxUnflushedOutcomes` of them, plus
+ * those recorded while the last write was under way (see the README for the measured bound). Only counts and the RFC's
  * session metadata are kept, never message content or addresses (the §4.4 report carries none), and memory is bounded by
  * {@link AggregationLimits}.
  *
@@ -16,7 +19,7 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { normalizeDomainOrUndefined } from '../domain.js';
-import { DomainDayAccumulator, resolveLimits, sanitizeFailure, sanitizePolicy, type AggregationLimits, type DomainDayCounts } from './aggregate.js';
+import { DomainDayAccumulator, resolveLimits, sanitizeFailure, sanitizePolicy, totalSessions, type AggregationLimits, type DomainDayCounts } from './aggregate.js';
 import { toTlsRptError, type TlsRptError } from './errors.js';
 import { utcDayKey } from './report.js';
 import type { TlsRptStore } from './store.js';
@@ -66,8 +69,10 @@ export interface TlsRptAggregatorOptions {
   /** Clock, ms since the epoch. Default `Date.now`. */
   now?: () => number;
   limits?: Partial<AggregationLimits>;
-  /** Debounce of background writes to the store. Default 5000 ms. 0 writes on the next tick. */
+  /** Longest delay of a background write after the first unwritten outcome. Default 1000 ms. 0 writes on the next tick. */
   flushDelayMs?: number;
+  /** Unwritten outcomes that force a write at once (bounds what a crash can lose). Default 1000. */
+  maxUnflushedOutcomes?: number;
   /**
    * Outcomes are counted only when their UTC day is today or yesterday by `now()` (and not more than 5 minutes in
    * the future); others are dropped as `out-of-range`. Set false to accept any day.
@@ -99,6 +104,12 @@ export class TlsRptAggregator implements TlsRptRecorder {
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> = Promise.resolve();
   private closed = false;
+  private readonly maxUnflushed: number;
+  /** Sessions counted in `pending` (not yet handed to the store). */
+  private unflushedSessions = 0;
+  private capFlushQueued = false;
+  /** After a failed write, no cap-forced writes until then (performance.now() ms); the timer still retries. */
+  private backoffUntil = 0;
   private readonly counters: TlsRptAggregatorStats = {
     recorded: 0,
     dropped: { 'report-session': 0, invalid: 0, 'out-of-range': 0, 'domain-cap': 0, 'policy-cap': 0, closed: 0 },
@@ -109,7 +120,8 @@ export class TlsRptAggregator implements TlsRptRecorder {
     this.store = options.store;
     this.now = options.now ?? Date.now;
     this.limits = resolveLimits(options.limits);
-    this.flushDelayMs = Math.max(0, options.flushDelayMs ?? 5000);
+    this.flushDelayMs = Math.max(0, options.flushDelayMs ?? 1000);
+    this.maxUnflushed = Math.max(1, Math.floor(options.maxUnflushedOutcomes ?? 1000));
     this.restrictDays = options.restrictDays ?? true;
     this.logger = options.logger;
     this.onDrop = options.onDrop;
@@ -175,6 +187,13 @@ export class TlsRptAggregator implements TlsRptRecorder {
       return this.drop('policy-cap', day, policyDomain);
     }
     this.counters.recorded += 1;
+    this.unflushedSessions += 1;
+    if (this.unflushedSessions >= this.maxUnflushed && !this.capFlushQueued && performance.now() >= this.backoffUntil) {
+      // Bound what a crash can lose: write now instead of waiting for the timer.
+      this.capFlushQueued = true;
+      void this.flush().catch(() => undefined);
+      return;
+    }
     this.scheduleFlush();
   }
 
@@ -218,9 +237,11 @@ export class TlsRptAggregator implements TlsRptRecorder {
   }
 
   private async flushNow(): Promise<void> {
+    this.capFlushQueued = false;
     const batch = this.pending;
     if (batch.size === 0) return;
     this.pending = new Map();
+    this.unflushedSessions = 0;
     let firstError: TlsRptError | undefined;
     for (const byDomain of batch.values()) {
       for (const acc of byDomain.values()) {
@@ -233,10 +254,12 @@ export class TlsRptAggregator implements TlsRptRecorder {
           firstError ??= wrapped;
           this.counters.storeErrors += 1;
           this.restore(delta);
+          this.unflushedSessions += totalSessions(delta);
         }
       }
     }
     if (firstError) {
+      this.backoffUntil = performance.now() + Math.max(this.flushDelayMs, 1000);
       this.logger?.error?.('tlsrpt: store write failed; counts kept for the next flush', { error: firstError.message });
       this.onStoreError?.(firstError);
       this.scheduleFlush();
@@ -259,6 +282,11 @@ export class TlsRptAggregator implements TlsRptRecorder {
     acc.addAll(delta, this.limits);
   }
 
+  /** How many recorded sessions are not written to the store yet (what a crash now would lose). */
+  unflushedCount(): number {
+    return this.unflushedSessions;
+  }
+
   /** The counts recorded but not yet written to the store (a copy). */
   unflushed(): DomainDayCounts[] {
     const out: DomainDayCounts[] = [];
@@ -271,7 +299,10 @@ export class TlsRptAggregator implements TlsRptRecorder {
     return { ...this.counters, dropped: { ...this.counters.dropped } };
   }
 
-  /** Stops recording (later outcomes are dropped as `closed`) and writes what is pending. */
+  /**
+   * Stops recording (later outcomes are dropped as `closed`) and writes what is pending. Rejects with
+   * `TLSRPT_STORE_FAILED` when that write fails; `unflushed()` / `unflushedCount()` then tell what was not persisted.
+   */
   async close(): Promise<void> {
     this.closed = true;
     if (this.timer) {

@@ -7,6 +7,9 @@
  * record nothing is sent. Otherwise it builds the §4.4 report, gzips it (§5.2) and delivers it to the record's
  * `rua` URIs, by mail (§5.3) and/or HTTPS (§5.4); one accepting endpoint is success (§3). A failed delivery is
  * retried with exponential backoff for a bounded time (§5.5 suggests up to 24 hours), then dropped with an event.
+ * Only scheduled attempts count: a forced `flush()` before a report's next scheduled attempt (a CLI run, a test)
+ * that fails is reported but changes neither the count nor the schedule, so repeated runs never drop a report
+ * early; an error of configuration (an unusable `mailTransport`) is no delivery attempt at all.
  * Each due report is attempted at most once per check, so nothing loops; all timers are `unref()`ed.
  *
  * Counts and delivery state live in a {@link TlsRptStore}: a {@link FileSpoolStore} under `spoolDir` (survives
@@ -23,7 +26,7 @@ import { validateReporterOptions } from '../option-specs.js';
 import { mergeDomainDayCounts, totalSessions, type AggregationLimits, type DomainDayCounts, type DomainDayKey } from './aggregate.js';
 import { createMailTransport, createReportHttpsAgent, postTlsRptReport, sendTlsRptMail, type TlsRptMailTransport, type TlsRptMailTransportInput } from './deliver.js';
 import { lookupTlsRptRecord, type TlsRptDestination } from './discovery.js';
-import { TlsRptError, toTlsRptError } from './errors.js';
+import { isTlsRptError, TlsRptError, toTlsRptError } from './errors.js';
 import { TlsRptAggregator, type DroppedOutcomeReason } from './recorder.js';
 import { buildTlsRptReport, gzipTlsRptReport, makeTlsRptReportId, randomUniqueId, tlsRptFileName, utcDayKey, utcDayRange, utcDayStart } from './report.js';
 import { FileSpoolStore, MemoryTlsRptStore, type DeliveryState, type TlsRptStore } from './store.js';
@@ -63,8 +66,16 @@ export interface TlsRptReporterOptions {
   mailTransport?: TlsRptMailTransportInput;
   /** `From` of report mail. Default `noreply-tlsrpt@<submitter>`. */
   mailFrom?: string;
-  /** DKIM signing of report mail (RFC 8460 §5.3 requires a signature of the reporting domain). */
+  /**
+   * DKIM signing of report mail: `{ domainName, keySelector, privateKey }` (Nodemailer's DKIM options; the
+   * `TLS-Report-Domain` and `TLS-Report-Submitter` fields are signed too). RFC 8460 §5.3 asks for report mail to be
+   * DKIM-signed by the reporting domain, and report receivers may discard unsigned reports: configuring
+   * `mailTransport` without `dkim` logs a warning and emits a `warning` event at creation (unless the transport
+   * signs itself: then set `transportSignsDkim`).
+   */
   dkim?: DKIMOptions;
+  /** The `mailTransport` signs report mail with DKIM itself (a relay that signs): no warning about `dkim`. Default false. */
+  transportSignsDkim?: boolean;
   /** undici dispatcher for HTTPS reports. Default: an Agent resolving through `resolver` and trusting `ca`. */
   dispatcher?: Dispatcher;
   /** Trust anchors for the default dispatcher (PEM). Default: Node's roots. */
@@ -86,8 +97,10 @@ export interface TlsRptReporterOptions {
   retry?: TlsRptRetryOptions;
   /** Aggregation caps (see {@link AggregationLimits}). */
   limits?: Partial<AggregationLimits>;
-  /** Debounce of background writes of counts to the store. Default 5000 ms. */
+  /** Longest delay of a background write of counts to the store. Default 1000 ms (see {@link TlsRptAggregator}). */
   flushDelayMs?: number;
+  /** Unwritten outcomes that force a write at once (bounds what a crash loses). Default 1000. */
+  maxUnflushedOutcomes?: number;
   /** How often `start()`ed reporters look for due reports. Default 5 minutes. */
   checkIntervalMs?: number;
   /** Largest gzipped report sent; larger ones are dropped (`TLSRPT_TOO_LARGE`). Default 10 MiB (§5.2). */
@@ -126,8 +139,34 @@ export interface TlsRptFailedEvent {
   reportId: string;
   attempt: number;
   nextAttemptAt: number;
+  /**
+   * False for a forced attempt (`flush()`) made before the report's next scheduled attempt: it does not count
+   * toward `retry.attempts` and leaves the schedule unchanged.
+   */
+  counted: boolean;
   error: TlsRptError;
   failures: TlsRptDestinationFailure[];
+}
+
+/**
+ * The report was not attempted because of a configuration or usage error (an unusable `mailTransport`, ...): no
+ * delivery state changed, nothing counts as an attempt; fix the configuration.
+ */
+export interface TlsRptNotAttemptedEvent {
+  type: 'not-attempted';
+  day: string;
+  policyDomain: string;
+  reportId: string;
+  error: TlsRptError;
+  failures: TlsRptDestinationFailure[];
+}
+
+/** Something about the configuration the operator should know (emitted once, at creation). */
+export interface TlsRptWarningEvent {
+  type: 'warning';
+  /** `TLSRPT_UNSIGNED_MAIL`: report mail is configured without DKIM (RFC 8460 §5.3). */
+  code: 'TLSRPT_UNSIGNED_MAIL';
+  message: string;
 }
 
 /** The report was given up. */
@@ -165,6 +204,8 @@ export type TlsRptEvent =
   | TlsRptDroppedEvent
   | TlsRptSkippedNoRecordEvent
   | TlsRptSkippedNoTransportEvent
+  | TlsRptNotAttemptedEvent
+  | TlsRptWarningEvent
   | { type: 'spool-corrupt'; error: TlsRptError }
   | { type: 'store-error'; error: TlsRptError }
   | { type: 'outcomes-dropped'; reason: DroppedOutcomeReason; day?: string; policyDomain?: string };
@@ -175,6 +216,8 @@ export interface FlushResult {
   failed: TlsRptFailedEvent[];
   dropped: TlsRptDroppedEvent[];
   skipped: Array<TlsRptSkippedNoRecordEvent | TlsRptSkippedNoTransportEvent>;
+  /** Reports not attempted because of a configuration error (absent when there were none). */
+  notAttempted?: TlsRptNotAttemptedEvent[];
 }
 
 /** A report not sent yet, as it would be built now. */
@@ -193,16 +236,24 @@ export interface TlsRptReporter {
   /** Feed session outcomes here (see {@link TlsRptAggregator}). */
   readonly recorder: TlsRptAggregator;
   /**
-   * Sends every report of a closed day now, ignoring delay, jitter and backoff (for tests and CLIs). Failures still
-   * count as attempts, so a report that keeps failing is dropped after `retry.attempts` flushes.
+   * Sends every report of a closed day now, ignoring delay, jitter and backoff (for tests and CLIs). A failure
+   * ahead of the report's next scheduled attempt is reported (`failed` with `counted: false`) but does not count,
+   * so repeated runs never drop a report before its retry window (RFC 8460 §5.5) is over. Safe against a spool
+   * that live processes are writing to: only the counts that were sent are removed (`TlsRptStore.settle`).
    */
   flush(): Promise<FlushResult>;
   /** Preview of the reports not sent yet (closed and current days), including unflushed counts. */
   pending(): Promise<PendingReport[]>;
   /** Starts the periodic check for due reports (timers are unref'ed). Idempotent. */
   start(): void;
-  /** Stops the timers, writes pending counts, closes what the reporter created. Idempotent. */
+  /**
+   * Stops the timers, writes pending counts, closes what the reporter created. Idempotent. Rejects with
+   * `TLSRPT_STORE_FAILED` (after closing everything) when the pending counts could not be written: its
+   * `details.unpersistedSessions` says how many recorded sessions were lost.
+   */
   close(): Promise<void>;
+  /** Configuration warnings found at creation (also logged and emitted as `warning` events). */
+  readonly warnings: readonly TlsRptWarningEvent[];
 }
 
 /**
@@ -242,11 +293,17 @@ export function createTlsRptReporter(options: TlsRptReporterOptions): TlsRptRepo
     now,
     ...(options.limits ? { limits: options.limits } : {}),
     ...(options.flushDelayMs !== undefined ? { flushDelayMs: options.flushDelayMs } : {}),
+    ...(options.maxUnflushedOutcomes !== undefined ? { maxUnflushedOutcomes: options.maxUnflushedOutcomes } : {}),
     ...(logger ? { logger } : {}),
     onDrop: (info) => emit({ type: 'outcomes-dropped', ...info }),
     onStoreError: (error) => emit({ type: 'store-error', error }),
   });
   const unsubscribe = store.subscribe?.((event) => emit({ type: 'spool-corrupt', error: event.error }));
+  const warnings = configurationWarnings(options);
+  for (const warning of warnings) {
+    logger?.warn?.(`tlsrpt: ${warning.message}`, { code: warning.code });
+    emit(warning);
+  }
 
   let ownDispatcher: Dispatcher | undefined;
   const dispatcher = (): Dispatcher => {
@@ -256,7 +313,10 @@ export function createTlsRptReporter(options: TlsRptReporterOptions): TlsRptRepo
   };
   let mail: Promise<{ transport: TlsRptMailTransport; owned: boolean }> | undefined;
   const mailTransport = (): Promise<{ transport: TlsRptMailTransport; owned: boolean }> => {
-    mail ??= createMailTransport(options.mailTransport as TlsRptMailTransportInput);
+    // A transport that cannot even be created is a configuration error, not a failed delivery.
+    mail ??= createMailTransport(options.mailTransport as TlsRptMailTransportInput).catch((error: unknown) => {
+      throw new TlsRptError('TLSRPT_INVALID_OPTIONS', `mailTransport is not usable: ${error instanceof Error ? error.message : String(error)}`, { cause: error, details: { option: 'mailTransport' } });
+    });
     return mail;
   };
 
@@ -285,6 +345,21 @@ export function createTlsRptReporter(options: TlsRptReporterOptions): TlsRptRepo
     await sendTlsRptMail(transport, report, gz, { from: mailFrom, to: destination.address, submitter, filename, ...(options.dkim ? { dkim: options.dkim } : {}) });
   };
 
+  /** §3: the reporter MAY deliver to each destination; the report is delivered once one of them accepts. */
+  const deliverAll = async (usable: TlsRptDestination[], report: TlsRptReport, gz: Buffer, key: DomainDayKey, filename: string): Promise<{ delivered: string[]; failures: TlsRptDestinationFailure[] }> => {
+    const delivered: string[] = [];
+    const failures: TlsRptDestinationFailure[] = [];
+    for (const destination of usable) {
+      try {
+        await deliverTo(destination, report, gz, key, filename);
+        delivered.push(destination.uri);
+      } catch (error) {
+        failures.push({ uri: destination.uri, error: toTlsRptError(error, isUsageError(error) ? 'TLSRPT_INVALID_OPTIONS' : 'TLSRPT_DELIVERY_FAILED', `delivery to ${destination.uri} failed`, { domain: key.policyDomain }) });
+      }
+    }
+    return { delivered, failures };
+  };
+
   /** One (day, domain): decides, delivers, updates the store, records the outcome in `result`. */
   const processOne = async (key: DomainDayKey, force: boolean, result: FlushResult): Promise<void> => {
     const record = await store.get(key);
@@ -304,29 +379,38 @@ export function createTlsRptReporter(options: TlsRptReporterOptions): TlsRptRepo
     const t = now();
     if (!force && t < state.nextAttemptAt) return;
     const reportId = makeTlsRptReportId({ start: new Date(dayStart), policyDomain: key.policyDomain, submitter, uniqueId: state.uniqueId });
+    // Removes exactly what this report carried; sessions merged meanwhile (another process) stay for a new report.
+    const finish = (): Promise<void> => (store.settle ? store.settle(key, record) : store.delete(key));
 
     const fail = async (error: TlsRptError, failures: TlsRptDestinationFailure[]): Promise<void> => {
-      const attempt = (state?.attempts ?? 0) + 1;
-      const firstAttemptAt = state?.firstAttemptAt ?? t;
-      // §5.5: retry with exponential backoff, for a bounded time.
-      const nextAttemptAt = t + baseDelayMs * 2 ** (attempt - 1);
-      if (attempt >= attempts || nextAttemptAt - firstAttemptAt > maxAgeMs) {
-        await store.delete(key);
+      const current = state as DeliveryState;
+      const step = retryStep(current, t, { attempts, baseDelayMs, maxAgeMs });
+      if (step.kind === 'uncounted') {
+        await store.setDelivery(key, { ...current, lastError: error.message });
+        const event: TlsRptFailedEvent = { type: 'failed', day: key.day, policyDomain: key.policyDomain, reportId, attempt: current.attempts, nextAttemptAt: current.nextAttemptAt, counted: false, error, failures };
+        result.failed.push(event);
+        emit(event);
+        return;
+      }
+      const { attempt, firstAttemptAt, nextAttemptAt } = step;
+      if (step.kind === 'drop') {
+        await finish();
+        const hours = Math.round(((t - firstAttemptAt) / 3_600_000) * 10) / 10;
         const event: TlsRptDroppedEvent = { type: 'dropped', day: key.day, policyDomain: key.policyDomain, reportId, reason: 'retries-exhausted', attempts: attempt, error };
-        logger?.warn?.(`tlsrpt: report for ${key.policyDomain} ${key.day} dropped after ${attempt} attempts`, { error: error.message });
+        logger?.warn?.(`tlsrpt: report for ${key.policyDomain} ${key.day} dropped: ${attempt} delivery attempts over ${hours} h failed, the retry window is over (RFC 8460 §5.5)`, { error: error.message });
         result.dropped.push(event);
         emit(event);
         return;
       }
-      await store.setDelivery(key, { ...(state as DeliveryState), attempts: attempt, firstAttemptAt, nextAttemptAt, lastError: error.message });
-      const event: TlsRptFailedEvent = { type: 'failed', day: key.day, policyDomain: key.policyDomain, reportId, attempt, nextAttemptAt, error, failures };
+      await store.setDelivery(key, { ...current, attempts: attempt, firstAttemptAt, nextAttemptAt, lastError: error.message });
+      const event: TlsRptFailedEvent = { type: 'failed', day: key.day, policyDomain: key.policyDomain, reportId, attempt, nextAttemptAt, counted: true, error, failures };
       logger?.warn?.(`tlsrpt: report for ${key.policyDomain} ${key.day} failed (attempt ${attempt}); next at ${new Date(nextAttemptAt).toISOString()}`, { error: error.message });
       result.failed.push(event);
       emit(event);
     };
 
     const skip = async (event: TlsRptSkippedNoRecordEvent | TlsRptSkippedNoTransportEvent): Promise<void> => {
-      await store.delete(key);
+      await finish();
       logger?.info?.(`tlsrpt: no report for ${key.policyDomain} ${key.day} (${event.type})`);
       result.skipped.push(event);
       emit(event);
@@ -353,7 +437,7 @@ export function createTlsRptReporter(options: TlsRptReporterOptions): TlsRptRepo
     // §5.2: reports are gzip-compressed for both transports.
     const gz = await gzipTlsRptReport(report);
     if (gz.length > maxReportBytes) {
-      await store.delete(key);
+      await finish();
       const error = new TlsRptError('TLSRPT_TOO_LARGE', `gzipped report of ${gz.length} bytes exceeds maxReportBytes ${maxReportBytes}`, { domain: key.policyDomain, details: { bytes: gz.length, limit: maxReportBytes } });
       const event: TlsRptDroppedEvent = { type: 'dropped', day: key.day, policyDomain: key.policyDomain, reportId, reason: 'too-large', attempts: state.attempts, error };
       logger?.error?.(error.message);
@@ -363,19 +447,17 @@ export function createTlsRptReporter(options: TlsRptReporterOptions): TlsRptRepo
     }
     const filename = tlsRptFileName({ submitter, policyDomain: key.policyDomain, dateRange, uniqueId: state.uniqueId });
 
-    // §3: the reporter MAY deliver to each destination; delivered once one of them accepts.
-    const delivered: string[] = [];
-    const failures: TlsRptDestinationFailure[] = [];
-    for (const destination of usable) {
-      try {
-        await deliverTo(destination, report, gz, key, filename);
-        delivered.push(destination.uri);
-      } catch (error) {
-        failures.push({ uri: destination.uri, error: toTlsRptError(error, 'TLSRPT_DELIVERY_FAILED', `delivery to ${destination.uri} failed`, { domain: key.policyDomain }) });
-      }
+    const { delivered, failures } = await deliverAll(usable, report, gz, key, filename);
+    if (delivered.length === 0 && failures.length > 0 && failures.every((f) => isUsageError(f.error))) {
+      // Nothing was attempted: a configuration error is not a delivery failure and must never drop a report.
+      const event: TlsRptNotAttemptedEvent = { type: 'not-attempted', day: key.day, policyDomain: key.policyDomain, reportId, error: failures[0]!.error, failures };
+      logger?.error?.(`tlsrpt: report for ${key.policyDomain} ${key.day} not sent: ${failures[0]!.error.message}`);
+      (result.notAttempted ??= []).push(event);
+      emit(event);
+      return;
     }
-    if (delivered.length === 0) return fail(failures[0]?.error ?? new TlsRptError('TLSRPT_DELIVERY_FAILED', 'no destination accepted the report'), failures);
-    await store.delete(key);
+    if (delivered.length === 0) return fail(failures.find((f) => !isUsageError(f.error))?.error ?? new TlsRptError('TLSRPT_DELIVERY_FAILED', 'no destination accepted the report'), failures);
+    await finish();
     const event: TlsRptSentEvent = { type: 'sent', day: key.day, policyDomain: key.policyDomain, reportId, report, attempt: state.attempts + 1, delivered, failures };
     logger?.info?.(`tlsrpt: report for ${key.policyDomain} ${key.day} sent to ${delivered.join(', ')}`);
     result.sent.push(event);
@@ -454,13 +536,22 @@ export function createTlsRptReporter(options: TlsRptReporterOptions): TlsRptRepo
       started = true;
       schedule(0);
     },
+    warnings,
     async close() {
       if (closed) return;
       closed = true;
       if (timer) clearTimeout(timer);
       timer = undefined;
       await queue;
-      await recorder.close().catch(() => undefined);
+      let lost: TlsRptError | undefined;
+      await recorder.close().catch((error: unknown) => {
+        const unpersistedSessions = recorder.unflushedCount();
+        lost = new TlsRptError('TLSRPT_STORE_FAILED', `${unpersistedSessions} recorded session(s) could not be written to the TLS-RPT store and are lost: ${error instanceof Error ? error.message : String(error)}`, {
+          cause: error,
+          details: { unpersistedSessions },
+        });
+        logger?.error?.(`tlsrpt: ${lost.message}`);
+      });
       unsubscribe?.();
       if (mail) {
         const m = await mail.catch(() => undefined);
@@ -468,8 +559,47 @@ export function createTlsRptReporter(options: TlsRptReporterOptions): TlsRptRepo
       }
       if (ownDispatcher) await ownDispatcher.close().catch(() => undefined);
       if (ownsStore) await store.close?.();
+      if (lost) throw lost;
     },
   };
+}
+
+/**
+ * What a failed attempt does to a report's schedule (RFC 8460 §5.5: retry with exponential backoff for a bounded
+ * time). An attempt ahead of the schedule (a forced `flush()`, the CLI) is `uncounted`: it neither counts nor
+ * reschedules, so running the CLI repeatedly never drops a report before its retry window is over.
+ */
+export function retryStep(
+  state: DeliveryState,
+  t: number,
+  retry: { attempts: number; baseDelayMs: number; maxAgeMs: number },
+): { kind: 'uncounted' } | { kind: 'retry' | 'drop'; attempt: number; firstAttemptAt: number; nextAttemptAt: number } {
+  if (t < state.nextAttemptAt) return { kind: 'uncounted' };
+  const attempt = state.attempts + 1;
+  const firstAttemptAt = state.firstAttemptAt ?? t;
+  const nextAttemptAt = t + retry.baseDelayMs * 2 ** (attempt - 1);
+  const drop = attempt >= retry.attempts || nextAttemptAt - firstAttemptAt > retry.maxAgeMs;
+  return { kind: drop ? 'drop' : 'retry', attempt, firstAttemptAt, nextAttemptAt };
+}
+
+/** Errors of configuration or usage (not of a delivery): they never count as delivery attempts. */
+function isUsageError(error: unknown): boolean {
+  if (isTlsRptError(error)) return error.code === 'TLSRPT_INVALID_OPTIONS' || error.code === 'TLSRPT_NO_TRANSPORT' || error.code === 'TLSRPT_REPORT_INVALID';
+  return error instanceof TypeError || error instanceof RangeError;
+}
+
+/** Warnings about the configuration, found at creation. */
+function configurationWarnings(options: TlsRptReporterOptions): TlsRptWarningEvent[] {
+  const out: TlsRptWarningEvent[] = [];
+  if (options.mailTransport !== undefined && options.dkim === undefined && options.transportSignsDkim !== true) {
+    out.push({
+      type: 'warning',
+      code: 'TLSRPT_UNSIGNED_MAIL',
+      message:
+        'report mail is configured without DKIM: RFC 8460 §5.3 asks for report mail to be DKIM-signed by the reporting domain, and receivers may discard unsigned reports. Set the dkim option ({ domainName, keySelector, privateKey }), or transportSignsDkim when the mail transport signs.',
+    });
+  }
+  return out;
 }
 
 function nonNegative(value: number, what: string): number {

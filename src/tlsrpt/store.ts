@@ -11,6 +11,11 @@
  * - a Redis store would keep one key per record (`tlsrpt:<day>:<domain>`), do `merge` with WATCH/MULTI (or port
  *   {@link mergeDomainDayCounts} to a Lua script), `list` with SCAN, and `delete` with DEL.
  *
+ * Several processes may share one spool directory (an MTA's workers, the CLI sending a live spool's closed days):
+ * every read-modify-write of a record holds the record's lock file (`<record>.lock`, see `spool-lock`), so no
+ * count is lost, and a sent report is removed with `settle` (only the counts that were in the report; sessions
+ * merged meanwhile stay as a new record). A `readOnly` store (previews) never writes, moves or deletes anything.
+ *
  * Spool format (FileSpoolStore): `<dir>/<YYYY-MM-DD>/<policy-domain>.json`, UTF-8 JSON
  * `{"format":"mta-sts-sender/tlsrpt-spool","version":1,"day":…,"policyDomain":…,"policies":[…],"delivery":{…}}`
  * where `policies` is {@link DomainDayCounts.policies} and `delivery` is optional. Every write goes to a temporary
@@ -21,8 +26,9 @@
 import { randomBytes } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, rmdir, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { mergeDomainDayCounts, parseDomainDayCounts, type AggregationLimits, type DomainDayCounts, type DomainDayKey } from './aggregate.js';
+import { mergeDomainDayCounts, parseDomainDayCounts, subtractDomainDayCounts, totalSessions, type AggregationLimits, type DomainDayCounts, type DomainDayKey } from './aggregate.js';
 import { TlsRptError } from './errors.js';
+import { acquireSpoolLock } from './spool-lock.js';
 import type { TlsRptLogger } from './types.js';
 
 /** Delivery state of one report, persisted so retries and the report id survive restarts. */
@@ -58,6 +64,14 @@ export interface TlsRptStore {
   setDelivery(key: DomainDayKey, state: DeliveryState): Promise<void>;
   /** Removes a record (after its report was sent, skipped or dropped). Missing records are fine. */
   delete(key: DomainDayKey): Promise<void>;
+  /**
+   * Optional: removes from the record the counts of a report that was sent or given up (`sent`,
+   * as returned by `get`), atomically. Counts merged since that `get` (late sessions of the day, recorded by this or
+   * another process while the report was delivered) stay, as a record without delivery state (a new report).
+   * Without it the reporter calls `delete`, losing such late counts. A Redis store would run
+   * {@link subtractDomainDayCounts} in the same WATCH/MULTI loop (or Lua script) as `merge`.
+   */
+  settle?(key: DomainDayKey, sent: DomainDayCounts): Promise<void>;
   /** Releases resources. */
   close?(): Promise<void>;
   /**
@@ -104,6 +118,15 @@ export class MemoryTlsRptStore implements TlsRptStore {
   async delete(key: DomainDayKey): Promise<void> {
     this.records.delete(recordId(key));
   }
+
+  async settle(key: DomainDayKey, sent: DomainDayCounts): Promise<void> {
+    const id = recordId(key);
+    const existing = this.records.get(id);
+    if (!existing) return;
+    const rest = subtractDomainDayCounts(existing, sent);
+    if (totalSessions(rest) === 0) this.records.delete(id);
+    else this.records.set(id, rest);
+  }
 }
 
 /** Options of {@link FileSpoolStore}. */
@@ -113,6 +136,16 @@ export interface FileSpoolStoreOptions {
   logger?: TlsRptLogger;
   /** fsync each file before renaming it into place. Default true. */
   fsync?: boolean;
+  /**
+   * Never write, move or delete anything (previews, `mta-sts tlsrpt preview`): corrupt files are skipped and
+   * reported but stay in place, leftover temp files stay, and every writing method rejects with
+   * `TLSRPT_STORE_FAILED`. Default false.
+   */
+  readOnly?: boolean;
+  /** Longest wait for a record locked by another process before a write fails (and is retried). Default 10 000 ms. */
+  lockTimeoutMs?: number;
+  /** A lock file older than this was left by a crashed process and is broken. Default 60 000 ms. */
+  staleLockMs?: number;
 }
 
 const SPOOL_FORMAT = 'mta-sts-sender/tlsrpt-spool';
@@ -122,8 +155,8 @@ const SAFE_NAME = /^[a-z0-9][a-z0-9.-]*$/;
 
 /**
  * The default {@link TlsRptStore}: a spool directory of JSON files, written atomically (temp file + fsync +
- * rename). Writes to one record are serialised within this instance; a spool directory must belong to one store
- * instance (one process) at a time.
+ * rename). Writes to one record are serialised within this instance and, through a lock file per record, with
+ * every other process using the same directory.
  */
 export class FileSpoolStore implements TlsRptStore {
   readonly dir: string;
@@ -133,12 +166,32 @@ export class FileSpoolStore implements TlsRptStore {
   private readonly locks = new Map<string, Promise<unknown>>();
   private readonly writing = new Set<string>();
   private readonly listeners = new Set<(event: TlsRptStoreEvent) => void>();
+  readonly readOnly: boolean;
+  private readonly lockOptions: { timeoutMs: number; staleMs: number };
 
   constructor(dir: string, options: FileSpoolStoreOptions = {}) {
     this.dir = dir;
     this.onCorrupt = options.onCorrupt;
     this.logger = options.logger;
     this.fsync = options.fsync ?? true;
+    this.readOnly = options.readOnly === true;
+    this.lockOptions = { timeoutMs: options.lockTimeoutMs ?? 10_000, staleMs: options.staleLockMs ?? 60_000 };
+  }
+
+  private assertWritable(what: string): void {
+    if (this.readOnly) throw new TlsRptError('TLSRPT_STORE_FAILED', `the spool ${this.dir} is opened read-only; ${what} refused`, { details: { path: this.dir } });
+  }
+
+  /** Runs `fn` holding this instance's lock of `file` and the cross-process lock file. */
+  private withFileLock<T>(file: string, fn: () => Promise<T>): Promise<T> {
+    return this.withLock(file, async () => {
+      const release = await acquireSpoolLock(file, this.lockOptions);
+      try {
+        return await fn();
+      } finally {
+        await release();
+      }
+    });
   }
 
   private fileOf(key: DomainDayKey): string {
@@ -160,8 +213,9 @@ export class FileSpoolStore implements TlsRptStore {
   }
 
   async merge(delta: DomainDayCounts, limits: AggregationLimits): Promise<void> {
+    this.assertWritable('merge');
     const file = this.fileOf(delta);
-    await this.withLock(file, async () => {
+    await this.withFileLock(file, async () => {
       const existing = await this.readFile(file, delta);
       const merged = mergeDomainDayCounts(existing, delta, limits);
       await this.writeFile(file, { ...merged, ...(existing?.delivery ? { delivery: existing.delivery } : {}) });
@@ -187,9 +241,9 @@ export class FileSpoolStore implements TlsRptStore {
       }
       for (const name of files.sort()) {
         if (name.endsWith('.tmp')) {
-          // A temp file not being written by us is the leftover of a crash mid-write: the record itself is intact.
+          // A temp file of a process that is gone is the leftover of a crash mid-write: the record is intact.
           const path = join(this.dir, day, name);
-          if (!this.writing.has(path)) await unlink(path).catch(() => undefined);
+          if (!this.readOnly && !this.writing.has(path) && !writerAlive(name)) await unlink(path).catch(() => undefined);
           continue;
         }
         if (!name.endsWith('.json')) continue;
@@ -207,12 +261,14 @@ export class FileSpoolStore implements TlsRptStore {
 
   async get(key: DomainDayKey): Promise<StoredDomainDay | undefined> {
     const file = this.fileOf(key);
+    // Writes replace the file atomically: a read needs no cross-process lock.
     return this.withLock(file, () => this.readFile(file, key));
   }
 
   async setDelivery(key: DomainDayKey, state: DeliveryState): Promise<void> {
+    this.assertWritable('setDelivery');
     const file = this.fileOf(key);
-    await this.withLock(file, async () => {
+    await this.withFileLock(file, async () => {
       const existing = await this.readFile(file, key);
       if (!existing) return;
       await this.writeFile(file, { ...existing, delivery: { ...state } });
@@ -220,16 +276,33 @@ export class FileSpoolStore implements TlsRptStore {
   }
 
   async delete(key: DomainDayKey): Promise<void> {
+    this.assertWritable('delete');
     const file = this.fileOf(key);
-    await this.withLock(file, async () => {
-      try {
-        await unlink(file);
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw new TlsRptError('TLSRPT_STORE_FAILED', `deleting ${file} failed`, { cause: error });
-      }
-      // Remove the day directory once empty (fails harmlessly otherwise).
-      await rmdir(join(this.dir, key.day)).catch(() => undefined);
+    await this.withFileLock(file, () => this.unlinkRecord(file));
+    // Remove the day directory once empty (fails harmlessly otherwise; a writer that loses the race recreates it).
+    await rmdir(join(this.dir, key.day)).catch(() => undefined);
+  }
+
+  async settle(key: DomainDayKey, sent: DomainDayCounts): Promise<void> {
+    this.assertWritable('settle');
+    const file = this.fileOf(key);
+    await this.withFileLock(file, async () => {
+      const existing = await this.readFile(file, key);
+      if (!existing) return;
+      const rest = subtractDomainDayCounts(existing, sent);
+      // Late sessions stay, without the delivery state of the report they were not part of.
+      if (totalSessions(rest) > 0) await this.writeFile(file, rest);
+      else await this.unlinkRecord(file);
     });
+    await rmdir(join(this.dir, key.day)).catch(() => undefined);
+  }
+
+  private async unlinkRecord(file: string): Promise<void> {
+    try {
+      await unlink(file);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw new TlsRptError('TLSRPT_STORE_FAILED', `deleting ${file} failed`, { cause: error });
+    }
   }
 
   async close(): Promise<void> {
@@ -267,12 +340,15 @@ export class FileSpoolStore implements TlsRptStore {
     const corruptDir = join(this.dir, 'corrupt');
     const target = join(corruptDir, `${key.day}_${basename(file)}.${Date.now()}.${randomBytes(3).toString('hex')}`);
     let movedTo: string | undefined;
-    try {
-      await mkdir(corruptDir, { recursive: true });
-      await rename(file, target);
-      movedTo = target;
-    } catch {
-      await unlink(file).catch(() => undefined);
+    // A read-only store (a preview) reports the file and leaves it where it is.
+    if (!this.readOnly) {
+      try {
+        await mkdir(corruptDir, { recursive: true });
+        await rename(file, target);
+        movedTo = target;
+      } catch {
+        await unlink(file).catch(() => undefined);
+      }
     }
     const error = new TlsRptError('TLSRPT_SPOOL_CORRUPT', `corrupt TLS-RPT spool file ${file} skipped: ${cause instanceof Error ? cause.message : String(cause)}`, {
       cause,
@@ -331,6 +407,19 @@ function parseDelivery(value: unknown): DeliveryState {
   if (num(v.firstAttemptAt)) out.firstAttemptAt = v.firstAttemptAt;
   if (typeof v.lastError === 'string') out.lastError = v.lastError;
   return out;
+}
+
+/** Is the process that wrote temp file `name` (`<record>.<pid>.<hex>.tmp`) still running? */
+function writerAlive(name: string): boolean {
+  const pid = Number(/\.(\d+)\.[0-9a-f]+\.tmp$/.exec(name)?.[1]);
+  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
+  if (pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 /** fsyncs a directory so a rename in it is durable (best effort: not every platform allows it). */

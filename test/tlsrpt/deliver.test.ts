@@ -162,6 +162,20 @@ describe('mail delivery (§5.3) to a real SMTP server of the test world', () => 
     await expect(sendTlsRptMail(transport, report, gz, { from: 'a@sender.test', to: 'tlsrpt@reports.test', submitter, filename })).rejects.toMatchObject({ code: 'TLSRPT_DELIVERY_FAILED' });
   });
 
+  it('§5.3 the attachment name is one quoted filename="…" parameter, never RFC 2231 continuations', async () => {
+    const long = tlsRptFileName({ submitter: 'outbound-mta-cluster-01.mail.sender.test', policyDomain: 'a-rather-long-policy-domain.reports.test', dateRange: utcDayRange(DAY), uniqueId: 'abcdef0123456789' });
+    expect(long.length).toBeGreaterThan(80);
+    const raw = (await composeTlsRptMail(report, gz, { from: 'a@s.test', to: 'b@r.test', submitter, filename: long })).toString('latin1');
+    const unfolded = raw.replace(/\r\n[ \t]+/g, ' ');
+    expect(unfolded).not.toMatch(/filename\*|name\*/);
+    expect(unfolded).toContain(`Content-Disposition: attachment; filename="${long}"`);
+    expect(unfolded).toContain(`Content-Type: application/tlsrpt+gzip; name="${long}"`);
+    const parsed = await simpleParser(raw);
+    expect(parsed.attachments[0]).toMatchObject({ filename: long, contentType: 'application/tlsrpt+gzip' });
+    expect(await gunzipTlsRptReport(parsed.attachments[0]!.content)).toEqual(report);
+    await expect(composeTlsRptMail(report, gz, { from: 'a@s.test', to: 'b@r.test', submitter, filename: 'bad"name.json.gz' })).rejects.toMatchObject({ code: 'TLSRPT_REPORT_INVALID' });
+  });
+
   it('composeTlsRptMail needs a report with a policy', async () => {
     await expect(composeTlsRptMail({ ...report, policies: [] }, gz, { from: 'a@s.test', to: 'b@r.test', submitter, filename })).rejects.toMatchObject({ code: 'TLSRPT_REPORT_INVALID' });
   });

@@ -79,6 +79,7 @@ function reporter(extra: Partial<TlsRptReporterOptions> = {}): { r: TlsRptReport
     ca: world.ca.rootPem,
     httpsPortOverride: world.policyPort,
     mailTransport: { host: mx.ip, port: world.smtpPort, tls: { ca: [world.ca.rootPem], servername: 'mx.mail.test' } },
+    transportSignsDkim: true, // the test MX does not check DKIM (signing is tested in deliver.test.ts)
     now: c.now,
     flushDelayMs: 60_000,
     onEvent: (e) => events.push(e),
@@ -156,7 +157,7 @@ describe('createTlsRptReporter', () => {
   it('§5.5 a failing endpoint is retried with backoff, then dropped with an event; never loops', async () => {
     const { r, events, clock: c } = reporter({ retry: { attempts: 3, baseDelayMs: 60_000, maxAgeMs: 24 * HOUR } });
     recordDay(r, 'down.test', 3, 0);
-    c.set(DAY_START + 26 * HOUR);
+    c.set(DAY_START + 29 * HOUR); // past the due time (day end + 15 min + up to 4 h of jitter): attempts count
     const before = world.httpsRequests.filter((q) => q.hostname === 'tlsrpt.down.test').length;
 
     const first = await r.flush();
@@ -185,7 +186,7 @@ describe('createTlsRptReporter', () => {
   it('§5.5 retries stop after maxAgeMs even with attempts left', async () => {
     const { r, clock: c } = reporter({ retry: { attempts: 100, baseDelayMs: 4 * HOUR, maxAgeMs: 10 * HOUR } });
     recordDay(r, 'down.test', 1, 0);
-    c.set(DAY_START + 26 * HOUR);
+    c.set(DAY_START + 29 * HOUR);
     expect((await r.flush()).failed[0]?.nextAttemptAt).toBe(c.now() + 4 * HOUR); // 4h after the first attempt
     c.advance(4 * HOUR);
     // the next attempt would be 4h + 8h = 12h after the first one, past maxAgeMs (10h): dropped now
@@ -291,13 +292,13 @@ describe('createTlsRptReporter with a FileSpoolStore', () => {
     await one.r.close(); // close flushes too
     const two = reporter({ store: new FileSpoolStore(dir) });
     recordDay(two.r, 'restart.test', 10, 0, DAY_START + 9 * HOUR);
-    two.clock.set(DAY_START + 25 * HOUR);
+    two.clock.set(DAY_START + 29 * HOUR); // past the due time: the failed attempt counts
     const failed = (await two.r.flush()).failed[0]!;
     await two.r.close();
 
     endpoint('tlsrpt.restart.test', 200);
     const three = reporter({ store: new FileSpoolStore(dir) });
-    three.clock.set(DAY_START + 26 * HOUR);
+    three.clock.set(DAY_START + 30 * HOUR);
     const sent = (await three.r.flush()).sent[0]!;
     expect(sent.reportId).toBe(failed.reportId);
     expect(sent.attempt).toBe(2);

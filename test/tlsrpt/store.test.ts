@@ -137,3 +137,33 @@ describe('MemoryTlsRptStore', () => {
     expect(await store.list()).toEqual([]);
   });
 });
+
+describe('settle: a sent report removes only what it carried', () => {
+  it.each([
+    ['MemoryTlsRptStore', () => new MemoryTlsRptStore() as TlsRptStore],
+    ['FileSpoolStore', () => new FileSpoolStore(dir) as TlsRptStore],
+  ])('%s keeps sessions merged after the report was read, without the old delivery state', async (_name, make) => {
+    const store = make();
+    const key = { day: DAY, policyDomain: 'example.com' };
+    const policy = stsPolicy();
+    const failure = { resultType: 'certificate-expired' as const, receivingMxHostname: 'mx1.example.com', failureReasonCode: 'CERT_HAS_EXPIRED' };
+    await store.merge({ ...key, policies: [{ policy, successCount: 5, failureCount: 2, failures: [{ ...failure, count: 2 }] }] }, limits);
+    await store.setDelivery(key, { uniqueId: 'abc', dueAt: 1, attempts: 0, nextAttemptAt: 1 });
+    const sent = (await store.get(key))!;
+    // Late sessions of the same day arrive while the report is being delivered.
+    await store.merge({ ...key, policies: [{ policy, successCount: 3, failureCount: 1, failures: [{ ...failure, count: 1 }] }] }, limits);
+    await store.merge({ ...key, policies: [{ policy: { type: 'no-policy-found', domain: 'example.com' }, successCount: 4, failureCount: 0, failures: [] }] }, limits);
+    await store.settle!(key, sent);
+    const rest = await store.get(key);
+    expect(rest).toEqual({
+      ...key,
+      policies: [
+        { policy, successCount: 3, failureCount: 1, failures: [{ ...failure, count: 1 }] },
+        { policy: { type: 'no-policy-found', domain: 'example.com' }, successCount: 4, failureCount: 0, failures: [] },
+      ],
+    });
+    await store.settle!(key, rest!);
+    expect(await store.get(key)).toBeUndefined();
+    expect(await store.list()).toEqual([]);
+  });
+});

@@ -110,6 +110,9 @@ export async function runSmtpSession(request: SessionRequest): Promise<SessionRe
   const connection = new request.smtpConnection(options);
   let localAddress: string | undefined;
   const context = (): { ip: string; sendingMtaIp?: string } => ({ ip, ...(localAddress ? { sendingMtaIp: localAddress } : {}) });
+  // RFC 8460 §4.4 `sending-mta-ip`: read the local address as soon as the TCP connection is established. A failed
+  // TLS handshake destroys the socket, and a destroyed socket no longer knows its address.
+  captureLocalAddress(connection, (address) => (localAddress ??= address));
 
   // Late or repeated errors (after the first, or after the session ended) must not become uncaught 'error' events.
   connection.on('error', () => undefined);
@@ -130,7 +133,7 @@ export async function runSmtpSession(request: SessionRequest): Promise<SessionRe
     }
   });
   const socket = connection._socket || undefined;
-  localAddress = (socket as Socket | undefined)?.localAddress ?? undefined;
+  localAddress ??= (socket as Socket | undefined)?.localAddress ?? undefined;
 
   if (connectError) {
     connection.close();
@@ -176,4 +179,20 @@ export async function runSmtpSession(request: SessionRequest): Promise<SessionRe
     return { delivered: false, stage: 'smtp', ...base, error: sent.error, tryNext: !answered };
   }
   return { delivered: true, stage: 'done', ...base, ...(sent.info ? { info: sent.info } : {}), tryNext: false };
+}
+
+/**
+ * Calls `onAddress` with the connection's local address when its socket connects. Nodemailer's client creates the
+ * socket after an asynchronous step and announces the established connection only through its internal
+ * `_onConnect` (called for plain and implicit-TLS connections alike), so that method is wrapped on this instance.
+ */
+function captureLocalAddress(connection: SMTPConnection, onAddress: (address: string) => void): void {
+  const internal = connection as unknown as { _onConnect?: () => void; _socket?: Socket | false };
+  const original = internal._onConnect;
+  if (typeof original !== 'function') return;
+  internal._onConnect = function (this: unknown) {
+    const address = internal._socket ? internal._socket.localAddress : undefined;
+    if (address) onAddress(address);
+    return original.call(this);
+  };
 }
