@@ -9,6 +9,7 @@ export default defineConfig({
     'nodemailer/index': 'src/integrations/nodemailer/index.ts',
     'hooks/index': 'src/integrations/hooks.ts',
     'haraka/index': 'src/integrations/haraka/index.ts',
+    'redis/index': 'src/redis/index.ts',
     'cli/main': 'src/cli/main.ts',
   },
   format: ['esm', 'cjs'],

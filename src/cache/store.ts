@@ -25,6 +25,17 @@ export interface CachedPolicy {
 
 export type MaybePromise<T> = T | Promise<T>;
 
+/** A failed policy fetch, shared by a fleet so the RFC 8461 §3.3 backoff holds across members. */
+export interface StoredFetchFailure {
+  /** Epoch milliseconds of the failure. */
+  at: number;
+  /** The TXT `id` the fetch was for. */
+  id: string;
+  /** The failure's `MtaStsError` code. */
+  code: string;
+  message: string;
+}
+
 /** The store interface. Methods may be synchronous or return promises. A throwing store never fails a lookup. */
 export interface PolicyStore {
   get(domain: string): MaybePromise<CachedPolicy | undefined>;
@@ -32,6 +43,18 @@ export interface PolicyStore {
   delete(domain: string): MaybePromise<void>;
   /** The domains currently held, for proactive refresh (§5.1). Optional: without it, only on-path refresh runs. */
   domains?(): MaybePromise<Iterable<string>>;
+  /**
+   * Optional fleet lease: resolves true when this caller now holds `name` for `ttlMs` (nobody else does). Names
+   * used: `fetch:<domain>` (one fetch of a cold domain across the fleet), `refresh:<domain>` (one proactive refresh
+   * per interval, RFC 8461 §5.1). A lease is never waited on for longer than a bounded time.
+   */
+  tryLock?(name: string, ttlMs: number): MaybePromise<boolean>;
+  /** Releases a lease this caller holds (a lease held by another caller is left alone). */
+  unlock?(name: string): MaybePromise<void>;
+  /** Optional shared fetch-failure backoff (RFC 8461 §3.3): the last failure for a domain, if still remembered. */
+  getFetchFailure?(domain: string): MaybePromise<StoredFetchFailure | undefined>;
+  /** Remembers a fetch failure for `ttlMs` (the backoff). */
+  setFetchFailure?(domain: string, failure: StoredFetchFailure, ttlMs: number): MaybePromise<void>;
 }
 
 export interface MemoryPolicyStoreOptions {
