@@ -21,8 +21,8 @@
  * One file belongs to one process (one store instance) at a time; a fleet shares `mta-sts-sender/redis` instead.
  */
 import { randomBytes } from 'node:crypto';
-import { copyFile, open, readFile, rename, stat, unlink } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { copyFile, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { LRUCache } from 'lru-cache';
 import { MtaStsError } from '../errors.js';
@@ -158,6 +158,7 @@ export class FilePolicyStore implements PolicyStore {
 
   async #load(): Promise<void> {
     const started = performance.now();
+    await this.#removeStaleTempFiles();
     let text: string | undefined;
     try {
       const info = await stat(this.path);
@@ -203,6 +204,19 @@ export class FilePolicyStore implements PolicyStore {
     this.#emit({ type: 'loaded', entries: kept, skipped, expired, ms });
     this.#logger.debug?.('mta-sts: policy cache file loaded', { path: this.path, entries: kept, skipped, expired, ms: Math.round(ms) });
     if (this.#dirty) this.#schedule(this.#writeDelayMs);
+  }
+
+  /** A temporary file left by a crash mid-write (the cache file itself is intact: the rename never happened). */
+  async #removeStaleTempFiles(): Promise<void> {
+    const dir = dirname(this.path);
+    const prefix = `${basename(this.path)}.`;
+    try {
+      for (const name of await readdir(dir)) {
+        if (name.startsWith(prefix) && /^\.\d+\.[0-9a-f]{8}\.tmp$/.test(name.slice(prefix.length - 1))) await unlink(join(dir, name)).catch(() => undefined);
+      }
+    } catch {
+      // an unreadable directory is reported by the read or the next write
+    }
   }
 
   /** Reports a corrupt file, keeps a copy for inspection, and marks the file for rewriting from memory. */
