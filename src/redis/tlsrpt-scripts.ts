@@ -9,13 +9,17 @@
  */
 
 /**
- * KEYS: record, index. ARGV: delta JSON, maxPolicies, maxDetails, expireAt (ms), index member, maxRecords.
+ * KEYS: record, index, merge marker. ARGV: delta JSON, maxPolicies, maxDetails, expireAt (ms), index member,
+ * maxRecords, marker ms. The marker (`SET NX`) makes a merge apply at most once: a merge that a client abandoned
+ * (timeout) and that Redis runs later anyway, or that the client replays after a reconnect, finds it taken (-2):
+ * either by its own earlier run, or by the fence the store sets before it merges those counts again.
  * Applies the same caps as `mergeDomainDayCounts`: new policies past `maxPolicies` are dropped (returned count),
  * new details past `maxDetails` fold into the overflow detail of their result type. Returns dropped sessions, or
  * -1 when the record is new and the index already holds `maxRecords` records.
  */
 export const MERGE_SCRIPT = `
 local k = KEYS[1]
+if not redis.call('SET', KEYS[3], '1', 'NX', 'PX', ARGV[7]) then return -2 end
 if redis.call('EXISTS', k) == 0 and redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[6]) then return -1 end
 local delta = cjson.decode(ARGV[1])
 local maxP = tonumber(ARGV[2])
@@ -109,3 +113,4 @@ end
 if cur ~= false then redis.call('DEL', KEYS[2]) end
 return 1
 `;
+

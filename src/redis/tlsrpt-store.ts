@@ -40,6 +40,8 @@ import { checkRedisOptions, redisCall, type RedisClientLike } from './client.js'
 import { DELETE_SCRIPT, GET_SCRIPT, MERGE_SCRIPT, SET_DELIVERY_SCRIPT } from './tlsrpt-scripts.js';
 
 const DAY_MS = 86_400_000;
+/** How long a merge marker lives: longer than any reconnect after which ioredis could replay the merge. */
+const MARKER_MS = DAY_MS;
 
 /** Options of {@link createRedisTlsRptStore}. */
 export interface RedisTlsRptStoreOptions {
@@ -79,6 +81,8 @@ export class RedisTlsRptStore implements TlsRptStore {
   /** What `get()` read per record (revision and counts), for `delete()`; bounded. */
   readonly #seen = new LRUCache<string, Seen>({ max: 10_000 });
   readonly #listeners = new Set<(event: TlsRptStoreEvent) => void>();
+  /** Per record: merges that failed (applied or not: fenced before the next merge) and those known applied. */
+  readonly #pending = new LRUCache<string, { uncertain: Array<{ id: string; sent: DomainDayCounts }>; applied: DomainDayCounts[] }>({ max: 10_000 });
 
   constructor(options: RedisTlsRptStoreOptions) {
     checkRedisOptions('createRedisTlsRptStore', options);
@@ -109,26 +113,40 @@ export class RedisTlsRptStore implements TlsRptStore {
     return { record: `${this.prefix}tlsrpt:${id}`, lock: `${this.prefix}tlsrpt:lock:${id}`, index: `${this.prefix}tlsrpt:index`, member: `${key.day}|${key.policyDomain}`, id };
   }
 
-  /** One EVAL: adds `delta` to the record atomically (the caps of `mergeDomainDayCounts` applied in the script). */
+  /**
+   * One EVAL: adds `delta` to the record atomically (the caps of `mergeDomainDayCounts` applied in the script), at
+   * most once. A merge that failed or timed out may still be applied by Redis later (ioredis replays queued
+   * commands after a reconnect) while the recorder keeps its counts and passes them again: before the next merge of
+   * that record, a fence on the failed merge's marker tells whether it was applied, and if so its counts are taken
+   * out of the new delta. So an outage neither loses nor doubles a count.
+   */
   async merge(delta: DomainDayCounts, limits: AggregationLimits): Promise<void> {
     const k = this.#keys(delta);
-    const encoded = delta.policies.map((p) => ({
-      ph: hashOf(policyKey(p.policy)),
-      p: JSON.stringify(p.policy),
-      s: String(p.successCount),
-      f: String(p.failureCount),
-      d: p.failures
-        .filter((f) => f.count > 0)
-        .map((f) => {
-          const { count, ...detail } = f;
-          const overflow = { resultType: f.resultType, failureReasonCode: TRUNCATED_FAILURE_REASON };
-          return { fh: hashOf(failureKey(f)), j: JSON.stringify(detail), c: String(count), ov: f.failureReasonCode === TRUNCATED_FAILURE_REASON && Object.keys(f).length === 3, o: hashOf(failureKey(overflow)), oj: JSON.stringify(overflow) };
-        }),
-    }));
+    const state = this.#pending.get(k.id) ?? { uncertain: [], applied: [] };
+    for (const u of [...state.uncertain]) {
+      // Fenced (OK): the abandoned merge can never apply. Taken (null): it was applied.
+      const fenced = await this.#call('SET', [this.#markerKey(u.id), 'fenced', 'NX', 'PX', MARKER_MS]);
+      state.uncertain.splice(state.uncertain.indexOf(u), 1);
+      if (fenced !== 'OK') state.applied.push(u.sent);
+    }
+    const toSend = state.applied.reduce((d, applied) => subtractCounts(d, applied), delta);
+    const id = randomBytes(12).toString('hex');
     const expireAt = utcDayStart(delta.day) + DAY_MS + this.#retentionMs;
     const maxRecords = limits.maxDomainsPerDay * Math.ceil(1 + this.#retentionMs / DAY_MS);
-    const dropped = Number(await this.#call('EVAL', [MERGE_SCRIPT, 2, k.record, k.index, JSON.stringify(encoded), limits.maxPoliciesPerDomain, limits.maxFailureDetailsPerPolicy, expireAt, k.member, maxRecords]));
-    if (dropped !== 0) this.#logger?.warn?.(`tlsrpt: Redis store dropped ${dropped < 0 ? 'every' : dropped} session(s) for ${delta.policyDomain} ${delta.day} (cap reached)`);
+    let dropped: number;
+    try {
+      dropped = Number(await this.#call('EVAL', [MERGE_SCRIPT, 3, k.record, k.index, this.#markerKey(id), JSON.stringify(encodeDelta(toSend)), limits.maxPoliciesPerDomain, limits.maxFailureDetailsPerPolicy, expireAt, k.member, maxRecords, MARKER_MS]));
+    } catch (error) {
+      if (state.uncertain.length < 100) state.uncertain.push({ id, sent: toSend });
+      this.#pending.set(k.id, state);
+      throw error;
+    }
+    this.#pending.delete(k.id); // the recorder passed everything it held for this record: nothing left to subtract
+    if (dropped > 0 || dropped === -1) this.#logger?.warn?.(`tlsrpt: Redis store dropped ${dropped < 0 ? 'every' : dropped} session(s) for ${delta.policyDomain} ${delta.day} (cap reached)`);
+  }
+
+  #markerKey(id: string): string {
+    return `${this.prefix}tlsrpt:merge:${id}`;
   }
 
   /** Two commands: drops index entries of expired records, then reads the index. */
@@ -210,6 +228,51 @@ export class RedisTlsRptStore implements TlsRptStore {
       }
     }
   }
+}
+
+/** The script's view of a delta: hashed identities, counts as strings. */
+function encodeDelta(delta: DomainDayCounts): unknown[] {
+  return delta.policies.map((p) => ({
+    ph: hashOf(policyKey(p.policy)),
+    p: JSON.stringify(p.policy),
+    s: String(p.successCount),
+    f: String(p.failureCount),
+    d: p.failures
+      .filter((f) => f.count > 0)
+      .map((f) => {
+        const { count, ...detail } = f;
+        const overflow = { resultType: f.resultType, failureReasonCode: TRUNCATED_FAILURE_REASON };
+        return { fh: hashOf(failureKey(f)), j: JSON.stringify(detail), c: String(count), ov: f.failureReasonCode === TRUNCATED_FAILURE_REASON && Object.keys(f).length === 3, o: hashOf(failureKey(overflow)), oj: JSON.stringify(overflow) };
+      }),
+  }));
+}
+
+/**
+ * `delta` without the counts of `applied` (a merge Redis applied although the caller saw it fail; the recorder folded
+ * those counts back into `delta`). A failure detail the recorder folded into its overflow detail is taken from there.
+ */
+export function subtractCounts(delta: DomainDayCounts, applied: DomainDayCounts): DomainDayCounts {
+  const out = structuredClone(delta);
+  for (const a of applied.policies) {
+    const target = out.policies.find((p) => policyKey(p.policy) === policyKey(a.policy));
+    if (!target) continue;
+    target.successCount = Math.max(0, target.successCount - a.successCount);
+    target.failureCount = Math.max(0, target.failureCount - a.failureCount);
+    for (const af of a.failures) {
+      let left = af.count;
+      const same = target.failures.find((f) => failureKey(f) === failureKey(af));
+      const overflow = target.failures.find((f) => f.resultType === af.resultType && f.failureReasonCode === TRUNCATED_FAILURE_REASON && Object.keys(f).length === 3);
+      for (const f of [same, overflow]) {
+        if (!f || left === 0) continue;
+        const take = Math.min(f.count, left);
+        f.count -= take;
+        left -= take;
+      }
+    }
+    target.failures = target.failures.filter((f) => f.count > 0);
+  }
+  out.policies = out.policies.filter((p) => p.successCount + p.failureCount > 0 || p.failures.length > 0);
+  return out;
 }
 
 /** Rebuilds and validates a record from its hash fields; throws a `TypeError` when malformed. */
