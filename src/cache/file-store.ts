@@ -64,12 +64,25 @@ const FORMAT = 'mta-sts-sender/policy-cache';
 const HEADER = JSON.stringify({ format: FORMAT, version: 1 });
 const MAX_RETRY_DELAY_MS = 60_000;
 
-/** The store returned by {@link createFilePolicyStore}. */
+/** The start of every entry line (`encodeStoredPolicy` writes `v` then `domain` first). */
+const LINE_HEAD = '{"v":1,"domain":"';
+const EXPIRES = '"expiresAt":';
+/** Entries validated per event-loop turn by the load-time validation pass. */
+const VALIDATE_CHUNK = 2000;
+
+/**
+ * The store returned by {@link createFilePolicyStore}. Policies are held as their persisted JSON line (compact, and
+ * written back as is); every `get` parses and validates the line, so nothing read from disk is used unchecked.
+ */
 export class FilePolicyStore implements PolicyStore {
   readonly path: string;
-  /** Settles once the file was read (never rejects; problems are events). */
+  /**
+   * Settles once the file was read and every entry in it validated (never rejects; problems are events). Lookups
+   * do not wait for the validation: they start as soon as the file is indexed.
+   */
   readonly ready: Promise<void>;
-  readonly #cache: LRUCache<string, CachedPolicy>;
+  readonly #indexed: Promise<void>;
+  readonly #cache: LRUCache<string, string>;
   readonly #writeDelayMs: number;
   readonly #fsync: boolean;
   readonly #maxFileBytes: number;
@@ -90,28 +103,39 @@ export class FilePolicyStore implements PolicyStore {
     this.#logger = options.logger ?? silentLogger;
     this.#onEvent = options.onEvent;
     this.#maxFileBytes = options.maxBytes * 2 + 65_536;
-    this.#cache = new LRUCache<string, CachedPolicy>({ max: options.maxEntries, maxSize: options.maxBytes, sizeCalculation: (entry) => Buffer.byteLength(encodeStoredPolicy(entry)) + 1 });
-    this.ready = this.#load();
+    this.#cache = new LRUCache<string, string>({ max: options.maxEntries, maxSize: options.maxBytes, sizeCalculation: (line) => line.length + 1 });
+    const started = performance.now();
+    this.#indexed = this.#load();
+    this.ready = this.#indexed.then(() => this.#validateAll(started));
   }
 
   get(domain: string): MaybePromise<CachedPolicy | undefined> {
-    if (!this.#loaded) return this.ready.then(() => this.#cache.get(domain));
-    return this.#cache.get(domain);
+    if (!this.#loaded) return this.#indexed.then(() => this.get(domain));
+    const line = this.#cache.get(domain);
+    if (line === undefined) return undefined;
+    try {
+      return parseStoredPolicy(line, domain);
+    } catch (error) {
+      this.#cache.delete(domain);
+      void this.#corrupt(`has an invalid entry for ${domain}: ${(error as Error).message}`, 1, this.#cache.size);
+      return undefined;
+    }
   }
 
   set(domain: string, entry: CachedPolicy): MaybePromise<void> {
-    if (!this.#loaded) return this.ready.then(() => this.set(domain, entry));
-    this.#cache.set(domain, entry);
+    if (!this.#loaded) return this.#indexed.then(() => this.set(domain, entry));
+    const line = encodeStoredPolicy(entry);
+    this.#cache.set(domain, line, { size: Buffer.byteLength(line) + 1 });
     this.#changed();
   }
 
   delete(domain: string): MaybePromise<void> {
-    if (!this.#loaded) return this.ready.then(() => this.delete(domain));
+    if (!this.#loaded) return this.#indexed.then(() => this.delete(domain));
     if (this.#cache.delete(domain)) this.#changed();
   }
 
   domains(): MaybePromise<Iterable<string>> {
-    if (!this.#loaded) return this.ready.then(() => [...this.#cache.keys()]);
+    if (!this.#loaded) return this.#indexed.then(() => [...this.#cache.keys()]);
     return [...this.#cache.keys()];
   }
 
@@ -156,8 +180,11 @@ export class FilePolicyStore implements PolicyStore {
     this.#timer.unref();
   }
 
+  /**
+   * Reads and indexes the file: each line's domain and expiry are read without parsing the JSON, so lookups can
+   * start at once; {@link #validateAll} then checks every entry fully.
+   */
   async #load(): Promise<void> {
-    const started = performance.now();
     await this.#removeStaleTempFiles();
     let text: string | undefined;
     try {
@@ -170,39 +197,62 @@ export class FilePolicyStore implements PolicyStore {
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT') this.#failed('read', `reading ${this.path} failed: ${String(error)}`, error);
     }
-    let kept = 0;
-    let skipped = 0;
-    let expired = 0;
+    this.#counts = { skipped: 0, expired: 0 };
     if (text !== undefined && text !== '') {
       const lines = text.split('\n');
       if (lines[0] !== HEADER) {
         await this.#corrupt('is not an mta-sts-sender policy cache (unknown first line)', lines.length, 0);
       } else {
         const now = this.#now();
-        let firstProblem: string | undefined;
         for (let i = 1; i < lines.length; i++) {
           const line = lines[i] as string;
           if (line === '') continue;
-          try {
-            const entry = parseStoredPolicy(line);
-            if (now >= entry.expiresAt) expired++;
-            else if (!this.#cache.has(entry.domain)) {
-              this.#cache.set(entry.domain, entry, { size: line.length + 1 });
-              kept++;
-            }
-          } catch (error) {
-            skipped++;
-            firstProblem ??= `line ${i + 1}: ${(error as Error).message}`;
+          const domainEnd = line.startsWith(LINE_HEAD) ? line.indexOf('"', LINE_HEAD.length) : -1;
+          const at = line.lastIndexOf(EXPIRES);
+          const expiresAt = at === -1 ? NaN : Number(line.slice(at + EXPIRES.length, -1));
+          if (domainEnd === -1 || !Number.isSafeInteger(expiresAt) || !line.endsWith('}')) {
+            this.#counts.skipped++;
+            this.#counts.firstProblem ??= `line ${i + 1}: not an entry`;
+            continue;
           }
+          if (now >= expiresAt) {
+            this.#counts.expired++;
+            continue;
+          }
+          const domain = line.slice(LINE_HEAD.length, domainEnd);
+          if (!this.#cache.has(domain)) this.#cache.set(domain, line, { size: line.length + 1 });
         }
-        if (skipped > 0) await this.#corrupt(`has ${skipped} invalid entries (first: ${firstProblem})`, skipped, kept);
-        if (expired > 0) this.#dirty = true;
+        if (this.#counts.expired > 0 || this.#counts.skipped > 0) this.#dirty = true;
       }
     }
     this.#loaded = true;
+  }
+
+  #counts: { skipped: number; expired: number; firstProblem?: string } = { skipped: 0, expired: 0 };
+
+  /** Validates every loaded entry (a few thousand per event-loop turn); drops and reports the invalid ones. */
+  async #validateAll(started: number): Promise<void> {
+    const counts = this.#counts;
+    const domains = [...this.#cache.keys()];
+    for (let i = 0; i < domains.length; i += VALIDATE_CHUNK) {
+      if (i > 0) await new Promise<void>((resolve) => setImmediate(resolve));
+      for (const domain of domains.slice(i, i + VALIDATE_CHUNK)) {
+        const line = this.#cache.peek(domain);
+        if (line === undefined) continue;
+        try {
+          parseStoredPolicy(line, domain);
+        } catch (error) {
+          this.#cache.delete(domain);
+          counts.skipped++;
+          counts.firstProblem ??= `${domain}: ${(error as Error).message}`;
+        }
+      }
+    }
+    const entries = this.#cache.size;
+    if (counts.skipped > 0) await this.#corrupt(`has ${counts.skipped} invalid entries (first: ${counts.firstProblem})`, counts.skipped, entries);
     const ms = performance.now() - started;
-    this.#emit({ type: 'loaded', entries: kept, skipped, expired, ms });
-    this.#logger.debug?.('mta-sts: policy cache file loaded', { path: this.path, entries: kept, skipped, expired, ms: Math.round(ms) });
+    this.#emit({ type: 'loaded', entries, skipped: counts.skipped, expired: counts.expired, ms });
+    this.#logger.debug?.('mta-sts: policy cache file loaded', { path: this.path, entries, skipped: counts.skipped, expired: counts.expired, ms: Math.round(ms) });
     if (this.#dirty) this.#schedule(this.#writeDelayMs);
   }
 
@@ -248,7 +298,7 @@ export class FilePolicyStore implements PolicyStore {
       this.#dirty = false;
       const now = this.#now();
       const parts = [HEADER];
-      for (const entry of this.#cache.rvalues()) if (entry && now < entry.expiresAt) parts.push(encodeStoredPolicy(entry));
+      for (const line of this.#cache.rvalues()) if (line !== undefined && now < expiresAtOf(line)) parts.push(line);
       const body = `${parts.join('\n')}\n`;
       try {
         await writeAtomically(this.path, body, this.#fsync);
@@ -267,6 +317,11 @@ export class FilePolicyStore implements PolicyStore {
       if (this.#dirty) this.#schedule(this.#failures === 0 ? this.#writeDelayMs : Math.min(this.#writeDelayMs * 2 ** this.#failures, MAX_RETRY_DELAY_MS));
     });
   }
+}
+
+/** The `expiresAt` of an entry line (the last field `encodeStoredPolicy` writes). */
+function expiresAtOf(line: string): number {
+  return Number(line.slice(line.lastIndexOf(EXPIRES) + EXPIRES.length, -1));
 }
 
 /** temp file in the same directory + fsync + rename (+ fsync of the directory): readers see old or new, never a mix. */

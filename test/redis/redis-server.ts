@@ -60,8 +60,14 @@ export async function startRedis(): Promise<TestRedis> {
   const port = await freePort();
   let child: ChildProcess | undefined;
   const launch = async (): Promise<void> => {
-    child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--daemonize', 'no', '--loglevel', 'warning'], { stdio: 'ignore' });
-    await waitForPing(port, 10_000);
+    const c = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--daemonize', 'no', '--loglevel', 'warning'], { stdio: 'ignore' });
+    child = c;
+    const failed = new Promise<never>((_, reject) => {
+      c.once('error', (error) => reject(new Error(`cannot start redis-server (${error.message}): install it with \`apt-get install redis-server\` (.ci/run does)`)));
+      c.once('exit', (code, signal) => reject(new Error(`redis-server exited at start (${code ?? signal})`)));
+    });
+    failed.catch(() => undefined);
+    await Promise.race([waitForPing(port, 10_000), failed]);
   };
   const exited = (c: ChildProcess): Promise<void> => (c.exitCode !== null || c.signalCode !== null ? Promise.resolve() : new Promise((r) => c.once('exit', () => r())));
   const kill = async (): Promise<void> => {

@@ -87,6 +87,7 @@ describe('createFilePolicyStore', () => {
     const store = createFilePolicyStore({ path, writeDelayMs: 10, onEvent: (e) => events.push(e), logger: { error: (m) => errors.push(m) } });
     expect((await store.get('kept.example'))?.policy.mode).toBe('enforce');
     expect(await store.get('kept2.example')).toBeDefined();
+    await store.ready;
     const corrupt = events.find((e) => e.type === 'corrupt');
     expect(corrupt).toMatchObject({ type: 'corrupt', skipped: 2, kept: 2, copiedTo: `${path}.corrupt`, error: { code: 'MTASTS_STORE_CORRUPT' } });
     expect(errors.some((m) => m.includes('2 invalid entries'))).toBe(true);
