@@ -75,7 +75,7 @@ describe('engines sharing a Redis policy store', () => {
     expect(fetchesOf(domain)).toBe(1);
   });
 
-  it('Redis killed mid-run: deliveries stay enforced, nothing throws, and Redis is repopulated when it returns', async () => {
+  it('Redis killed mid-run: deliveries stay enforced, nothing throws, and Redis is repopulated when it returns', { timeout: 30_000 }, async () => {
     const domain = 'outage.test';
     publish(domain);
     const redis = client();
@@ -94,10 +94,11 @@ describe('engines sharing a Redis policy store', () => {
     } finally {
       await server.restart();
     }
-    // The restarted Redis is empty; the member writes its copy back.
+    // The restarted Redis is empty; the member writes its copy back (on a store read, e.g. by the refresher).
     let repopulated = 0;
-    for (let i = 0; i < 50 && repopulated === 0; i++) {
+    for (let i = 0; i < 100 && repopulated === 0; i++) {
       await a.getPolicy(domain);
+      await a.refreshDue();
       repopulated = await redis.exists(`f3:policy:${domain}`).catch(() => 0);
       if (repopulated === 0) await new Promise((r) => setTimeout(r, 100));
     }

@@ -66,8 +66,10 @@ describe('engine + createFilePolicyStore', () => {
     blockDiscovery(domain);
     const events: FilePolicyStoreEvent[] = [];
     const errors: string[] = [];
-    const engine = createMtaSts({ ...world.mtaStsOptions(), store: createFilePolicyStore({ path, onEvent: (e) => events.push(e), logger: { error: (m) => errors.push(m) } }) });
+    const store = createFilePolicyStore({ path, onEvent: (e) => events.push(e), logger: { error: (m) => errors.push(m) } });
+    const engine = createMtaSts({ ...world.mtaStsOptions(), store });
     expect(await engine.getPolicy(domain)).toMatchObject({ status: 'policy', policy: { mode: 'enforce' } });
+    await store.ready; // the load-time validation pass has reported what it found
     expect(events.map((e) => e.type)).toContain('corrupt');
     expect(errors.join('\n')).toMatch(/MTASTS_STORE_CORRUPT|invalid entries/);
     await engine.close();
