@@ -20,13 +20,12 @@
  *
  * One file belongs to one process (one store instance) at a time; a fleet shares `mta-sts-sender/redis` instead.
  */
-import { randomBytes } from 'node:crypto';
-import { copyFile, open, readdir, readFile, rename, stat, unlink } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { copyFile, readFile, stat } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { LRUCache } from 'lru-cache';
 import { MtaStsError } from '../errors.js';
 import { silentLogger, type Logger } from '../logger.js';
+import { removeStaleTempFiles, writeFileAtomically } from './atomic-file.js';
 import type { CachedPolicy, MaybePromise, PolicyStore } from './store.js';
 import { encodeStoredPolicy, parseStoredPolicy } from './stored-entry.js';
 
@@ -94,6 +93,8 @@ export class FilePolicyStore implements PolicyStore {
   #timer: NodeJS.Timeout | undefined;
   #writing: Promise<void> | undefined;
   #failures = 0;
+  /** What the load found (the validation pass adds to it). */
+  #counts: { skipped: number; expired: number; firstProblem?: string } = { skipped: 0, expired: 0 };
 
   constructor(options: Required<Pick<FilePolicyStoreOptions, 'path' | 'maxEntries' | 'maxBytes' | 'writeDelayMs' | 'fsync'>> & FilePolicyStoreOptions) {
     this.path = options.path;
@@ -185,7 +186,7 @@ export class FilePolicyStore implements PolicyStore {
    * start at once; {@link #validateAll} then checks every entry fully.
    */
   async #load(): Promise<void> {
-    await this.#removeStaleTempFiles();
+    await removeStaleTempFiles(this.path);
     let text: string | undefined;
     try {
       const info = await stat(this.path);
@@ -228,8 +229,6 @@ export class FilePolicyStore implements PolicyStore {
     this.#loaded = true;
   }
 
-  #counts: { skipped: number; expired: number; firstProblem?: string } = { skipped: 0, expired: 0 };
-
   /** Validates every loaded entry (a few thousand per event-loop turn); drops and reports the invalid ones. */
   async #validateAll(started: number): Promise<void> {
     const counts = this.#counts;
@@ -254,19 +253,6 @@ export class FilePolicyStore implements PolicyStore {
     this.#emit({ type: 'loaded', entries, skipped: counts.skipped, expired: counts.expired, ms });
     this.#logger.debug?.('mta-sts: policy cache file loaded', { path: this.path, entries, skipped: counts.skipped, expired: counts.expired, ms: Math.round(ms) });
     if (this.#dirty) this.#schedule(this.#writeDelayMs);
-  }
-
-  /** A temporary file left by a crash mid-write (the cache file itself is intact: the rename never happened). */
-  async #removeStaleTempFiles(): Promise<void> {
-    const dir = dirname(this.path);
-    const prefix = `${basename(this.path)}.`;
-    try {
-      for (const name of await readdir(dir)) {
-        if (name.startsWith(prefix) && /^\.\d+\.[0-9a-f]{8}\.tmp$/.test(name.slice(prefix.length - 1))) await unlink(join(dir, name)).catch(() => undefined);
-      }
-    } catch {
-      // an unreadable directory is reported by the read or the next write
-    }
   }
 
   /** Reports a corrupt file, keeps a copy for inspection, and marks the file for rewriting from memory. */
@@ -301,7 +287,7 @@ export class FilePolicyStore implements PolicyStore {
       for (const line of this.#cache.rvalues()) if (line !== undefined && now < expiresAtOf(line)) parts.push(line);
       const body = `${parts.join('\n')}\n`;
       try {
-        await writeAtomically(this.path, body, this.#fsync);
+        await writeFileAtomically(this.path, body, this.#fsync);
         this.#failures = 0;
         this.#emit({ type: 'written', entries: parts.length - 1, bytes: Buffer.byteLength(body), ms: performance.now() - started });
       } catch (error) {
@@ -322,36 +308,6 @@ export class FilePolicyStore implements PolicyStore {
 /** The `expiresAt` of an entry line (the last field `encodeStoredPolicy` writes). */
 function expiresAtOf(line: string): number {
   return Number(line.slice(line.lastIndexOf(EXPIRES) + EXPIRES.length, -1));
-}
-
-/** temp file in the same directory + fsync + rename (+ fsync of the directory): readers see old or new, never a mix. */
-async function writeAtomically(path: string, body: string, fsync: boolean): Promise<void> {
-  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
-  try {
-    const handle = await open(tmp, 'w', 0o600);
-    try {
-      await handle.writeFile(body, 'utf8');
-      if (fsync) await handle.sync();
-    } finally {
-      await handle.close();
-    }
-    await rename(tmp, path);
-  } catch (error) {
-    await unlink(tmp).catch(() => undefined);
-    throw error;
-  }
-  if (fsync) {
-    try {
-      const dir = await open(dirname(path), 'r');
-      try {
-        await dir.sync();
-      } finally {
-        await dir.close();
-      }
-    } catch {
-      // directories cannot be fsynced everywhere (Windows); the rename is atomic regardless
-    }
-  }
 }
 
 /**
