@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMtaSts, type MtaSts, type MtaStsOptions } from '../../src/engine.js';
 import { createRedisPolicyStore } from '../../src/redis/index.js';
 import { createTestWorld, type TestWorld } from '../../src/testing/index.js';
+import { spawnTs } from '../stores/child.js';
 import { startRedis, type TestRedis } from './redis-server.js';
 
 let server: TestRedis;
@@ -73,6 +74,34 @@ describe('engines sharing a Redis policy store', () => {
     expect(ra).toMatchObject({ status: 'policy', policy: { mode: 'enforce' } });
     expect(rb).toMatchObject({ status: 'policy', policy: { mode: 'enforce' } });
     expect(fetchesOf(domain)).toBe(1);
+  });
+
+  it('two processes: the second makes zero fetches for a domain the first cached; a cold domain hit by both at once is fetched once', { timeout: 120_000 }, async () => {
+    const warm = 'warm-proc.test';
+    const cold = 'cold-proc.test';
+    publish(warm);
+    publish(cold);
+    const redis = client();
+    const options = JSON.stringify(world.mtaStsOptions());
+    type Result = Array<{ domain: string; status: string; source: string; mode?: string }>;
+    const run = async (prefix: string, groups: string[][]): Promise<Result[]> => {
+      const members = groups.map((domains) => spawnTs('../redis/fixtures/policy-member.ts', [server.url, prefix, options, ...domains]));
+      await redis.set(`${prefix}go`, '1');
+      const out = await Promise.all(members.map(async (m) => JSON.parse((await m.waitFor(/^result /, 60_000)).slice('result '.length)) as Result));
+      await Promise.all(members.map((m) => m.exited));
+      return out;
+    };
+    // The first process caches the warm domain; the second finds it in Redis.
+    const [first] = await run('p1:', [[warm]]);
+    expect(first?.[0]).toMatchObject({ status: 'policy', source: 'fetched', mode: 'enforce' });
+    const fetched = fetchesOf(warm);
+    const [second] = await run('p1:', [[warm]]);
+    expect(second?.[0]).toMatchObject({ status: 'policy', mode: 'enforce' });
+    expect(fetchesOf(warm) - fetched).toBe(0);
+    // Both processes look up the cold domain at the same moment.
+    const both = await run('p2:', [[cold], [cold]]);
+    for (const r of both) expect(r[0]).toMatchObject({ status: 'policy', mode: 'enforce' });
+    expect(fetchesOf(cold)).toBe(1);
   });
 
   it('Redis killed mid-run: deliveries stay enforced, nothing throws, and Redis is repopulated when it returns', { timeout: 30_000 }, async () => {
