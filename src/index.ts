@@ -21,7 +21,7 @@ export type { StsPolicy, PolicyMode, ParsePolicyOptions } from './policy/policy-
 export { mxMatchesPattern, mxMatchesPolicy, findMatchingPattern } from './mx/match.js';
 export { normalizeDomain, normalizeDomainOrUndefined } from './domain.js';
 export { MemoryPolicyStore } from './cache/store.js';
-export type { CachedPolicy, PolicyStore, MemoryPolicyStoreOptions, MaybePromise, StoredFetchFailure } from './cache/store.js';
+export type { CachedPolicy, PolicyStore, MemoryPolicyStoreOptions, MaybePromise } from './cache/store.js';
 export { createFilePolicyStore, FilePolicyStore } from './cache/file-store.js';
 export type { FilePolicyStoreOptions, FilePolicyStoreEvent } from './cache/file-store.js';
 export { createDefaultResolver, isDnsNotFound } from './discovery/resolver.js';
