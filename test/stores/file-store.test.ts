@@ -170,11 +170,11 @@ describe('createFilePolicyStore', () => {
     const path = freshPath();
     const dir = dirOf(path);
     let killedMidWrite = 0;
-    for (const delayMs of [2, 10, 20, 35, 50]) {
-      const writer = spawnTs('./fixtures/file-writer.ts', [path, '20000']);
+    for (const delayMs of [1, 5, 10, 20, 40]) {
+      const writer = spawnTs('./fixtures/file-writer.ts', [path, '40000']);
       await writer.waitFor(/^written 1$/, 60_000);
       await writer.waitFor(/^flushing 2$/, 60_000);
-      // Kill inside the write (serialising and writing 20000 entries takes tens of milliseconds).
+      // Kill inside the write (serialising and writing 40000 entries takes tens of milliseconds).
       await new Promise((r) => setTimeout(r, delayMs));
       writer.child.kill('SIGKILL');
       const { stdout } = await writer.exited;
@@ -182,7 +182,7 @@ describe('createFilePolicyStore', () => {
       const events: FilePolicyStoreEvent[] = [];
       const store = createFilePolicyStore({ path, onEvent: (e) => events.push(e) });
       await store.ready;
-      expect(events).toEqual([expect.objectContaining({ type: 'loaded', entries: 20_000, skipped: 0 })]);
+      expect(events).toEqual([expect.objectContaining({ type: 'loaded', entries: 40_000, skipped: 0 })]);
       // A temp file left by the killed writer is removed on load.
       expect(readdirSync(dir).filter((f) => f.endsWith('.tmp'))).toEqual([]);
     }
