@@ -12,6 +12,7 @@ const library = {
   'nodemailer/index': 'src/integrations/nodemailer/index.ts',
   'hooks/index': 'src/integrations/hooks.ts',
   'haraka/index': 'src/integrations/haraka/index.ts',
+  'redis/index': 'src/redis/index.ts',
 };
 
 const common = { target: 'node20', splitting: true, shims: true, sourcemap: false, clean: false } as const;

@@ -66,6 +66,11 @@ export const TLSRPT_RESULT_TYPES: readonly TlsRptResultType[] = Object.freeze([
  *   and what was expected. Fix the configuration.
  * - `MTASTS_MISSING_PEER`: the feature needs an optional peer dependency that is not installed (`details.package`).
  *   Install it.
+ * - `MTASTS_STORE_CORRUPT`: a persisted policy cache (file, Redis entry) did not validate and was ignored. Nothing to
+ *   do on the delivery path (policies are fetched again); look at `details.path` / `details.key` for the cause.
+ * - `MTASTS_STORE_FAILED`: a policy store could not be read or written (I/O error, Redis error). The sender keeps
+ *   working from memory; fix the store (permissions, disk space, Redis).
+ * - `MTASTS_STORE_TIMEOUT`: a policy store call took longer than its timeout and was abandoned; same as above.
  */
 export type MtaStsErrorCode =
   | 'MTASTS_INVALID_DOMAIN'
@@ -83,7 +88,10 @@ export type MtaStsErrorCode =
   | 'MTASTS_FETCH_BACKOFF'
   | 'MTASTS_ABORTED'
   | 'MTASTS_INVALID_OPTIONS'
-  | 'MTASTS_MISSING_PEER';
+  | 'MTASTS_MISSING_PEER'
+  | 'MTASTS_STORE_CORRUPT'
+  | 'MTASTS_STORE_FAILED'
+  | 'MTASTS_STORE_TIMEOUT';
 
 /** The RFC 8460 result type each code maps to (undefined when the failure is not reportable). */
 const RESULT_TYPE_BY_CODE: Readonly<Record<MtaStsErrorCode, TlsRptResultType | undefined>> = {
@@ -103,6 +111,9 @@ const RESULT_TYPE_BY_CODE: Readonly<Record<MtaStsErrorCode, TlsRptResultType | u
   MTASTS_ABORTED: undefined,
   MTASTS_INVALID_OPTIONS: undefined,
   MTASTS_MISSING_PEER: undefined,
+  MTASTS_STORE_CORRUPT: undefined,
+  MTASTS_STORE_FAILED: undefined,
+  MTASTS_STORE_TIMEOUT: undefined,
 };
 
 const TEMPORARY_CODES: ReadonlySet<MtaStsErrorCode> = new Set<MtaStsErrorCode>([
@@ -112,6 +123,8 @@ const TEMPORARY_CODES: ReadonlySet<MtaStsErrorCode> = new Set<MtaStsErrorCode>([
   'MTASTS_FETCH_BACKOFF',
   'MTASTS_HTTP_STATUS',
   'MTASTS_ABORTED',
+  'MTASTS_STORE_FAILED',
+  'MTASTS_STORE_TIMEOUT',
 ]);
 
 export interface MtaStsErrorOptions {

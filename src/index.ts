@@ -24,6 +24,8 @@ export { mxMatchesPattern, mxMatchesPolicy, findMatchingPattern } from './mx/mat
 export { normalizeDomain, normalizeDomainOrUndefined } from './domain.js';
 export { MemoryPolicyStore } from './cache/store.js';
 export type { CachedPolicy, PolicyStore, StoredFetchFailure, MemoryPolicyStoreOptions, MaybePromise } from './cache/store.js';
+export { createFilePolicyStore, FilePolicyStore } from './cache/file-store.js';
+export type { FilePolicyStoreOptions, FilePolicyStoreEvent } from './cache/file-store.js';
 export { createDefaultResolver, isDnsNotFound } from './discovery/resolver.js';
 export type { DnsResolver, MxRecord, DefaultResolverOptions } from './discovery/resolver.js';
 export { fetchPolicy, policyUrl } from './discovery/fetch-policy.js';
