@@ -83,4 +83,131 @@ describe('Haraka outbound under MTA-STS (real Haraka, judged at the MX)', () => 
     const counts = await tlsrptRecord('good.test');
     expect(counts?.policies[0]).toMatchObject({ successCount: 1, failureCount: 0 });
   });
+
+  /** The message was deferred (not bounced, not stuck) and reached no MX host: no MAIL FROM at all. */
+  async function expectDeferredUntouched(domain: string, hosts: Array<{ mailFrom: readonly unknown[]; messages: readonly unknown[] }>) {
+    const event = await haraka.waitFor(domain);
+    expect(event.event).toBe('deferred');
+    for (const h of hosts) {
+      expect(h.mailFrom).toHaveLength(0);
+      expect(h.messages).toHaveLength(0);
+    }
+    expect(haraka.events().filter((e) => e.domain === domain && e.event === 'bounce')).toHaveLength(0);
+  }
+
+  async function failureTypes(domain: string): Promise<string[]> {
+    const counts = await tlsrptRecord(domain);
+    return (counts?.policies ?? []).flatMap((p) => p.failures.map((f) => f.resultType));
+  }
+
+  it('RFC 8461 §4.2 enforce, MX without STARTTLS: nothing arrives, deferred; TLS-RPT starttls-not-supported', async () => {
+    const mx = await world.addMx('nostarttls.test', 'mx1.nostarttls.test', { starttls: false });
+    enforce('nostarttls.test');
+    await haraka.send('rcpt@nostarttls.test');
+    await expectDeferredUntouched('nostarttls.test', [mx]);
+    expect(mx.connections).toBe(1);
+    expect(await failureTypes('nostarttls.test')).toEqual(['starttls-not-supported']);
+  });
+
+  for (const [cert, resultType] of [
+    ['wrong-name', 'certificate-host-mismatch'],
+    ['expired', 'certificate-expired'],
+    ['self-signed', 'certificate-not-trusted'],
+  ] as const) {
+    it(`RFC 8461 §4.2 enforce, ${cert} certificate: no MAIL FROM reaches the MX, deferred; TLS-RPT ${resultType}`, async () => {
+      const domain = `cert-${cert}.test`;
+      const mx = await world.addMx(domain, `mx1.${domain}`, { cert });
+      enforce(domain);
+      await haraka.send(`rcpt@${domain}`);
+      await expectDeferredUntouched(domain, [mx]);
+      expect(await failureTypes(domain)).toEqual([resultType]);
+    });
+  }
+
+  it('RFC 8461 §4.2 enforce, plaintext-only first MX then a compliant one: delivered to the compliant MX only', async () => {
+    const plain = await world.addMx('plainfirst.test', 'mx1.plainfirst.test', { priority: 10, starttls: false });
+    const good = await world.addMx('plainfirst.test', 'mx2.plainfirst.test', { priority: 20 });
+    enforce('plainfirst.test');
+    await haraka.send('rcpt@plainfirst.test');
+    const event = await haraka.waitFor('plainfirst.test');
+    expect(event).toMatchObject({ event: 'delivered', secured: true });
+    expect(plain.mailFrom).toHaveLength(0);
+    expect(good.messages).toHaveLength(1);
+    expect(good.messages[0]).toMatchObject({ secure: true, sni: 'mx2.plainfirst.test' });
+  });
+
+  it('RFC 8461 §4.2 enforce, wrong-certificate first MX then a compliant one: delivered to the compliant MX only', async () => {
+    const bad = await world.addMx('badfirst.test', 'mx1.badfirst.test', { priority: 10, cert: 'wrong-name' });
+    const good = await world.addMx('badfirst.test', 'mx2.badfirst.test', { priority: 20 });
+    enforce('badfirst.test');
+    await haraka.send('rcpt@badfirst.test');
+    expect(await haraka.waitFor('badfirst.test')).toMatchObject({ event: 'delivered', secured: true });
+    expect(bad.mailFrom).toHaveLength(0);
+    expect(good.messages).toHaveLength(1);
+  });
+
+  it('RFC 8461 §5.1 enforce, 554 to STARTTLS: deferred, never bounced (no DSN)', async () => {
+    const mx = await world.addMx('s554.test', 'mx1.s554.test', { starttlsRejectCode: 554 });
+    enforce('s554.test');
+    await haraka.send('rcpt@s554.test');
+    await expectDeferredUntouched('s554.test', [mx]);
+    expect(await failureTypes('s554.test')).toEqual(['starttls-not-supported']);
+  });
+
+  it('RFC 8461 §5.1 enforce, 502 to EHLO: deferred (not stuck, no HELO fallback to plaintext)', async () => {
+    const mx = await world.addMx('e502.test', 'mx1.e502.test', { ehloRejectCode: 502 });
+    enforce('e502.test');
+    await haraka.send('rcpt@e502.test');
+    await expectDeferredUntouched('e502.test', [mx]);
+  });
+
+  it('RFC 8461 §4.2 enforce, TLS 1.1-only MX: deferred', async () => {
+    const mx = await world.addMx('tls11.test', 'mx1.tls11.test', { tls: 'legacy-only' });
+    enforce('tls11.test');
+    await haraka.send('rcpt@tls11.test');
+    await expectDeferredUntouched('tls11.test', [mx]);
+  });
+
+  it('RFC 8461 §4.1 enforce, MX not in the policy: never contacted; the listed one gets the mail', async () => {
+    const evil = await world.addMx('notlisted.test', 'mx.notlisted-evil.test', { priority: 1 });
+    const good = await world.addMx('notlisted.test', 'mx1.notlisted.test', { priority: 10 });
+    enforce('notlisted.test', ['mx1.notlisted.test']);
+    await haraka.send('rcpt@notlisted.test');
+    expect(await haraka.waitFor('notlisted.test')).toMatchObject({ event: 'delivered' });
+    expect(evil.connections).toBe(0);
+    expect(good.messages).toHaveLength(1);
+  });
+
+  it('RFC 8461 §5 testing, wrong-name certificate: delivered as Haraka would; TLS-RPT records the failure', async () => {
+    const mx = await world.addMx('testing.test', 'mx1.testing.test', { cert: 'wrong-name' });
+    world.publishPolicy('testing.test', { id: '1', mode: 'testing', mx: ['*.testing.test'], maxAge: 86400 });
+    await haraka.send('rcpt@testing.test');
+    expect(await haraka.waitFor('testing.test')).toMatchObject({ event: 'delivered' });
+    expect(mx.messages).toHaveLength(1);
+    expect(await failureTypes('testing.test')).toEqual(['certificate-host-mismatch']);
+  });
+
+  it('RFC 8461 §5 testing, MX without STARTTLS: delivered in plaintext; TLS-RPT starttls-not-supported', async () => {
+    const mx = await world.addMx('testing-plain.test', 'mx1.testing-plain.test', { starttls: false });
+    world.publishPolicy('testing-plain.test', { id: '1', mode: 'testing', mx: ['*.testing-plain.test'], maxAge: 86400 });
+    await haraka.send('rcpt@testing-plain.test');
+    expect(await haraka.waitFor('testing-plain.test')).toMatchObject({ event: 'delivered' });
+    expect(mx.messages[0]?.secure).toBe(false);
+    expect(await failureTypes('testing-plain.test')).toEqual(['starttls-not-supported']);
+  });
+
+  it('no policy, MX with a self-signed certificate: delivered (nothing global changed)', async () => {
+    const mx = await world.addMx('nopolicy.test', 'mx1.nopolicy.test', { cert: 'self-signed' });
+    await haraka.send('rcpt@nopolicy.test');
+    expect(await haraka.waitFor('nopolicy.test')).toMatchObject({ event: 'delivered', secured: true });
+    expect(mx.messages).toHaveLength(1);
+    expect(mx.messages[0]?.secure).toBe(true);
+  });
+
+  it('logs each decision through Haraka with domain, MX, mode and reason', () => {
+    const out = haraka.output();
+    expect(out).toMatch(/\[mta-sts-sender\/haraka\] mta-sts: domain=good\.test mode=enforce action=deliver/);
+    expect(out).toMatch(/\[mta-sts-sender\/haraka\] mta-sts: domain=nostarttls\.test mode=enforce mx=mx1\.nostarttls\.test ip=\S+ tls=fail \(starttls-not-supported\)/);
+    expect(out).toMatch(/mta-sts: domain=nostarttls\.test mode=enforce action=defer/);
+  });
 });
