@@ -129,8 +129,9 @@ export function createHarakaPlugin(options: HarakaPluginOptions = {}): HarakaMta
         if (code === HARAKA.CONT) next();
         else next(code, message);
       };
-      const uuid = (hmail as HarakaHmail | undefined)?.todo?.uuid;
+      let uuid: string | undefined;
       try {
+        uuid = (hmail as HarakaHmail | undefined)?.todo?.uuid;
         if (typeof hmail === 'object' && hmail !== null) removeOverrides(hmail as HarakaHmail);
         const rt = runtime;
         if (!rt) throw new Error('plugin not registered');
