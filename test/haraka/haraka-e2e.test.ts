@@ -204,6 +204,22 @@ describe('Haraka outbound under MTA-STS (real Haraka, judged at the MX)', () => 
     expect(mx.messages[0]?.secure).toBe(true);
   });
 
+  it('mta-sts.ini is reloaded on change; an invalid one defers enforce domains (critical log) until fixed', async () => {
+    const mx = await world.addMx('reload.test', 'mx1.reload.test');
+    enforce('reload.test');
+    haraka.writeConfig('mta-sts.ini', [...iniFor(world, caFile, spoolDir), '[engine]', 'dns_timout_ms=5'].join('\n'));
+    await haraka.waitForOutput(/\[CRIT\].*mta-sts\.ini: line \d+: unknown key \[engine\] dns_timout_ms/);
+    await haraka.send('first@reload.test');
+    expect(await haraka.waitFor('reload.test')).toMatchObject({ event: 'deferred' });
+    expect(mx.mailFrom).toHaveLength(0);
+    haraka.writeConfig('mta-sts.ini', iniFor(world, caFile, spoolDir).join('\n'));
+    await haraka.waitForOutput(/mta-sts: reloaded config\/mta-sts\.ini/);
+    await haraka.send('second@reload.test');
+    const until = Date.now() + 10_000;
+    while (mx.messages.length === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+    expect(mx.messages.map((m) => m.recipients)).toEqual([['second@reload.test']]);
+  });
+
   it('logs each decision through Haraka with domain, MX, mode and reason', () => {
     const out = haraka.output();
     expect(out).toMatch(/\[mta-sts-sender\/haraka\] mta-sts: domain=good\.test mode=enforce action=deliver/);
