@@ -6,7 +6,7 @@
  * reads the file's raw lines and parses them here: unknown sections or keys, duplicate keys, malformed lines and
  * out-of-range values are all {@link MtaStsError}s with code `MTASTS_INVALID_OPTIONS` naming the line.
  *
- * ```ini
+ * ```text
  * [main]
  * loglevel=info              ; debug | info | notice | warn | error | crit: this plugin's own threshold
  * lookup_timeout_ms=20000    ; deadline of the policy + MX lookup of one delivery attempt (then: defer)
