@@ -208,17 +208,18 @@ describe('Haraka outbound under MTA-STS (real Haraka, judged at the MX)', () => 
     const mx = await world.addMx('reload.test', 'mx1.reload.test');
     enforce('reload.test');
     haraka.writeConfig('mta-sts.ini', [...iniFor(world, caFile, spoolDir), '[engine]', 'dns_timout_ms=5'].join('\n'));
-    await haraka.waitForOutput(/\[CRIT\].*mta-sts\.ini: line \d+: unknown key \[engine\] dns_timout_ms/);
+    // Haraka reloads a changed config file after a 5 s quiet period.
+    await haraka.waitForOutput(/\[CRIT\].*mta-sts\.ini: line \d+: unknown key \[engine\] dns_timout_ms/, 20_000);
     await haraka.send('first@reload.test');
     expect(await haraka.waitFor('reload.test')).toMatchObject({ event: 'deferred' });
     expect(mx.mailFrom).toHaveLength(0);
     haraka.writeConfig('mta-sts.ini', iniFor(world, caFile, spoolDir).join('\n'));
-    await haraka.waitForOutput(/mta-sts: reloaded config\/mta-sts\.ini/);
+    await haraka.waitForOutput(/mta-sts: reloaded config\/mta-sts\.ini/, 20_000);
     await haraka.send('second@reload.test');
     const until = Date.now() + 10_000;
     while (mx.messages.length === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
     expect(mx.messages.map((m) => m.recipients)).toEqual([['second@reload.test']]);
-  });
+  }, 60_000);
 
   it('logs each decision through Haraka with domain, MX, mode and reason', () => {
     const out = haraka.output();
