@@ -107,6 +107,10 @@ describe('Haraka outbound under MTA-STS (real Haraka, judged at the MX)', () => 
     await expectDeferredUntouched('nostarttls.test', [mx]);
     expect(mx.connections).toBe(1);
     expect(await failureTypes('nostarttls.test')).toEqual(['starttls-not-supported']);
+    // RFC 8460 §4.4 failure details: MX name and IP, sending IP.
+    const failure = (await tlsrptRecord('nostarttls.test'))!.policies[0]!.failures[0]!;
+    expect(failure).toMatchObject({ resultType: 'starttls-not-supported', receivingMxHostname: 'mx1.nostarttls.test', receivingIp: mx.ip, sendingMtaIp: expect.stringMatching(/^127\./) });
+    expect((await tlsrptRecord('nostarttls.test'))!.policies[0]!.policy).toMatchObject({ type: 'sts', domain: 'nostarttls.test', mxHost: ['*.nostarttls.test'] });
   });
 
   for (const [cert, resultType] of [
