@@ -106,6 +106,10 @@ export function createHarakaPlugin(options: HarakaPluginOptions = {}): HarakaMta
           runtime = next;
           configError = undefined;
           close(old);
+          const pluginTimeoutS = (plugin as { timeout?: unknown }).timeout;
+          if (typeof pluginTimeoutS === 'number' && pluginTimeoutS > 0 && config.lookupTimeoutMs >= pluginTimeoutS * 1000) {
+            log('warn', `mta-sts: lookup_timeout_ms=${config.lookupTimeoutMs} is not below the plugin timeout (${pluginTimeoutS} s): Haraka will defer slow lookups itself ("plugin timeout")`);
+          }
           log('notice', `mta-sts: ${initial ? 'loaded' : 'reloaded'} config/mta-sts.ini (loglevel=${config.logLevel}, lookup_timeout_ms=${config.lookupTimeoutMs}, tlsrpt=${config.tlsrpt || options.recorder ? 'on' : 'off'})`);
         } catch (error) {
           const err = isMtaStsError(error) ? error : new MtaStsError('MTASTS_INVALID_OPTIONS', `mta-sts.ini: ${(error as Error).message}`, { cause: error });
