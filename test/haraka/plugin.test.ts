@@ -89,6 +89,14 @@ describe('Haraka plugin: fail closed', () => {
     plugin.shutdown.call(self);
   });
 
+  it('no policy: steps aside (CONT, Haraka looks the MX up itself) and leaves the hmail untouched', async () => {
+    const { plugin } = registered(ini());
+    const hmail = Object.assign(new FakeHmail(), { todo: { domain: 'plain.test', uuid: 'U3' } });
+    expect((await getMx(plugin, {}, hmail, 'plain.test')).code).toBeUndefined();
+    expect(Object.getOwnPropertyNames(hmail).filter((n) => typeof (hmail as unknown as Record<string, unknown>)[n] === 'function')).toEqual([]);
+    plugin.shutdown.call({});
+  });
+
   it('missing Haraka internals: enforce domains are deferred with a critical log; others untouched', async () => {
     const { plugin, logs } = registered(ini());
     const hmail = { todo: { domain: 'enf.test' } }; // no try_deliver_host_on_socket & co (another Haraka major)
