@@ -230,5 +230,6 @@ describe('Haraka outbound under MTA-STS (real Haraka, judged at the MX)', () => 
     expect(out).toMatch(/\[mta-sts-sender\/haraka\] mta-sts: domain=good\.test mode=enforce action=deliver/);
     expect(out).toMatch(/\[mta-sts-sender\/haraka\] mta-sts: domain=nostarttls\.test mode=enforce mx=mx1\.nostarttls\.test ip=\S+ tls=fail \(starttls-not-supported\)/);
     expect(out).toMatch(/mta-sts: domain=nostarttls\.test mode=enforce action=defer/);
+    expect(out).toMatch(/mta-sts: Haraka 3\.3\.\d+ \(supported: >=3\.0\.4 <4\)/);
   });
 });

@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHarakaPlugin, HARAKA, type HarakaMtaStsPlugin } from '../../src/integrations/haraka/index.js';
 import { createTestWorld, type TestWorld } from '../../src/testing/index.js';
+import { isSupportedHarakaVersion } from '../../src/integrations/haraka/internals.js';
 
 let world: TestWorld;
 let dir: string;
@@ -74,6 +75,13 @@ function registered(lines: string[], options = {}) {
   plugin.register.call(fake.plugin);
   return { ...fake, plugin };
 }
+
+describe('Haraka versions', () => {
+  it(`supported range ${'>=3.0.4 <4'}`, () => {
+    expect(['3.0.4', '3.1.0', '3.3.4'].map(isSupportedHarakaVersion)).toEqual([true, true, true]);
+    expect(['3.0.3', '2.8.28', '4.0.0', 'x'].map(isSupportedHarakaVersion)).toEqual([false, false, false, false]);
+  });
+});
 
 describe('Haraka plugin: fail closed', () => {
   it('enforce: answers with the policy-listed MX as {exchange: ip, from_dns: name} and forces TLS on that hmail only', async () => {

@@ -12,6 +12,14 @@
 /** Supported Haraka versions (also the optional peer dependency range). */
 export const SUPPORTED_HARAKA_RANGE = '>=3.0.4 <4';
 
+/** True when a Haraka version string is inside {@link SUPPORTED_HARAKA_RANGE} (>=3.0.4 <4). */
+export function isSupportedHarakaVersion(version: string): boolean {
+  const m = /^(\d+)\.(\d+)\.(\d+)/.exec(version);
+  if (!m) return false;
+  const [major, minor, patch] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  return major === 3 && (minor > 0 || patch >= 4);
+}
+
 /** A Haraka MX entry (`net_utils.HarakaMx`). */
 export interface HarakaMx {
   exchange: string;

@@ -24,7 +24,7 @@ import type { TlsRptRecorder } from '../../tlsrpt/types.js';
 import { createMtaStsHooks, type MtaStsHooks } from '../hooks.js';
 import { installAttempt, type Attempt } from './attempt.js';
 import { parseHarakaConfig, type HarakaMtaStsConfig } from './config.js';
-import { SUPPORTED_HARAKA_RANGE, isLastAttempt, missingHmailInternals, removeOverrides, type HarakaHmail, type HarakaMx } from './internals.js';
+import { SUPPORTED_HARAKA_RANGE, isLastAttempt, isSupportedHarakaVersion, missingHmailInternals, removeOverrides, type HarakaHmail, type HarakaMx } from './internals.js';
 import { harakaLog, libraryLogger, type HarakaLog } from './log.js';
 
 /** Haraka return codes (`haraka-constants`). */
@@ -123,6 +123,7 @@ export function createHarakaPlugin(options: HarakaPluginOptions = {}): HarakaMta
         }
       };
       load(true);
+      checkHarakaVersion(plugin, log);
     },
 
     hook_get_mx(this: unknown, next: HarakaNext, hmail: unknown, domain: string) {
@@ -154,6 +155,19 @@ export function createHarakaPlugin(options: HarakaPluginOptions = {}): HarakaMta
       runtime = undefined;
     },
   };
+}
+
+/** Logs at CRIT when the running Haraka is outside the supported range (feature detection still decides, per message). */
+function checkHarakaVersion(plugin: unknown, log: HarakaLog): void {
+  let version: unknown;
+  try {
+    version = (plugin as { haraka_require?: (name: string) => { version?: unknown } }).haraka_require?.('package.json')?.version;
+  } catch {
+    return;
+  }
+  if (typeof version !== 'string') return;
+  if (isSupportedHarakaVersion(version)) log('info', `mta-sts: Haraka ${version} (supported: ${SUPPORTED_HARAKA_RANGE})`);
+  else log('crit', `mta-sts: Haraka ${version} is outside the supported range ${SUPPORTED_HARAKA_RANGE}; mail to enforce domains is deferred whenever the internals the plugin needs are missing`);
 }
 
 function createReporter(config: HarakaMtaStsConfig, logger: ReturnType<typeof libraryLogger>): TlsRptReporter {
