@@ -28,6 +28,10 @@ export interface MxHostOptions {
   tls?: 'modern' | 'legacy-only';
   /** Recipient addresses answered with `550` at RCPT TO (case-insensitive). */
   rejectRecipients?: readonly string[];
+  /** Answer STARTTLS (still advertised) with this 5xx code instead of starting TLS, e.g. `554`. */
+  starttlsRejectCode?: number;
+  /** Answer EHLO with this 5xx code (HELO still works), e.g. `502`: an MX that cannot advertise STARTTLS. */
+  ehloRejectCode?: number;
 }
 
 /** A message an MX host accepted. */
@@ -60,6 +64,8 @@ export interface TestMxHost {
   readonly messages: ReceivedMessage[];
   /** SMTP connections accepted so far. */
   readonly connections: number;
+  /** Every MAIL FROM this host received (accepted or not), with whether the session was over TLS at the time. */
+  readonly mailFrom: ReadonlyArray<{ address: string; secure: boolean }>;
   /** Presents a certificate of another variant from the next STARTTLS on. */
   setCert(variant: CertVariant): void;
   /** Stops the host and drops its connections. Its DNS records stay, so clients then see "connection refused". Idempotent. */
@@ -91,6 +97,7 @@ export async function startMxHost(options: StartMxHostOptions): Promise<TestMxHo
   const messages: ReceivedMessage[] = [];
   const tlsInfo = new WeakMap<SMTPServerSession, { tlsVersion?: string; sni?: string }>();
   const sockets = new Set<net.Socket>();
+  const mailFrom: Array<{ address: string; secure: boolean }> = [];
   let connections = 0;
 
   const certFor = (variant: CertVariant): { key: string; cert: string } => {
@@ -113,8 +120,9 @@ export async function startMxHost(options: StartMxHostOptions): Promise<TestMxHo
     ...certFor(options.cert ?? 'valid'),
     // OpenSSL 3 allows TLS 1.0/1.1 only at security level 0; the legacy host lowers it for its own context only.
     ...(legacy ? { minVersion: 'TLSv1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT:@SECLEVEL=0' } : { minVersion: 'TLSv1.2' }),
-    onConnect(_session, callback) {
+    onConnect(session, callback) {
       connections++;
+      if (options.starttlsRejectCode !== undefined || options.ehloRejectCode !== undefined) rejectCommands(smtp, session, options);
       callback();
     },
     onSecure(socket, session, callback) {
@@ -124,6 +132,10 @@ export async function startMxHost(options: StartMxHostOptions): Promise<TestMxHo
         tlsVersion: tlsSocket.getProtocol?.() ?? undefined,
         sni: typeof servername === 'string' && servername ? servername : undefined,
       });
+      callback();
+    },
+    onMailFrom(address, session, callback) {
+      mailFrom.push({ address: address.address, secure: session.secure });
       callback();
     },
     onRcptTo(address, _session, callback) {
@@ -182,6 +194,7 @@ export async function startMxHost(options: StartMxHostOptions): Promise<TestMxHo
     get connections() {
       return connections;
     },
+    mailFrom,
     setCert(variant) {
       smtp.updateSecureContext(certFor(variant));
     },
@@ -196,6 +209,35 @@ export async function startMxHost(options: StartMxHostOptions): Promise<TestMxHo
       return closing;
     },
   };
+}
+
+/** The command handlers smtp-server looks up on each connection (`handler_<COMMAND>`). */
+interface SmtpConnectionInternals {
+  session: SMTPServerSession;
+  send(code: number, message: string): void;
+  handler_STARTTLS?: (command: Buffer, callback: () => void) => void;
+  handler_EHLO?: (command: Buffer, callback: () => void) => void;
+}
+
+/** Makes one connection answer STARTTLS / EHLO with the configured 5xx code (smtp-server has no option for it). */
+function rejectCommands(smtp: SMTPServerClass, session: SMTPServerSession, options: MxHostOptions): void {
+  const connections = (smtp as unknown as { connections: Set<SmtpConnectionInternals> }).connections;
+  for (const connection of connections) {
+    if (connection.session !== session) continue;
+    const { starttlsRejectCode, ehloRejectCode } = options;
+    if (starttlsRejectCode !== undefined) {
+      connection.handler_STARTTLS = (_command, callback) => {
+        connection.send(starttlsRejectCode, '5.7.0 TLS not available');
+        callback();
+      };
+    }
+    if (ehloRejectCode !== undefined) {
+      connection.handler_EHLO = (_command, callback) => {
+        connection.send(ehloRejectCode, '5.5.1 EHLO not implemented');
+        callback();
+      };
+    }
+  }
 }
 
 /**

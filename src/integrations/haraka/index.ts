@@ -1,87 +1,31 @@
 /**
- * A Haraka outbound plugin: MX selection under MTA-STS (RFC 8461 §4.1, §5).
+ * `mta-sts-sender/haraka`: MTA-STS (RFC 8461) and TLS reporting (RFC 8460) for Haraka's own outbound delivery.
  *
- * Haraka asks the `get_mx` hook for the hosts to deliver a domain's mail to. For a domain with an `enforce` policy
- * this plugin answers with only the MX hosts the policy lists, in preference order, and with a temporary failure
- * (DENYSOFT: Haraka defers, never bounces, RFC 8461 §5.1) when none is listed. For `testing`, `none` and domains
- * without a policy it steps aside and Haraka looks the MX hosts up as usual.
+ * Install in the Haraka directory with `npm install mta-sts-sender` and add one line to `config/plugins`:
  *
- * Install: in Haraka's `plugins/` directory create `mta_sts.js`:
- *
- * ```js
- * Object.assign(exports, require('mta-sts-sender/haraka').createHarakaPlugin({ requireTlsEverywhere: false }));
+ * ```
+ * mta-sts-sender/haraka
  * ```
  *
- * and add `mta_sts` to `config/plugins`.
+ * (Haraka finds plugins by path: the package ships a CommonJS plugin entry in `mta-sts-sender/haraka/`.) Configure
+ * it in `config/mta-sts.ini` (see {@link parseHarakaConfig}); the file is reloaded when it changes.
  *
- * What the plugin cannot do: Haraka's outbound TLS settings are process-wide (`config/tls.ini`, `[outbound]`), so
- * the plugin cannot require STARTTLS and a valid certificate per MX host itself. To enforce RFC 8461 §4.2 for the
- * domains you deliver to under `enforce`, list them in `force_tls_hosts` and set `rejectUnauthorized=true` and
- * `minVersion=TLSv1.2` in `[outbound]` (Haraka then uses the MX host name as SNI/verification name). Without that,
- * Haraka's opportunistic TLS applies. The plugin does not see TLS sessions, so it does not record TLS-RPT outcomes.
+ * Per message, nothing global: under `enforce` only policy-listed MX hosts are used, in preference order, over
+ * STARTTLS with TLS 1.2+ and a certificate valid for the MX name; no MAIL/RCPT/DATA before a validated TLS session;
+ * an MX that fails is skipped and the next one tried; when none passes the message is deferred, never bounced
+ * (RFC 8461 §5.1). Under `testing` mail is delivered as Haraka would, and every TLS result is recorded. Domains
+ * without a policy are untouched. Every session outcome goes to TLS-RPT when `[tlsrpt]` is enabled.
+ *
+ * For a custom setup (a shared recorder, a Redis policy store), create `plugins/mta_sts.js`:
+ *
+ * ```js
+ * Object.assign(exports, require('mta-sts-sender/haraka').createHarakaPlugin({ recorder, engine: { store } }));
+ * ```
+ *
+ * @packageDocumentation
  */
-import { MtaStsHooks, type MtaStsHooksOptions } from '../hooks.js';
-
-/** Haraka return codes (`haraka-constants`). */
-export const HARAKA = Object.freeze({ CONT: 900, DENY: 902, DENYSOFT: 903, OK: 906 });
-
-/** The `next` callback of a Haraka hook. */
-export type HarakaNext = (code?: number, message?: unknown) => void;
-
-/** An MX entry as Haraka's `get_mx` accepts it. */
-export interface HarakaMxEntry {
-  priority: number;
-  exchange: string;
-}
-
-export interface HarakaPluginOptions extends MtaStsHooksOptions {
-  /** Hooks to use (shared engine, events). Default: new hooks created from the options. */
-  hooks?: MtaStsHooks;
-}
-
-/** The plugin object: assign its members to the plugin's `exports`. */
-export interface HarakaMtaStsPlugin {
-  readonly hooks: MtaStsHooks;
-  register(this: unknown): void;
-  hook_get_mx(this: unknown, next: HarakaNext, hmail: unknown, domain: string): void;
-  shutdown(this: unknown): void;
-}
-
-/** Creates the plugin. */
-export function createHarakaPlugin(options: HarakaPluginOptions = {}): HarakaMtaStsPlugin {
-  const hooks = options.hooks ?? new MtaStsHooks(options);
-  const log = (plugin: unknown, level: 'loginfo' | 'logwarn', message: string) => {
-    const fn = (plugin as Record<string, unknown> | undefined)?.[level];
-    if (typeof fn === 'function') (fn as (msg: string) => void).call(plugin, message);
-  };
-  return {
-    hooks,
-    register() {
-      log(this, 'loginfo', 'mta-sts: restricting MX hosts of domains with an enforce policy (RFC 8461)');
-    },
-    hook_get_mx(next, _hmail, domain) {
-      const plugin = this;
-      hooks.planDelivery(domain).then(
-        (plan) => {
-          if (plan.mode !== 'enforce') return next(); // testing / none / no policy: Haraka's own MX lookup
-          if (plan.allowed.length === 0) {
-            const reason = `MTA-STS: ${plan.noCandidate?.reason ?? `no MX host of ${domain} is permitted by its enforce policy`}`;
-            log(plugin, 'logwarn', reason);
-            return next(HARAKA.DENYSOFT, reason); // §5.1: defer, never bounce
-          }
-          const mx: HarakaMxEntry[] = plan.allowed.map((c) => ({ priority: c.priority, exchange: c.host }));
-          log(plugin, 'loginfo', `mta-sts: ${domain} enforce (policy ${plan.lookup.policy?.id}): ${mx.map((m) => m.exchange).join(', ')}`);
-          return next(HARAKA.OK, mx);
-        },
-        (error: Error) => {
-          // The MX lookup failed; Haraka's own lookup will meet the same failure and defer.
-          log(plugin, 'logwarn', `mta-sts: planning ${domain} failed: ${error.message}`);
-          next();
-        },
-      );
-    },
-    shutdown() {
-      if (!options.hooks) void hooks.close();
-    },
-  };
-}
+export { createHarakaPlugin, HARAKA } from './plugin.js';
+export type { HarakaMtaStsPlugin, HarakaNext, HarakaPluginOptions } from './plugin.js';
+export { parseHarakaConfig, HARAKA_LOG_LEVELS } from './config.js';
+export type { HarakaEngineConfig, HarakaLogLevel, HarakaMtaStsConfig, HarakaTlsRptConfig } from './config.js';
+export { SUPPORTED_HARAKA_RANGE } from './internals.js';
