@@ -36,7 +36,7 @@ function txtQueriesOf(domain: string): number {
 const ENFORCE = (mx: string[], id = 'id1', maxAge = 86400) => ({ id, mode: 'enforce' as const, mx, maxAge });
 
 describe('RFC 8461 §3.1 discovery (TXT)', () => {
-  it('§3.1 A1 queries TXT at _mta-sts.<domain> and fetches the policy', async () => {
+  it('§3.1 queries TXT at _mta-sts.<domain> and fetches the policy', async () => {
     world.publishPolicy('a1.test', ENFORCE(['mx.a1.test']));
     const mta = engine();
     const r = await mta.getPolicy('a1.test');
@@ -48,7 +48,7 @@ describe('RFC 8461 §3.1 discovery (TXT)', () => {
     await mta.close();
   });
 
-  it('§3.1 A1 follows a CNAME at _mta-sts.<domain>', async () => {
+  it('§3.1 follows a CNAME at _mta-sts.<domain>', async () => {
     world.publishPolicy('cname-target.test', ENFORCE(['mx.cname.test'], 'cn1'));
     world.publishPolicy('cname.test', { ...ENFORCE(['mx.cname.test'], 'cn1'), txt: null });
     world.dns.setRecords('_mta-sts.cname.test', { cname: '_mta-sts.cname-target.test' });
@@ -59,7 +59,7 @@ describe('RFC 8461 §3.1 discovery (TXT)', () => {
     await mta.close();
   });
 
-  it('§3.1 A3 two STS records: no usable policy (invalid, delivered as without MTA-STS)', async () => {
+  it('§3.1 two STS records: no usable policy (invalid, delivered as without MTA-STS)', async () => {
     world.publishPolicy('a3.test', { ...ENFORCE(['mx.a3.test']), txt: ['v=STSv1; id=one', 'v=STSv1; id=two'] });
     const mta = engine();
     const r = await mta.getPolicy('a3.test');
@@ -71,7 +71,7 @@ describe('RFC 8461 §3.1 discovery (TXT)', () => {
     await mta.close();
   });
 
-  it('§3.1 A5 a TXT record with an invalid id is invalid', async () => {
+  it('§3.1 a TXT record with an invalid id is invalid', async () => {
     world.publishPolicy('a5.test', { ...ENFORCE(['mx.a5.test']), txt: 'v=STSv1; id=has-dash' });
     const mta = engine();
     const r = await mta.getPolicy('a5.test');
@@ -80,7 +80,7 @@ describe('RFC 8461 §3.1 discovery (TXT)', () => {
     await mta.close();
   });
 
-  it('§3.3 A7 NXDOMAIN means no policy published', async () => {
+  it('§3.3 NXDOMAIN means no policy published', async () => {
     const mta = engine();
     const r = await mta.getPolicy('nothing-here.test');
     expect(r.status).toBe('none');
@@ -88,7 +88,7 @@ describe('RFC 8461 §3.1 discovery (TXT)', () => {
     await mta.close();
   });
 
-  it('§3.3 A7 SERVFAIL is a temporary failure, never "no policy"', async () => {
+  it('§3.3 SERVFAIL is a temporary failure, never "no policy"', async () => {
     world.publishPolicy('servfail.test', ENFORCE(['mx.servfail.test']));
     world.dns.fail('_mta-sts.servfail.test', 'servfail');
     const mta = engine();
@@ -100,7 +100,7 @@ describe('RFC 8461 §3.1 discovery (TXT)', () => {
     await mta.close();
   });
 
-  it('§3.3 A7 a DNS timeout is a temporary failure within the DNS deadline', async () => {
+  it('§3.3 a DNS timeout is a temporary failure within the DNS deadline', async () => {
     world.dns.fail('_mta-sts.dnstimeout.test', 'timeout');
     const mta = engine({ dnsTimeoutMs: 500 });
     const started = Date.now();
@@ -111,7 +111,7 @@ describe('RFC 8461 §3.1 discovery (TXT)', () => {
     await mta.close();
   });
 
-  it('§4.1 A8 never looks up a parent domain policy', async () => {
+  it('§3.4 never looks up a parent domain policy', async () => {
     world.publishPolicy('parent.test', ENFORCE(['mx.parent.test']));
     const mta = engine();
     world.dns.clearQueryLog();
@@ -124,15 +124,15 @@ describe('RFC 8461 §3.1 discovery (TXT)', () => {
 
 describe('RFC 8461 §3.3 policy retrieval', () => {
   const cases: Array<[string, Parameters<TestWorld['setPolicyHost']>[1], string, string]> = [
-    ['§3.3 B1 a policy host certificate for the wrong name is rejected', { kind: 'cert', cert: 'wrong-name' }, 'fetch-error', 'MTASTS_WEBPKI_INVALID'],
-    ['§3.3 B1 an expired policy host certificate is rejected', { kind: 'cert', cert: 'expired' }, 'fetch-error', 'MTASTS_WEBPKI_INVALID'],
-    ['§3.3 B1 a self-signed policy host certificate is rejected', { kind: 'cert', cert: 'self-signed' }, 'fetch-error', 'MTASTS_WEBPKI_INVALID'],
-    ['§3.3 B2 HTTP 404 is a failure', { kind: 'status', status: 404 }, 'fetch-error', 'MTASTS_HTTP_STATUS'],
-    ['§3.3 B2 HTTP 500 is a failure', { kind: 'status', status: 500 }, 'fetch-error', 'MTASTS_HTTP_STATUS'],
-    ['§3.3 B2 HTTP 204 is a failure (only 200 is success)', { kind: 'status', status: 204 }, 'fetch-error', 'MTASTS_HTTP_STATUS'],
-    ['§3.3 B2 redirects are not followed', { kind: 'redirect' }, 'fetch-error', 'MTASTS_HTTP_REDIRECT'],
-    ['§3.2 B5 a policy not served as text/plain is rejected', { kind: 'wrong-content-type' }, 'invalid', 'MTASTS_CONTENT_TYPE'],
-    ['§3.3 B4 a body over 64 KiB is rejected', { kind: 'oversize' }, 'invalid', 'MTASTS_BODY_TOO_LARGE'],
+    ['§3.3 a policy host certificate for the wrong name is rejected', { kind: 'cert', cert: 'wrong-name' }, 'fetch-error', 'MTASTS_WEBPKI_INVALID'],
+    ['§3.3 an expired policy host certificate is rejected', { kind: 'cert', cert: 'expired' }, 'fetch-error', 'MTASTS_WEBPKI_INVALID'],
+    ['§3.3 a self-signed policy host certificate is rejected', { kind: 'cert', cert: 'self-signed' }, 'fetch-error', 'MTASTS_WEBPKI_INVALID'],
+    ['§3.3 HTTP 404 is a failure', { kind: 'status', status: 404 }, 'fetch-error', 'MTASTS_HTTP_STATUS'],
+    ['§3.3 HTTP 500 is a failure', { kind: 'status', status: 500 }, 'fetch-error', 'MTASTS_HTTP_STATUS'],
+    ['§3.3 HTTP 204 is a failure (only 200 is success)', { kind: 'status', status: 204 }, 'fetch-error', 'MTASTS_HTTP_STATUS'],
+    ['§3.3 redirects are not followed', { kind: 'redirect' }, 'fetch-error', 'MTASTS_HTTP_REDIRECT'],
+    ['§3.2 a policy not served as text/plain is rejected', { kind: 'wrong-content-type' }, 'invalid', 'MTASTS_CONTENT_TYPE'],
+    ['§3.3 a body over 64 KiB is rejected', { kind: 'oversize' }, 'invalid', 'MTASTS_BODY_TOO_LARGE'],
   ];
   let n = 0;
   for (const [name, behaviour, status, code] of cases) {
@@ -148,7 +148,7 @@ describe('RFC 8461 §3.3 policy retrieval', () => {
     });
   }
 
-  it('§3.3 B2 the redirect target is never requested', async () => {
+  it('§3.3 the redirect target is never requested', async () => {
     world.publishPolicy('redirect-target.test', ENFORCE(['mx.redirect-target.test']));
     world.publishPolicy('redir.test', { ...ENFORCE(['mx.redir.test']), host: { kind: 'redirect', location: `https://mta-sts.redirect-target.test:${world.policyPort}/.well-known/mta-sts.txt` } });
     const before = fetchesOf('redirect-target.test');
@@ -159,7 +159,7 @@ describe('RFC 8461 §3.3 policy retrieval', () => {
     await mta.close();
   });
 
-  it('§3.3 B4 a trickling server does not hold the sender past the fetch deadline', async () => {
+  it('§3.3 a trickling server does not hold the sender past the fetch deadline', async () => {
     world.publishPolicy('trickle.test', { ...ENFORCE(['mx.trickle.test']), host: { kind: 'trickle', intervalMs: 200 } });
     const mta = engine({ fetchTimeoutMs: 1000 });
     const started = Date.now();
@@ -171,7 +171,7 @@ describe('RFC 8461 §3.3 policy retrieval', () => {
     await mta.close();
   });
 
-  it('§3.3 B4 a server that never answers is bounded by the fetch deadline', async () => {
+  it('§3.3 a server that never answers is bounded by the fetch deadline', async () => {
     world.publishPolicy('hang.test', { ...ENFORCE(['mx.hang.test']), host: { kind: 'hang' } });
     const mta = engine({ fetchTimeoutMs: 800 });
     const started = Date.now();
@@ -181,14 +181,14 @@ describe('RFC 8461 §3.3 policy retrieval', () => {
     await mta.close();
   });
 
-  it('§3.2 B5 text/plain with parameters is accepted', async () => {
+  it('§3.2 text/plain with parameters is accepted', async () => {
     world.publishPolicy('charset.test', { ...ENFORCE(['mx.charset.test']), host: { kind: 'ok', contentType: 'text/plain; charset=utf-8' } });
     const mta = engine();
     expect((await mta.getPolicy('charset.test')).status).toBe('policy');
     await mta.close();
   });
 
-  it('§3.3 B11 a policy that does not parse is treated like a fetch failure', async () => {
+  it('§3.3 a policy that does not parse is treated like a fetch failure', async () => {
     world.publishPolicy('badpolicy.test', { ...ENFORCE(['mx.badpolicy.test']), body: 'version: STSv1\nmode: enforce\nmax_age: 86400\n' });
     const mta = engine();
     const r = await mta.getPolicy('badpolicy.test');
@@ -198,7 +198,7 @@ describe('RFC 8461 §3.3 policy retrieval', () => {
     await mta.close();
   });
 
-  it('§3.3 B3 HTTP caching headers are ignored: max_age governs', async () => {
+  it('§3.3 HTTP caching headers are ignored: max_age governs', async () => {
     const body = 'version: STSv1\nmode: enforce\nmx: mx.cachehdr.test\nmax_age: 86400\n';
     world.publishPolicy('cachehdr.test', ENFORCE(['mx.cachehdr.test'], 'c1'));
     world.addHttpsHost('mta-sts.cachehdr.test', {
@@ -218,7 +218,7 @@ describe('RFC 8461 §3.3 policy retrieval', () => {
     await mta.close();
   });
 
-  it('§3.3 B12 a failed fetch is not retried for five minutes', async () => {
+  it('§3.3 a failed fetch is not retried for five minutes', async () => {
     world.publishPolicy('backoff.test', { ...ENFORCE(['mx.backoff.test']), host: { kind: 'status', status: 503 } });
     const c = clock();
     const mta = engine({ now: c.now });
@@ -239,7 +239,7 @@ describe('RFC 8461 §3.3 policy retrieval', () => {
 });
 
 describe('RFC 8461 §3.3 / §5.1 caching and refresh', () => {
-  it('§3.3 C1 a valid policy is cached until max_age expires', async () => {
+  it('§3.3 a valid policy is cached until max_age expires', async () => {
     world.publishPolicy('c1.test', ENFORCE(['mx.c1.test'], 'v1', 3600));
     const c = clock();
     const mta = engine({ now: c.now });
@@ -255,7 +255,7 @@ describe('RFC 8461 §3.3 / §5.1 caching and refresh', () => {
     await mta.close();
   });
 
-  it('§3.3 C2 a changed TXT id triggers a refetch before the next delivery', async () => {
+  it('§3.3 a changed TXT id triggers a refetch before the next delivery', async () => {
     world.publishPolicy('c2.test', { id: 'old1', mode: 'testing', mx: ['mx.c2.test'], maxAge: 86400 });
     const mta = engine();
     expect((await mta.getPolicy('c2.test')).policy?.mode).toBe('testing');
@@ -266,7 +266,7 @@ describe('RFC 8461 §3.3 / §5.1 caching and refresh', () => {
     await mta.close();
   });
 
-  it('§3.3 C2 if the refetch for a new id fails, the cached policy is kept', async () => {
+  it('§3.3 if the refetch for a new id fails, the cached policy is kept', async () => {
     world.publishPolicy('c2b.test', ENFORCE(['mx.c2b.test'], 'first'));
     const mta = engine();
     await mta.getPolicy('c2b.test');
@@ -287,7 +287,7 @@ describe('RFC 8461 §3.3 / §5.1 caching and refresh', () => {
     ['an HTTPS failure after an id change', () => world.publishPolicy('c3.test', { ...ENFORCE(['mx.c3.test'], 'changed'), host: { kind: 'cert', cert: 'self-signed' } })],
   ];
   for (const [what, attack] of downgrades) {
-    it(`§3.3 C3 keeps an unexpired cached policy when discovery fails: ${what}`, async () => {
+    it(`§3.3 keeps an unexpired cached policy when discovery fails: ${what}`, async () => {
       world.dns.fail('_mta-sts.c3.test', null);
       world.publishPolicy('c3.test', ENFORCE(['mx.c3.test'], 'orig'));
       const mta = engine();
@@ -305,7 +305,7 @@ describe('RFC 8461 §3.3 / §5.1 caching and refresh', () => {
     });
   }
 
-  it('§3.3 C4 an expired cached policy with failed discovery means no policy', async () => {
+  it('§3.3 an expired cached policy with failed discovery means no policy', async () => {
     world.publishPolicy('c4.test', ENFORCE(['mx.c4.test'], 'e1', 60));
     const c = clock();
     const mta = engine({ now: c.now });
@@ -318,7 +318,7 @@ describe('RFC 8461 §3.3 / §5.1 caching and refresh', () => {
     await mta.close();
   });
 
-  it('§10.2 C6 a mode none policy replaces a cached enforce policy', async () => {
+  it('§10.2 a mode none policy replaces a cached enforce policy', async () => {
     world.publishPolicy('c6.test', ENFORCE(['mx.c6.test'], 'on'));
     const mta = engine();
     await mta.getPolicy('c6.test');
@@ -331,7 +331,7 @@ describe('RFC 8461 §3.3 / §5.1 caching and refresh', () => {
     await mta.close();
   });
 
-  it('§10.2 C6 a max_age 0 policy replaces the cached policy and is not cached', async () => {
+  it('§10.2 a max_age 0 policy replaces the cached policy and is not cached', async () => {
     world.publishPolicy('c6b.test', ENFORCE(['mx.c6b.test'], 'on'));
     const mta = engine();
     await mta.getPolicy('c6b.test');
@@ -342,7 +342,7 @@ describe('RFC 8461 §3.3 / §5.1 caching and refresh', () => {
     await mta.close();
   });
 
-  it('C7 concurrent lookups share one discovery (one TXT query, one fetch)', async () => {
+  it('concurrent lookups share one discovery (one TXT query, one fetch)', async () => {
     world.publishPolicy('c7.test', ENFORCE(['mx.c7.test']));
     const mta = engine();
     world.dns.clearQueryLog();
@@ -353,7 +353,7 @@ describe('RFC 8461 §3.3 / §5.1 caching and refresh', () => {
     await mta.close();
   });
 
-  it('§5.1 C5 refreshAfterFraction: a lookup of an aging policy refetches it in the background', async () => {
+  it('§5.1 refreshAfterFraction: a lookup of an aging policy refetches it in the background', async () => {
     world.publishPolicy('c5.test', ENFORCE(['mx.c5.test'], 'r1', 7200));
     const c = clock();
     const mta = engine({ now: c.now, refreshAfterFraction: 0.5 });
@@ -367,7 +367,7 @@ describe('RFC 8461 §3.3 / §5.1 caching and refresh', () => {
     await mta.close();
   });
 
-  it('§5.1 C5 the refresh timer refetches cached policies before they expire, off the delivery path', async () => {
+  it('§5.1 the refresh timer refetches cached policies before they expire, off the delivery path', async () => {
     world.publishPolicy('c5t.test', ENFORCE(['mx.c5t.test'], 'r1', 7200));
     const c = clock();
     const mta = engine({ now: c.now, refreshIntervalMs: 100 });
@@ -381,7 +381,7 @@ describe('RFC 8461 §3.3 / §5.1 caching and refresh', () => {
     await mta.close();
   });
 
-  it('§5.1 C5 refreshDue() refetches cached policies past the refresh threshold', async () => {
+  it('§5.1 refreshDue() refetches cached policies past the refresh threshold', async () => {
     world.publishPolicy('c5b.test', ENFORCE(['mx.c5b.test'], 'r1', 7200));
     const c = clock();
     const mta = engine({ now: c.now });

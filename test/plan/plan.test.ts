@@ -13,7 +13,7 @@ afterAll(async () => {
 const engine = () => createMtaSts({ ...world.mtaStsOptions(), fetchTimeoutMs: 3000, dnsTimeoutMs: 2000 });
 
 describe('RFC 8461 §4 / §5 delivery planning', () => {
-  it('§4.1 D3 enforce: MX hosts that match no pattern are not used; order follows MX preference', async () => {
+  it('§4.1 enforce: MX hosts that match no pattern are not used; order follows MX preference', async () => {
     world.publishPolicy('plan-enf.test', { id: 'p1', mode: 'enforce', mx: ['mx1.plan-enf.test', '*.backup.plan-enf.test'], maxAge: 86400 });
     world.dns.setRecords('plan-enf.test', {
       mx: [
@@ -39,7 +39,7 @@ describe('RFC 8461 §4 / §5 delivery planning', () => {
     await mta.close();
   });
 
-  it('§4.2 E2/E3 enforce: TLS options name the MX host (SNI), require TLS 1.2 and a valid certificate', async () => {
+  it('§4.2 enforce: TLS options name the MX host (SNI), require TLS 1.2 and a valid certificate', async () => {
     world.publishPolicy('plan-tls.test', { id: 'p1', mode: 'enforce', mx: ['mx.plan-tls.test'], maxAge: 86400 });
     const mta = engine();
     const plan = await mta.plan('plan-tls.test', ['MX.Plan-TLS.test.']);
@@ -53,7 +53,7 @@ describe('RFC 8461 §4 / §5 delivery planning', () => {
     await mta.close();
   });
 
-  it('§5 F1/F2 enforce with no permitted MX: defer (temporary), never bounce', async () => {
+  it('§5, §5.1 enforce with no permitted MX: defer (temporary), never bounce', async () => {
     world.publishPolicy('plan-none-ok.test', { id: 'p1', mode: 'enforce', mx: ['mx.plan-none-ok.test'], maxAge: 86400 });
     const mta = engine();
     const plan = await mta.plan('plan-none-ok.test', ['other.example.test', 'a.mx.plan-none-ok.test']);
@@ -62,7 +62,7 @@ describe('RFC 8461 §4 / §5 delivery planning', () => {
     await mta.close();
   });
 
-  it('§5 F3 testing: every MX is used; non-matching hosts carry a result type to report', async () => {
+  it('§5 testing: every MX is used; non-matching hosts carry a result type to report', async () => {
     world.publishPolicy('plan-test.test', { id: 'p1', mode: 'testing', mx: ['mx.plan-test.test'], maxAge: 86400 });
     const mta = engine();
     const plan = await mta.plan('plan-test.test', ['other.example.test', 'mx.plan-test.test']);
@@ -75,7 +75,7 @@ describe('RFC 8461 §4 / §5 delivery planning', () => {
     await mta.close();
   });
 
-  it('§5 F4 mode none and no policy: behave as without MTA-STS', async () => {
+  it('§5 mode none and no policy: behave as without MTA-STS', async () => {
     world.publishPolicy('plan-modenone.test', { id: 'p1', mode: 'none', mx: [], maxAge: 86400 });
     const mta = engine();
     for (const domain of ['plan-modenone.test', 'plan-nopolicy.test']) {
