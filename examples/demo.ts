@@ -22,7 +22,7 @@ import nodemailer from 'nodemailer';
 import pc from 'picocolors';
 import { runCli } from '../src/cli/program.js';
 import { createDefaultResolver } from '../src/index.js';
-import { createMtaStsTransport, isMtaStsDeliveryError, type MtaStsSentMessageInfo } from '../src/integrations/nodemailer/index.js';
+import { createMtaStsTransport, MtaStsDeliveryError, type MtaStsSentMessageInfo } from '../src/integrations/nodemailer/index.js';
 import { createTestWorld } from '../src/testing/index.js';
 import { createTlsRptReporter, type TlsRptReport } from '../src/tlsrpt/index.js';
 
@@ -100,7 +100,7 @@ try {
       line(`  ${r.secure ? `STARTTLS ${r.tlsVersion}` : 'plaintext'}, certificate ${r.validated ? c.green('validated for the MX name') : c.yellow(`not valid (${r.resultType}) — delivered anyway: testing mode only reports`)}`);
       line(c.dim(`  ${info.response}`));
     } catch (error) {
-      if (!isMtaStsDeliveryError(error)) throw error;
+      if (!(error instanceof MtaStsDeliveryError)) throw error;
       line(`${c.red('✗ refused')} (${error.code}, ${error.temporary ? 'temporary: a queueing MTA defers, never bounces' : 'permanent'})`);
       line(c.dim(`  ${error.response}`));
       for (const a of error.attempts) line(`  ${a.mx}${a.ip ? ` (${a.ip})` : ''}: ${a.outcome} at ${a.stage}: ${c.bold(a.resultType ?? '')} ${a.reason}`);

@@ -14,8 +14,8 @@ export type { MtaSts, MtaStsOptions, GetPolicyOptions, PlanOptions } from './eng
 export type { MtaStsEvents, MtaStsEventName, MtaStsListener } from './engine/events.js';
 export type { StoreErrorEvent, StoreOperation } from './cache/tiered.js';
 export type { MtaStsPolicy, PolicyLookup, PolicySource, PolicyStatus } from './types.js';
-export { MtaStsError, isMtaStsError, TLSRPT_RESULT_TYPES } from './errors.js';
-export type { MtaStsErrorCode, MtaStsErrorOptions, TlsRptResultType } from './errors.js';
+export { MtaStsSenderError, MtaStsError, TLSRPT_RESULT_TYPES } from './errors.js';
+export type { ErrorDetails, MtaStsSenderErrorOptions, MtaStsSenderErrorJSON, MtaStsErrorCode, MtaStsErrorOptions, TlsRptResultType } from './errors.js';
 export { parseStsTxtRecord, selectStsTxtRecord, isStsTxtRecord, MAX_TXT_RECORD_LENGTH } from './policy/txt-record.js';
 export type { StsTxtRecord } from './policy/txt-record.js';
 export { parsePolicy, normalizeMxPattern, MAX_MAX_AGE } from './policy/policy-file.js';

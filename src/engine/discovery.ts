@@ -10,7 +10,7 @@
  */
 import { queryDns, type DnsResolver } from '../discovery/resolver.js';
 import type { FetchedPolicy } from '../discovery/fetch-policy.js';
-import { MtaStsError, isMtaStsError } from '../errors.js';
+import { MtaStsError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { selectStsTxtRecord, type StsTxtRecord } from '../policy/txt-record.js';
 import { isUnexpired, toPolicy } from '../cache/entry.js';
@@ -143,7 +143,7 @@ export class Discovery {
       return record === undefined ? { kind: 'failed', status: 'none' } : { kind: 'record', record };
     } catch (error) {
       // §3.1: not exactly one valid record: no usable record.
-      const err = isMtaStsError(error) ? new MtaStsError(error.code, error.message, { domain, cause: error.cause }) : new MtaStsError('MTASTS_TXT_INVALID', String(error), { domain });
+      const err = error instanceof MtaStsError ? new MtaStsError(error.code, error.message, { domain, cause: error.cause }) : new MtaStsError('MTASTS_TXT_INVALID', String(error), { domain });
       return { kind: 'failed', status: 'invalid', error: err };
     }
   }
@@ -169,7 +169,7 @@ export class Discovery {
       this.#o.logger.debug?.('mta-sts: policy fetched', { domain, id: record.id, mode: fetched.policy.mode, maxAge: fetched.policy.maxAge, ms: fetched.elapsedMs });
       return Object.freeze({ domain, status: 'policy', policy: toPolicy(entry), source: 'fetched', txtId: record.id });
     } catch (error) {
-      const err = isMtaStsError(error) ? error : new MtaStsError('MTASTS_FETCH_FAILED', String(error), { domain, cause: error });
+      const err = error instanceof MtaStsError ? error : new MtaStsError('MTASTS_FETCH_FAILED', String(error), { domain, cause: error });
       await this.#backoff.record(domain, record.id, err);
       this.#o.logger.warn?.('mta-sts: policy fetch failed', { domain, code: err.code, message: err.message });
       return this.fallback(domain, err, statusFor(err), used, record.id); // §3.3: a failed refetch keeps the cached policy
@@ -200,7 +200,7 @@ export class Discovery {
   }
 
   async #afterCrash(domain: string, error: unknown, used: boolean): Promise<PolicyLookup> {
-    const err = isMtaStsError(error) ? error : new MtaStsError('MTASTS_FETCH_FAILED', `unexpected failure: ${String(error)}`, { domain, cause: error });
+    const err = error instanceof MtaStsError ? error : new MtaStsError('MTASTS_FETCH_FAILED', `unexpected failure: ${String(error)}`, { domain, cause: error });
     this.#o.logger.error?.('mta-sts: discovery failed unexpectedly', { domain, error: String(error) });
     try {
       return await this.fallback(domain, err, 'fetch-error', used);
@@ -223,7 +223,7 @@ function cached(entry: CachedPolicy, source: 'cache', txtId: string): PolicyLook
 /** The lookup status of a failed fetch (a backoff reports the failure it stands for). */
 export function statusFor(error: MtaStsError): PolicyStatus {
   if (error.code === 'MTASTS_DNS_TEMPORARY') return 'temp-error';
-  if (error.code === 'MTASTS_FETCH_BACKOFF') return isMtaStsError(error.cause) ? statusFor(error.cause) : 'fetch-error';
+  if (error.code === 'MTASTS_FETCH_BACKOFF') return error.cause instanceof MtaStsError ? statusFor(error.cause) : 'fetch-error';
   return error.resultType === 'sts-policy-invalid' ? 'invalid' : 'fetch-error';
 }
 

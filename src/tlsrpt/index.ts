@@ -43,8 +43,8 @@ export type {
   TlsRptResultType,
 } from './types.js';
 export { TLSRPT_RESULT_TYPES } from '../errors.js';
-export { TlsRptError, isTlsRptError, TLSRPT_ERROR_CODES } from './errors.js';
-export type { TlsRptErrorCode, TlsRptErrorDetails, TlsRptErrorOptions } from './errors.js';
+export { TlsRptError, TLSRPT_ERROR_CODES } from './errors.js';
+export type { TlsRptErrorCode, TlsRptErrorOptions } from './errors.js';
 export {
   buildTlsRptReport,
   formatRfc3339,

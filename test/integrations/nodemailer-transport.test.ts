@@ -5,7 +5,7 @@
  */
 import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createMtaStsTransport, isMtaStsDeliveryError, type MtaStsSentMessageInfo, type MtaStsTransportOptions } from '../../src/integrations/nodemailer/index.js';
+import { createMtaStsTransport, MtaStsDeliveryError, type MtaStsSentMessageInfo, type MtaStsTransportOptions } from '../../src/integrations/nodemailer/index.js';
 import type { MtaStsDecision } from '../../src/integrations/hooks.js';
 import type { CertVariant, TestWorld } from '../../src/testing/index.js';
 import { type MtaSts } from '../../src/engine.js';
@@ -150,7 +150,7 @@ describe.concurrent('RFC 8461 §5 / §5.1 enforce failure: defer, never bounce',
 
     for (const mx of [a, b, c, d]) expect(mx.messages).toHaveLength(0);
     expect(d.connections).toBe(0);
-    expect(isMtaStsDeliveryError(error)).toBe(true);
+    expect(error).toBeInstanceOf(MtaStsDeliveryError);
     expect(error).toMatchObject({ name: 'MtaStsDeliveryError', code: 'EMTASTS', responseCode: 451, temporary: true, permanent: false, domain: 'allfail.test', mode: 'enforce', policyId: 'af1' });
     expect(error.response).toMatch(/^451 4\.7\.5 /);
     expect((error as unknown as { rejected: string[] }).rejected).toEqual(['gus@allfail.test', 'hal@allfail.test']);

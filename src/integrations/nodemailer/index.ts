@@ -17,7 +17,9 @@ export { createMtaStsTransport, MtaStsTransport, TRANSPORT_VERSION } from './tra
 export type { MtaStsTransportOptions, SendCallback } from './transport.js';
 export { guardTransport, MtaStsGuard } from './guard.js';
 export type { GuardTransportOptions, SmartHostNotice, SmtpTransportLike } from './guard.js';
-export { MtaStsDeliveryError, isMtaStsDeliveryError } from './deliver.js';
+export { MtaStsDeliveryError } from './deliver.js';
+export { nodemailerHandshakeFailure } from './tls-failure.js';
+export type { NodemailerHandshakeFailure } from './tls-failure.js';
 export type { DomainDeliveryResult, MtaStsDeliveryErrorCode, MtaStsSentMessageInfo, MxAttempt } from './deliver.js';
 export { createMtaStsHooks, MtaStsHooks, DECISION_CHANNEL } from '../hooks.js';
 export type { MtaStsDecision, MtaStsHooksOptions, SessionVerdict, DecisionAction, DecisionStage, DecisionInput, FinalAction, DeliveryFailure, DeliveryFailedInput, HooksDeliveryPlan } from '../hooks.js';

@@ -31,7 +31,7 @@ import os from 'node:os';
 import type { MailMessage, Transport } from 'nodemailer';
 import type { SMTPConnectionOptions, SMTPEnvelope } from 'nodemailer/lib/smtp-connection';
 import type { MtaSts, MtaStsOptions } from '../../engine.js';
-import { isMtaStsError } from '../../errors.js';
+import { MtaStsError } from '../../errors.js';
 import { TLSRPT_MAIL_MARKER } from '../../tlsrpt/deliver.js';
 import type { Logger } from '../../logger.js';
 import type { TlsRptRecorder } from '../../tlsrpt/types.js';
@@ -220,8 +220,8 @@ export class MtaStsTransport extends EventEmitter implements Transport<MtaStsSen
       plan = await hooks.planDelivery(domain, { reportDelivery: reportMail });
     } catch (error) {
       // The MX (or address) lookup failed: not a policy decision; a temporary failure when DNS is at fault.
-      const temporary = !isMtaStsError(error) || error.temporary;
-      const err = new MtaStsDeliveryError(isMtaStsError(error) && error.code === 'MTASTS_INVALID_DOMAIN' ? 'ENOMX' : 'EDNS', `${domain}: ${(error as Error).message}`, {
+      const temporary = !(error instanceof MtaStsError) || error.temporary;
+      const err = new MtaStsDeliveryError(error instanceof MtaStsError && error.code === 'MTASTS_INVALID_DOMAIN' ? 'ENOMX' : 'EDNS', `${domain}: ${(error as Error).message}`, {
         temporary,
         enhanced: temporary ? '4.4.3' : '5.1.2',
         domain,
