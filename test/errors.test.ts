@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { MtaStsError, TLSRPT_RESULT_TYPES, causeChain, errorCodeOf } from '../src/errors.js';
+import { MtaStsError, TLSRPT_RESULT_TYPES, causeChain, errorCodeOf, type MtaStsSenderError } from '../src/errors.js';
 
 describe('MtaStsError', () => {
   it('carries a stable code, the RFC 8460 result type and whether it is temporary', () => {
@@ -46,7 +46,7 @@ describe('one error model: every subpath throws a MtaStsSenderError', () => {
     };
     for (const [where, error] of Object.entries(errors)) {
       expect(error, where).toBeInstanceOf(root.MtaStsSenderError);
-      const e = error as InstanceType<typeof root.MtaStsSenderError>;
+      const e = error as MtaStsSenderError;
       expect(typeof e.code, where).toBe('string');
       expect(typeof e.temporary, where).toBe('boolean');
       expect(e.toJSON(), where).toMatchObject({ name: e.name, code: e.code, message: e.message, temporary: e.temporary, details: {} });

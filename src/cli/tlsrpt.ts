@@ -10,11 +10,11 @@ import pc from 'picocolors';
 import { createDefaultResolver } from '../discovery/resolver.js';
 import { normalizeDomainOrUndefined } from '../domain.js';
 import { unknownTopLevelDomain } from '../mx/public-suffix.js';
+import { utcDayKey } from '../tlsrpt/report.js';
 import {
   createTlsRptReporter,
   FileSpoolStore,
   lookupTlsRptRecord,
-  utcDayKey,
   type DomainDayKey,
   type FlushResult,
   type PendingReport,

@@ -14,7 +14,7 @@ import { MtaStsError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { selectStsTxtRecord, type StsTxtRecord } from '../policy/txt-record.js';
 import { isUnexpired, toPolicy } from '../cache/entry.js';
-import type { CachedPolicy } from '../cache/store.js';
+import type { PolicyStoreEntry } from '../cache/store.js';
 import type { TieredPolicyCache } from '../cache/tiered.js';
 import type { PolicyLookup, PolicyStatus } from '../types.js';
 import { FetchBackoff } from './backoff.js';
@@ -43,7 +43,7 @@ export interface DiscoveryOptions {
   /** How long to wait for a fleet member holding `fetch:<domain>`, in ms. */
   fleetWaitMs: number;
   /** `due` mode: is this cached policy due for a refetch? */
-  isDue: (entry: CachedPolicy) => boolean;
+  isDue: (entry: PolicyStoreEntry) => boolean;
   /** Called after a policy entered tier 1 (starts the refresh timer). */
   onCached: () => void;
 }
@@ -163,7 +163,7 @@ export class Discovery {
       this.#backoff.clear(domain);
       const fetchedAt = this.#o.now();
       // §3.3: cache until max_age expires. §10.2: max_age 0 / mode none replace a cached policy (withdrawal).
-      const entry: CachedPolicy = { domain, id: record.id, policy: fetched.policy, text: fetched.text, fetchedAt, expiresAt: fetchedAt + fetched.policy.maxAge * 1000 };
+      const entry: PolicyStoreEntry = { domain, id: record.id, policy: fetched.policy, text: fetched.text, fetchedAt, expiresAt: fetchedAt + fetched.policy.maxAge * 1000 };
       await this.#o.cache.save(domain, entry, used);
       this.#o.onCached();
       this.#o.logger.debug?.('mta-sts: policy fetched', { domain, id: record.id, mode: fetched.policy.mode, maxAge: fetched.policy.maxAge, ms: fetched.elapsedMs });
@@ -216,7 +216,7 @@ export class Discovery {
   }
 }
 
-function cached(entry: CachedPolicy, source: 'cache', txtId: string): PolicyLookup {
+function cached(entry: PolicyStoreEntry, source: 'cache', txtId: string): PolicyLookup {
   return Object.freeze({ domain: entry.domain, status: 'policy', policy: toPolicy(entry), source, txtId });
 }
 

@@ -45,7 +45,7 @@ export interface TlsRptMailTransport {
   close?(): void;
 }
 
-/** Options of {@link composeTlsRptMail} and {@link sendTlsRptMail}. */
+/** Options of {@link sendTlsRptMail}. */
 export interface TlsRptMailOptions {
   /** `From` (and envelope sender). Its domain should be the submitter's, and DKIM-signed by it (§5.3). */
   from: string;
@@ -206,7 +206,7 @@ export async function sendTlsRptMail(transport: TlsRptMailTransport, report: Tls
   return { messageId, ...(typeof result.response === 'string' ? { response: result.response } : {}) };
 }
 
-/** What {@link createMailTransport} accepts: a transporter, or options / a URL for `nodemailer.createTransport`. */
+/** What the reporter accepts as `mailTransport`: a transporter, or options / a URL for `nodemailer.createTransport`. */
 export type TlsRptMailTransportInput = TlsRptMailTransport | SMTPTransportOptions | string;
 
 /**

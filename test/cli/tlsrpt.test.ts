@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestWorld, type TestWorld } from '../../src/testing/index.js';
-import { DEFAULT_AGGREGATION_LIMITS, FileSpoolStore, utcDayKey, type PendingReport, type TlsRptReport } from '../../src/tlsrpt/index.js';
+import { DEFAULT_AGGREGATION_LIMITS, FileSpoolStore, type PendingReport, type TlsRptReport } from '../../src/tlsrpt/index.js';
+import { utcDayKey } from '../../src/tlsrpt/report.js';
 import { buildCli, jsonLines, removeBuiltCli, runMtaSts } from './helpers.js';
 
 let world: TestWorld;

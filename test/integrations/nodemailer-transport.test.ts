@@ -362,7 +362,8 @@ describe.concurrent('several recipient domains in one message', () => {
 
 describe('TLS report mail through the transport (RFC 8460 §5.3)', () => {
   it('RFC 8460 §5.3 a report is delivered despite an enforce failure at the reporting domain, and its session is not counted', async () => {
-    const { TlsRptAggregator, MemoryTlsRptStore, buildTlsRptReport, gzipTlsRptReport, sendTlsRptMail, tlsRptFileName, utcDayRange } = await import('../../src/tlsrpt/index.js');
+    const { TlsRptAggregator, MemoryTlsRptStore, buildTlsRptReport, gzipTlsRptReport, sendTlsRptMail, tlsRptFileName } = await import('../../src/tlsrpt/index.js');
+    const { utcDayRange } = await import('../../src/tlsrpt/report.js');
     const mx = await world.addMx('reports.test', 'mx1.reports.test', { cert: 'expired' });
     world.publishPolicy('reports.test', ENFORCE(['mx1.reports.test'], 'r1'));
     const aggregator = new TlsRptAggregator({ store: new MemoryTlsRptStore() });
