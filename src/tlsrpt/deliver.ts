@@ -228,16 +228,18 @@ export interface PostTlsRptReportOptions {
   dispatcher?: Dispatcher;
   /** Overall deadline for connect, request and response, in ms. Default 60 000. */
   timeoutMs?: number;
-  /**
-   * FOR TESTS ONLY: connect to this port instead of the URL's (a loopback test server cannot listen on 443). The
-   * request goes to the same host name, so SNI and certificate checks are unchanged.
-   */
-  httpsPortOverride?: number;
   signal?: AbortSignal;
   /** `User-Agent` header. Default `mta-sts-sender-tlsrpt`. */
   userAgent?: string;
   /** For the report-session marker: the policy domain and report id being delivered. */
   context?: { policyDomain: string; reportId: string };
+
+  // ---- FOR TESTS ONLY ----
+  /**
+   * FOR TESTS ONLY: connect to this port instead of the URL's (a loopback test server cannot listen on 443). The
+   * request goes to the same host name, so SNI and certificate checks are unchanged.
+   */
+  httpsPort?: number;
 }
 
 /** Result of a successful HTTPS delivery. */
@@ -253,7 +255,7 @@ export interface TlsRptHttpsResult {
 export async function postTlsRptReport(url: string, gzipped: Uint8Array, options: PostTlsRptReportOptions = {}): Promise<TlsRptHttpsResult> {
   const target = new URL(url);
   if (target.protocol !== 'https:') throw new TlsRptError('TLSRPT_DELIVERY_FAILED', `not an https URL: ${url}`, { details: { url } });
-  if (options.httpsPortOverride !== undefined) target.port = String(options.httpsPortOverride);
+  if (options.httpsPort !== undefined) target.port = String(options.httpsPort);
   const timeoutMs = options.timeoutMs ?? 60_000;
   const controller = new AbortController();
   let timedOut = false;

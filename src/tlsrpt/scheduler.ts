@@ -83,8 +83,6 @@ export interface TlsRptReporterOptions {
   ca?: string | Buffer | Array<string | Buffer>;
   /** Deadline of one HTTPS POST. Default 60 000 ms. */
   httpsTimeoutMs?: number;
-  /** FOR TESTS ONLY: connect to this port for every `https:` report URI (a loopback server cannot use 443). */
-  httpsPortOverride?: number;
   /** Deadline of one DNS lookup. Default 10 000 ms. */
   dnsTimeoutMs?: number;
   /** Clock, ms since the epoch. Default `Date.now`. */
@@ -109,6 +107,13 @@ export interface TlsRptReporterOptions {
   logger?: TlsRptLogger;
   /** Gets every {@link TlsRptEvent}. Must not throw (errors are swallowed). */
   onEvent?: (event: TlsRptEvent) => void;
+
+  // ---- FOR TESTS ONLY ----
+  /**
+   * FOR TESTS ONLY: connect to this port for every `https:` report URI (RFC 8460 §5.4 URIs name 443; a loopback
+   * server cannot use it). Named like the engine's `httpsPort` and the CLI's `--https-port`.
+   */
+  httpsPort?: number;
 }
 
 /** A destination that failed, and why. */
@@ -338,7 +343,7 @@ export function createTlsRptReporter(options: TlsRptReporterOptions): TlsRptRepo
         dispatcher: dispatcher(),
         context,
         ...(options.httpsTimeoutMs !== undefined ? { timeoutMs: options.httpsTimeoutMs } : {}),
-        ...(options.httpsPortOverride !== undefined ? { httpsPortOverride: options.httpsPortOverride } : {}),
+        ...(options.httpsPort !== undefined ? { httpsPort: options.httpsPort } : {}),
       });
       return;
     }

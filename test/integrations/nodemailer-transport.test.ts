@@ -411,7 +411,10 @@ describe('createMtaStsTransport() validates every option at creation (never as b
     expect(invalid({ maxAddressesPerMx: Number.NaN })).toMatchObject({ details: { option: 'maxAddressesPerMx' } });
     expect(invalid({ maxSessionsPerDomain: 0 })).toMatchObject({ details: { option: 'maxSessionsPerDomain' } });
     expect(invalid({ port: 0 })).toMatchObject({ details: { option: 'port' } });
-    expect(invalid({ connectionTimeout: -1 })).toMatchObject({ details: { option: 'connectionTimeout' } });
+    expect(invalid({ connectionTimeoutMs: -1 })).toMatchObject({ details: { option: 'connectionTimeoutMs' } });
+    // Nodemailer's own names are refused, pointing to the name this transport uses (units in option names).
+    expect(invalid({ connectionTimeout: 5000 }).message).toMatch(/connectionTimeoutMs/);
+    expect(invalid({ port: 2525 }).message).toMatch(/smtpPort/);
     expect(invalid({ localAddress: 'localhost' })).toMatchObject({ details: { option: 'localAddress' } });
   });
 
@@ -430,6 +433,6 @@ describe('createMtaStsTransport() validates every option at creation (never as b
     expect(invalid({ ca: 42 }).message).toMatch(/^createMtaStsTransport\(\): option ca must be PEM certificate text/);
     expect(invalid({ dnsServers: '127.0.0.1' })).toMatchObject({ details: { option: 'dnsServers' } });
     expect(invalid({ maxConcurrentDomain: 2 }).message).toMatch(/unknown option maxConcurrentDomain \(did you mean maxConcurrentDomains\?\)/);
-    expect(invalid({ timeout: 5 }).message).toMatch(/did you mean .*socketTimeout/);
+    expect(invalid({ timeout: 5 }).message).toMatch(/did you mean .*TimeoutMs/);
   });
 });
