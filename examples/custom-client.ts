@@ -13,6 +13,7 @@ import diagnosticsChannel from 'node:diagnostics_channel';
 import type { TLSSocket } from 'node:tls';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { createMtaStsHooks, DECISION_CHANNEL, type MtaStsDecision } from '../src/integrations/hooks.js';
+import { nodemailerHandshakeFailure } from '../src/integrations/nodemailer/index.js';
 import { createTestWorld } from '../src/testing/index.js';
 
 const world = await createTestWorld();
@@ -62,7 +63,11 @@ async function deliver(domain: string, from: string, to: string[], message: stri
       if (error) {
         connection.close();
         const failed = (error as { code?: string }).code === 'ETLS' || connection.upgrading;
-        if (failed) hooks.recordOutcome(candidate, hooks.handshakeFailed(candidate, error, { ip }), { ip });
+        if (failed) {
+          // Nodemailer wraps TLS errors in codes of its own: translate them for the hooks.
+          const failure = nodemailerHandshakeFailure(error);
+          hooks.recordOutcome(candidate, hooks.handshakeFailed(candidate, failure.error, { ip, ...(failure.starttlsRefused ? { starttlsRefused: failure.starttlsRefused } : {}) }), { ip });
+        }
         continue; // next address / MX
       }
       const verdict = hooks.verifySession(candidate, connection.secure ? (connection._socket as TLSSocket) : null, { ip });

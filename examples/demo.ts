@@ -22,7 +22,7 @@ import nodemailer from 'nodemailer';
 import pc from 'picocolors';
 import { runCli } from '../src/cli/program.js';
 import { createDefaultResolver } from '../src/index.js';
-import { createMtaStsTransport, isMtaStsDeliveryError, type MtaStsSentMessageInfo } from '../src/integrations/nodemailer/index.js';
+import { createMtaStsTransport, MtaStsDeliveryError, type MtaStsSentMessageInfo } from '../src/integrations/nodemailer/index.js';
 import { createTestWorld } from '../src/testing/index.js';
 import { createTlsRptReporter, type TlsRptReport } from '../src/tlsrpt/index.js';
 
@@ -42,7 +42,7 @@ const tmp = mkdtempSync(join(tmpdir(), 'mta-sts-demo-'));
 let exitCode = 0;
 try {
   console.log(c.bold('mta-sts-sender demo'));
-  line(c.dim(`loopback world: DNS ${world.dns.servers[0]}, policy hosts on :${world.policyPort}, MX hosts on 127.x.y.z:${world.smtpPort}`));
+  line(c.dim(`loopback world: DNS ${world.dns.servers[0]}, policy hosts on :${world.httpsPort}, MX hosts on 127.x.y.z:${world.smtpPort}`));
 
   // ---- the world: four recipient domains, each with its policy and MX host ----
   await world.addMx('secure.example', 'mx1.secure.example');
@@ -73,20 +73,20 @@ try {
     submitter: 'mta.sender.example',
     resolver: createDefaultResolver({ dnsServers: options.dnsServers }),
     ca: options.ca,
-    httpsPortOverride: world.policyPort, // FOR TESTS: the world's HTTPS port instead of 443
+    httpsPort: world.httpsPort, // FOR TESTS: the world's HTTPS port instead of 443
     now: () => Date.now() + clockShift,
     delayMs: 0,
     jitterMs: 0,
   });
   const transport = createMtaStsTransport({
     ...options,
-    port: world.smtpPort, // FOR TESTS: the world's SMTP port instead of 25
     name: 'mta.sender.example',
     recorder: reporter.recorder,
     fetchTimeoutMs: 3000,
     dnsTimeoutMs: 2000,
-    connectionTimeout: 2000,
-    greetingTimeout: 2000,
+    connectionTimeoutMs: 2000,
+    greetingTimeoutMs: 2000,
+    smtpPort: world.smtpPort, // FOR TESTS ONLY: the world's SMTP port instead of 25
   });
   const mailer = nodemailer.createTransport(transport);
   const send = (to: string) => mailer.sendMail({ from: 'alerts@sender.example', to, subject: `hello ${to}`, text: 'Sent with MTA-STS.' }) as Promise<MtaStsSentMessageInfo>;
@@ -100,7 +100,7 @@ try {
       line(`  ${r.secure ? `STARTTLS ${r.tlsVersion}` : 'plaintext'}, certificate ${r.validated ? c.green('validated for the MX name') : c.yellow(`not valid (${r.resultType}) — delivered anyway: testing mode only reports`)}`);
       line(c.dim(`  ${info.response}`));
     } catch (error) {
-      if (!isMtaStsDeliveryError(error)) throw error;
+      if (!(error instanceof MtaStsDeliveryError)) throw error;
       line(`${c.red('✗ refused')} (${error.code}, ${error.temporary ? 'temporary: a queueing MTA defers, never bounces' : 'permanent'})`);
       line(c.dim(`  ${error.response}`));
       for (const a of error.attempts) line(`  ${a.mx}${a.ip ? ` (${a.ip})` : ''}: ${a.outcome} at ${a.stage}: ${c.bold(a.resultType ?? '')} ${a.reason}`);
@@ -133,7 +133,7 @@ try {
   const caFile = join(tmp, 'world-ca.pem');
   writeFileSync(caFile, world.ca.rootPem);
   const code = await runCli(
-    ['check', '--probe', '--dns-server', options.dnsServers[0]!, '--ca', caFile, '--policy-port', String(world.policyPort), '--port', String(world.smtpPort), '--timeout', '3000', 'secure.example', 'badcert.example'],
+    ['check', '--probe', '--dns-server', options.dnsServers[0]!, '--ca', caFile, '--policy-port', String(world.httpsPort), '--port', String(world.smtpPort), '--timeout', '3000', 'secure.example', 'badcert.example'],
     { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, env: process.env },
   );
   line(c.dim(`(mta-sts check exit code ${code}: badcert.example has a problem)`));

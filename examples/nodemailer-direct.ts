@@ -25,11 +25,11 @@ try {
   const outcomes: SessionOutcome[] = [];
   const transport = createMtaStsTransport({
     ...world.mtaStsOptions(), // DNS server, CA and policy port of the test world (omit in production)
-    port: world.smtpPort, // FOR TESTS: MX hosts listen here instead of 25
     name: 'mailer.sender.example',
     recorder: { record: (outcome) => outcomes.push(outcome) }, // a TlsRptAggregator in production
-    connectionTimeout: 5000,
-    greetingTimeout: 5000,
+    connectionTimeoutMs: 5000,
+    greetingTimeoutMs: 5000,
+    smtpPort: world.smtpPort, // FOR TESTS ONLY: MX hosts listen here instead of 25
   });
   transport.on('decision', (d) => {
     if (d.stage === 'session' || d.stage === 'delivery') console.log(`  [decision] ${d.domain} ${d.action}${d.resultType ? ` (${d.resultType})` : ''}: ${d.reason}`);

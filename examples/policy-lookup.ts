@@ -23,7 +23,7 @@ try {
     console.log(`  MX ${candidate.priority} ${candidate.host}: ${candidate.allowed ? 'allowed' : 'REFUSED'} (${candidate.reason})`);
     if (!candidate.allowed) continue;
     const [address] = await resolveAddresses(mtaSts.resolver, candidate.host, 5000);
-    const probe = await probeStartTls(candidate.host, { address: address!.address, port: world.smtpPort, tls: candidate.tls, timeoutMs: 5000 });
+    const probe = await probeStartTls(candidate.host, { address: address!.address, smtpPort: world.smtpPort, tls: candidate.tls, timeoutMs: 5000 });
     console.log(`    STARTTLS ${probe.starttlsOffered ? 'offered' : 'missing'}, ${probe.protocol ?? 'no TLS'}: ${probe.verification.ok ? 'certificate valid for the MX name' : `${probe.verification.resultType}: ${probe.verification.reason}`}`);
   }
   if (plan.noCandidate) console.log(`  no permitted MX: ${plan.noCandidate.action} (${plan.noCandidate.reason})`);

@@ -39,10 +39,10 @@ try {
     store: new MemoryTlsRptStore(),
     resolver: createDefaultResolver({ dnsServers: world.dns.servers }),
     ca: world.ca.rootPem,
-    httpsPortOverride: world.policyPort, // test only: the world's HTTPS port instead of 443
+    httpsPort: world.httpsPort, // test only: the world's HTTPS port instead of 443
     now: () => clock,
   });
-  const transport = createMtaStsTransport({ ...world.mtaStsOptions(), port: world.smtpPort, name: 'mta.sender.example', recorder: reporter.recorder });
+  const transport = createMtaStsTransport({ ...world.mtaStsOptions(), smtpPort: world.smtpPort, name: 'mta.sender.example', recorder: reporter.recorder });
   const mailer = nodemailer.createTransport(transport);
   const send = (to: string) => mailer.sendMail({ from: 'a@sender.example', to, subject: 'hello', text: 'hello' }).then(() => 'delivered', (e: Error) => `not delivered (${e.message.split('\n')[0]})`);
 

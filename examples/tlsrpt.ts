@@ -25,7 +25,7 @@ try {
     store: new MemoryTlsRptStore(),
     resolver: createDefaultResolver({ dnsServers: world.dns.servers }),
     ca: world.ca.rootPem, // trust the test CA for the HTTPS endpoint
-    httpsPortOverride: world.policyPort, // test only: the world's HTTPS port instead of 443
+    httpsPort: world.httpsPort, // test only: the world's HTTPS port instead of 443
     // The report mail goes straight to the test MX here; in production use a relay that does not enforce MTA-STS.
     mailTransport: { host: mx.ip, port: world.smtpPort, tls: { ca: [world.ca.rootPem], servername: mx.host } },
     now: () => now,

@@ -49,7 +49,7 @@ function isValidALabel(label: string): boolean {
   return unicode !== '' && unicode !== label && domainToASCII(unicode) === label;
 }
 
-/** Like {@link normalizeDomainOrUndefined} but throws `MTASTS_INVALID_DOMAIN`. */
+/** Like `normalizeDomainOrUndefined` (internal) but throws `MTASTS_INVALID_DOMAIN`. */
 export function normalizeDomain(input: unknown): string {
   const name = normalizeDomainOrUndefined(input);
   if (name === undefined) {

@@ -99,9 +99,15 @@ export interface MtaStsOptions {
   maxMxHosts?: number;
   /** Require STARTTLS for domains without a policy too. Default false (opportunistic TLS, RFC 3207). */
   requireTlsEverywhere?: boolean;
-  /** FOR TESTS ONLY: the port of the policy HTTPS hosts (the RFC fixes 443). */
-  policyPort?: number;
+  /** Where the engine logs (warnings, debug). Default: nowhere. */
   logger?: Logger;
+
+  // ---- FOR TESTS ONLY ----
+  /**
+   * FOR TESTS ONLY: the HTTPS port of policy hosts (RFC 8461 §3.3 fixes 443), for a loopback test world. Default 443.
+   * Named like the CLI's `--https-port` and the reporter's `httpsPort`.
+   */
+  httpsPort?: number;
 }
 
 export type { GetPolicyOptions } from './engine/lookups.js';
@@ -281,7 +287,7 @@ function createFetcher(options: MtaStsOptions, s: Settings): { fetch: (domain: s
         timeoutMs: s.fetchTimeoutMs,
         maxBytes: s.maxPolicyBytes,
         requireTextPlain: s.requireTextPlain,
-        ...(options.policyPort !== undefined ? { port: options.policyPort } : {}),
+        ...(options.httpsPort !== undefined ? { port: options.httpsPort } : {}),
       }),
     close: async () => {
       if (own) await own.close();

@@ -1,10 +1,16 @@
 /**
  * Errors raised by mta-sts-sender.
  *
- * Every failure the library reports is an {@link MtaStsError} with a stable
- * machine-readable `code` (listed in {@link MtaStsErrorCode}), the RFC 8460
- * result type the failure maps to (for TLS reporting), and whether the condition
- * is temporary. The doc of each code says what the caller should do.
+ * Every error the library raises, from every subpath, is a {@link MtaStsSenderError}: a stable machine-readable
+ * `code`, the RFC 8460 result type the failure maps to (for TLS reporting), whether the condition is temporary, the
+ * domain concerned and JSON-safe `details`. Three subclasses name where it comes from:
+ *
+ * - {@link MtaStsError} (`MTASTS_*`): policy discovery (RFC 8461 §3), stores, and every factory's options.
+ * - `TlsRptError` (`TLSRPT_*`, `mta-sts-sender/tlsrpt`): TLS reporting (RFC 8460).
+ * - `MtaStsDeliveryError` (`EMTASTS`, ..., `mta-sts-sender/nodemailer`): a refused or failed Nodemailer delivery,
+ *   shaped like Nodemailer's own SMTP errors (`responseCode`, `response`, `command`).
+ *
+ * Check `instanceof MtaStsSenderError` and `code`, never the message. The doc of each code says what to do.
  */
 
 /** RFC 8460 §4.3 result types (the `result-type` of a failure detail). */
@@ -127,38 +133,59 @@ const TEMPORARY_CODES: ReadonlySet<MtaStsErrorCode> = new Set<MtaStsErrorCode>([
   'MTASTS_STORE_TIMEOUT',
 ]);
 
-export interface MtaStsErrorOptions {
+/** Structured, JSON-safe detail attached to an error (HTTP status, content type, file path, option name, ...). */
+export type ErrorDetails = Readonly<Record<string, string | number | boolean | undefined>>;
+
+/** What every error of the library carries besides its code and message. */
+export interface MtaStsSenderErrorOptions {
   cause?: unknown;
   /** The domain the failure concerns, when there is one. */
   domain?: string;
-  /** Override of the RFC 8460 result type derived from the code. */
+  /** The RFC 8460 result type (by default the one the code maps to, if any). */
   resultType?: TlsRptResultType;
   /** Extra structured detail (HTTP status, content type, byte counts, ...). */
-  details?: Readonly<Record<string, string | number | boolean | undefined>>;
+  details?: ErrorDetails;
 }
 
-/** The one error class of the library. Check `code`, never the message. */
-export class MtaStsError extends Error {
-  override readonly name: string = 'MtaStsError';
-  readonly code: MtaStsErrorCode;
+/** The JSON view of an error ({@link MtaStsSenderError.toJSON}). */
+export interface MtaStsSenderErrorJSON<C extends string = string> {
+  name: string;
+  code: C;
+  message: string;
+  resultType?: TlsRptResultType;
+  temporary: boolean;
+  domain?: string;
+  details: Record<string, string | number | boolean | undefined>;
+}
+
+/**
+ * The base class of every error mta-sts-sender raises, from every subpath: `err instanceof MtaStsSenderError`
+ * holds for {@link MtaStsError}, `TlsRptError` and `MtaStsDeliveryError` alike. Check `code`, never the message.
+ */
+export abstract class MtaStsSenderError<C extends string = string> extends Error {
+  override readonly name: string = 'MtaStsSenderError';
+  /** Stable, machine-readable; each subclass documents its codes and what the caller should do. */
+  readonly code: C;
   /** RFC 8460 §4.3 result type for TLS reports, when the failure is reportable. */
   readonly resultType: TlsRptResultType | undefined;
-  /** True when trying again later may succeed (DNS SERVFAIL, timeouts, network errors). */
+  /** True when trying again later may succeed (DNS SERVFAIL, timeouts, network errors): defer, never bounce. */
   readonly temporary: boolean;
+  /** The domain the failure concerns, when there is one. */
   readonly domain: string | undefined;
-  readonly details: Readonly<Record<string, string | number | boolean | undefined>>;
+  /** Structured detail, JSON-safe. */
+  readonly details: ErrorDetails;
 
-  constructor(code: MtaStsErrorCode, message: string, options: MtaStsErrorOptions = {}) {
+  protected constructor(code: C, message: string, temporary: boolean, options: MtaStsSenderErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.code = code;
-    this.resultType = options.resultType ?? RESULT_TYPE_BY_CODE[code];
-    this.temporary = TEMPORARY_CODES.has(code);
+    this.resultType = options.resultType;
+    this.temporary = temporary;
     this.domain = options.domain;
     this.details = Object.freeze({ ...(options.details ?? {}) });
   }
 
   /** A plain JSON-safe view (for logs, CLIs and events). */
-  toJSON(): { name: string; code: MtaStsErrorCode; message: string; resultType?: TlsRptResultType; temporary: boolean; domain?: string; details: Record<string, string | number | boolean | undefined> } {
+  toJSON(): MtaStsSenderErrorJSON<C> {
     return {
       name: this.name,
       code: this.code,
@@ -171,31 +198,52 @@ export class MtaStsError extends Error {
   }
 }
 
-/** Type guard: `value instanceof MtaStsError` (each class exists once in the build, for every subpath). */
-export function isMtaStsError(value: unknown): value is MtaStsError {
-  return value instanceof MtaStsError;
+/** Options of {@link MtaStsError}. */
+export type MtaStsErrorOptions = MtaStsSenderErrorOptions;
+
+/**
+ * An error of MTA-STS policy discovery (RFC 8461 §3), of a policy store, or of a factory's options
+ * (`MTASTS_INVALID_OPTIONS`, raised by every subpath at creation). Codes: {@link MtaStsErrorCode}.
+ */
+export class MtaStsError extends MtaStsSenderError<MtaStsErrorCode> {
+  override readonly name: string = 'MtaStsError';
+
+  constructor(code: MtaStsErrorCode, message: string, options: MtaStsErrorOptions = {}) {
+    super(code, message, TEMPORARY_CODES.has(code), { ...options, resultType: options.resultType ?? RESULT_TYPE_BY_CODE[code] });
+  }
 }
 
 /** undici's wrapper codes: they say "the socket failed", the cause chain says why. */
 const GENERIC_CODES: ReadonlySet<string> = new Set(['UND_ERR_SOCKET', 'UND_ERR_ABORTED']);
 
+/** How deep {@link causeChain} looks: errors wrap a handful of times, never more in practice. */
+const MAX_CAUSE_DEPTH = 5;
+
+/**
+ * An error and its `cause`s, outermost first: the one walk of a cause chain in the library (bounded in depth,
+ * safe against cycles). Yields objects only.
+ */
+export function* causeChain(error: unknown): Generator<{ code?: unknown; cause?: unknown; details?: unknown }> {
+  const seen = new Set<unknown>();
+  let current: unknown = error;
+  for (let depth = 0; depth < MAX_CAUSE_DEPTH && typeof current === 'object' && current !== null && !seen.has(current); depth++) {
+    seen.add(current);
+    yield current as { code?: unknown; cause?: unknown; details?: unknown };
+    current = (current as { cause?: unknown }).cause;
+  }
+}
+
 /**
  * The most specific error code in an error's `cause` chain (a string is taken as a code). undici and TLS wrap the
- * code that tells what happened (`CERT_HAS_EXPIRED`, `ECONNREFUSED`) in generic ones; this finds it, bounded in depth.
+ * code that tells what happened (`CERT_HAS_EXPIRED`, `ECONNREFUSED`) in generic ones; this finds it.
  */
 export function errorCodeOf(error: unknown): string | undefined {
   if (typeof error === 'string') return error;
   let generic: string | undefined;
-  let current: unknown = error;
-  for (let depth = 0; depth < 5 && typeof current === 'object' && current !== null; depth++) {
-    const code = (current as { code?: unknown }).code;
-    if (typeof code === 'string') {
-      if (!GENERIC_CODES.has(code)) return code;
-      generic ??= code;
-    }
-    const cause = (current as { cause?: unknown }).cause;
-    if (cause === current) break;
-    current = cause;
+  for (const link of causeChain(error)) {
+    if (typeof link.code !== 'string') continue;
+    if (!GENERIC_CODES.has(link.code)) return link.code;
+    generic ??= link.code;
   }
   return generic;
 }

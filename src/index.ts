@@ -7,38 +7,42 @@
  * matches MX hosts against them, validates MX certificates and plans delivery accordingly. The pure parts (TXT
  * parser, policy parser, MX matcher, certificate host check) are exported for use on their own.
  *
+ * Three policy types, by role: {@link PolicyFile} (what {@link parsePolicy} reads from a policy file),
+ * {@link ActivePolicy} (the policy in force for a domain, from `getPolicy`), {@link PolicyStoreEntry} (what a
+ * {@link PolicyStore} keeps). Every error is a {@link MtaStsSenderError}.
+ *
  * @packageDocumentation
  */
+// The engine (discovery, cache, planning) and the types of its API.
 export { createMtaSts } from './engine.js';
 export type { MtaSts, MtaStsOptions, GetPolicyOptions, PlanOptions } from './engine.js';
 export type { MtaStsEvents, MtaStsEventName, MtaStsListener } from './engine/events.js';
 export type { StoreErrorEvent, StoreOperation } from './cache/tiered.js';
-export type { MtaStsPolicy, PolicyLookup, PolicySource, PolicyStatus } from './types.js';
-export { MtaStsError, isMtaStsError, TLSRPT_RESULT_TYPES } from './errors.js';
-export type { MtaStsErrorCode, MtaStsErrorOptions, TlsRptResultType } from './errors.js';
-export { parseStsTxtRecord, selectStsTxtRecord, isStsTxtRecord, MAX_TXT_RECORD_LENGTH } from './policy/txt-record.js';
-export type { StsTxtRecord } from './policy/txt-record.js';
-export { parsePolicy, normalizeMxPattern, MAX_MAX_AGE } from './policy/policy-file.js';
-export type { StsPolicy, PolicyMode, ParsePolicyOptions } from './policy/policy-file.js';
-export { mxMatchesPattern, mxMatchesPolicy, findMatchingPattern } from './mx/match.js';
-export { normalizeDomain, normalizeDomainOrUndefined } from './domain.js';
+export type { ActivePolicy, PolicyLookup, PolicySource, PolicyStatus } from './types.js';
+export type { DeliveryPlan, MxCandidate, NoCandidateAction, EffectiveMode } from './plan/plan.js';
+export type { MxTlsOptions } from './tls/connect-options.js';
+export type { Logger } from './logger.js';
+// Errors: one base class for every subpath.
+export { MtaStsSenderError, MtaStsError, TLSRPT_RESULT_TYPES } from './errors.js';
+export type { ErrorDetails, MtaStsSenderErrorOptions, MtaStsSenderErrorJSON, MtaStsErrorCode, MtaStsErrorOptions, TlsRptResultType } from './errors.js';
+// Policy stores.
 export { MemoryPolicyStore } from './cache/store.js';
-export type { CachedPolicy, PolicyStore, StoredFetchFailure, MemoryPolicyStoreOptions, MaybePromise } from './cache/store.js';
+export type { PolicyStoreEntry, PolicyStore, StoredFetchFailure, MemoryPolicyStoreOptions } from './cache/store.js';
 export { createFilePolicyStore, FilePolicyStore } from './cache/file-store.js';
 export type { FilePolicyStoreOptions, FilePolicyStoreEvent } from './cache/file-store.js';
-export { createDefaultResolver, isDnsNotFound } from './discovery/resolver.js';
+// The DNS seam.
+export { createDefaultResolver } from './discovery/resolver.js';
 export type { DnsResolver, MxRecord, DefaultResolverOptions } from './discovery/resolver.js';
-export { fetchPolicy, policyUrl } from './discovery/fetch-policy.js';
-export type { FetchPolicyOptions, FetchedPolicy } from './discovery/fetch-policy.js';
+// The pure RFC 8461 parts: TXT record (§3.1), policy file (§3.2), MX matching (§4.1), TLS checks (§4.2).
+export { parseStsTxtRecord, selectStsTxtRecord } from './policy/txt-record.js';
+export type { StsTxtRecord } from './policy/txt-record.js';
+export { parsePolicy, MAX_MAX_AGE } from './policy/policy-file.js';
+export type { PolicyFile, PolicyMode, ParsePolicyOptions } from './policy/policy-file.js';
+export { mxMatchesPattern, mxMatchesPolicy, findMatchingPattern } from './mx/match.js';
+export { normalizeDomain } from './domain.js';
 export { verifyTls } from './tls/verify.js';
 export type { TlsSessionInfo, TlsVerification } from './tls/verify.js';
-export { certificateMatchesHost, strictCheckServerIdentity } from './tls/host-identity.js';
+export { certificateMatchesHost } from './tls/host-identity.js';
 export type { CertificateForHostCheck } from './tls/host-identity.js';
-export { resultTypeForTlsError, isProtocolVersionError } from './tls/tls-errors.js';
-export { mxTlsOptions } from './tls/connect-options.js';
-export type { MxTlsOptions } from './tls/connect-options.js';
 export { probeStartTls } from './tls/starttls-probe.js';
 export type { StartTlsProbeOptions, StartTlsProbeResult } from './tls/starttls-probe.js';
-export { buildPlan, planForReportDelivery } from './plan/plan.js';
-export type { DeliveryPlan, MxCandidate, NoCandidateAction, EffectiveMode, BuildPlanInput } from './plan/plan.js';
-export type { Logger } from './logger.js';

@@ -41,8 +41,9 @@ export const ENGINE_OPTION_SPEC: OptionSpec = Object.freeze({
   refreshAfterFraction: num(0, 1),
   maxMxHosts: num(1, 1000, { integer: true }),
   requireTlsEverywhere: bool,
-  policyPort: port,
   logger,
+  // FOR TESTS ONLY
+  httpsPort: port,
 });
 
 /** Validates the options of `createMtaSts()` (throws `MTASTS_INVALID_OPTIONS`). */
@@ -86,7 +87,6 @@ export const TLSRPT_REPORTER_OPTION_SPEC: OptionSpec = Object.freeze({
   dispatcher: dispatcherRule,
   ca: pemCertificates,
   httpsTimeoutMs: num(1, 600_000, { unit: 'ms' }),
-  httpsPortOverride: port,
   dnsTimeoutMs: num(1, 600_000, { unit: 'ms' }),
   now: fn('a function returning epoch ms'),
   random: fn('a function returning a number in [0, 1)'),
@@ -110,6 +110,8 @@ export const TLSRPT_REPORTER_OPTION_SPEC: OptionSpec = Object.freeze({
   maxReportBytes: num(1, 1024 * 1024 * 1024, { integer: true, unit: 'bytes' }),
   logger,
   onEvent: fn(),
+  // FOR TESTS ONLY
+  httpsPort: port,
 });
 
 const REQUIRED_REPORTER_OPTIONS = ['organizationName', 'contactInfo', 'submitter'] as const;

@@ -2,13 +2,14 @@
  * Shared result types of the engine.
  */
 import type { MtaStsError } from './errors.js';
-import type { PolicyMode } from './policy/policy-file.js';
+import type { PolicyFile, PolicyMode } from './policy/policy-file.js';
 
 /**
- * A policy in force for a domain, as `getPolicy` returns it. Frozen: it is shared with the engine's cache and every
+ * The policy in force for a domain (RFC 8461 §3.3, §5), as `getPolicy` returns it: the {@link PolicyFile} fields,
+ * the TXT `id` it was fetched for, its text and when it was fetched and expires. Frozen: it is shared with the engine's cache and every
  * concurrent caller, so it cannot be edited (copy `mx` to change it).
  */
-export interface MtaStsPolicy {
+export interface ActivePolicy {
   readonly version: 'STSv1';
   readonly mode: PolicyMode;
   /** `mx` patterns, normalised. */
@@ -49,7 +50,7 @@ export interface PolicyLookup {
   /** The normalised policy domain. */
   readonly domain: string;
   readonly status: PolicyStatus;
-  readonly policy?: MtaStsPolicy;
+  readonly policy?: ActivePolicy;
   readonly source: PolicySource;
   /** Why discovery failed (also set alongside a `stale-cache` policy). */
   readonly error?: MtaStsError;

@@ -150,7 +150,7 @@ describe('RFC 8461 §3.3 policy retrieval', () => {
 
   it('§3.3 the redirect target is never requested', async () => {
     world.publishPolicy('redirect-target.test', ENFORCE(['mx.redirect-target.test']));
-    world.publishPolicy('redir.test', { ...ENFORCE(['mx.redir.test']), host: { kind: 'redirect', location: `https://mta-sts.redirect-target.test:${world.policyPort}/.well-known/mta-sts.txt` } });
+    world.publishPolicy('redir.test', { ...ENFORCE(['mx.redir.test']), host: { kind: 'redirect', location: `https://mta-sts.redirect-target.test:${world.httpsPort}/.well-known/mta-sts.txt` } });
     const before = fetchesOf('redirect-target.test');
     const mta = engine();
     const r = await mta.getPolicy('redir.test');
@@ -428,7 +428,7 @@ describe('configuration', () => {
   it('an out-of-range or mistyped option is MTASTS_INVALID_OPTIONS at creation', () => {
     expect(() => createMtaSts({ fetchTimeoutMs: -1 })).toThrowError(expect.objectContaining({ code: 'MTASTS_INVALID_OPTIONS' }));
     expect(() => createMtaSts({ maxPolicyBytes: Number.NaN })).toThrowError(expect.objectContaining({ code: 'MTASTS_INVALID_OPTIONS' }));
-    expect(() => createMtaSts({ policyPort: 70_000 })).toThrowError(expect.objectContaining({ code: 'MTASTS_INVALID_OPTIONS' }));
+    expect(() => createMtaSts({ httpsPort: 70_000 })).toThrowError(expect.objectContaining({ code: 'MTASTS_INVALID_OPTIONS' }));
     expect(() => createMtaSts({ resolver: {} as never })).toThrowError(expect.objectContaining({ code: 'MTASTS_INVALID_OPTIONS' }));
   });
 

@@ -68,7 +68,7 @@ describe('createMtaSts() validates every option at creation', () => {
       { ca: Buffer.from(PEM) },
       { ca: [PEM, Buffer.from(PEM)] },
       { dnsServers: ['127.0.0.1', '127.0.0.1:5353', '::1', '[::1]:53'] },
-      { resolver, dispatcher: agent, now: () => 0, logger: console, maxMxHosts: 3, refreshAfterFraction: 0.5, policyPort: 8443 },
+      { resolver, dispatcher: agent, now: () => 0, logger: console, maxMxHosts: 3, refreshAfterFraction: 0.5, httpsPort: 8443 },
       { ca: undefined, logger: undefined },
     ];
     for (const options of ok) await createMtaSts(options).close();
@@ -93,6 +93,19 @@ describe('createTlsRptReporter() validates through the same path', () => {
     expect(thrown(() => createTlsRptReporter({ ...base, retry: { attempt: 3 } } as never)).message).toMatch(/unknown option retry.attempt \(did you mean retry.attempts\?\)/);
     expect(thrown(() => createTlsRptReporter({ ...base, spoolDirectory: '/tmp/x' } as never)).message).toMatch(/did you mean spoolDir\?/);
     expect(thrown(() => createTlsRptReporter({ ...base, mailTransport: 42 } as never)).details.option).toBe('mailTransport');
+  });
+});
+
+describe('options named once: the test-only HTTPS port is httpsPort everywhere', () => {
+  const base = { organizationName: 'Org', contactInfo: 'tlsrpt@sender.test', submitter: 'sender.test' };
+
+  it('the engine and the reporter take httpsPort (like the CLI\'s --https-port) and refuse the old names', async () => {
+    await createMtaSts({ httpsPort: 8443, refreshIntervalMs: 0 }).close();
+    const reporter = createTlsRptReporter({ ...base, httpsPort: 8443 });
+    await reporter.close();
+    expect(thrown(() => createMtaSts({ policyPort: 8443 } as never))).toMatchObject({ code: 'MTASTS_INVALID_OPTIONS', details: { option: 'policyPort' } });
+    expect(thrown(() => createTlsRptReporter({ ...base, httpsPortOverride: 8443 } as never))).toMatchObject({ code: 'MTASTS_INVALID_OPTIONS', details: { option: 'httpsPortOverride' } });
+    expect(thrown(() => createMtaSts({ httpsPort: 0 }))).toMatchObject({ code: 'MTASTS_INVALID_OPTIONS', details: { option: 'httpsPort' } });
   });
 });
 

@@ -7,8 +7,8 @@
  * Entries the engine keeps and returns are deep-frozen copies, so no caller can edit the cache through a result.
  */
 import { parsePolicy } from '../policy/policy-file.js';
-import type { MtaStsPolicy } from '../types.js';
-import type { CachedPolicy, StoredFetchFailure } from './store.js';
+import type { ActivePolicy } from '../types.js';
+import type { PolicyStoreEntry, StoredFetchFailure } from './store.js';
 
 /** Clock skew tolerated between fleet members when checking a stored `fetchedAt`, in ms. */
 const MAX_CLOCK_SKEW_MS = 300_000;
@@ -16,7 +16,7 @@ const MAX_CLOCK_SKEW_MS = 300_000;
 /** Why a stored entry is refused, or undefined when it is acceptable. */
 export function entryProblem(value: unknown, domain: string, now: number, maxPolicyBytes: number): string | undefined {
   if (typeof value !== 'object' || value === null) return 'not an object';
-  const v = value as Partial<CachedPolicy>;
+  const v = value as Partial<PolicyStoreEntry>;
   const p = v.policy;
   if (typeof v.id !== 'string' || typeof v.text !== 'string' || typeof v.fetchedAt !== 'number' || typeof v.expiresAt !== 'number') return 'missing fields';
   if (typeof p !== 'object' || p === null || !Array.isArray(p.mx) || typeof p.maxAge !== 'number') return 'missing policy fields';
@@ -35,7 +35,7 @@ export function entryProblem(value: unknown, domain: string, now: number, maxPol
 }
 
 /** A deep-frozen copy of an entry (the local tier only holds these). */
-export function frozenEntry(entry: CachedPolicy): CachedPolicy {
+export function frozenEntry(entry: PolicyStoreEntry): PolicyStoreEntry {
   if (Object.isFrozen(entry) && Object.isFrozen(entry.policy) && Object.isFrozen(entry.policy.mx)) return entry;
   const p = entry.policy;
   const policy = Object.freeze({
@@ -49,13 +49,13 @@ export function frozenEntry(entry: CachedPolicy): CachedPolicy {
 }
 
 /** The policy as `getPolicy` returns it: frozen; its `mx` is the cache's frozen array, which no caller can edit. */
-export function toPolicy(entry: CachedPolicy): MtaStsPolicy {
+export function toPolicy(entry: PolicyStoreEntry): ActivePolicy {
   const p = frozenEntry(entry).policy;
   return Object.freeze({ version: p.version, mode: p.mode, mx: p.mx, maxAge: p.maxAge, id: entry.id, text: entry.text, fetchedAt: entry.fetchedAt, expiresAt: entry.expiresAt });
 }
 
 /** True while the entry may be used (RFC 8461 §3.3: until `max_age` has passed). */
-export function isUnexpired(entry: CachedPolicy | undefined, now: number): entry is CachedPolicy {
+export function isUnexpired(entry: PolicyStoreEntry | undefined, now: number): entry is PolicyStoreEntry {
   return entry !== undefined && now < entry.expiresAt;
 }
 

@@ -26,7 +26,7 @@ import { LRUCache } from 'lru-cache';
 import { MtaStsError } from '../errors.js';
 import { silentLogger, type Logger } from '../logger.js';
 import { removeStaleTempFiles, writeFileAtomically } from './atomic-file.js';
-import type { CachedPolicy, MaybePromise, PolicyStore } from './store.js';
+import type { PolicyStoreEntry, PolicyStore } from './store.js';
 import { encodeStoredPolicy, parseStoredPolicy } from './stored-entry.js';
 
 /** Options of {@link createFilePolicyStore}. */
@@ -110,7 +110,7 @@ export class FilePolicyStore implements PolicyStore {
     this.ready = this.#indexed.then(() => this.#validateAll(started));
   }
 
-  get(domain: string): MaybePromise<CachedPolicy | undefined> {
+  get(domain: string): PolicyStoreEntry | undefined | Promise<PolicyStoreEntry | undefined> {
     if (!this.#loaded) return this.#indexed.then(() => this.get(domain));
     const line = this.#cache.get(domain);
     if (line === undefined) return undefined;
@@ -123,19 +123,19 @@ export class FilePolicyStore implements PolicyStore {
     }
   }
 
-  set(domain: string, entry: CachedPolicy): MaybePromise<void> {
+  set(domain: string, entry: PolicyStoreEntry): void | Promise<void> {
     if (!this.#loaded) return this.#indexed.then(() => this.set(domain, entry));
     const line = encodeStoredPolicy(entry);
     this.#cache.set(domain, line, { size: Buffer.byteLength(line) + 1 });
     this.#changed();
   }
 
-  delete(domain: string): MaybePromise<void> {
+  delete(domain: string): void | Promise<void> {
     if (!this.#loaded) return this.#indexed.then(() => this.delete(domain));
     if (this.#cache.delete(domain)) this.#changed();
   }
 
-  domains(): MaybePromise<Iterable<string>> {
+  domains(): Iterable<string> | Promise<Iterable<string>> {
     if (!this.#loaded) return this.#indexed.then(() => [...this.#cache.keys()]);
     return [...this.#cache.keys()];
   }

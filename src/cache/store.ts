@@ -8,15 +8,18 @@
  */
 import { LRUCache } from 'lru-cache';
 import { MtaStsError } from '../errors.js';
-import type { StsPolicy } from '../policy/policy-file.js';
+import type { PolicyFile } from '../policy/policy-file.js';
 
-/** A policy as the engine caches it. JSON-serialisable so shared stores can keep it as a string. */
-export interface CachedPolicy {
+/**
+ * One entry of a {@link PolicyStore}: a domain's policy as the engine caches it (the parsed {@link PolicyFile},
+ * its text, the TXT `id` and the times). JSON-serialisable so shared stores can keep it as a string.
+ */
+export interface PolicyStoreEntry {
   /** The policy domain (normalised). */
   domain: string;
   /** The TXT `id` the policy was fetched for. */
   id: string;
-  policy: StsPolicy;
+  policy: PolicyFile;
   /** The raw policy text, as served. */
   text: string;
   /** Epoch milliseconds of the successful fetch. */
@@ -25,7 +28,12 @@ export interface CachedPolicy {
   expiresAt: number;
 }
 
-export type MaybePromise<T> = T | Promise<T>;
+/**
+ * Former name of {@link PolicyStoreEntry}, kept only for modules not renamed yet (not exported by the package).
+ * @internal
+ * @deprecated Use {@link PolicyStoreEntry}.
+ */
+export type CachedPolicy = PolicyStoreEntry;
 
 /** A failed policy fetch, shared by a fleet so that no member retries before the backoff ends (RFC 8461 §3.3). */
 export interface StoredFetchFailure {
@@ -44,25 +52,25 @@ export interface StoredFetchFailure {
  * its local copy. The optional methods let a fleet coordinate; a store without them just does not coordinate.
  */
 export interface PolicyStore {
-  get(domain: string): MaybePromise<CachedPolicy | undefined>;
-  set(domain: string, entry: CachedPolicy): MaybePromise<void>;
-  delete(domain: string): MaybePromise<void>;
+  get(domain: string): PolicyStoreEntry | undefined | Promise<PolicyStoreEntry | undefined>;
+  set(domain: string, entry: PolicyStoreEntry): void | Promise<void>;
+  delete(domain: string): void | Promise<void>;
   /** The domains currently held (operator tools; the engine's refresher walks its local tier instead). */
-  domains?(): MaybePromise<Iterable<string>>;
+  domains?(): Iterable<string> | Promise<Iterable<string>>;
   /** Fleet lease: true when this caller now holds `name` for ttlMs. Names used: `fetch:<domain>`, `refresh:<domain>`. */
-  tryLock?(name: string, ttlMs: number): MaybePromise<boolean>;
+  tryLock?(name: string, ttlMs: number): boolean | Promise<boolean>;
   /** Releases a lease taken with `tryLock` (the engine releases `fetch:` leases; `refresh:` leases run out). */
-  unlock?(name: string): MaybePromise<void>;
+  unlock?(name: string): void | Promise<void>;
   /** Shared fetch-failure backoff (RFC 8461 §3.3). */
-  getFetchFailure?(domain: string): MaybePromise<StoredFetchFailure | undefined>;
-  setFetchFailure?(domain: string, failure: StoredFetchFailure, ttlMs: number): MaybePromise<void>;
+  getFetchFailure?(domain: string): StoredFetchFailure | undefined | Promise<StoredFetchFailure | undefined>;
+  setFetchFailure?(domain: string, failure: StoredFetchFailure, ttlMs: number): void | Promise<void>;
 }
 
 export interface MemoryPolicyStoreOptions {
   /** Most policies held; the least recently used is evicted beyond it. Default 100000. */
   max?: number;
   /**
-   * Most memory held, in bytes, as estimated by {@link policySizeBytes} (about twice the policy text plus a fixed
+   * Most memory held, in bytes, as estimated by `policySizeBytes` (about twice the policy text plus a fixed
    * overhead per entry). Default 64 MiB: about 80,000 typical policies, or 500 of the largest (64 KiB) ones.
    */
   maxSizeBytes?: number;
@@ -72,7 +80,7 @@ export interface MemoryPolicyStoreOptions {
 const ENTRY_OVERHEAD_BYTES = 512;
 
 /** The estimated memory of one cached policy: the text and its parsed patterns (about as long again) plus overhead. */
-export function policySizeBytes(entry: CachedPolicy): number {
+export function policySizeBytes(entry: PolicyStoreEntry): number {
   return 2 * (entry.text.length + entry.domain.length + entry.id.length) + ENTRY_OVERHEAD_BYTES;
 }
 
@@ -85,7 +93,7 @@ function positiveInteger(name: string, value: unknown): number {
 }
 
 interface Slot {
-  entry: CachedPolicy;
+  entry: PolicyStoreEntry;
   /** Epoch ms of the last delivery-path use (refresh does not count). */
   lastUsedAt: number;
   /** The size charged for this slot. */
@@ -117,16 +125,16 @@ export class MemoryPolicyStore implements PolicyStore {
   }
 
   /** The entry, renewing its LRU recency (not its last use). */
-  get(domain: string): CachedPolicy | undefined {
+  get(domain: string): PolicyStoreEntry | undefined {
     return this.#cache?.get(domain)?.entry;
   }
 
   /** The entry, without renewing anything. */
-  peek(domain: string): CachedPolicy | undefined {
+  peek(domain: string): PolicyStoreEntry | undefined {
     return this.#cache?.peek(domain)?.entry;
   }
 
-  set(domain: string, entry: CachedPolicy): void {
+  set(domain: string, entry: PolicyStoreEntry): void {
     const lastUsedAt = this.#cache?.peek(domain)?.lastUsedAt ?? entry.fetchedAt;
     this.#lru().set(domain, { entry, lastUsedAt, size: policySizeBytes(entry) });
   }
@@ -136,7 +144,7 @@ export class MemoryPolicyStore implements PolicyStore {
    * beyond the size charged is re-inserted (and so counted as recent), to keep the byte bound exact. Returns false
    * when the domain is not held (evicted meanwhile): nothing is added then.
    */
-  replace(domain: string, entry: CachedPolicy): boolean {
+  replace(domain: string, entry: PolicyStoreEntry): boolean {
     const slot = this.#cache?.peek(domain);
     if (!slot) return false;
     const size = policySizeBytes(entry);
@@ -175,7 +183,7 @@ export class MemoryPolicyStore implements PolicyStore {
     return this.#cache?.size ?? 0;
   }
 
-  /** The estimated bytes held (see {@link policySizeBytes}). */
+  /** The estimated bytes held (see `policySizeBytes`). */
   get sizeBytes(): number {
     return this.#cache?.calculatedSize ?? 0;
   }

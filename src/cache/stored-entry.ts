@@ -12,7 +12,7 @@
  */
 import { normalizeDomainOrUndefined } from '../domain.js';
 import { parsePolicy } from '../policy/policy-file.js';
-import type { CachedPolicy, StoredFetchFailure } from './store.js';
+import type { PolicyStoreEntry, StoredFetchFailure } from './store.js';
 
 /** Version of the persisted format. */
 export const STORED_POLICY_VERSION = 1;
@@ -21,15 +21,15 @@ export const MAX_STORED_POLICY_TEXT = 65_536;
 const STS_ID = /^[A-Za-z0-9]{1,32}$/; // RFC 8461 §3.1 sts-id
 
 /** The JSON text of an entry. */
-export function encodeStoredPolicy(entry: CachedPolicy): string {
+export function encodeStoredPolicy(entry: PolicyStoreEntry): string {
   return JSON.stringify({ v: STORED_POLICY_VERSION, domain: entry.domain, id: entry.id, text: entry.text, fetchedAt: entry.fetchedAt, expiresAt: entry.expiresAt });
 }
 
 /**
- * Validates a parsed persisted entry and rebuilds the {@link CachedPolicy}. Throws a `TypeError` saying what is wrong;
+ * Validates a parsed persisted entry and rebuilds the {@link PolicyStoreEntry}. Throws a `TypeError` saying what is wrong;
  * `domain`, when given, must be the entry's domain (an entry filed under another name is foreign).
  */
-export function decodeStoredPolicy(value: unknown, domain?: string): CachedPolicy {
+export function decodeStoredPolicy(value: unknown, domain?: string): PolicyStoreEntry {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new TypeError('not an object');
   const v = value as Record<string, unknown>;
   if (v.v !== STORED_POLICY_VERSION) throw new TypeError(`unknown format version ${JSON.stringify(v.v)}`);
@@ -52,7 +52,7 @@ export function decodeStoredPolicy(value: unknown, domain?: string): CachedPolic
 }
 
 /** Parses and validates an entry's JSON text (see {@link decodeStoredPolicy}). */
-export function parseStoredPolicy(json: string, domain?: string): CachedPolicy {
+export function parseStoredPolicy(json: string, domain?: string): PolicyStoreEntry {
   let value: unknown;
   try {
     value = JSON.parse(json);

@@ -12,7 +12,7 @@
 import { LRUCache } from 'lru-cache';
 import type { Logger } from '../logger.js';
 import { entryProblem, frozenEntry, isStoredFetchFailure, isUnexpired } from './entry.js';
-import type { CachedPolicy, MemoryPolicyStore, PolicyStore, StoredFetchFailure } from './store.js';
+import type { PolicyStoreEntry, MemoryPolicyStore, PolicyStore, StoredFetchFailure } from './store.js';
 
 /** The tier-2 operations, as named in `store-error` reports. */
 export type StoreOperation = 'get' | 'set' | 'delete' | 'tryLock' | 'unlock' | 'getFetchFailure' | 'setFetchFailure';
@@ -63,7 +63,7 @@ export class TieredPolicyCache {
   }
 
   /** Tier 1's entry (expired or not), without renewing anything. */
-  peek(domain: string): CachedPolicy | undefined {
+  peek(domain: string): PolicyStoreEntry | undefined {
     return this.local.peek(domain);
   }
 
@@ -76,12 +76,12 @@ export class TieredPolicyCache {
    * Tier 2's entry, validated; undefined on a miss, a malformed entry or a failure. A miss or an older entry while
    * tier 1 holds an unexpired one writes tier 1's back (repopulation after a wipe or an outage).
    */
-  async readShared(domain: string, writeBack = true): Promise<CachedPolicy | undefined> {
+  async readShared(domain: string, writeBack = true): Promise<PolicyStoreEntry | undefined> {
     const store = this.shared;
     if (!store) return undefined;
     const got = await this.#call('get', domain, () => store.get(domain));
     if (!got.ok) return undefined;
-    let entry: CachedPolicy | undefined;
+    let entry: PolicyStoreEntry | undefined;
     if (got.value !== undefined && got.value !== null) {
       const problem = entryProblem(got.value, domain, this.#o.now(), this.#o.maxPolicyBytes);
       if (problem) this.#o.logger.warn?.('mta-sts: policy store returned a malformed entry; ignoring it', { domain, problem });
@@ -93,7 +93,7 @@ export class TieredPolicyCache {
   }
 
   /** The best unexpired policy known for the domain: tier 1's, else tier 2's (then adopted into tier 1). */
-  async known(domain: string, used: boolean): Promise<CachedPolicy | undefined> {
+  async known(domain: string, used: boolean): Promise<PolicyStoreEntry | undefined> {
     const local = this.local.peek(domain);
     if (isUnexpired(local, this.#o.now())) return local;
     const shared = await this.readShared(domain, false);
@@ -103,14 +103,14 @@ export class TieredPolicyCache {
   }
 
   /** Puts an entry (read from tier 2) into tier 1 only. `used`: a delivery-path use (renews recency). */
-  adopt(domain: string, entry: CachedPolicy, used: boolean): void {
+  adopt(domain: string, entry: PolicyStoreEntry, used: boolean): void {
     const frozen = frozenEntry(entry);
     if (used || !this.local.replace(domain, frozen)) this.local.set(domain, frozen);
     if (used) this.touch(domain);
   }
 
   /** Saves a fetched policy in both tiers. A tier-2 failure is reported and replayed later, never thrown. */
-  async save(domain: string, entry: CachedPolicy, used: boolean): Promise<void> {
+  async save(domain: string, entry: PolicyStoreEntry, used: boolean): Promise<void> {
     const frozen = frozenEntry(entry);
     this.adopt(domain, frozen, used);
     await this.#writeShared(domain, frozen);
@@ -151,7 +151,7 @@ export class TieredPolicyCache {
     if (store?.setFetchFailure) await this.#call('setFetchFailure', domain, () => store.setFetchFailure!(domain, failure, Math.max(1, Math.ceil(ttlMs))));
   }
 
-  async #writeShared(domain: string, entry: CachedPolicy): Promise<void> {
+  async #writeShared(domain: string, entry: PolicyStoreEntry): Promise<void> {
     const store = this.shared;
     if (!store) return;
     const done = await this.#call('set', domain, () => store.set(domain, entry));

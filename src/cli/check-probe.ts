@@ -59,7 +59,7 @@ export async function probeHost(entry: MxHostTrace, engine: MtaSts, setup: Probe
   let peer: PeerCertificate | undefined;
   const result = await probeStartTls(entry.host, {
     address,
-    port,
+    smtpPort: port,
     tls: {
       ...tls,
       checkServerIdentity: (host, cert) => {

@@ -20,7 +20,7 @@
  * `testingAsEnforce`. **Warnings** never change the exit code.
  */
 import type { MtaSts } from '../engine.js';
-import { isMtaStsError } from '../errors.js';
+import { MtaStsError } from '../errors.js';
 import { policyUrl } from '../discovery/fetch-policy.js';
 import { normalizeDomainOrUndefined } from '../domain.js';
 import type { DeliveryPlan } from '../plan/plan.js';
@@ -54,7 +54,7 @@ export interface CheckContext extends ProbeSetup {
 }
 
 export function errorInfo(error: unknown): ErrorInfo {
-  if (isMtaStsError(error)) return { code: error.code, message: error.message, ...(error.resultType ? { resultType: error.resultType } : {}) };
+  if (error instanceof MtaStsError) return { code: error.code, message: error.message, ...(error.resultType ? { resultType: error.resultType } : {}) };
   const e = error as { code?: unknown; message?: unknown; resultType?: unknown } | null;
   const code = typeof e?.code === 'string' ? e.code : 'ERROR';
   const message = typeof e?.message === 'string' ? e.message : String(error);
@@ -148,7 +148,7 @@ function policyTrace(domain: string, lookup: PolicyLookup, elapsedMs: number, ht
     const bytes = Buffer.byteLength(policy.text);
     return { url, fetched: true, ok: true, httpStatus: 200, contentType: 'text/plain', bytes, elapsedMs, mode: policy.mode, maxAge: policy.maxAge, mx: [...policy.mx], extensions, text: policy.text };
   }
-  const details = isMtaStsError(lookup.error) ? lookup.error.details : {};
+  const details = lookup.error instanceof MtaStsError ? lookup.error.details : {};
   const status = typeof details.status === 'number' ? details.status : undefined;
   const contentType = typeof details.contentType === 'string' ? details.contentType : undefined;
   const bytes = typeof details.bytes === 'number' ? details.bytes : undefined;

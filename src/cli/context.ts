@@ -70,7 +70,7 @@ export function createCheckRuntime(setup: CheckSetup): CheckRuntime {
     store: new MemoryPolicyStore({ max: MAX_RECORDED_ANSWERS }),
     refreshIntervalMs: 0,
     fetchBackoffMs: 0,
-    ...(setup.httpsPort !== undefined ? { policyPort: setup.httpsPort } : {}),
+    ...(setup.httpsPort !== undefined ? { httpsPort: setup.httpsPort } : {}),
   });
   const ctx: CheckContext = {
     engine,

@@ -10,11 +10,11 @@ import pc from 'picocolors';
 import { createDefaultResolver } from '../discovery/resolver.js';
 import { normalizeDomainOrUndefined } from '../domain.js';
 import { unknownTopLevelDomain } from '../mx/public-suffix.js';
+import { utcDayKey } from '../tlsrpt/report.js';
 import {
   createTlsRptReporter,
   FileSpoolStore,
   lookupTlsRptRecord,
-  utcDayKey,
   type DomainDayKey,
   type FlushResult,
   type PendingReport,
@@ -270,7 +270,7 @@ export async function runTlsRptSend(opts: TlsRptCommandOptions, io: CliIo, cwd: 
     ...(opts.smtp !== undefined ? { mailTransport: ca.length > 0 ? { url: opts.smtp, tls: { ca: [...rootCertificates, ...ca] } } : opts.smtp } : {}),
     ...(opts.from !== undefined ? { mailFrom: opts.from } : {}),
     ...(dkim ? { dkim } : {}),
-    ...(httpsPort !== undefined ? { httpsPortOverride: httpsPort } : {}),
+    ...(httpsPort !== undefined ? { httpsPort } : {}),
   });
   let result: FlushResult;
   try {

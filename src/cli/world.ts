@@ -25,7 +25,7 @@ export interface WorldCommandOptions {
 export interface WorldInfo {
   dnsServer: string;
   caFile: string;
-  /** HTTPS port of every policy host and report endpoint (`--https-port`; the library's `policyPort`). */
+  /** HTTPS port of every policy host and report endpoint (`--https-port`; the library's `httpsPort`). */
   httpsPort: number;
   /** SMTP port of every MX host (`--smtp-port`; the world's `smtpPort`). */
   smtpPort: number;
@@ -65,7 +65,7 @@ export function formatWorldInfo(info: WorldInfo, colors: boolean): string {
     c.bold('mta-sts test world running on loopback (Ctrl-C stops it)'),
     `  DNS server   ${info.dnsServer}    --dns-server ${info.dnsServer}`,
     `  CA file      ${info.caFile}    --ca ${info.caFile}`,
-    `  HTTPS port   ${info.httpsPort}    --https-port ${info.httpsPort}   (policy hosts, report endpoints; library: policyPort)`,
+    `  HTTPS port   ${info.httpsPort}    --https-port ${info.httpsPort}   (policy hosts, report endpoints; library: httpsPort)`,
     `  SMTP port    ${info.smtpPort}    --smtp-port ${info.smtpPort}   (MX hosts, for --probe; library: smtpPort)`,
     '',
     c.bold('Domains'),
@@ -92,8 +92,8 @@ export async function runWorld(opts: WorldCommandOptions, io: CliIo, cwd: string
       throw new UsageError(`cannot write the CA file ${caFile}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
     }
     const dnsServer = world.dns.servers[0]!;
-    const args = ['--dns-server', dnsServer, '--ca', caFile, '--https-port', String(world.policyPort), '--smtp-port', String(world.smtpPort)];
-    const info: WorldInfo = { dnsServer, caFile, httpsPort: world.policyPort, smtpPort: world.smtpPort, args, domains: domains.map((d) => ({ ...d })) };
+    const args = ['--dns-server', dnsServer, '--ca', caFile, '--https-port', String(world.httpsPort), '--smtp-port', String(world.smtpPort)];
+    const info: WorldInfo = { dnsServer, caFile, httpsPort: world.httpsPort, smtpPort: world.smtpPort, args, domains: domains.map((d) => ({ ...d })) };
     io.stdout.write(opts.json ? `${JSON.stringify(info)}\n` : formatWorldInfo(info, colorEnabled(io.stdout, io.env, opts.color)));
     await stopped;
     return EXIT_OK;

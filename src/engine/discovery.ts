@@ -10,11 +10,11 @@
  */
 import { queryDns, type DnsResolver } from '../discovery/resolver.js';
 import type { FetchedPolicy } from '../discovery/fetch-policy.js';
-import { MtaStsError, isMtaStsError } from '../errors.js';
+import { MtaStsError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { selectStsTxtRecord, type StsTxtRecord } from '../policy/txt-record.js';
 import { isUnexpired, toPolicy } from '../cache/entry.js';
-import type { CachedPolicy } from '../cache/store.js';
+import type { PolicyStoreEntry } from '../cache/store.js';
 import type { TieredPolicyCache } from '../cache/tiered.js';
 import type { PolicyLookup, PolicyStatus } from '../types.js';
 import { FetchBackoff } from './backoff.js';
@@ -43,7 +43,7 @@ export interface DiscoveryOptions {
   /** How long to wait for a fleet member holding `fetch:<domain>`, in ms. */
   fleetWaitMs: number;
   /** `due` mode: is this cached policy due for a refetch? */
-  isDue: (entry: CachedPolicy) => boolean;
+  isDue: (entry: PolicyStoreEntry) => boolean;
   /** Called after a policy entered tier 1 (starts the refresh timer). */
   onCached: () => void;
 }
@@ -143,7 +143,7 @@ export class Discovery {
       return record === undefined ? { kind: 'failed', status: 'none' } : { kind: 'record', record };
     } catch (error) {
       // §3.1: not exactly one valid record: no usable record.
-      const err = isMtaStsError(error) ? new MtaStsError(error.code, error.message, { domain, cause: error.cause }) : new MtaStsError('MTASTS_TXT_INVALID', String(error), { domain });
+      const err = error instanceof MtaStsError ? new MtaStsError(error.code, error.message, { domain, cause: error.cause }) : new MtaStsError('MTASTS_TXT_INVALID', String(error), { domain });
       return { kind: 'failed', status: 'invalid', error: err };
     }
   }
@@ -163,13 +163,13 @@ export class Discovery {
       this.#backoff.clear(domain);
       const fetchedAt = this.#o.now();
       // §3.3: cache until max_age expires. §10.2: max_age 0 / mode none replace a cached policy (withdrawal).
-      const entry: CachedPolicy = { domain, id: record.id, policy: fetched.policy, text: fetched.text, fetchedAt, expiresAt: fetchedAt + fetched.policy.maxAge * 1000 };
+      const entry: PolicyStoreEntry = { domain, id: record.id, policy: fetched.policy, text: fetched.text, fetchedAt, expiresAt: fetchedAt + fetched.policy.maxAge * 1000 };
       await this.#o.cache.save(domain, entry, used);
       this.#o.onCached();
       this.#o.logger.debug?.('mta-sts: policy fetched', { domain, id: record.id, mode: fetched.policy.mode, maxAge: fetched.policy.maxAge, ms: fetched.elapsedMs });
       return Object.freeze({ domain, status: 'policy', policy: toPolicy(entry), source: 'fetched', txtId: record.id });
     } catch (error) {
-      const err = isMtaStsError(error) ? error : new MtaStsError('MTASTS_FETCH_FAILED', String(error), { domain, cause: error });
+      const err = error instanceof MtaStsError ? error : new MtaStsError('MTASTS_FETCH_FAILED', String(error), { domain, cause: error });
       await this.#backoff.record(domain, record.id, err);
       this.#o.logger.warn?.('mta-sts: policy fetch failed', { domain, code: err.code, message: err.message });
       return this.fallback(domain, err, statusFor(err), used, record.id); // §3.3: a failed refetch keeps the cached policy
@@ -200,7 +200,7 @@ export class Discovery {
   }
 
   async #afterCrash(domain: string, error: unknown, used: boolean): Promise<PolicyLookup> {
-    const err = isMtaStsError(error) ? error : new MtaStsError('MTASTS_FETCH_FAILED', `unexpected failure: ${String(error)}`, { domain, cause: error });
+    const err = error instanceof MtaStsError ? error : new MtaStsError('MTASTS_FETCH_FAILED', `unexpected failure: ${String(error)}`, { domain, cause: error });
     this.#o.logger.error?.('mta-sts: discovery failed unexpectedly', { domain, error: String(error) });
     try {
       return await this.fallback(domain, err, 'fetch-error', used);
@@ -216,14 +216,14 @@ export class Discovery {
   }
 }
 
-function cached(entry: CachedPolicy, source: 'cache', txtId: string): PolicyLookup {
+function cached(entry: PolicyStoreEntry, source: 'cache', txtId: string): PolicyLookup {
   return Object.freeze({ domain: entry.domain, status: 'policy', policy: toPolicy(entry), source, txtId });
 }
 
 /** The lookup status of a failed fetch (a backoff reports the failure it stands for). */
 export function statusFor(error: MtaStsError): PolicyStatus {
   if (error.code === 'MTASTS_DNS_TEMPORARY') return 'temp-error';
-  if (error.code === 'MTASTS_FETCH_BACKOFF') return isMtaStsError(error.cause) ? statusFor(error.cause) : 'fetch-error';
+  if (error.code === 'MTASTS_FETCH_BACKOFF') return error.cause instanceof MtaStsError ? statusFor(error.cause) : 'fetch-error';
   return error.resultType === 'sts-policy-invalid' ? 'invalid' : 'fetch-error';
 }
 

@@ -6,7 +6,7 @@
  */
 import { normalizeDomain } from '../domain.js';
 import { MtaStsError } from '../errors.js';
-import type { CachedPolicy } from '../cache/store.js';
+import type { PolicyStoreEntry } from '../cache/store.js';
 import type { TieredPolicyCache } from '../cache/tiered.js';
 import type { PolicyLookup } from '../types.js';
 import type { Discovery, DiscoveryMode } from './discovery.js';
@@ -77,7 +77,7 @@ function maybeRefreshInBackground(discovery: Discovery, s: LookupSettings, refre
  * §5.1: is a cached policy due for a refetch although its id is unchanged? When half its max_age is gone, or when it
  * would expire before the refresher's next visit (1.5 intervals, allowing for the jitter).
  */
-export function isDue(entry: CachedPolicy, now: number, refreshIntervalMs: number): boolean {
+export function isDue(entry: PolicyStoreEntry, now: number, refreshIntervalMs: number): boolean {
   const age = now - entry.fetchedAt;
   return age >= (entry.policy.maxAge * 1000) / 2 || (refreshIntervalMs > 0 && entry.expiresAt - now < 1.5 * refreshIntervalMs);
 }

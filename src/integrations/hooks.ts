@@ -35,15 +35,18 @@ import { HOOKS_OPTION_SPEC } from '../option-specs.js';
 import { validateOptions } from '../options.js';
 import { resolveAddresses } from '../discovery/lookup.js';
 import type { MxRecord } from '../discovery/resolver.js';
-import type { TlsRptResultType } from '../errors.js';
+import { errorCodeOf, type TlsRptResultType } from '../errors.js';
 import { silentLogger, type Logger } from '../logger.js';
 import { planForReportDelivery, type DeliveryPlan, type EffectiveMode, type MxCandidate, type NoCandidateAction } from '../plan/plan.js';
 import { sharedSecureContext, type MxTlsOptions } from '../tls/connect-options.js';
-import { isProtocolVersionError, resultTypeForTlsError } from '../tls/tls-errors.js';
+import { classifyTlsFailure, type StartTlsRefusal } from '../tls/handshake-failure.js';
 import { verifyTls, type TlsSessionInfo, type TlsVerification } from '../tls/verify.js';
 import { markFallbackToCachedPolicy, policyFailureReason, sessionFailureReason } from '../tlsrpt/reason-codes.js';
-import type { SessionOutcome, TlsRptPolicyRef, TlsRptRecorder } from '../tlsrpt/types.js';
+import type { SessionOutcome, TlsRptRecorder } from '../tlsrpt/types.js';
+import { policyRef } from './policy-ref.js';
 import type { PolicySource } from '../types.js';
+
+export type { StartTlsRefusal } from '../tls/handshake-failure.js';
 
 /** The `node:diagnostics_channel` channel every {@link MtaStsDecision} is published on. */
 export const DECISION_CHANNEL = 'mta-sts-sender:decision';
@@ -144,6 +147,11 @@ export interface SessionContext {
    * with its own `ESOCKET`), so the RFC 8460 result type stays exact.
    */
   tlsSocket?: { authorizationError?: unknown } | null;
+  /**
+   * For {@link MtaStsHooks.handshakeFailed}: the server refused STARTTLS (its reply), or did not offer it (`{}`).
+   * Counted as `starttls-not-supported` (RFC 8461 §4.2 requires STARTTLS; RFC 8460 §4.3.1).
+   */
+  starttlsRefused?: StartTlsRefusal;
 }
 
 /** A session (or host) that failed, as {@link MtaStsHooks.deliveryFailed} reports it. */
@@ -343,7 +351,7 @@ export class MtaStsHooks extends EventEmitter {
       if (!tls) resultType = verification.resultType ?? 'starttls-not-supported';
       if (!proceed) reason = `${reason}; TLS is required by configuration`;
     }
-    const failureReasonCode = !verification.ok ? codeOf(session && 'authorizationError' in session ? session.authorizationError : undefined) : undefined;
+    const failureReasonCode = !verification.ok ? errorCodeOf(session && 'authorizationError' in session ? session.authorizationError : undefined) : undefined;
     const verdict: SessionVerdict = { proceed, verdict: verification, domain: plan.domain, mx: candidate.host, mode, success, reason, plaintextFallback: false };
     if (context.ip !== undefined) verdict.ip = context.ip;
     if (resultType !== undefined) verdict.resultType = resultType;
@@ -366,14 +374,17 @@ export class MtaStsHooks extends EventEmitter {
   }
 
   /**
-   * Step 4, failure path: STARTTLS was refused or the TLS handshake failed (with `rejectUnauthorized` under
-   * enforce, an invalid certificate ends here). Classifies the error as an RFC 8460 result type. `proceed` is
+   * Step 4, failure path: STARTTLS was refused (say so with `context.starttlsRefused`) or the TLS handshake failed
+   * (with `rejectUnauthorized` under enforce, an invalid certificate ends here). Classifies the error as an RFC 8460
+   * result type from its TLS `code` (also deep in its `cause` chain), an OpenSSL `reason`, or
+   * `context.tlsSocket.authorizationError`. A Nodemailer `SMTPConnection` error is translated first with
+   * `nodemailerHandshakeFailure()` from `mta-sts-sender/nodemailer`. `proceed` is
    * always false (the connection is unusable); `plaintextFallback` tells whether a plaintext retry is allowed.
    */
   handshakeFailed(candidate: MxCandidate, error: unknown, context: SessionContext = {}): SessionVerdict {
     const plan = this.requirePlan(candidate, context);
-    const { resultType, code, reason } = classifyTlsFailure(candidate.host, error, context.tlsSocket ?? undefined);
-    const reply = (error as { responseCode?: unknown } | null)?.responseCode;
+    const { resultType, code, reason } = classifyTlsFailure(candidate.host, error, context.tlsSocket ?? undefined, context.starttlsRefused);
+    const reply = context.starttlsRefused?.replyCode;
     const mode = plan.mode;
     const plaintextFallback = this.plaintextFallback && context.plaintextFallback !== false && mode !== 'enforce' && !candidate.requireTls && candidate.allowed;
     this.noteFailure(plan, { mx: candidate.host, ...(context.ip !== undefined ? { ip: context.ip } : {}), resultType, reason });
@@ -552,95 +563,4 @@ function judgeOutcome(plan: DeliveryPlan, candidate: MxCandidate, result: Sessio
       ...(verification?.reason ? { reason: verification.reason } : {}),
     });
   return { success: false, resultType, failureReasonCode: fellBack ? markFallbackToCachedPolicy(reason) : reason };
-}
-
-/** The RFC 8460 policy a plan's sessions are reported under. */
-export function policyRef(plan: DeliveryPlan): TlsRptPolicyRef {
-  const lookup = plan.lookup;
-  if (plan.mode !== 'none' && lookup.status === 'policy' && lookup.policy) {
-    return {
-      type: 'sts',
-      domain: plan.domain,
-      policyString: policyLines(lookup.policy.text),
-      mxHost: [...lookup.policy.mx],
-    };
-  }
-  if (lookup.status === 'fetch-error' || lookup.status === 'invalid') {
-    // RFC 8460 §4.4: the policy-string "including any errors": the text that failed to parse, when one was fetched.
-    const text = policyTextOf(lookup.error);
-    return { type: 'sts', domain: plan.domain, ...(text !== undefined ? { policyString: policyLines(text) } : {}) };
-  }
-  return { type: 'no-policy-found', domain: plan.domain };
-}
-
-/** One array element per non-empty line (RFC 8460 §4.4 `policy-string`). */
-function policyLines(text: string): string[] {
-  return text
-    .split(/\r?\n/)
-    .map((line) => line.trim())
-    .filter((line) => line.length > 0);
-}
-
-/** The fetched policy text a discovery error carries (`details.policyText`, also through a backoff's `cause`). */
-function policyTextOf(error: unknown, depth = 0): string | undefined {
-  if (typeof error !== 'object' || error === null || depth > 3) return undefined;
-  const e = error as { details?: Record<string, unknown>; cause?: unknown };
-  const text = e.details?.policyText;
-  if (typeof text === 'string') return text.slice(0, MAX_REPORTED_POLICY_CHARS);
-  return policyTextOf(e.cause, depth + 1);
-}
-
-/** Longest invalid policy text put in a report (the aggregation cap `maxPolicyStringLength` applies as well). */
-const MAX_REPORTED_POLICY_CHARS = 8192;
-
-/** The error code of a TLS or SMTP-client error, looking through `originalCode` (Nodemailer) and `cause`. */
-export function codeOf(error: unknown, depth = 0): string | undefined {
-  if (depth > 4 || error === null || error === undefined) return undefined;
-  if (typeof error === 'string') return error;
-  if (typeof error !== 'object') return undefined;
-  const e = error as { originalCode?: unknown; code?: unknown; cause?: unknown };
-  if (typeof e.originalCode === 'string') return e.originalCode;
-  if (typeof e.code === 'string' && !GENERIC_CLIENT_CODES.has(e.code)) return e.code;
-  const inner = e.cause !== undefined && e.cause !== error ? codeOf(e.cause, depth + 1) : undefined;
-  return inner ?? (typeof e.code === 'string' ? e.code : undefined);
-}
-
-/** Codes SMTP clients wrap TLS errors in (Nodemailer: the original code moves to `originalCode`). */
-const GENERIC_CLIENT_CODES = new Set(['ESOCKET', 'ETLS', 'ECONNECTION', 'EPROTOCOL']);
-
-/**
- * Classifies a failed STARTTLS / TLS handshake as an RFC 8460 result type. Understands Node TLS errors, Nodemailer
- * errors (`code: 'ETLS'` for a refused STARTTLS, `originalCode` for the TLS error), and errors that already carry a
- * `resultType`.
- */
-export function classifyTlsFailure(host: string, error: unknown, tlsSocket?: { authorizationError?: unknown }): { resultType: TlsRptResultType; code?: string; reason: string } {
-  const e = (typeof error === 'object' && error !== null ? error : {}) as { resultType?: unknown; command?: unknown; response?: unknown; message?: unknown };
-  const message = typeof e.message === 'string' ? e.message : String(error);
-  const code = specificTlsCode(error, tlsSocket);
-  if (typeof e.resultType === 'string') return { resultType: e.resultType as TlsRptResultType, ...(code ? { code } : {}), reason: message };
-  // The server answered STARTTLS with an error, or did not offer it (§4.2: STARTTLS is required).
-  if (e.command === 'STARTTLS' && typeof e.response === 'string') {
-    return { resultType: 'starttls-not-supported', reason: `${host} refused STARTTLS: ${e.response.trim().slice(0, 200)}` };
-  }
-  if (isProtocolVersionError(code)) {
-    return { resultType: 'validation-failure', ...(code ? { code } : {}), reason: `${host} does not support TLS 1.2 or later (${code})` };
-  }
-  const resultType = resultTypeForTlsError(code);
-  return { resultType, ...(code ? { code } : {}), reason: `TLS handshake with ${host} failed: ${code ?? message}` };
-}
-
-/**
- * The most specific TLS code of a failed handshake. When the client wrapped it in a generic code of its own
- * (`ESOCKET`) and kept no `originalCode`: the socket's `authorizationError` (set by Node for certificate failures),
- * or Node's code rule for an OpenSSL error (`ERR_SSL_` + its `reason`, e.g. `ERR_SSL_UNSUPPORTED_PROTOCOL`).
- */
-function specificTlsCode(error: unknown, tlsSocket: { authorizationError?: unknown } | undefined): string | undefined {
-  const code = codeOf(error);
-  if (code !== undefined && !GENERIC_CLIENT_CODES.has(code)) return code;
-  const authorization = tlsSocket?.authorizationError;
-  if (typeof authorization === 'string' && authorization !== '') return authorization;
-  if (typeof authorization === 'object' && authorization !== null && typeof (authorization as { code?: unknown }).code === 'string') return (authorization as { code: string }).code;
-  const ssl = error as { library?: unknown; reason?: unknown } | null;
-  if (typeof ssl === 'object' && ssl !== null && ssl.library === 'SSL routines' && typeof ssl.reason === 'string') return `ERR_SSL_${ssl.reason.toUpperCase().replace(/[\s-]+/g, '_')}`;
-  return code;
 }

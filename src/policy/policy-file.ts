@@ -13,8 +13,12 @@ import { Cursor, isAlphaDigit, isExtNameChar } from './abnf.js';
 
 export type PolicyMode = 'enforce' | 'testing' | 'none';
 
-/** A parsed policy. */
-export interface StsPolicy {
+/**
+ * The fields of a policy file (RFC 8461 §3.2), as {@link parsePolicy} returns them: what the domain published,
+ * without the TXT `id` or any time. The policy in force for a domain is an `ActivePolicy`; a store keeps a
+ * `PolicyStoreEntry`.
+ */
+export interface PolicyFile {
   version: 'STSv1';
   mode: PolicyMode;
   /** `mx` patterns, normalised (lower case A-labels, no trailing dot), in file order, duplicates removed. */
@@ -24,6 +28,13 @@ export interface StsPolicy {
   /** Extension fields, ignored by the library (§3.2). */
   extensions: Array<{ name: string; value: string }>;
 }
+
+/**
+ * Former name of {@link PolicyFile}, kept only for modules not renamed yet (not exported by the package).
+ * @internal
+ * @deprecated Use {@link PolicyFile}.
+ */
+export type StsPolicy = PolicyFile;
 
 /** §3.2: "max_age ... maximum value of 31557600" (one year). */
 export const MAX_MAX_AGE = 31_557_600;
@@ -63,7 +74,7 @@ export interface ParsePolicyOptions {
  *
  * @throws {MtaStsError} `MTASTS_POLICY_INVALID`; `MTASTS_INVALID_OPTIONS` for a `maxBytes` that is not a positive integer.
  */
-export function parsePolicy(text: string, options: ParsePolicyOptions = {}): StsPolicy {
+export function parsePolicy(text: string, options: ParsePolicyOptions = {}): PolicyFile {
   if (typeof text !== 'string') throw invalid('policy is not text');
   const maxBytes = options.maxBytes ?? DEFAULT_MAX_POLICY_BYTES;
   if (!Number.isSafeInteger(maxBytes) || maxBytes < 1) {
@@ -83,13 +94,13 @@ interface PolicyFields {
   maxAge?: number;
   mx: string[];
   mxSeen: Set<string>;
-  extensions: StsPolicy['extensions'];
+  extensions: PolicyFile['extensions'];
   /** Names of the non-`mx` fields seen: later occurrences are ignored (§3.2). */
   seen: Set<string>;
 }
 
 /** §3.2 `sts-policy-record = sts-policy-field *WSP *(sts-policy-term sts-policy-field *WSP) [sts-policy-term]`. */
-function stsPolicyRecord(cursor: Cursor): StsPolicy {
+function stsPolicyRecord(cursor: Cursor): PolicyFile {
   const fields: PolicyFields = { mx: [], mxSeen: new Set(), extensions: [], seen: new Set() };
   for (let line = 1; !cursor.done; line++) {
     if (blankLine(cursor)) continue;
@@ -200,7 +211,7 @@ function stsPolicyMxValue(value: string): string | undefined {
 }
 
 /** §3.2: version, mode and max_age are required; mx is required unless the mode is `none`. */
-function requiredFields(fields: PolicyFields): StsPolicy {
+function requiredFields(fields: PolicyFields): PolicyFile {
   const { version, mode, maxAge, mx, extensions } = fields;
   if (version === undefined) throw invalid('missing version');
   if (mode === undefined) throw invalid('missing mode');

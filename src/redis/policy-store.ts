@@ -18,7 +18,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
-import type { CachedPolicy, PolicyStore, StoredFetchFailure } from '../cache/store.js';
+import type { PolicyStoreEntry, PolicyStore, StoredFetchFailure } from '../cache/store.js';
 import { decodeFetchFailure, encodeStoredPolicy, parseStoredPolicy } from '../cache/stored-entry.js';
 import { MtaStsError } from '../errors.js';
 import { silentLogger, type Logger } from '../logger.js';
@@ -86,7 +86,7 @@ export class RedisPolicyStore implements PolicyStore {
   }
 
   /** One GET. A value that does not validate is ignored (a warning and an event), never trusted. */
-  async get(domain: string): Promise<CachedPolicy | undefined> {
+  async get(domain: string): Promise<PolicyStoreEntry | undefined> {
     const key = this.policyKey(domain);
     const raw = await this.#call('GET', [key]);
     if (raw === null || raw === undefined) return undefined;
@@ -100,7 +100,7 @@ export class RedisPolicyStore implements PolicyStore {
   }
 
   /** One SET with `PXAT expiresAt` (§3.3: the key lives as long as the policy may be used), or DEL when expired. */
-  async set(domain: string, entry: CachedPolicy): Promise<void> {
+  async set(domain: string, entry: PolicyStoreEntry): Promise<void> {
     const key = this.policyKey(domain);
     if (entry.expiresAt <= this.#now()) {
       await this.#call('DEL', [key]); // §10.2: a withdrawn (max_age 0) policy replaces the cached one

@@ -40,7 +40,8 @@ export interface PublishPolicyOptions extends PolicyFields {
 export interface MtaStsTestOptions {
   dnsServers: string[];
   ca: string[];
-  policyPort: number;
+  /** The engine's FOR-TESTS-ONLY `httpsPort`: where the world's policy hosts listen. */
+  httpsPort: number;
 }
 
 /** A running test world. Create it with {@link createTestWorld}. */
@@ -49,11 +50,11 @@ export interface TestWorld {
   readonly dns: TestDnsServer;
   /** The CA all `valid` certificates chain to. */
   readonly ca: TestCa;
-  /** The port every HTTPS host (policy hosts included) listens on, on 127.0.0.1. */
-  readonly policyPort: number;
+  /** The port every HTTPS host (policy hosts, report endpoints) listens on, on 127.0.0.1: the library's `httpsPort`. */
+  readonly httpsPort: number;
   /** The port every MX host listens on (each on its own loopback address). */
   readonly smtpPort: number;
-  /** `{ dnsServers, ca: [rootPem], policyPort }` for the library's engine. */
+  /** `{ dnsServers, ca: [rootPem], httpsPort }` for the library's engine. */
   mtaStsOptions(): MtaStsTestOptions;
   /**
    * Publishes an MTA-STS policy for `domain`: the TXT record `_mta-sts.<domain>`, `A mta-sts.<domain> -> 127.0.0.1`
@@ -64,7 +65,7 @@ export interface TestWorld {
   setPolicyHost(domain: string, behaviour: PolicyHostBehaviour): void;
   /** Removes the TXT record, the policy host and its A record. */
   unpublishPolicy(domain: string): void;
-  /** Adds (or replaces) an HTTPS host on `policyPort`, with `A <hostname> -> 127.0.0.1`. */
+  /** Adds (or replaces) an HTTPS host on `httpsPort`, with `A <hostname> -> 127.0.0.1`. */
   addHttpsHost(hostname: string, options: HttpsHostOptions): void;
   /** Removes an HTTPS host (its A record stays: clients then get a certificate for no name they know). */
   removeHttpsHost(hostname: string): void;
@@ -161,11 +162,11 @@ export async function createTestWorld(options: TestWorldOptions = {}): Promise<T
   return {
     dns,
     ca,
-    policyPort: https.port,
+    httpsPort: https.port,
     smtpPort,
     httpsRequests: https.requests,
     messages,
-    mtaStsOptions: () => ({ dnsServers: [...dns.servers], ca: [ca.rootPem], policyPort: https.port }),
+    mtaStsOptions: () => ({ dnsServers: [...dns.servers], ca: [ca.rootPem], httpsPort: https.port }),
 
     publishPolicy(domainName, policy) {
       const domain = normalizeDnsName(domainName);

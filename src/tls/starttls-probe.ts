@@ -13,8 +13,8 @@ import { verifyTls, type TlsVerification } from './verify.js';
 export interface StartTlsProbeOptions {
   /** The address to connect to (an IP); the MX host name is still used for SNI and verification (§4.2). */
   address: string;
-  /** Port. Default 25. */
-  port?: number;
+  /** FOR TESTS ONLY: the SMTP port (MX hosts are reached on 25, RFC 5321). Default 25. */
+  smtpPort?: number;
   /** TLS options for the MX host (see `MtaSts.tlsOptions`). */
   tls: MxTlsOptions;
   /** Name announced in EHLO. Default `localhost`. */
@@ -45,7 +45,7 @@ const MAX_REPLY_BYTES = 64 * 1024;
 export async function probeStartTls(mxHost: string, options: StartTlsProbeOptions): Promise<StartTlsProbeResult> {
   const started = performance.now();
   const timeoutMs = options.timeoutMs ?? 15_000;
-  const port = options.port ?? 25;
+  const port = options.smtpPort ?? 25;
   let socket: net.Socket | undefined;
   let tlsSocket: tls.TLSSocket | undefined;
   let timer: NodeJS.Timeout | undefined;

@@ -16,7 +16,7 @@
  *   counted in the recorder's stats (a report cannot carry counts of another policy or domain);
  * - string lengths: failure fields are cut to `maxFieldLength`, policy text to `maxPolicyStringLength`.
  */
-import { TLSRPT_RESULT_TYPES } from '../errors.js';
+import { MtaStsError, TLSRPT_RESULT_TYPES } from '../errors.js';
 import type { TlsRptResultType } from '../errors.js';
 import type { AggregatedFailure, AggregatedPolicy, TlsRptFailure, TlsRptPolicyRef } from './types.js';
 
@@ -65,7 +65,7 @@ export const TRUNCATED_FAILURE_REASON = 'mta-sts-sender: failure details truncat
 export function resolveLimits(limits: Partial<AggregationLimits> = {}): AggregationLimits {
   const out = { ...DEFAULT_AGGREGATION_LIMITS, ...stripUndefined(limits) };
   for (const [key, value] of Object.entries(out)) {
-    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) throw new RangeError(`limits.${key} must be a positive integer`);
+    if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 1) throw new MtaStsError('MTASTS_INVALID_OPTIONS', `option limits.${key} must be a positive integer, got ${JSON.stringify(value)}`, { details: { option: `limits.${key}` } });
   }
   return out;
 }

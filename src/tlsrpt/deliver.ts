@@ -45,7 +45,7 @@ export interface TlsRptMailTransport {
   close?(): void;
 }
 
-/** Options of {@link composeTlsRptMail} and {@link sendTlsRptMail}. */
+/** Options of {@link sendTlsRptMail}. */
 export interface TlsRptMailOptions {
   /** `From` (and envelope sender). Its domain should be the submitter's, and DKIM-signed by it (§5.3). */
   from: string;
@@ -206,7 +206,7 @@ export async function sendTlsRptMail(transport: TlsRptMailTransport, report: Tls
   return { messageId, ...(typeof result.response === 'string' ? { response: result.response } : {}) };
 }
 
-/** What {@link createMailTransport} accepts: a transporter, or options / a URL for `nodemailer.createTransport`. */
+/** What the reporter accepts as `mailTransport`: a transporter, or options / a URL for `nodemailer.createTransport`. */
 export type TlsRptMailTransportInput = TlsRptMailTransport | SMTPTransportOptions | string;
 
 /**
@@ -228,16 +228,18 @@ export interface PostTlsRptReportOptions {
   dispatcher?: Dispatcher;
   /** Overall deadline for connect, request and response, in ms. Default 60 000. */
   timeoutMs?: number;
-  /**
-   * FOR TESTS ONLY: connect to this port instead of the URL's (a loopback test server cannot listen on 443). The
-   * request goes to the same host name, so SNI and certificate checks are unchanged.
-   */
-  httpsPortOverride?: number;
   signal?: AbortSignal;
   /** `User-Agent` header. Default `mta-sts-sender-tlsrpt`. */
   userAgent?: string;
   /** For the report-session marker: the policy domain and report id being delivered. */
   context?: { policyDomain: string; reportId: string };
+
+  // ---- FOR TESTS ONLY ----
+  /**
+   * FOR TESTS ONLY: connect to this port instead of the URL's (a loopback test server cannot listen on 443). The
+   * request goes to the same host name, so SNI and certificate checks are unchanged.
+   */
+  httpsPort?: number;
 }
 
 /** Result of a successful HTTPS delivery. */
@@ -253,7 +255,7 @@ export interface TlsRptHttpsResult {
 export async function postTlsRptReport(url: string, gzipped: Uint8Array, options: PostTlsRptReportOptions = {}): Promise<TlsRptHttpsResult> {
   const target = new URL(url);
   if (target.protocol !== 'https:') throw new TlsRptError('TLSRPT_DELIVERY_FAILED', `not an https URL: ${url}`, { details: { url } });
-  if (options.httpsPortOverride !== undefined) target.port = String(options.httpsPortOverride);
+  if (options.httpsPort !== undefined) target.port = String(options.httpsPort);
   const timeoutMs = options.timeoutMs ?? 60_000;
   const controller = new AbortController();
   let timedOut = false;

@@ -1,9 +1,12 @@
 /**
  * Errors raised by the TLS reporting (RFC 8460) part of mta-sts-sender.
  *
- * Every failure of `mta-sts-sender/tlsrpt` is a {@link TlsRptError} with a stable machine-readable `code` and a
- * `temporary` flag. Check `code`, never the message. The doc of each code says what the caller should do.
+ * Every failure of `mta-sts-sender/tlsrpt` is a {@link TlsRptError} (a {@link MtaStsSenderError}) with a stable
+ * machine-readable `code` and a `temporary` flag, except bad options given to a factory, which are `MtaStsError`
+ * `MTASTS_INVALID_OPTIONS` like everywhere else in the library. Check `code`, never the message. The doc of each
+ * code says what the caller should do.
  */
+import { MtaStsSenderError, type MtaStsSenderErrorOptions } from '../errors.js';
 
 /**
  * Stable error codes. What the caller should do:
@@ -24,6 +27,11 @@
  *   followed, RFC 8460 §5.4). Retry later.
  * - `TLSRPT_NO_TRANSPORT`: a `mailto:` destination exists but no mail transport was configured. Configure
  *   `mailTransport` or accept that this destination is skipped.
+ * - `TLSRPT_TRANSPORT_UNUSABLE`: the configured means of delivery turned out unusable when a report went out:
+ *   Nodemailer could not create a transport from `mailTransport` (`details.option`), or the mail transport or HTTPS
+ *   dispatcher threw a usage error (`TypeError` / `RangeError`, in `cause`) rather than failing on the network. Not
+ *   an option error (those are refused at creation with `MtaStsError` `MTASTS_INVALID_OPTIONS`) and not a delivery
+ *   attempt (the report is never counted as attempted because of it): fix the transport or dispatcher.
  * - `TLSRPT_TOO_LARGE`: the gzipped report exceeds `maxReportBytes`. The report is dropped (it would not become
  *   smaller by retrying); lower the aggregation caps.
  * - `TLSRPT_REPORT_INVALID`: the input given to `buildTlsRptReport` is invalid (negative counts, end before start,
@@ -34,8 +42,6 @@
  * - `TLSRPT_STORE_FAILED`: the store threw (disk full, permissions). Recorded counts stay in memory and are written
  *   on the next flush; look at `cause`. From `reporter.close()`: the counts could not be written and are lost
  *   (`details.unpersistedSessions`).
- * - `TLSRPT_INVALID_OPTIONS`: an option of the reporter is unusable (e.g. a `mailTransport` Nodemailer cannot
- *   create a transport from). A configuration error: fix it; a report is never counted as attempted because of it.
  */
 export type TlsRptErrorCode =
   | 'TLSRPT_INVALID_DOMAIN'
@@ -50,7 +56,7 @@ export type TlsRptErrorCode =
   | 'TLSRPT_REPORT_INVALID'
   | 'TLSRPT_SPOOL_CORRUPT'
   | 'TLSRPT_STORE_FAILED'
-  | 'TLSRPT_INVALID_OPTIONS';
+  | 'TLSRPT_TRANSPORT_UNUSABLE';
 
 /** All codes, for exhaustiveness checks and documentation tables. */
 export const TLSRPT_ERROR_CODES: readonly TlsRptErrorCode[] = Object.freeze([
@@ -66,7 +72,7 @@ export const TLSRPT_ERROR_CODES: readonly TlsRptErrorCode[] = Object.freeze([
   'TLSRPT_REPORT_INVALID',
   'TLSRPT_SPOOL_CORRUPT',
   'TLSRPT_STORE_FAILED',
-  'TLSRPT_INVALID_OPTIONS',
+  'TLSRPT_TRANSPORT_UNUSABLE',
 ]);
 
 const TEMPORARY_CODES: ReadonlySet<TlsRptErrorCode> = new Set<TlsRptErrorCode>([
@@ -75,59 +81,24 @@ const TEMPORARY_CODES: ReadonlySet<TlsRptErrorCode> = new Set<TlsRptErrorCode>([
   'TLSRPT_DELIVERY_FAILED',
   'TLSRPT_HTTP_STATUS',
   'TLSRPT_STORE_FAILED',
+  'TLSRPT_TRANSPORT_UNUSABLE',
 ]);
 
-/** Structured, JSON-safe detail attached to an error (HTTP status, SMTP response, file path, ...). */
-export type TlsRptErrorDetails = Readonly<Record<string, string | number | boolean | undefined>>;
+/** Options of {@link TlsRptError}: a TLS-RPT error never carries an RFC 8460 result type of its own. */
+export type TlsRptErrorOptions = Omit<MtaStsSenderErrorOptions, 'resultType'>;
 
-export interface TlsRptErrorOptions {
-  cause?: unknown;
-  /** The policy domain the failure concerns, when there is one. */
-  domain?: string;
-  details?: TlsRptErrorDetails;
-}
-
-/** The one error class of `mta-sts-sender/tlsrpt`. Check `code`, never the message. */
-export class TlsRptError extends Error {
+/** An error of `mta-sts-sender/tlsrpt` (a {@link MtaStsSenderError}). Codes: {@link TlsRptErrorCode}. */
+export class TlsRptError extends MtaStsSenderError<TlsRptErrorCode> {
   override readonly name: string = 'TlsRptError';
-  readonly code: TlsRptErrorCode;
-  /** True when trying again later may succeed (DNS SERVFAIL, network errors, non-2xx HTTP answers). */
-  readonly temporary: boolean;
-  readonly domain: string | undefined;
-  readonly details: TlsRptErrorDetails;
 
   constructor(code: TlsRptErrorCode, message: string, options: TlsRptErrorOptions = {}) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
-    this.code = code;
-    this.temporary = TEMPORARY_CODES.has(code);
-    this.domain = options.domain;
-    this.details = Object.freeze({ ...(options.details ?? {}) });
+    super(code, message, TEMPORARY_CODES.has(code), options);
   }
-
-  /** A plain JSON-safe view (for logs, CLIs and events). */
-  toJSON(): { name: string; code: TlsRptErrorCode; message: string; temporary: boolean; domain?: string; details: Record<string, string | number | boolean | undefined> } {
-    return {
-      name: this.name,
-      code: this.code,
-      message: this.message,
-      temporary: this.temporary,
-      ...(this.domain ? { domain: this.domain } : {}),
-      details: { ...this.details },
-    };
-  }
-}
-
-/** Type guard that works across module copies (ESM and CJS builds loaded side by side). */
-export function isTlsRptError(value: unknown): value is TlsRptError {
-  return (
-    value instanceof TlsRptError ||
-    (typeof value === 'object' && value !== null && (value as { name?: unknown }).name === 'TlsRptError' && typeof (value as { code?: unknown }).code === 'string')
-  );
 }
 
 /** Wraps anything thrown into a {@link TlsRptError} of `code` (an existing TlsRptError is returned as is). */
 export function toTlsRptError(error: unknown, code: TlsRptErrorCode, message: string, options: Omit<TlsRptErrorOptions, 'cause'> = {}): TlsRptError {
-  if (isTlsRptError(error)) return error;
+  if (error instanceof TlsRptError) return error;
   const reason = error instanceof Error ? error.message : String(error);
   return new TlsRptError(code, `${message}: ${reason}`, { ...options, cause: error });
 }

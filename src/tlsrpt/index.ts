@@ -43,54 +43,9 @@ export type {
   TlsRptResultType,
 } from './types.js';
 export { TLSRPT_RESULT_TYPES } from '../errors.js';
-export { TlsRptError, isTlsRptError, TLSRPT_ERROR_CODES } from './errors.js';
-export type { TlsRptErrorCode, TlsRptErrorDetails, TlsRptErrorOptions } from './errors.js';
-export {
-  buildTlsRptReport,
-  formatRfc3339,
-  gunzipTlsRptReport,
-  gzipTlsRptReport,
-  makeTlsRptReportId,
-  randomUniqueId,
-  serializeTlsRptReport,
-  tlsRptFileName,
-  utcDayKey,
-  utcDayRange,
-  utcDayStart,
-} from './report.js';
-export type { BuildTlsRptReportInput, TlsRptFileNameInput, TlsRptReportIdInput } from './report.js';
-export { TLSRPT_REPORT_JSON_SCHEMA } from './report-schema.js';
-export { isTlsRptRecordCandidate, lookupTlsRptRecord, parseTlsRptRecord, selectTlsRptRecord } from './discovery.js';
-export type { LookupTlsRptRecordOptions, TlsRptDestination, TlsRptIgnoredUri, TlsRptRecord } from './discovery.js';
-export { DEFAULT_AGGREGATION_LIMITS, TRUNCATED_FAILURE_REASON, mergeDomainDayCounts, parseDomainDayCounts, subtractDomainDayCounts, totalSessions } from './aggregate.js';
-export { FALLBACK_TO_CACHED_POLICY, markFallbackToCachedPolicy, policyFailureReason, sessionFailureReason } from './reason-codes.js';
-export type { PolicyErrorLike, SessionFailureFacts } from './reason-codes.js';
-export type { AggregationLimits, DomainDayCounts, DomainDayKey } from './aggregate.js';
-export { TlsRptAggregator, currentReportDelivery, runAsReportDelivery } from './recorder.js';
-export type { DroppedOutcomeReason, ReportDeliveryContext, TlsRptAggregatorOptions, TlsRptAggregatorStats } from './recorder.js';
-export { FileSpoolStore, MemoryTlsRptStore } from './store.js';
-export type { DeliveryState, FileSpoolStoreOptions, StoredDomainDay, TlsRptStore, TlsRptStoreEvent } from './store.js';
-export {
-  TLSRPT_GZIP_MEDIA_TYPE,
-  TLSRPT_JSON_MEDIA_TYPE,
-  TLSRPT_MAIL_MARKER,
-  composeTlsRptMail,
-  createMailTransport,
-  createReportHttpsAgent,
-  describeReport,
-  postTlsRptReport,
-  sendTlsRptMail,
-  tlsRptSubject,
-} from './deliver.js';
-export type {
-  PostTlsRptReportOptions,
-  ReportHttpsAgentOptions,
-  TlsRptHttpsResult,
-  TlsRptMailOptions,
-  TlsRptMailResult,
-  TlsRptMailTransport,
-  TlsRptMailTransportInput,
-} from './deliver.js';
+export { TlsRptError, TLSRPT_ERROR_CODES } from './errors.js';
+export type { TlsRptErrorCode, TlsRptErrorOptions } from './errors.js';
+// The reporter (recorder, persistence, scheduling, delivery) and its events.
 export { createTlsRptReporter } from './scheduler.js';
 export type {
   FlushResult,
@@ -108,3 +63,20 @@ export type {
   TlsRptSkippedNoTransportEvent,
   TlsRptWarningEvent,
 } from './scheduler.js';
+// The recorder and the stores on their own; a custom store merges and settles counts with the two helpers.
+export { TlsRptAggregator } from './recorder.js';
+export type { DroppedOutcomeReason, TlsRptAggregatorOptions, TlsRptAggregatorStats } from './recorder.js';
+export { FileSpoolStore, MemoryTlsRptStore } from './store.js';
+export type { DeliveryState, FileSpoolStoreOptions, StoredDomainDay, TlsRptStore, TlsRptStoreEvent } from './store.js';
+export { DEFAULT_AGGREGATION_LIMITS, mergeDomainDayCounts, subtractDomainDayCounts } from './aggregate.js';
+export type { AggregationLimits, DomainDayCounts, DomainDayKey } from './aggregate.js';
+// RFC 8460 §3 record discovery.
+export { lookupTlsRptRecord, parseTlsRptRecord, selectTlsRptRecord } from './discovery.js';
+export type { LookupTlsRptRecordOptions, TlsRptDestination, TlsRptIgnoredUri, TlsRptRecord } from './discovery.js';
+// RFC 8460 §4 the report, §5.3 its file name and compression.
+export { buildTlsRptReport, gunzipTlsRptReport, gzipTlsRptReport, tlsRptFileName } from './report.js';
+export type { BuildTlsRptReportInput, TlsRptFileNameInput } from './report.js';
+export { TLSRPT_REPORT_JSON_SCHEMA } from './report-schema.js';
+// RFC 8460 §5 delivery on its own.
+export { TLSRPT_GZIP_MEDIA_TYPE, TLSRPT_JSON_MEDIA_TYPE, postTlsRptReport, sendTlsRptMail } from './deliver.js';
+export type { PostTlsRptReportOptions, TlsRptHttpsResult, TlsRptMailOptions, TlsRptMailResult, TlsRptMailTransport, TlsRptMailTransportInput } from './deliver.js';

@@ -15,7 +15,7 @@
  * - a session delivered under a cached policy whose refresh failed gets the suffix
  *   {@link FALLBACK_TO_CACHED_POLICY} (see `markFallbackToCachedPolicy`).
  */
-import type { TlsRptResultType } from '../errors.js';
+import { causeChain, type TlsRptResultType } from '../errors.js';
 
 /**
  * Suffix of the `failure-reason-code` of a session delivered under a cached MTA-STS policy because refreshing it
@@ -37,9 +37,22 @@ export interface PolicyErrorLike {
 
 const clip = (s: string): string => s.replace(/\s+/g, ' ').trim().slice(0, MAX_REASON);
 
-/** The reason code of a failed policy discovery (RFC 8461 §3.1–§3.3), or undefined when nothing is known. */
-export function policyFailureReason(error: PolicyErrorLike | undefined, depth = 0): string | undefined {
-  if (!error || typeof error !== 'object' || depth > 3) return undefined;
+/**
+ * The reason code of a failed policy discovery (RFC 8461 §3.1–§3.3), or undefined when nothing is known. A
+ * backoff (the fetch was not retried, RFC 8461 §3.3) gives the reason of the failure it carries as `cause`.
+ */
+export function policyFailureReason(error: PolicyErrorLike | undefined): string | undefined {
+  let backoff = false;
+  for (const link of causeChain(error)) {
+    const e = link as PolicyErrorLike;
+    if (e.code !== 'MTASTS_FETCH_BACKOFF') return ownReason(e) ?? (backoff ? 'policy fetch failed' : undefined);
+    backoff = true;
+  }
+  return backoff ? 'policy fetch failed' : undefined;
+}
+
+/** The reason code of one discovery error, by its own code and details. */
+function ownReason(error: PolicyErrorLike): string | undefined {
   const d = (error.details ?? {}) as Record<string, unknown>;
   switch (error.code) {
     case 'MTASTS_HTTP_STATUS':
@@ -64,9 +77,6 @@ export function policyFailureReason(error: PolicyErrorLike | undefined, depth = 
       return 'multiple txt records';
     case 'MTASTS_DNS_TEMPORARY':
       return 'dns temporary failure';
-    case 'MTASTS_FETCH_BACKOFF':
-      // The fetch was not retried (RFC 8461 §3.3 backoff): the reason is the last failure's.
-      return policyFailureReason(error.cause as PolicyErrorLike | undefined, depth + 1) ?? 'policy fetch failed';
     default:
       return undefined;
   }

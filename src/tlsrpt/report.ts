@@ -6,7 +6,7 @@
  * details with their counts (§4.3, §4.4). Everything here is pure apart from the gzip helpers, which use
  * `node:zlib`.
  *
- * Report IDs: {@link makeTlsRptReportId} builds `<YYYY-MM-DD>_<policy-domain>_<unique-id>@<submitter>`. It is
+ * Report IDs: `makeTlsRptReportId` builds `<YYYY-MM-DD>_<policy-domain>_<unique-id>@<submitter>`. It is
  * unique (the unique id is random and drawn once per report, then kept across retries so that the receiver can
  * drop duplicates, §5.3), readable, and has the `id-left "@" id-right` form that the §5.3 Subject ABNF wants
  * between `<` and `>`.
@@ -30,11 +30,11 @@ export interface BuildTlsRptReportInput {
   organizationName: string;
   /** RFC 8460 §4.4 `contact-info`: an e-mail address (addr-spec) of whoever answers questions about it. */
   contactInfo: string;
-  /** RFC 8460 §4.4 `report-id`. Default: {@link makeTlsRptReportId} with a fresh random unique id. */
+  /** RFC 8460 §4.4 `report-id`. Default: `makeTlsRptReportId` with a fresh random unique id. */
   reportId?: string;
   /** Domain of the sending MTA (used only for the default report id). Default: the domain of `contactInfo`. */
   submitter?: string;
-  /** The period covered. For a UTC day use {@link utcDayRange}. Serialised in whole seconds. */
+  /** The period covered. For a UTC day use `utcDayRange` (the UTC day from 00:00:00Z to 24:00:00Z). Serialised in whole seconds. */
   dateRange: { start: Date; end: Date };
   policies: AggregatedPolicy[];
 }
@@ -166,7 +166,7 @@ export function utcDayRange(day: string | number | Date): { start: Date; end: Da
   return { start: new Date(startMs), end: new Date(startMs + DAY_MS - 1000) };
 }
 
-/** Input of {@link makeTlsRptReportId}. */
+/** Input of `makeTlsRptReportId`. */
 export interface TlsRptReportIdInput {
   start: Date;
   policyDomain: string;

@@ -26,7 +26,8 @@ import { validateReporterOptions } from '../option-specs.js';
 import { mergeDomainDayCounts, totalSessions, type AggregationLimits, type DomainDayCounts, type DomainDayKey } from './aggregate.js';
 import { createMailTransport, createReportHttpsAgent, postTlsRptReport, sendTlsRptMail, type TlsRptMailTransport, type TlsRptMailTransportInput } from './deliver.js';
 import { lookupTlsRptRecord, type TlsRptDestination } from './discovery.js';
-import { isTlsRptError, TlsRptError, toTlsRptError } from './errors.js';
+import { TlsRptError, toTlsRptError } from './errors.js';
+import { MtaStsError } from '../errors.js';
 import { TlsRptAggregator, type DroppedOutcomeReason } from './recorder.js';
 import { buildTlsRptReport, gzipTlsRptReport, makeTlsRptReportId, randomUniqueId, tlsRptFileName, utcDayKey, utcDayRange, utcDayStart } from './report.js';
 import { FileSpoolStore, MemoryTlsRptStore, type DeliveryState, type TlsRptStore } from './store.js';
@@ -82,8 +83,6 @@ export interface TlsRptReporterOptions {
   ca?: string | Buffer | Array<string | Buffer>;
   /** Deadline of one HTTPS POST. Default 60 000 ms. */
   httpsTimeoutMs?: number;
-  /** FOR TESTS ONLY: connect to this port for every `https:` report URI (a loopback server cannot use 443). */
-  httpsPortOverride?: number;
   /** Deadline of one DNS lookup. Default 10 000 ms. */
   dnsTimeoutMs?: number;
   /** Clock, ms since the epoch. Default `Date.now`. */
@@ -108,6 +107,13 @@ export interface TlsRptReporterOptions {
   logger?: TlsRptLogger;
   /** Gets every {@link TlsRptEvent}. Must not throw (errors are swallowed). */
   onEvent?: (event: TlsRptEvent) => void;
+
+  // ---- FOR TESTS ONLY ----
+  /**
+   * FOR TESTS ONLY: connect to this port for every `https:` report URI (RFC 8460 §5.4 URIs name 443; a loopback
+   * server cannot use it). Named like the engine's `httpsPort` and the CLI's `--https-port`.
+   */
+  httpsPort?: number;
 }
 
 /** A destination that failed, and why. */
@@ -315,7 +321,7 @@ export function createTlsRptReporter(options: TlsRptReporterOptions): TlsRptRepo
   const mailTransport = (): Promise<{ transport: TlsRptMailTransport; owned: boolean }> => {
     // A transport that cannot even be created is a configuration error, not a failed delivery.
     mail ??= createMailTransport(options.mailTransport as TlsRptMailTransportInput).catch((error: unknown) => {
-      throw new TlsRptError('TLSRPT_INVALID_OPTIONS', `mailTransport is not usable: ${error instanceof Error ? error.message : String(error)}`, { cause: error, details: { option: 'mailTransport' } });
+      throw new TlsRptError('TLSRPT_TRANSPORT_UNUSABLE', `mailTransport is not usable: ${error instanceof Error ? error.message : String(error)}`, { cause: error, details: { option: 'mailTransport' } });
     });
     return mail;
   };
@@ -337,7 +343,7 @@ export function createTlsRptReporter(options: TlsRptReporterOptions): TlsRptRepo
         dispatcher: dispatcher(),
         context,
         ...(options.httpsTimeoutMs !== undefined ? { timeoutMs: options.httpsTimeoutMs } : {}),
-        ...(options.httpsPortOverride !== undefined ? { httpsPortOverride: options.httpsPortOverride } : {}),
+        ...(options.httpsPort !== undefined ? { httpsPort: options.httpsPort } : {}),
       });
       return;
     }
@@ -354,7 +360,7 @@ export function createTlsRptReporter(options: TlsRptReporterOptions): TlsRptRepo
         await deliverTo(destination, report, gz, key, filename);
         delivered.push(destination.uri);
       } catch (error) {
-        failures.push({ uri: destination.uri, error: toTlsRptError(error, isUsageError(error) ? 'TLSRPT_INVALID_OPTIONS' : 'TLSRPT_DELIVERY_FAILED', `delivery to ${destination.uri} failed`, { domain: key.policyDomain }) });
+        failures.push({ uri: destination.uri, error: toTlsRptError(error, isUsageError(error) ? 'TLSRPT_TRANSPORT_UNUSABLE' : 'TLSRPT_DELIVERY_FAILED', `delivery to ${destination.uri} failed`, { domain: key.policyDomain }) });
       }
     }
     return { delivered, failures };
@@ -584,7 +590,7 @@ export function retryStep(
 
 /** Errors of configuration or usage (not of a delivery): they never count as delivery attempts. */
 function isUsageError(error: unknown): boolean {
-  if (isTlsRptError(error)) return error.code === 'TLSRPT_INVALID_OPTIONS' || error.code === 'TLSRPT_NO_TRANSPORT' || error.code === 'TLSRPT_REPORT_INVALID';
+  if (error instanceof TlsRptError) return error.code === 'TLSRPT_TRANSPORT_UNUSABLE' || error.code === 'TLSRPT_NO_TRANSPORT' || error.code === 'TLSRPT_REPORT_INVALID';
   return error instanceof TypeError || error instanceof RangeError;
 }
 
@@ -603,6 +609,6 @@ function configurationWarnings(options: TlsRptReporterOptions): TlsRptWarningEve
 }
 
 function nonNegative(value: number, what: string): number {
-  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) throw new RangeError(`${what} must be a non-negative number`);
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) throw new MtaStsError('MTASTS_INVALID_OPTIONS', `createTlsRptReporter(): option ${what} must be a non-negative number (ms), got ${JSON.stringify(value)}`, { details: { option: what } });
   return value;
 }

@@ -1,10 +1,10 @@
 /** The local tier is bounded by bytes as well as by entries (a 64 KiB policy costs about 64 KB, not one slot). */
 import { describe, expect, it } from 'vitest';
 import { createMtaSts } from '../../src/engine.js';
-import { MemoryPolicyStore, policySizeBytes, type CachedPolicy } from '../../src/cache/store.js';
+import { MemoryPolicyStore, policySizeBytes, type PolicyStoreEntry } from '../../src/cache/store.js';
 
 const BIG = `version: STSv1\nmode: enforce\nmx: mx.example.test\nmax_age: 86400\nx: ${'a'.repeat(65_000)}\n`;
-const entry = (domain: string, text = BIG): CachedPolicy => ({ domain, id: '1', text, fetchedAt: 0, expiresAt: 86_400_000, policy: { version: 'STSv1', mode: 'enforce', mx: ['mx.example.test'], maxAge: 86400, extensions: [] } });
+const entry = (domain: string, text = BIG): PolicyStoreEntry => ({ domain, id: '1', text, fetchedAt: 0, expiresAt: 86_400_000, policy: { version: 'STSv1', mode: 'enforce', mx: ['mx.example.test'], maxAge: 86400, extensions: [] } });
 
 describe('MemoryPolicyStore bounds', () => {
   it('the default store holds at most 64 MiB of policies (2,000 policies of 64 KiB do not all stay)', () => {

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMtaSts } from '../../src/engine.js';
-import { MemoryPolicyStore, type CachedPolicy, type PolicyStore } from '../../src/cache/store.js';
+import { MemoryPolicyStore, type PolicyStoreEntry, type PolicyStore } from '../../src/cache/store.js';
 import { createTestWorld, type TestWorld } from '../../src/testing/index.js';
 
 let world: TestWorld;
@@ -18,9 +18,9 @@ class JsonStore implements PolicyStore {
   readonly data = new Map<string, string>();
   async get(domain: string) {
     const raw = this.data.get(domain);
-    return raw === undefined ? undefined : (JSON.parse(raw) as CachedPolicy);
+    return raw === undefined ? undefined : (JSON.parse(raw) as PolicyStoreEntry);
   }
-  async set(domain: string, entry: CachedPolicy) {
+  async set(domain: string, entry: PolicyStoreEntry) {
     this.data.set(domain, JSON.stringify(entry));
   }
   async delete(domain: string) {
@@ -34,7 +34,7 @@ class JsonStore implements PolicyStore {
 describe('policy stores', () => {
   it('the memory store is bounded (least recently used evicted)', () => {
     const store = new MemoryPolicyStore({ max: 2 });
-    const entry = (domain: string): CachedPolicy => ({ domain, id: '1', text: '', fetchedAt: 0, expiresAt: 1, policy: { version: 'STSv1', mode: 'none', mx: [], maxAge: 0, extensions: [] } });
+    const entry = (domain: string): PolicyStoreEntry => ({ domain, id: '1', text: '', fetchedAt: 0, expiresAt: 1, policy: { version: 'STSv1', mode: 'none', mx: [], maxAge: 0, extensions: [] } });
     store.set('a.test', entry('a.test'));
     store.set('b.test', entry('b.test'));
     store.get('a.test');

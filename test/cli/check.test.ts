@@ -23,7 +23,7 @@ beforeAll(async () => {
   caFile = join(tmp, 'world-ca.pem');
   writeFileSync(caFile, world.ca.rootPem);
   const o = world.mtaStsOptions();
-  worldArgs = ['--dns-server', o.dnsServers[0]!, '--ca', caFile, '--https-port', String(o.policyPort), '--smtp-port', String(world.smtpPort), '--timeout', '3000'];
+  worldArgs = ['--dns-server', o.dnsServers[0]!, '--ca', caFile, '--https-port', String(o.httpsPort), '--smtp-port', String(world.smtpPort), '--timeout', '3000'];
 
   await world.addMx('good.test', 'mx1.good.test');
   world.publishPolicy('good.test', { id: 'good1', mode: 'enforce', mx: ['mx1.good.test'] });

@@ -41,7 +41,7 @@ beforeAll(async () => {
   tmp = mkdtempSync(join(tmpdir(), 'mta-sts-cli-op-'));
   const caFile = join(tmp, 'world-ca.pem');
   writeFileSync(caFile, world.ca.rootPem);
-  worldArgs = ['--dns-server', world.dns.servers[0]!, '--ca', caFile, '--https-port', String(world.policyPort), '--smtp-port', String(world.smtpPort), '--timeout', '3000'];
+  worldArgs = ['--dns-server', world.dns.servers[0]!, '--ca', caFile, '--https-port', String(world.httpsPort), '--smtp-port', String(world.smtpPort), '--timeout', '3000'];
 
   await world.addMx('good.test', 'mx1.good.test');
   world.publishPolicy('good.test', { id: 'g1', mode: 'enforce', mx: ['mx1.good.test'], maxAge: 1_209_600 });

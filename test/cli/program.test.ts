@@ -58,7 +58,7 @@ beforeAll(async () => {
   writeFileSync(join(tmp, 'ca.pem'), world.ca.rootPem);
   writeFileSync(join(tmp, 'garbage.pem'), 'not a certificate');
   const o = world.mtaStsOptions();
-  worldArgs = ['--dns-server', o.dnsServers[0]!, '--ca', join(tmp, 'ca.pem'), '--policy-port', String(o.policyPort), '--timeout', '3000'];
+  worldArgs = ['--dns-server', o.dnsServers[0]!, '--ca', join(tmp, 'ca.pem'), '--policy-port', String(o.httpsPort), '--timeout', '3000'];
   for (let i = 0; i < 6; i++) {
     await world.addMx(`d${i}.test`, `mx.d${i}.test`);
     world.publishPolicy(`d${i}.test`, { id: `i${i}`, mode: i % 2 === 0 ? 'enforce' : 'testing', mx: [`mx.d${i}.test`] });

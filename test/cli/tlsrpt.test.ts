@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestWorld, type TestWorld } from '../../src/testing/index.js';
-import { DEFAULT_AGGREGATION_LIMITS, FileSpoolStore, utcDayKey, type PendingReport, type TlsRptReport } from '../../src/tlsrpt/index.js';
+import { DEFAULT_AGGREGATION_LIMITS, FileSpoolStore, type PendingReport, type TlsRptReport } from '../../src/tlsrpt/index.js';
+import { utcDayKey } from '../../src/tlsrpt/report.js';
 import { buildCli, jsonLines, removeBuiltCli, runMtaSts } from './helpers.js';
 
 let world: TestWorld;
@@ -57,7 +58,7 @@ beforeAll(async () => {
   tmp = mkdtempSync(join(tmpdir(), 'mta-sts-cli-tlsrpt-'));
   writeFileSync(join(tmp, 'ca.pem'), world.ca.rootPem);
   const o = world.mtaStsOptions();
-  netArgs = ['--dns-server', o.dnsServers[0]!, '--ca', join(tmp, 'ca.pem'), '--https-port', String(o.policyPort), '--timeout', '3000', '--submitter', 'mta.sender.test', '--org', 'Sender Test', '--contact', 'tlsrpt@sender.test'];
+  netArgs = ['--dns-server', o.dnsServers[0]!, '--ca', join(tmp, 'ca.pem'), '--https-port', String(o.httpsPort), '--timeout', '3000', '--submitter', 'mta.sender.test', '--org', 'Sender Test', '--contact', 'tlsrpt@sender.test'];
 
   // https.test: reports by HTTPS POST, accepted.
   world.dns.addRecords('_smtp._tls.https.test', { txt: ['v=TLSRPTv1; rua=https://reports.https.test/v1/tlsrpt'] });

@@ -64,7 +64,7 @@ describe('mta-sts world', { timeout: 60_000 }, () => {
     }
   });
 
-  it('the text output names the options and the library names (smtpPort, policyPort)', async () => {
+  it('the text output names the options and the library names (smtpPort, httpsPort)', async () => {
     const child = spawn(process.execPath, [main, 'world'], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1' } });
     const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
     let out = '';
@@ -77,7 +77,7 @@ describe('mta-sts world', { timeout: 60_000 }, () => {
     child.kill('SIGINT');
     expect(await exited).toBe(0);
     expect(out).toMatch(/--dns-server 127\.0\.0\.1:\d+/);
-    expect(out).toMatch(/--https-port \d+ +\(policy hosts, report endpoints; library: policyPort\)/);
+    expect(out).toMatch(/--https-port \d+ +\(policy hosts, report endpoints; library: httpsPort\)/);
     expect(out).toMatch(/--smtp-port \d+ +\(MX hosts, for --probe; library: smtpPort\)/);
   });
 });

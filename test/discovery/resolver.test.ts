@@ -23,7 +23,7 @@ describe('the resolver seam', () => {
       resolve4: (n) => (asked.push(`A ${n}`), inner.resolve4(n)),
       resolve6: (n) => (asked.push(`AAAA ${n}`), inner.resolve6(n)),
     };
-    const mta = createMtaSts({ resolver: counting, ca: [world.ca.rootPem], policyPort: world.policyPort });
+    const mta = createMtaSts({ resolver: counting, ca: [world.ca.rootPem], httpsPort: world.httpsPort });
     const plan = await mta.plan('seam.test');
     expect(plan.mode).toBe('enforce');
     expect(asked).toEqual(expect.arrayContaining(['TXT _mta-sts.seam.test', 'MX seam.test', 'A mta-sts.seam.test']));

@@ -3,7 +3,7 @@
  * Map (two engines sharing one model two processes sharing Redis), and a switch that makes it throw or hang.
  * Entries are kept as JSON strings, as a networked store would.
  */
-import type { CachedPolicy, PolicyStore, StoredFetchFailure } from '../../src/cache/store.js';
+import type { PolicyStoreEntry, PolicyStore, StoredFetchFailure } from '../../src/cache/store.js';
 
 /** The shared state of a fleet: what Redis would hold. */
 export class FleetState {
@@ -32,12 +32,12 @@ export class FleetStore implements PolicyStore {
     return Promise.resolve();
   }
 
-  async get(domain: string): Promise<CachedPolicy | undefined> {
+  async get(domain: string): Promise<PolicyStoreEntry | undefined> {
     await this.#enter('get');
     const raw = this.state.entries.get(domain);
-    return raw === undefined ? undefined : (JSON.parse(raw) as CachedPolicy);
+    return raw === undefined ? undefined : (JSON.parse(raw) as PolicyStoreEntry);
   }
-  async set(domain: string, entry: CachedPolicy): Promise<void> {
+  async set(domain: string, entry: PolicyStoreEntry): Promise<void> {
     await this.#enter('set');
     this.state.entries.set(domain, JSON.stringify(entry));
   }

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parseHarakaConfig } from '../../src/integrations/haraka/config.js';
-import { isMtaStsError } from '../../src/errors.js';
+import { MtaStsError } from '../../src/errors.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'mta-sts-ini-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -16,7 +16,7 @@ function rejects(lines: string[], message: RegExp) {
   } catch (e) {
     error = e;
   }
-  expect(isMtaStsError(error)).toBe(true);
+  expect(error).toBeInstanceOf(MtaStsError);
   expect((error as { code: string }).code).toBe('MTASTS_INVALID_OPTIONS');
   expect((error as Error).message).toMatch(message);
 }

@@ -31,7 +31,7 @@ export function iniFor(world: TestWorld, caFile: string, spoolDir: string): stri
     'dns_timeout_ms=2000',
     'fetch_timeout_ms=3000',
     `ca_file=${caFile}`,
-    `policy_port=${world.policyPort}`,
+    `https_port=${world.httpsPort}`,
     '[tlsrpt]',
     'enabled=true',
     'organization_name=Haraka Test',

@@ -40,7 +40,7 @@ beforeAll(async () => {
       '[engine]',
       `dns_servers=${world.mtaStsOptions().dnsServers[0]}`,
       `ca_file=${caFile}`,
-      `policy_port=${world.policyPort}`,
+      `https_port=${world.httpsPort}`,
     ],
   });
 }, 120_000);

@@ -37,7 +37,7 @@ const ini = (extra: string[] = []) => [
   'dns_timeout_ms=2000',
   'fetch_timeout_ms=3000',
   `ca_file=${caFile}`,
-  `policy_port=${world.policyPort}`,
+  `https_port=${world.httpsPort}`,
 ];
 
 /** A stand-in for Haraka's plugin object: log methods and `config.get` with a reload callback. */

@@ -22,7 +22,7 @@ beforeAll(async () => {
   writeFileSync(caFile, world.ca.rootPem);
   haraka = await startHaraka({
     tempFailIntervals: 'none',
-    mtaStsIni: ['[main]', `mx_port=${world.smtpPort}`, '[engine]', `dns_servers=${world.mtaStsOptions().dnsServers[0]}`, `ca_file=${caFile}`, `policy_port=${world.policyPort}`],
+    mtaStsIni: ['[main]', `mx_port=${world.smtpPort}`, '[engine]', `dns_servers=${world.mtaStsOptions().dnsServers[0]}`, `ca_file=${caFile}`, `https_port=${world.httpsPort}`],
   });
 }, 30_000);
 

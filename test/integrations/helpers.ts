@@ -17,7 +17,10 @@ export class MemoryRecorder implements TlsRptRecorder {
 }
 
 /** Short timeouts so refused or dead hosts fail fast. */
+/** Nodemailer's own timeout options (for `nodemailer.createTransport`, e.g. a guarded transport). */
 export const FAST = { connectionTimeout: 2000, greetingTimeout: 2000, socketTimeout: 5000 } as const;
+/** The same timeouts, as the direct transport names them (with their unit). */
+export const FAST_MS = { connectionTimeoutMs: 2000, greetingTimeoutMs: 2000, socketTimeoutMs: 5000 } as const;
 
 /** Engine options pointed at the world, with short deadlines. */
 export function engineOptions(world: TestWorld) {
@@ -26,7 +29,7 @@ export function engineOptions(world: TestWorld) {
 
 /** Options of the direct transport pointed at the world. */
 export function transportOptions(world: TestWorld, extra: Partial<MtaStsTransportOptions> = {}): MtaStsTransportOptions {
-  return { ...world.mtaStsOptions(), fetchTimeoutMs: 3000, dnsTimeoutMs: 2000, port: world.smtpPort, name: 'sender.example', ...FAST, ...extra };
+  return { ...world.mtaStsOptions(), fetchTimeoutMs: 3000, dnsTimeoutMs: 2000, smtpPort: world.smtpPort, name: 'sender.example', ...FAST_MS, ...extra };
 }
 
 /** Messages the world's MX hosts received for a recipient domain. */

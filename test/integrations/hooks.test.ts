@@ -7,7 +7,9 @@ import type { TLSSocket } from 'node:tls';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MtaSts } from '../../src/engine.js';
-import { classifyTlsFailure, createMtaStsHooks, DECISION_CHANNEL, type MtaStsDecision, type MtaStsHooks } from '../../src/integrations/hooks.js';
+import { classifyTlsFailure } from '../../src/tls/handshake-failure.js';
+import { nodemailerHandshakeFailure } from '../../src/integrations/nodemailer/index.js';
+import { createMtaStsHooks, DECISION_CHANNEL, type MtaStsDecision, type MtaStsHooks } from '../../src/integrations/hooks.js';
 import type { MxCandidate } from '../../src/plan/plan.js';
 import type { TestWorld } from '../../src/testing/index.js';
 import { MemoryRecorder, startWorld, stopWorld } from './helpers.js';
@@ -148,7 +150,8 @@ describe('hooks: the sequence planDelivery → tlsOptionsFor → verifySession �
       });
       connection.close();
       const tlsSocket = connection._socket as TLSSocket | undefined;
-      expect(hooks.handshakeFailed(candidate, error, { ip: ip!, tlsSocket })).toMatchObject({ proceed: false, plaintextFallback: false });
+      // Nodemailer's SMTPConnection wraps the TLS error: its integration translates it for the hooks.
+      expect(hooks.handshakeFailed(candidate, nodemailerHandshakeFailure(error).error, { ip: ip!, tlsSocket })).toMatchObject({ proceed: false, plaintextFallback: false });
     }
     const final = hooks.deliveryFailed(plan);
     expect(final).toMatchObject({ action: 'defer', temporary: true, replyCode: 451, enhancedStatus: '4.7.5', resultTypes: ['validation-failure', 'certificate-expired', 'certificate-host-mismatch'] });
@@ -193,9 +196,16 @@ describe('hooks: the sequence planDelivery → tlsOptionsFor → verifySession �
     const { hooks } = hooksWithRecorder();
     const enforce = (await hooks.planDelivery('h-hs.test')).allowed[0]!;
     const testing = (await hooks.planDelivery('h-hs2.test')).allowed[0]!;
-    expect(hooks.handshakeFailed(enforce, Object.assign(new Error('x'), { code: 'ESOCKET', originalCode: 'DEPTH_ZERO_SELF_SIGNED_CERT' }))).toMatchObject({ proceed: false, plaintextFallback: false, resultType: 'certificate-not-trusted', failureReasonCode: 'DEPTH_ZERO_SELF_SIGNED_CERT' });
+    expect(hooks.handshakeFailed(enforce, Object.assign(new Error('x'), { code: 'DEPTH_ZERO_SELF_SIGNED_CERT' }))).toMatchObject({ proceed: false, plaintextFallback: false, resultType: 'certificate-not-trusted', failureReasonCode: 'DEPTH_ZERO_SELF_SIGNED_CERT' });
     expect(hooks.handshakeFailed(testing, Object.assign(new Error('x'), { code: 'ERR_SSL_TLSV1_ALERT_PROTOCOL_VERSION' }))).toMatchObject({ proceed: false, plaintextFallback: true, resultType: 'validation-failure' });
-    expect(classifyTlsFailure('mx', Object.assign(new Error('Error upgrading connection with STARTTLS'), { code: 'ETLS', command: 'STARTTLS', response: '454 4.7.0 TLS not available' })).resultType).toBe('starttls-not-supported');
+    expect(hooks.handshakeFailed(testing, new Error('refused'), { starttlsRefused: { replyCode: 454, text: '454 4.7.0 TLS not available' } })).toMatchObject({ resultType: 'starttls-not-supported', failureReasonCode: 'starttls refused 454' });
+    // The generic hooks do not know Nodemailer's wrapper codes: its integration translates them.
+    expect(hooks.handshakeFailed(enforce, Object.assign(new Error('x'), { code: 'ESOCKET', originalCode: 'DEPTH_ZERO_SELF_SIGNED_CERT' })).resultType).toBe('validation-failure');
+    const wrapped = nodemailerHandshakeFailure(Object.assign(new Error('x'), { code: 'ESOCKET', originalCode: 'DEPTH_ZERO_SELF_SIGNED_CERT' }));
+    expect(hooks.handshakeFailed(enforce, wrapped.error)).toMatchObject({ resultType: 'certificate-not-trusted', failureReasonCode: 'DEPTH_ZERO_SELF_SIGNED_CERT' });
+    const refused = nodemailerHandshakeFailure(Object.assign(new Error('Error upgrading connection with STARTTLS'), { code: 'ETLS', command: 'STARTTLS', response: '454 4.7.0 TLS not available', responseCode: 454 }));
+    expect(refused.starttlsRefused).toEqual({ text: '454 4.7.0 TLS not available', replyCode: 454 });
+    expect(classifyTlsFailure('mx', refused.error, undefined, refused.starttlsRefused).resultType).toBe('starttls-not-supported');
     expect(classifyTlsFailure('mx', { code: 'CERT_HAS_EXPIRED' }).resultType).toBe('certificate-expired');
     expect(classifyTlsFailure('mx', { code: 'ERR_TLS_CERT_ALTNAME_INVALID' }).resultType).toBe('certificate-host-mismatch');
     const strict = createMtaStsHooks({ mtaSts: engine, plaintextFallback: false });

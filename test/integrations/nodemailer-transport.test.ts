@@ -5,7 +5,7 @@
  */
 import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createMtaStsTransport, isMtaStsDeliveryError, type MtaStsSentMessageInfo, type MtaStsTransportOptions } from '../../src/integrations/nodemailer/index.js';
+import { createMtaStsTransport, MtaStsDeliveryError, type MtaStsSentMessageInfo, type MtaStsTransportOptions } from '../../src/integrations/nodemailer/index.js';
 import type { MtaStsDecision } from '../../src/integrations/hooks.js';
 import type { CertVariant, TestWorld } from '../../src/testing/index.js';
 import { type MtaSts } from '../../src/engine.js';
@@ -150,7 +150,7 @@ describe.concurrent('RFC 8461 §5 / §5.1 enforce failure: defer, never bounce',
 
     for (const mx of [a, b, c, d]) expect(mx.messages).toHaveLength(0);
     expect(d.connections).toBe(0);
-    expect(isMtaStsDeliveryError(error)).toBe(true);
+    expect(error).toBeInstanceOf(MtaStsDeliveryError);
     expect(error).toMatchObject({ name: 'MtaStsDeliveryError', code: 'EMTASTS', responseCode: 451, temporary: true, permanent: false, domain: 'allfail.test', mode: 'enforce', policyId: 'af1' });
     expect(error.response).toMatch(/^451 4\.7\.5 /);
     expect((error as unknown as { rejected: string[] }).rejected).toEqual(['gus@allfail.test', 'hal@allfail.test']);
@@ -362,7 +362,8 @@ describe.concurrent('several recipient domains in one message', () => {
 
 describe('TLS report mail through the transport (RFC 8460 §5.3)', () => {
   it('RFC 8460 §5.3 a report is delivered despite an enforce failure at the reporting domain, and its session is not counted', async () => {
-    const { TlsRptAggregator, MemoryTlsRptStore, buildTlsRptReport, gzipTlsRptReport, sendTlsRptMail, tlsRptFileName, utcDayRange } = await import('../../src/tlsrpt/index.js');
+    const { TlsRptAggregator, MemoryTlsRptStore, buildTlsRptReport, gzipTlsRptReport, sendTlsRptMail, tlsRptFileName } = await import('../../src/tlsrpt/index.js');
+    const { utcDayRange } = await import('../../src/tlsrpt/report.js');
     const mx = await world.addMx('reports.test', 'mx1.reports.test', { cert: 'expired' });
     world.publishPolicy('reports.test', ENFORCE(['mx1.reports.test'], 'r1'));
     const aggregator = new TlsRptAggregator({ store: new MemoryTlsRptStore() });
@@ -410,7 +411,10 @@ describe('createMtaStsTransport() validates every option at creation (never as b
     expect(invalid({ maxAddressesPerMx: Number.NaN })).toMatchObject({ details: { option: 'maxAddressesPerMx' } });
     expect(invalid({ maxSessionsPerDomain: 0 })).toMatchObject({ details: { option: 'maxSessionsPerDomain' } });
     expect(invalid({ port: 0 })).toMatchObject({ details: { option: 'port' } });
-    expect(invalid({ connectionTimeout: -1 })).toMatchObject({ details: { option: 'connectionTimeout' } });
+    expect(invalid({ connectionTimeoutMs: -1 })).toMatchObject({ details: { option: 'connectionTimeoutMs' } });
+    // Nodemailer's own names are refused, pointing to the name this transport uses (units in option names).
+    expect(invalid({ connectionTimeout: 5000 }).message).toMatch(/connectionTimeoutMs/);
+    expect(invalid({ port: 2525 }).message).toMatch(/smtpPort/);
     expect(invalid({ localAddress: 'localhost' })).toMatchObject({ details: { option: 'localAddress' } });
   });
 
@@ -429,6 +433,6 @@ describe('createMtaStsTransport() validates every option at creation (never as b
     expect(invalid({ ca: 42 }).message).toMatch(/^createMtaStsTransport\(\): option ca must be PEM certificate text/);
     expect(invalid({ dnsServers: '127.0.0.1' })).toMatchObject({ details: { option: 'dnsServers' } });
     expect(invalid({ maxConcurrentDomain: 2 }).message).toMatch(/unknown option maxConcurrentDomain \(did you mean maxConcurrentDomains\?\)/);
-    expect(invalid({ timeout: 5 }).message).toMatch(/did you mean .*socketTimeout/);
+    expect(invalid({ timeout: 5 }).message).toMatch(/did you mean .*TimeoutMs/);
   });
 });

@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CachedPolicy } from '../../src/cache/store.js';
+import type { PolicyStoreEntry } from '../../src/cache/store.js';
 import { parsePolicy } from '../../src/policy/policy-file.js';
 import { createRedisPolicyStore, type RedisPolicyStoreEvent } from '../../src/redis/index.js';
 import { startRedis, type TestRedis } from './redis-server.js';
@@ -25,7 +25,7 @@ afterAll(async () => {
 });
 
 const TEXT = 'version: STSv1\r\nmode: enforce\r\nmx: mx1.example.com\r\nmax_age: 86400\r\n';
-function entry(domain: string, fetchedAt = Date.now(), text = TEXT): CachedPolicy {
+function entry(domain: string, fetchedAt = Date.now(), text = TEXT): PolicyStoreEntry {
   const policy = parsePolicy(text);
   return { domain, id: 'abc123', policy, text, fetchedAt, expiresAt: fetchedAt + policy.maxAge * 1000 };
 }

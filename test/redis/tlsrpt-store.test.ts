@@ -179,7 +179,7 @@ describe('createRedisTlsRptStore', () => {
     publish(domain);
     const caFile = join(dir, 'ca.pem');
     writeFileSync(caFile, world.ca.rootPem);
-    const args = (ok: number, failed: number) => [server.url, 'fleet:', world.dns.servers[0] as string, String(world.policyPort), caFile, domain, String(ok), String(failed)];
+    const args = (ok: number, failed: number) => [server.url, 'fleet:', world.dns.servers[0] as string, String(world.httpsPort), caFile, domain, String(ok), String(failed)];
     const members = [spawnTs('../redis/fixtures/tlsrpt-member.ts', args(1234, 56)), spawnTs('../redis/fixtures/tlsrpt-member.ts', args(4321, 65))];
     await Promise.all(members.map((m) => m.waitFor(/^recorded$/, 60_000)));
     await client().set('fleet:go', '1');

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createFilePolicyStore, type FilePolicyStoreEvent } from '../../src/cache/file-store.js';
-import type { CachedPolicy } from '../../src/cache/store.js';
+import type { PolicyStoreEntry } from '../../src/cache/store.js';
 import { encodeStoredPolicy } from '../../src/cache/stored-entry.js';
 import { parsePolicy } from '../../src/policy/policy-file.js';
 import { spawnTs } from './child.js';
@@ -20,7 +20,7 @@ afterAll(() => rmSync(root, { recursive: true, force: true }));
 
 const TEXT = 'version: STSv1\r\nmode: enforce\r\nmx: mx1.example.com\r\nmx: *.backup.example.com\r\nmax_age: 604800\r\n';
 const POLICY = parsePolicy(TEXT);
-function entry(domain: string, fetchedAt = Date.now(), text = TEXT): CachedPolicy {
+function entry(domain: string, fetchedAt = Date.now(), text = TEXT): PolicyStoreEntry {
   const policy = text === TEXT ? POLICY : parsePolicy(text);
   return { domain, id: 'id1', policy, text, fetchedAt, expiresAt: fetchedAt + policy.maxAge * 1000 };
 }

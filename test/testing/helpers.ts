@@ -60,5 +60,5 @@ export function httpsGet(
 
 /** The policy URL of `domain` in `world`. */
 export function policyUrl(world: TestWorld, domain: string, path = '/.well-known/mta-sts.txt'): string {
-  return `https://mta-sts.${domain}:${world.policyPort}${path}`;
+  return `https://mta-sts.${domain}:${world.httpsPort}${path}`;
 }

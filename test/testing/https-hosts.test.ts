@@ -74,7 +74,7 @@ describe('policy hosts', () => {
     const before = world.httpsRequests.length;
     const res = await httpsGet(world, policyUrl(world, 'redirect.test'));
     expect(res.status).toBe(301);
-    expect(res.headers.location).toBe(`https://mta-sts.redirect.test:${world.policyPort}${REDIRECT_TARGET_PATH}`);
+    expect(res.headers.location).toBe(`https://mta-sts.redirect.test:${world.httpsPort}${REDIRECT_TARGET_PATH}`);
 
     const dispatcher = new Agent({ connect: { ca: world.ca.rootPem, lookup: worldLookup(world) } });
     try {
@@ -137,7 +137,7 @@ describe('policy hosts', () => {
   it('a cn-only certificate names the host only in its subject CN', async () => {
     world.publishPolicy('cn-only.test', { ...POLICY, host: { kind: 'cert', cert: 'cn-only' } });
     const socket = await new Promise<tls.TLSSocket>((resolve, reject) => {
-      const tlsSocket = tls.connect({ host: '127.0.0.1', port: world.policyPort, servername: 'mta-sts.cn-only.test', ca: world.ca.rootPem });
+      const tlsSocket = tls.connect({ host: '127.0.0.1', port: world.httpsPort, servername: 'mta-sts.cn-only.test', ca: world.ca.rootPem });
       tlsSocket.once('secureConnect', () => resolve(tlsSocket));
       tlsSocket.once('error', reject);
     });
@@ -169,7 +169,7 @@ describe('generic HTTPS hosts', () => {
     });
     const res = await new Promise<{ status: number; body: string }>((resolve, reject) => {
       const req = https.request(
-        `https://tlsrpt.receiver.test:${world.policyPort}/report?x=1`,
+        `https://tlsrpt.receiver.test:${world.httpsPort}/report?x=1`,
         { method: 'POST', ca: world.ca.rootPem, lookup: worldLookup(world), agent: false, headers: { 'content-type': 'application/tlsrpt+gzip' } },
         (r) => {
           let body = '';
@@ -190,7 +190,7 @@ describe('generic HTTPS hosts', () => {
 
   it('presents the requested certificate variant', async () => {
     world.addHttpsHost('expired-receiver.test', { cert: 'expired', handler: (_req, res) => res.end('ok') });
-    await expect(httpsGet(world, `https://expired-receiver.test:${world.policyPort}/`)).rejects.toMatchObject({ code: 'CERT_HAS_EXPIRED' });
+    await expect(httpsGet(world, `https://expired-receiver.test:${world.httpsPort}/`)).rejects.toMatchObject({ code: 'CERT_HAS_EXPIRED' });
   });
 
   it('answers 500 and warns when a handler throws', async () => {
@@ -199,15 +199,15 @@ describe('generic HTTPS hosts', () => {
         throw new Error('boom');
       },
     });
-    expect((await httpsGet(world, `https://broken.test:${world.policyPort}/`)).status).toBe(500);
+    expect((await httpsGet(world, `https://broken.test:${world.httpsPort}/`)).status).toBe(500);
     expect(warn).toHaveBeenCalledWith(expect.stringContaining('broken.test'), expect.any(Error));
   });
 
   it('unknown hosts get a certificate for no real name, and 421 when verification is skipped', async () => {
     world.dns.setRecords('nobody.test', { a: ['127.0.0.1'] });
-    await expect(httpsGet(world, `https://nobody.test:${world.policyPort}/`)).rejects.toMatchObject({ code: 'ERR_TLS_CERT_ALTNAME_INVALID' });
-    expect((await httpsGet(world, `https://nobody.test:${world.policyPort}/`, { rejectUnauthorized: false })).status).toBe(421);
+    await expect(httpsGet(world, `https://nobody.test:${world.httpsPort}/`)).rejects.toMatchObject({ code: 'ERR_TLS_CERT_ALTNAME_INVALID' });
+    expect((await httpsGet(world, `https://nobody.test:${world.httpsPort}/`, { rejectUnauthorized: false })).status).toBe(421);
     world.removeHttpsHost('tlsrpt.receiver.test');
-    await expect(httpsGet(world, `https://tlsrpt.receiver.test:${world.policyPort}/`)).rejects.toThrow(UNKNOWN_HOST_CERT_NAME);
+    await expect(httpsGet(world, `https://tlsrpt.receiver.test:${world.httpsPort}/`)).rejects.toThrow(UNKNOWN_HOST_CERT_NAME);
   });
 });

@@ -9,7 +9,7 @@ describe('test world', () => {
   it('gives the engine its DNS server, CA and policy port', async () => {
     const world = await createTestWorld();
     try {
-      expect(world.mtaStsOptions()).toEqual({ dnsServers: [`127.0.0.1:${world.dns.port}`], ca: [world.ca.rootPem], policyPort: world.policyPort });
+      expect(world.mtaStsOptions()).toEqual({ dnsServers: [`127.0.0.1:${world.dns.port}`], ca: [world.ca.rootPem], httpsPort: world.httpsPort });
       expect(world.ca.rootPem).toMatch(/^-----BEGIN CERTIFICATE-----\n/);
       expect(world.smtpPort).toBeGreaterThan(0);
     } finally {
@@ -23,7 +23,7 @@ describe('test world', () => {
       const [mxA, mxB] = await Promise.all([a.addMx('same.test', 'mx.same.test'), b.addMx('same.test', 'mx.same.test')]);
       expect(mxA.ip.split('.').slice(0, 3)).not.toEqual(mxB.ip.split('.').slice(0, 3));
       expect(a.dns.port).not.toBe(b.dns.port);
-      expect(a.policyPort).not.toBe(b.policyPort);
+      expect(a.httpsPort).not.toBe(b.httpsPort);
 
       a.publishPolicy('same.test', { id: 'a', mode: 'enforce', mx: ['mx.same.test'] });
       b.publishPolicy('same.test', { id: 'b', mode: 'testing', mx: ['mx.same.test'] });

@@ -71,7 +71,7 @@ describe('RFC 8461 §4.2 MX hosts: OpenSSL validates the chain in the handshake'
     const host = `mx.${variant}.chain.test`;
     const mx = await world.addMx(`${variant}.chain.test`, host, { cert: variant });
     // enforce: the handshake itself fails.
-    const strict = await probeStartTls(host, { address: mx.ip, port: world.smtpPort, tls: mta.tlsOptions(host, true), timeoutMs: 5000 });
+    const strict = await probeStartTls(host, { address: mx.ip, smtpPort: world.smtpPort, tls: mta.tlsOptions(host, true), timeoutMs: 5000 });
     expect(strict.protocol).toBeUndefined();
     expect(strict.verification).toMatchObject({ ok: false, resultType });
     // testing: the session completes; the verdict (OpenSSL's authorizationError) still fails.
@@ -102,7 +102,7 @@ describe('RFC 8461 §4.2 MX hosts: OpenSSL validates the chain in the handshake'
   it('§4.2 a correct chain through an intermediate CA is accepted', async () => {
     const host = 'mx.via-intermediate.chain.test';
     const mx = await world.addMx('via-intermediate.chain.test', host, { cert: 'via-intermediate' });
-    const strict = await probeStartTls(host, { address: mx.ip, port: world.smtpPort, tls: mta.tlsOptions(host, true), timeoutMs: 5000 });
+    const strict = await probeStartTls(host, { address: mx.ip, smtpPort: world.smtpPort, tls: mta.tlsOptions(host, true), timeoutMs: 5000 });
     expect(strict.verification).toMatchObject({ ok: true });
     const session = await starttls(host, mx.ip, true);
     try {

@@ -19,7 +19,7 @@ afterAll(async () => {
 
 async function probe(domain: string, host: string, opts: Parameters<TestWorld['addMx']>[2], strict = true) {
   const mx = await world.addMx(domain, host, opts);
-  return probeStartTls(host, { address: mx.ip, port: world.smtpPort, tls: mta.tlsOptions(host, strict), timeoutMs: 5000 });
+  return probeStartTls(host, { address: mx.ip, smtpPort: world.smtpPort, tls: mta.tlsOptions(host, strict), timeoutMs: 5000 });
 }
 
 describe('RFC 8461 §4.2 MX certificate validation', () => {
@@ -64,10 +64,10 @@ describe('RFC 8461 §4.2 MX certificate validation', () => {
 
   it('§4.2 connecting by IP still verifies against the MX host name', async () => {
     const mx = await world.addMx('e3.test', 'mx.e3.test', {});
-    const right = await probeStartTls('mx.e3.test', { address: mx.ip, port: world.smtpPort, tls: mta.tlsOptions('mx.e3.test'), timeoutMs: 5000 });
+    const right = await probeStartTls('mx.e3.test', { address: mx.ip, smtpPort: world.smtpPort, tls: mta.tlsOptions('mx.e3.test'), timeoutMs: 5000 });
     expect(right.verification.ok).toBe(true);
     // The same IP dialled for another host name must not validate.
-    const wrong = await probeStartTls('other.e3.test', { address: mx.ip, port: world.smtpPort, tls: mta.tlsOptions('other.e3.test'), timeoutMs: 5000 });
+    const wrong = await probeStartTls('other.e3.test', { address: mx.ip, smtpPort: world.smtpPort, tls: mta.tlsOptions('other.e3.test'), timeoutMs: 5000 });
     expect(wrong.verification).toMatchObject({ ok: false, resultType: 'certificate-host-mismatch' });
   });
 

@@ -188,7 +188,7 @@ describe('HTTPS delivery (§5.4) to a real HTTPS host of the test world', () => 
     world.addHttpsHost('tlsrpt.reports.test', { handler: (_req, res) => res.writeHead(201, { 'content-type': 'text/plain' }).end('thanks\n') });
     const dispatcher = agent();
     const before = world.httpsRequests.length;
-    const result = await postTlsRptReport('https://tlsrpt.reports.test/v1/report?x=1', gz, { dispatcher, httpsPortOverride: world.policyPort, context: { policyDomain: 'reports.test', reportId: report['report-id'] } });
+    const result = await postTlsRptReport('https://tlsrpt.reports.test/v1/report?x=1', gz, { dispatcher, httpsPort: world.httpsPort, context: { policyDomain: 'reports.test', reportId: report['report-id'] } });
     await dispatcher.close();
     expect(result).toEqual({ status: 201 });
     const request = world.httpsRequests[before]!;
@@ -202,14 +202,14 @@ describe('HTTPS delivery (§5.4) to a real HTTPS host of the test world', () => 
     world.addHttpsHost('custom.reports.test', { handler: (_req, res) => res.writeHead(200).end() });
     const lookup: LookupFunction = (_host, options, callback) => (options.all ? callback(null, [{ address: '127.0.0.1', family: 4 }]) : callback(null, '127.0.0.1', 4));
     const dispatcher = new Agent({ connect: { ca: world.ca.rootPem, lookup } });
-    await expect(postTlsRptReport('https://custom.reports.test/', gz, { dispatcher, httpsPortOverride: world.policyPort })).resolves.toEqual({ status: 200 });
+    await expect(postTlsRptReport('https://custom.reports.test/', gz, { dispatcher, httpsPort: world.httpsPort })).resolves.toEqual({ status: 200 });
     await dispatcher.close();
   });
 
   it('§5.4 a non-2xx answer is TLSRPT_HTTP_STATUS (temporary)', async () => {
     world.addHttpsHost('busy.reports.test', { handler: (_req, res) => res.writeHead(503).end('busy') });
     const dispatcher = agent();
-    await expect(postTlsRptReport('https://busy.reports.test/', gz, { dispatcher, httpsPortOverride: world.policyPort })).rejects.toMatchObject({ code: 'TLSRPT_HTTP_STATUS', temporary: true, details: { status: 503 } });
+    await expect(postTlsRptReport('https://busy.reports.test/', gz, { dispatcher, httpsPort: world.httpsPort })).rejects.toMatchObject({ code: 'TLSRPT_HTTP_STATUS', temporary: true, details: { status: 503 } });
     await dispatcher.close();
   });
 
@@ -217,7 +217,7 @@ describe('HTTPS delivery (§5.4) to a real HTTPS host of the test world', () => 
     world.addHttpsHost('moved.reports.test', { handler: (_req, res) => res.writeHead(307, { location: 'https://tlsrpt.reports.test/elsewhere' }).end() });
     const dispatcher = agent();
     const before = world.httpsRequests.length;
-    await expect(postTlsRptReport('https://moved.reports.test/', gz, { dispatcher, httpsPortOverride: world.policyPort })).rejects.toMatchObject({
+    await expect(postTlsRptReport('https://moved.reports.test/', gz, { dispatcher, httpsPort: world.httpsPort })).rejects.toMatchObject({
       code: 'TLSRPT_HTTP_STATUS',
       details: { status: 307, location: 'https://tlsrpt.reports.test/elsewhere' },
     });
@@ -228,7 +228,7 @@ describe('HTTPS delivery (§5.4) to a real HTTPS host of the test world', () => 
   it('an invalid certificate fails the delivery (TLSRPT_DELIVERY_FAILED with the TLS code)', async () => {
     world.addHttpsHost('expired.reports.test', { cert: 'expired', handler: (_req, res) => res.writeHead(200).end() });
     const dispatcher = agent();
-    await expect(postTlsRptReport('https://expired.reports.test/', gz, { dispatcher, httpsPortOverride: world.policyPort })).rejects.toMatchObject({ code: 'TLSRPT_DELIVERY_FAILED', details: { reason: 'CERT_HAS_EXPIRED' } });
+    await expect(postTlsRptReport('https://expired.reports.test/', gz, { dispatcher, httpsPort: world.httpsPort })).rejects.toMatchObject({ code: 'TLSRPT_DELIVERY_FAILED', details: { reason: 'CERT_HAS_EXPIRED' } });
     await dispatcher.close();
   });
 
@@ -236,7 +236,7 @@ describe('HTTPS delivery (§5.4) to a real HTTPS host of the test world', () => 
     world.addHttpsHost('silent.reports.test', { handler: () => undefined });
     const dispatcher = agent();
     const started = Date.now();
-    await expect(postTlsRptReport('https://silent.reports.test/', gz, { dispatcher, httpsPortOverride: world.policyPort, timeoutMs: 300 })).rejects.toMatchObject({ code: 'TLSRPT_DELIVERY_FAILED', details: { reason: 'timeout' } });
+    await expect(postTlsRptReport('https://silent.reports.test/', gz, { dispatcher, httpsPort: world.httpsPort, timeoutMs: 300 })).rejects.toMatchObject({ code: 'TLSRPT_DELIVERY_FAILED', details: { reason: 'timeout' } });
     expect(Date.now() - started).toBeLessThan(3000);
     await dispatcher.destroy();
   });

@@ -220,6 +220,6 @@ describe('mergeDomainDayCounts', () => {
       { policy: stsPolicy(), successCount: 5, failureCount: 3, failures: [{ resultType: 'certificate-expired', count: 2 }, { resultType: 'starttls-not-supported', count: 1 }] },
       { policy: { type: 'no-policy-found', domain: 'example.com' }, successCount: 1, failureCount: 0, failures: [] },
     ]);
-    expect(() => resolveLimits({ maxDomainsPerDay: 0 })).toThrow(RangeError);
+    expect(() => resolveLimits({ maxDomainsPerDay: 0 })).toThrow(expect.objectContaining({ code: 'MTASTS_INVALID_OPTIONS' }));
   });
 });

@@ -57,7 +57,7 @@ function reporter(extra: Partial<TlsRptReporterOptions> = {}) {
     store: new MemoryTlsRptStore(),
     resolver,
     ca: world.ca.rootPem,
-    httpsPortOverride: world.policyPort,
+    httpsPort: world.httpsPort,
     now: c.now,
     onEvent: (e) => events.push(e),
     ...extra,

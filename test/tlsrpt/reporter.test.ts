@@ -77,7 +77,7 @@ function reporter(extra: Partial<TlsRptReporterOptions> = {}): { r: TlsRptReport
     store: new MemoryTlsRptStore(),
     resolver,
     ca: world.ca.rootPem,
-    httpsPortOverride: world.policyPort,
+    httpsPort: world.httpsPort,
     mailTransport: { host: mx.ip, port: world.smtpPort, tls: { ca: [world.ca.rootPem], servername: 'mx.mail.test' } },
     transportSignsDkim: true, // the test MX does not check DKIM (signing is tested in deliver.test.ts)
     now: c.now,

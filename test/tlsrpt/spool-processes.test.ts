@@ -100,7 +100,7 @@ describe('sending a live spool from another process', () => {
       spoolDir: dir,
       resolver: createDefaultResolver({ dnsServers: world.dns.servers, timeoutMs: 1000, tries: 1 }),
       ca: world.ca.rootPem,
-      httpsPortOverride: world.policyPort,
+      httpsPort: world.httpsPort,
       now: () => Date.now() + DAY_MS,
       delayMs: 0,
       jitterMs: 0,

@@ -47,7 +47,7 @@ export interface HarakaEngineConfig {
   systemRoots?: boolean;
   /** PEM text read from `ca_file`. */
   ca?: string;
-  policyPort?: number;
+  httpsPort?: number;
 }
 
 /** The TLS-RPT reporter settings (see `TlsRptReporterOptions`). */
@@ -100,7 +100,7 @@ const SCHEMA: Record<string, Record<string, Kind>> = {
     require_text_plain: 'bool',
     system_roots: 'bool',
     ca_file: 'file',
-    policy_port: ms(65_535, 1),
+    https_port: ms(65_535, 1),
   },
   tlsrpt: {
     enabled: 'bool',
@@ -211,7 +211,7 @@ export function parseHarakaConfig(lines: readonly string[]): HarakaMtaStsConfig 
   copy('requireTextPlain', 'require_text_plain');
   copy('systemRoots', 'system_roots');
   copy('ca', 'ca_file');
-  copy('policyPort', 'policy_port');
+  copy('httpsPort', 'https_port');
   if (e.ca !== undefined && !e.ca.includes('-----BEGIN CERTIFICATE-----')) throw invalid('[engine] ca_file holds no PEM certificate', 'ca_file');
   if (e.systemRoots === false && e.ca === undefined) throw invalid('[engine] system_roots=false needs ca_file (otherwise no certificate could validate)', 'system_roots');
   const tlsrpt = parseTlsRpt(s.tlsrpt);

@@ -16,7 +16,7 @@
  * plugin (fail open), so everything unexpected becomes DENYSOFT.
  */
 import { createDefaultResolver } from '../../discovery/resolver.js';
-import { MtaStsError, isMtaStsError } from '../../errors.js';
+import { MtaStsError } from '../../errors.js';
 import type { MtaStsOptions } from '../../engine.js';
 import type { MxCandidate } from '../../plan/plan.js';
 import { createTlsRptReporter, type TlsRptReporter } from '../../tlsrpt/scheduler.js';
@@ -112,7 +112,7 @@ export function createHarakaPlugin(options: HarakaPluginOptions = {}): HarakaMta
           }
           log('notice', `mta-sts: ${initial ? 'loaded' : 'reloaded'} config/mta-sts.ini (loglevel=${config.logLevel}, lookup_timeout_ms=${config.lookupTimeoutMs}, tlsrpt=${config.tlsrpt || options.recorder ? 'on' : 'off'})`);
         } catch (error) {
-          const err = isMtaStsError(error) ? error : new MtaStsError('MTASTS_INVALID_OPTIONS', `mta-sts.ini: ${(error as Error).message}`, { cause: error });
+          const err = error instanceof MtaStsError ? error : new MtaStsError('MTASTS_INVALID_OPTIONS', `mta-sts.ini: ${(error as Error).message}`, { cause: error });
           if (initial || !runtime) {
             // Refuse to start: misconfiguration fails loudly, never as unprotected mail.
             log('crit', `mta-sts: refusing to load: ${err.message}`);

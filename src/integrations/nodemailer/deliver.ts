@@ -6,7 +6,7 @@
  */
 import type { SMTPConnectionOptions, SMTPConnectionSendInfo, SMTPEnvelope } from 'nodemailer/lib/smtp-connection';
 import { normalizeDomainOrUndefined } from '../../domain.js';
-import type { TlsRptResultType } from '../../errors.js';
+import { MtaStsSenderError, type MtaStsSenderErrorJSON, type TlsRptResultType } from '../../errors.js';
 import type { DeliveryPlan, EffectiveMode, MxCandidate } from '../../plan/plan.js';
 import type { PolicySource, PolicyStatus } from '../../types.js';
 import type { DeliveryFailure, MtaStsHooks } from '../hooks.js';
@@ -110,18 +110,14 @@ export type MtaStsDeliveryErrorCode =
  * The error of a refused or failed delivery. Shaped like Nodemailer's SMTP errors (`code`, `response`,
  * `responseCode`, `command`), plus `temporary` (retry later: never bounce) and the MX hosts tried.
  */
-export class MtaStsDeliveryError extends Error {
-  override readonly name = 'MtaStsDeliveryError';
-  readonly code: MtaStsDeliveryErrorCode;
+export class MtaStsDeliveryError extends MtaStsSenderError<MtaStsDeliveryErrorCode> {
+  override readonly name: string = 'MtaStsDeliveryError';
   /** A synthetic SMTP reply, e.g. `451 4.7.5 ...` (4xx when temporary). */
   readonly response: string;
   readonly responseCode: number;
   readonly command = 'CONN';
-  /** True when delivery may succeed later: a queueing MTA defers (RFC 8461 §5.1), it does not bounce. */
-  readonly temporary: boolean;
   /** Nodemailer's convention: the opposite of `temporary`. */
   readonly permanent: boolean;
-  readonly domain: string | undefined;
   readonly mode: EffectiveMode | undefined;
   readonly policyId: string | undefined;
   /** The recipients that were not delivered. */
@@ -136,13 +132,10 @@ export class MtaStsDeliveryError extends Error {
     message: string,
     options: { temporary: boolean; enhanced: string; /** Text of the synthetic reply; default `message`. */ responseText?: string; domain?: string; mode?: EffectiveMode; policyId?: string; recipients?: string[]; attempts?: MxAttempt[]; domains?: Record<string, DomainDeliveryResult>; cause?: unknown },
   ) {
-    super(message, options.cause === undefined ? undefined : { cause: options.cause });
-    this.code = code;
-    this.temporary = options.temporary;
+    super(code, message, options.temporary, { ...(options.cause !== undefined ? { cause: options.cause } : {}), ...(options.domain !== undefined ? { domain: options.domain } : {}) });
     this.permanent = !options.temporary;
     this.responseCode = options.temporary ? 451 : options.enhanced === '5.1.10' ? 556 : 550;
     this.response = `${this.responseCode} ${options.enhanced} ${options.responseText ?? message}`;
-    this.domain = options.domain;
     this.mode = options.mode;
     this.policyId = options.policyId;
     this.recipients = options.recipients ?? [];
@@ -150,26 +143,18 @@ export class MtaStsDeliveryError extends Error {
     if (options.domains) this.domains = options.domains;
   }
 
-  toJSON(): Record<string, unknown> {
+  /** The JSON view of {@link MtaStsSenderError.toJSON}, plus the Nodemailer-shaped reply and the MX hosts tried. */
+  override toJSON(): MtaStsSenderErrorJSON<MtaStsDeliveryErrorCode> & { response: string; responseCode: number; mode?: EffectiveMode; policyId?: string; recipients: string[]; attempts: MxAttempt[] } {
     return {
-      name: this.name,
-      code: this.code,
-      message: this.message,
+      ...super.toJSON(),
       response: this.response,
       responseCode: this.responseCode,
-      temporary: this.temporary,
-      domain: this.domain,
-      mode: this.mode,
-      policyId: this.policyId,
+      ...(this.mode !== undefined ? { mode: this.mode } : {}),
+      ...(this.policyId !== undefined ? { policyId: this.policyId } : {}),
       recipients: this.recipients,
       attempts: this.attempts,
     };
   }
-}
-
-/** True for an {@link MtaStsDeliveryError} (also across module copies). */
-export function isMtaStsDeliveryError(value: unknown): value is MtaStsDeliveryError {
-  return value instanceof MtaStsDeliveryError || (typeof value === 'object' && value !== null && (value as { name?: unknown }).name === 'MtaStsDeliveryError');
 }
 
 export interface DeliverOptions {

@@ -28,7 +28,7 @@ import type Mail from 'nodemailer/lib/mailer';
 import type { MailMessage } from 'nodemailer';
 import type { SMTPConnectionOptions, SMTPEnvelope } from 'nodemailer/lib/smtp-connection';
 import { normalizeDomainOrUndefined } from '../../domain.js';
-import { isMtaStsError } from '../../errors.js';
+import { MtaStsError } from '../../errors.js';
 import { findMatchingPattern } from '../../mx/match.js';
 import type { DeliveryPlan, MxCandidate } from '../../plan/plan.js';
 import type { PolicyLookup } from '../../types.js';
@@ -306,7 +306,7 @@ export class MtaStsGuard extends EventEmitter {
       plan = await hooks.planDelivery(domain);
     } catch (error) {
       // MX lookup failed: the policy alone can still say the host is one of the domain's MX hosts.
-      if (!isMtaStsError(error) || error.code === 'MTASTS_INVALID_DOMAIN') return { policy: { mode: 'none', status: 'invalid' } };
+      if (!(error instanceof MtaStsError) || error.code === 'MTASTS_INVALID_DOMAIN') return { policy: { mode: 'none', status: 'invalid' } };
     }
     const candidate = plan?.candidates.find((c) => c.host === host);
     if (plan && candidate) return { plan, candidate, policy: relayPolicy(plan.lookup) };

@@ -9,6 +9,9 @@
  * A refused delivery fails with `code: 'EMTASTS'`, `responseCode: 451`, `temporary: true` (defer, never bounce:
  * RFC 8461 §5.1) and the list of MX hosts tried with their RFC 8460 result types.
  *
+ * {@link nodemailerHandshakeFailure} translates a Nodemailer `SMTPConnection` error for a custom client built on the
+ * hooks (`mta-sts-sender/hooks`), whose decisions, events and types live there.
+ *
  * Nodemailer (6 to 10) is an optional peer dependency: without it, the factories throw `MTASTS_MISSING_PEER`.
  *
  * @packageDocumentation
@@ -17,7 +20,7 @@ export { createMtaStsTransport, MtaStsTransport, TRANSPORT_VERSION } from './tra
 export type { MtaStsTransportOptions, SendCallback } from './transport.js';
 export { guardTransport, MtaStsGuard } from './guard.js';
 export type { GuardTransportOptions, SmartHostNotice, SmtpTransportLike } from './guard.js';
-export { MtaStsDeliveryError, isMtaStsDeliveryError } from './deliver.js';
+export { MtaStsDeliveryError } from './deliver.js';
+export { nodemailerHandshakeFailure } from './tls-failure.js';
+export type { NodemailerHandshakeFailure } from './tls-failure.js';
 export type { DomainDeliveryResult, MtaStsDeliveryErrorCode, MtaStsSentMessageInfo, MxAttempt } from './deliver.js';
-export { createMtaStsHooks, MtaStsHooks, DECISION_CHANNEL } from '../hooks.js';
-export type { MtaStsDecision, MtaStsHooksOptions, SessionVerdict, DecisionAction, DecisionStage, DecisionInput, FinalAction, DeliveryFailure, DeliveryFailedInput, HooksDeliveryPlan } from '../hooks.js';

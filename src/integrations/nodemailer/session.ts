@@ -13,6 +13,7 @@ import type { SMTPConnectionOptions, SMTPConnectionSendInfo, SMTPEnvelope } from
 export type SmtpConnectionClass = typeof SMTPConnection;
 import type { MxCandidate } from '../../plan/plan.js';
 import type { MtaStsHooks, SessionVerdict } from '../hooks.js';
+import { nodemailerHandshakeFailure } from './tls-failure.js';
 
 /** Where a session stopped. */
 export type SessionStage = 'connect' | 'tls' | 'policy' | 'auth' | 'smtp' | 'done';
@@ -141,7 +142,8 @@ export async function runSmtpSession(request: SessionRequest): Promise<SessionRe
     if (duringTls) {
       // The caller retries in plaintext only when it allows it and TLS is not required of this session.
       const fallback = request.plaintextFallback !== false && !requireTls;
-      const verdict = hooks.handshakeFailed(candidate, connectError, { ...context(), plaintextFallback: fallback, tlsSocket: (socket as TLSSocket | undefined) ?? null });
+      const failure = nodemailerHandshakeFailure(connectError);
+      const verdict = hooks.handshakeFailed(candidate, failure.error, { ...context(), plaintextFallback: fallback, tlsSocket: (socket as TLSSocket | undefined) ?? null, ...(failure.starttlsRefused ? { starttlsRefused: failure.starttlsRefused } : {}) });
       return { delivered: false, stage: 'tls', secure: false, verdict, error: connectError, tryNext: true, ...(localAddress ? { localAddress } : {}) };
     }
     // Greeting / EHLO 5xx is a final answer from this host only; another MX may accept (RFC 5321 §5.1).

@@ -31,7 +31,7 @@ import os from 'node:os';
 import type { MailMessage, Transport } from 'nodemailer';
 import type { SMTPConnectionOptions, SMTPEnvelope } from 'nodemailer/lib/smtp-connection';
 import type { MtaSts, MtaStsOptions } from '../../engine.js';
-import { isMtaStsError } from '../../errors.js';
+import { MtaStsError } from '../../errors.js';
 import { TLSRPT_MAIL_MARKER } from '../../tlsrpt/deliver.js';
 import type { Logger } from '../../logger.js';
 import type { TlsRptRecorder } from '../../tlsrpt/types.js';
@@ -53,16 +53,14 @@ export interface MtaStsTransportOptions extends MtaStsOptions {
   hooks?: MtaStsHooks;
   /** TLS-RPT recorder fed with every session outcome (RFC 8460). */
   recorder?: TlsRptRecorder;
-  /** SMTP port of MX hosts. Default 25. Other values are FOR TESTS (the test world's `smtpPort`). */
-  port?: number;
   /** Host name announced in EHLO. Default `os.hostname()`. */
   name?: string;
-  /** Time to establish the TCP connection, ms. Default 30000. */
-  connectionTimeout?: number;
-  /** Time to wait for the greeting (and for the STARTTLS handshake), ms. Default 30000. */
-  greetingTimeout?: number;
-  /** Inactivity timeout of a session, ms. Default 300000 (RFC 5321 §4.5.3.2 suggests minutes). */
-  socketTimeout?: number;
+  /** Time to establish the TCP connection, in ms. Default 30000. */
+  connectionTimeoutMs?: number;
+  /** Time to wait for the greeting (and for the STARTTLS handshake), in ms. Default 30000. */
+  greetingTimeoutMs?: number;
+  /** Inactivity timeout of a session, in ms. Default 300000 (RFC 5321 §4.5.3.2 suggests minutes). */
+  socketTimeoutMs?: number;
   /** Local address to bind to. */
   localAddress?: string;
   /** Library logger (decisions, warnings). */
@@ -79,6 +77,10 @@ export interface MtaStsTransportOptions extends MtaStsOptions {
   maxSessionsPerDomain?: number;
   /** Recipient domains of one message delivered at the same time, 1 to 1000. Default 4. */
   maxConcurrentDomains?: number;
+
+  // ---- FOR TESTS ONLY ----
+  /** FOR TESTS ONLY: the SMTP port of MX hosts (RFC 5321 delivers on 25), e.g. the test world's `smtpPort`. Default 25. */
+  smtpPort?: number;
 }
 
 const SMART_HOST = 'createMtaStsTransport() delivers straight to each recipient domain\'s MX hosts and has no SMTP server of its own; to send through a smart host, create nodemailer.createTransport({ host, port, auth, ... }) and add MTA-STS to it with guardTransport()';
@@ -88,11 +90,10 @@ const POLICY_TLS = 'STARTTLS and certificate checks follow each domain\'s MTA-ST
 export const TRANSPORT_OPTION_SPEC: OptionSpec = Object.freeze({
   ...HOOKS_OPTION_SPEC,
   hooks: methods('MTA-STS hooks (createMtaStsHooks())', ['planDelivery', 'verifySession', 'handshakeFailed', 'recordOutcome', 'emitDecision']),
-  port,
   name: str('a host name'),
-  connectionTimeout: num(1, 3_600_000, { unit: 'ms' }),
-  greetingTimeout: num(1, 3_600_000, { unit: 'ms' }),
-  socketTimeout: num(1, 86_400_000, { unit: 'ms' }),
+  connectionTimeoutMs: num(1, 3_600_000, { unit: 'ms' }),
+  greetingTimeoutMs: num(1, 3_600_000, { unit: 'ms' }),
+  socketTimeoutMs: num(1, 86_400_000, { unit: 'ms' }),
   localAddress: ipAddress,
   smtpLogger: anyOf('true, false or a bunyan-style logger', bool, logger),
   debug: bool,
@@ -111,6 +112,10 @@ export const TRANSPORT_OPTION_SPEC: OptionSpec = Object.freeze({
   requireTLS: notHere(POLICY_TLS),
   ignoreTLS: notHere(POLICY_TLS),
   opportunisticTLS: notHere(POLICY_TLS),
+  // Nodemailer's `port`: MX hosts listen on 25 (Nodemailer's timeout names get "did you mean ...Ms?").
+  port: notHere('MX hosts are reached on port 25 (RFC 5321); smtpPort changes it FOR TESTS ONLY. To send to a server of your own, use nodemailer.createTransport({ host, port }) with guardTransport()'),
+  // FOR TESTS ONLY
+  smtpPort: port,
 });
 
 /** Nodemailer's SMTP client, loaded at creation (nodemailer is an optional peer: a missing one is reported by name). */
@@ -220,8 +225,8 @@ export class MtaStsTransport extends EventEmitter implements Transport<MtaStsSen
       plan = await hooks.planDelivery(domain, { reportDelivery: reportMail });
     } catch (error) {
       // The MX (or address) lookup failed: not a policy decision; a temporary failure when DNS is at fault.
-      const temporary = !isMtaStsError(error) || error.temporary;
-      const err = new MtaStsDeliveryError(isMtaStsError(error) && error.code === 'MTASTS_INVALID_DOMAIN' ? 'ENOMX' : 'EDNS', `${domain}: ${(error as Error).message}`, {
+      const temporary = !(error instanceof MtaStsError) || error.temporary;
+      const err = new MtaStsDeliveryError(error instanceof MtaStsError && error.code === 'MTASTS_INVALID_DOMAIN' ? 'ENOMX' : 'EDNS', `${domain}: ${(error as Error).message}`, {
         temporary,
         enhanced: temporary ? '4.4.3' : '5.1.2',
         domain,
@@ -234,9 +239,9 @@ export class MtaStsTransport extends EventEmitter implements Transport<MtaStsSen
     const o = this.options;
     const connection: SMTPConnectionOptions = {
       name: o.name ?? os.hostname(),
-      connectionTimeout: o.connectionTimeout ?? 30_000,
-      greetingTimeout: o.greetingTimeout ?? 30_000,
-      socketTimeout: o.socketTimeout ?? 300_000,
+      connectionTimeout: o.connectionTimeoutMs ?? 30_000,
+      greetingTimeout: o.greetingTimeoutMs ?? 30_000,
+      socketTimeout: o.socketTimeoutMs ?? 300_000,
       ...(o.localAddress ? { localAddress: o.localAddress } : {}),
       ...(o.smtpLogger !== undefined ? { logger: o.smtpLogger } : {}),
       ...(o.debug ? { debug: true } : {}),
@@ -246,7 +251,7 @@ export class MtaStsTransport extends EventEmitter implements Transport<MtaStsSen
       plan,
       envelope,
       message,
-      port: o.port ?? 25,
+      port: o.smtpPort ?? 25,
       connection,
       maxAddressesPerMx: o.maxAddressesPerMx ?? 2,
       maxSessions: o.maxSessionsPerDomain ?? 8,
