@@ -45,7 +45,7 @@ describe('public API', () => {
     expect(names).toMatchInlineSnapshot(`
       {
         ".": "FilePolicyStore MAX_MAX_AGE MemoryPolicyStore MtaStsError MtaStsSenderError TLSRPT_RESULT_TYPES certificateMatchesHost createDefaultResolver createFilePolicyStore createMtaSts findMatchingPattern mxMatchesPattern mxMatchesPolicy normalizeDomain parsePolicy parseStsTxtRecord probeStartTls selectStsTxtRecord verifyTls",
-        "./haraka": "HARAKA createHarakaPlugin",
+        "./haraka": "HARAKA HARAKA_LOG_LEVELS SUPPORTED_HARAKA_RANGE createHarakaPlugin parseHarakaConfig",
         "./hooks": "DECISION_CHANNEL MtaStsHooks createMtaStsHooks",
         "./nodemailer": "MtaStsDeliveryError MtaStsGuard MtaStsTransport TRANSPORT_VERSION createMtaStsTransport guardTransport nodemailerHandshakeFailure",
         "./redis": "RedisPolicyStore RedisTlsRptStore createRedisPolicyStore createRedisTlsRptStore",
@@ -60,7 +60,7 @@ describe('public API', () => {
     expect(names).toMatchInlineSnapshot(`
       {
         ".": "ActivePolicy CertificateForHostCheck DefaultResolverOptions DeliveryPlan DnsResolver EffectiveMode ErrorDetails FilePolicyStore FilePolicyStoreEvent FilePolicyStoreOptions GetPolicyOptions Logger MAX_MAX_AGE MemoryPolicyStore MemoryPolicyStoreOptions MtaSts MtaStsError MtaStsErrorCode MtaStsErrorOptions MtaStsEventName MtaStsEvents MtaStsListener MtaStsOptions MtaStsSenderError MtaStsSenderErrorJSON MtaStsSenderErrorOptions MxCandidate MxRecord MxTlsOptions NoCandidateAction ParsePolicyOptions PlanOptions PolicyFile PolicyLookup PolicyMode PolicySource PolicyStatus PolicyStore PolicyStoreEntry StartTlsProbeOptions StartTlsProbeResult StoreErrorEvent StoreOperation StoredFetchFailure StsTxtRecord TLSRPT_RESULT_TYPES TlsRptResultType TlsSessionInfo TlsVerification certificateMatchesHost createDefaultResolver createFilePolicyStore createMtaSts findMatchingPattern mxMatchesPattern mxMatchesPolicy normalizeDomain parsePolicy parseStsTxtRecord probeStartTls selectStsTxtRecord verifyTls",
-        "./haraka": "HARAKA HarakaMtaStsPlugin HarakaMxEntry HarakaNext HarakaPluginOptions createHarakaPlugin",
+        "./haraka": "HARAKA HARAKA_LOG_LEVELS HarakaEngineConfig HarakaLogLevel HarakaMtaStsConfig HarakaMtaStsPlugin HarakaNext HarakaPluginOptions HarakaTlsRptConfig SUPPORTED_HARAKA_RANGE createHarakaPlugin parseHarakaConfig",
         "./hooks": "DECISION_CHANNEL DecisionAction DecisionInput DecisionStage DeliveryFailedInput DeliveryFailure FinalAction HooksDeliveryPlan MtaStsDecision MtaStsHooks MtaStsHooksOptions OutcomeInput PlanDeliveryOptions SessionContext SessionVerdict StartTlsRefusal createMtaStsHooks",
         "./nodemailer": "DomainDeliveryResult GuardTransportOptions MtaStsDeliveryError MtaStsDeliveryErrorCode MtaStsGuard MtaStsSentMessageInfo MtaStsTransport MtaStsTransportOptions MxAttempt NodemailerHandshakeFailure SendCallback SmartHostNotice SmtpTransportLike TRANSPORT_VERSION createMtaStsTransport guardTransport nodemailerHandshakeFailure",
         "./redis": "RedisClientLike RedisPolicyStore RedisPolicyStoreEvent RedisPolicyStoreOptions RedisTlsRptStore RedisTlsRptStoreOptions createRedisPolicyStore createRedisTlsRptStore",
