@@ -32,6 +32,7 @@ import { Discovery } from './engine/discovery.js';
 import { EngineEvents, type MtaStsEventName, type MtaStsListener } from './engine/events.js';
 import { planDelivery } from './engine/planner.js';
 import { Refresher } from './engine/refresher.js';
+import { safeLogger } from './engine/safe-logger.js';
 import { createGetPolicy, isDue, refreshOne, type GetPolicyOptions } from './engine/lookups.js';
 
 /** Options of {@link createMtaSts}. Every option has a default; none is required. */
@@ -230,22 +231,6 @@ function settingsOf(options: MtaStsOptions) {
     maxMxHosts: options.maxMxHosts ?? 16,
     requireTlsEverywhere: options.requireTlsEverywhere === true,
   };
-}
-
-/** The logger, made harmless: a logger that throws must not fail a lookup or leave the cache half-updated. */
-function safeLogger(logger: Logger): Logger {
-  const wrap = (level: keyof Logger): Logger[keyof Logger] => {
-    const method = logger[level];
-    if (typeof method !== 'function') return undefined;
-    return (message, fields) => {
-      try {
-        method.call(logger, message, fields);
-      } catch {
-        // Logging is best effort.
-      }
-    };
-  };
-  return { debug: wrap('debug'), info: wrap('info'), warn: wrap('warn'), error: wrap('error') };
 }
 
 /** The two tiers: the local bounded copy always, the configured store behind it when there is one. */

@@ -31,12 +31,12 @@ import diagnosticsChannel from 'node:diagnostics_channel';
 import { EventEmitter } from 'node:events';
 import type { TLSSocket } from 'node:tls';
 import { createMtaSts, type MtaSts, type MtaStsOptions } from '../engine.js';
-import { HOOKS_OPTION_SPEC } from '../option-specs.js';
-import { validateOptions } from '../options.js';
+import { HOOKS_OPTION_SPEC, validateIntegrationOptions } from '../option-specs.js';
 import { resolveAddresses } from '../discovery/lookup.js';
 import type { MxRecord } from '../discovery/resolver.js';
 import type { TlsRptResultType } from '../errors.js';
 import { silentLogger, type Logger } from '../logger.js';
+import { safeLogger } from '../engine/safe-logger.js';
 import { planForReportDelivery, type DeliveryPlan, type EffectiveMode, type MxCandidate, type NoCandidateAction } from '../plan/plan.js';
 import { sharedSecureContext, type MxTlsOptions } from '../tls/connect-options.js';
 import { isProtocolVersionError, resultTypeForTlsError } from '../tls/tls-errors.js';
@@ -228,12 +228,13 @@ export class MtaStsHooks extends EventEmitter {
 
   constructor(options: MtaStsHooksOptions = {}) {
     super();
-    validateOptions('createMtaStsHooks()', options, HOOKS_OPTION_SPEC);
+    validateIntegrationOptions('createMtaStsHooks()', options, HOOKS_OPTION_SPEC);
     const { mtaSts, recorder, plaintextFallback, ...engineOptions } = options;
     this.mtaSts = mtaSts ?? createMtaSts(engineOptions);
     this.ownsEngine = mtaSts === undefined;
     this.recorder = recorder;
-    this.logger = options.logger ?? silentLogger;
+    // Logging is best effort: a throwing logger must not stop a decision half-way (or fail a delivered message).
+    this.logger = safeLogger(options.logger ?? silentLogger);
     this.plaintextFallback = plaintextFallback ?? true;
     this.requireTlsEverywhere = options.requireTlsEverywhere === true;
     this.dnsTimeoutMs = options.dnsTimeoutMs ?? 10_000;
