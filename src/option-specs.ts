@@ -6,7 +6,7 @@
  * Adding an option to a factory means adding it here too: an option missing from its spec is refused as unknown.
  */
 import { assertPeer } from './peers.js';
-import { anyOf, bool, checkOptions, describeValue, invalidOptionsError, dnsServerList, fn, logger, methods, nested, num, pemCertificates, plainObject, port, str, validateOptions, type OptionIssue, type OptionRule, type OptionSpec } from './options.js';
+import { anyOf, bool, checkOptions, clock, describeValue, invalidOptionsError, dnsServerList, fn, logger, methods, nested, num, pemCertificates, plainObject, port, str, validateOptions, type OptionIssue, type OptionRule, type OptionSpec } from './options.js';
 
 const DAY_MS = 86_400_000;
 
@@ -34,7 +34,7 @@ export const ENGINE_OPTION_SPEC: OptionSpec = Object.freeze({
   fleetWaitMs: num(0, 600_000, { unit: 'ms' }),
   refreshConcurrency: num(1, 1000, { integer: true }),
   purgeUnusedAfterMs: num(60_000, 10 * 365 * DAY_MS, { unit: 'ms' }),
-  now: fn('a function returning epoch ms'),
+  now: clock,
   fetchBackoffMs: num(0, 7 * DAY_MS, { unit: 'ms' }),
   txtCheckIntervalMs: num(0, DAY_MS, { unit: 'ms' }),
   refreshIntervalMs: num(0, 7 * DAY_MS, { unit: 'ms' }),
@@ -132,7 +132,7 @@ export const TLSRPT_REPORTER_OPTION_SPEC: OptionSpec = Object.freeze({
   httpsTimeoutMs: num(1, 600_000, { unit: 'ms' }),
   httpsPortOverride: port,
   dnsTimeoutMs: num(1, 600_000, { unit: 'ms' }),
-  now: fn('a function returning epoch ms'),
+  now: clock,
   random: fn('a function returning a number in [0, 1)'),
   delayMs: num(0, DAY_MS, { unit: 'ms' }),
   jitterMs: num(0, DAY_MS, { unit: 'ms' }),

@@ -313,3 +313,34 @@ describe('misconfiguration fails at creation: options a shared engine or given h
     expect(() => createMtaStsTransport({ hooks, plaintextFallback: false })).not.toThrow();
   });
 });
+
+describe('misconfiguration fails at creation: a clock that does not return epoch ms', () => {
+  it('now: () => new Date() is refused at creation (it made every cached policy look expired: a TXT outage then switched enforce off)', async () => {
+    const d = 'cfg-date-clock.test';
+    await world.addMx(d, `mx1.${d}`);
+    world.publishPolicy(d, ENFORCE([`mx1.${d}`]));
+    const dateClock = () => new Date() as unknown as number;
+    let thrown: unknown;
+    let own: MtaSts | undefined;
+    try {
+      own = createMtaSts({ ...world.mtaStsOptions(), dnsTimeoutMs: DNS_TIMEOUT_MS, now: dateClock });
+    } catch (error) {
+      thrown = error;
+    }
+    try {
+      if (own) {
+        // What the mistake did: the policy is fetched, then a TXT outage switches it off.
+        await own.getPolicy(d);
+        world.dns.fail(`_mta-sts.${d}`, 'servfail', 'TXT');
+        const lookup = await own.getPolicy(d);
+        expect(lookup, 'the cached enforce policy was lost').toMatchObject({ status: 'policy', policy: { mode: 'enforce' } });
+      }
+      expect(thrown).toMatchObject({ code: 'MTASTS_INVALID_OPTIONS', details: { option: 'now' } });
+      expect(() => createMtaStsTransport({ mtaSts: engine, now: () => 'x' as unknown as number })).toThrow(/option now/);
+      expect(() => createMtaStsHooks({ mtaSts: engine, now: () => Number.NaN })).toThrow(/option now/);
+      expect(() => createMtaSts({ now: () => 0 }).close()).not.toThrow();
+    } finally {
+      await own?.close();
+    }
+  });
+});
