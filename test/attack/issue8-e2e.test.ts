@@ -344,3 +344,16 @@ describe('misconfiguration fails at creation: a clock that does not return epoch
     }
   });
 });
+
+describe('downgrade switches reachable from mail options', () => {
+  it('a plain tlsRptReport mail option (e.g. copied from a request body) does not relax an enforce policy (RFC 8460 §5.3 is for real reports only)', async () => {
+    const d = 'dg-report-marker.test';
+    const mx = await world.addMx(d, `mx1.${d}`, { starttls: false });
+    world.publishPolicy(d, ENFORCE([`mx1.${d}`]));
+    const { send } = transport();
+    const forged = { ...mail(`pat@${d}`), tlsRptReport: { policyDomain: d, reportId: 'forged' } };
+    const error = await sendError(() => send(forged as ReturnType<typeof mail>));
+    expect(mx.messages).toHaveLength(0);
+    expect(error).toMatchObject({ code: 'EMTASTS', responseCode: 451, temporary: true });
+  });
+});

@@ -33,6 +33,7 @@ import type { SMTPConnectionOptions, SMTPEnvelope } from 'nodemailer/lib/smtp-co
 import type { MtaSts, MtaStsOptions } from '../../engine.js';
 import { isMtaStsError } from '../../errors.js';
 import { TLSRPT_MAIL_MARKER } from '../../tlsrpt/deliver.js';
+import { currentReportDelivery } from '../../tlsrpt/recorder.js';
 import type { Logger } from '../../logger.js';
 import type { TlsRptRecorder } from '../../tlsrpt/types.js';
 import { anyOf, bool, ipAddress, logger, methods, notHere, num, port, str, type OptionSpec } from '../../options.js';
@@ -203,8 +204,10 @@ export class MtaStsTransport extends EventEmitter implements Transport<MtaStsSen
     if (mail.data.dsn) base.dsn = mail.data.dsn;
     if (mail.data.requireTLSExtensionEnabled) base.requireTLSExtensionEnabled = true;
 
-    // RFC 8460 §5.3: a TLS report is delivered despite TLS failures at the reporting domain.
-    const reportMail = (mail.data as Record<string, unknown>)[TLSRPT_MAIL_MARKER] !== undefined;
+    // RFC 8460 §5.3: a TLS report is delivered despite TLS failures at the reporting domain. Only a report sent by
+    // sendTlsRptMail() (inside its report-delivery context) qualifies: the marker alone is a plain mail option that
+    // an application may copy from untrusted input, and it would switch `enforce` off for that message.
+    const reportMail = (mail.data as Record<string, unknown>)[TLSRPT_MAIL_MARKER] !== undefined && currentReportDelivery() !== undefined;
     const results: Record<string, DomainDeliveryResult> = {};
     const domains = [...groups.entries()];
     const limit = this.options.maxConcurrentDomains ?? 4;
