@@ -357,3 +357,20 @@ describe('downgrade switches reachable from mail options', () => {
     expect(error).toMatchObject({ code: 'EMTASTS', responseCode: 451, temporary: true });
   });
 });
+
+describe('a listener bug never fails (or duplicates) a delivery', () => {
+  it('guard: a throwing smart-host listener after the direct domain was delivered: the send resolves, each message arrives once', async () => {
+    const d = 'lb-guard-smarthost.test';
+    const mx = await world.addMx(d, `mx1.${d}`);
+    world.publishPolicy(d, ENFORCE([`mx1.${d}`]));
+    const transporter = nodemailer.createTransport({ host: `mx1.${d}`, port: world.smtpPort, name: 'sender.example', ...FAST } as never);
+    const guard = guardTransport(transporter, { mtaSts: engine });
+    guard.on('smart-host', () => {
+      throw new Error('listener bug');
+    });
+    const info = (await transporter.sendMail(mail([`quinn@${d}`, 'rae@lb-elsewhere.test']))) as unknown as MtaStsSentMessageInfo;
+    expect(info.accepted).toEqual(expect.arrayContaining([`quinn@${d}`]));
+    expect(mx.messages.filter((m) => m.recipients.includes(`quinn@${d}`))).toHaveLength(1);
+    expect(info.mtaSts[d]).toMatchObject({ mode: 'enforce', validated: true });
+  });
+});

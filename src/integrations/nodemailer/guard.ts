@@ -158,7 +158,12 @@ export class MtaStsGuard extends EventEmitter {
     this.warned.add(host);
     const reason = `MTA-STS does not apply: ${why}; mail is relayed through the smart host ${host}, and MTA-STS governs only delivery to a domain's MX hosts (RFC 8461 §5). The relay's own onward delivery must apply it.`;
     this.hooks.logger.warn?.(`mta-sts: ${reason}`, { host, domains });
-    this.emit('smart-host', { host, domains, reason } satisfies SmartHostNotice);
+    try {
+      this.emit('smart-host', { host, domains, reason } satisfies SmartHostNotice);
+    } catch (error) {
+      // A listener's bug must not fail a send (after direct domains were delivered, a retry would duplicate them).
+      this.hooks.logger.warn?.('mta-sts: a smart-host listener threw', { error: String(error) });
+    }
   }
 
   private send(mail: MailMessage, callback: (error: Error | null, info?: unknown) => void): void {
