@@ -277,7 +277,9 @@ export class MtaStsHooks extends EventEmitter {
     }
     // Never undefined to a caller: with allowed hosts, it says what to do when all of them fail (§5.1: defer).
     plan.noCandidate ??= { action: 'defer', reason: `if no allowed MX host of ${plan.domain} takes the message: defer and retry later (RFC 8461 §5.1); see deliveryFailed()` };
-    return plan as HooksDeliveryPlan;
+    // The verdicts of verifySession()/handshakeFailed() follow this plan: a client that edits it (allowed = true on a
+    // host the enforce policy does not list, mode = 'testing') must fail loudly, not get `proceed: true` (§4.1, §4.2).
+    return deepFreezePlan(plan) as HooksDeliveryPlan;
   }
 
   /** Step 2: the IP addresses of an MX host, through the engine's resolver (never the operating system's). */
@@ -509,10 +511,23 @@ export class MtaStsHooks extends EventEmitter {
   }
 
   private requirePlan(candidate: MxCandidate, context: SessionContext): DeliveryPlan {
-    const plan = context.plan ?? this.plans.get(candidate);
+    // The plan the candidate came from wins over a `plan` in the context (a stale or wrong one must not relax it).
+    const plan = this.plans.get(candidate) ?? context.plan;
     if (!plan) throw new TypeError(`MX candidate ${candidate?.host} was not returned by planDelivery() of these hooks; pass { plan } in the context`);
     return plan;
   }
+}
+
+/** Freezes a plan, its candidate lists, each candidate and its TLS options (the policy lookup is frozen already). */
+function deepFreezePlan(plan: DeliveryPlan): DeliveryPlan {
+  for (const c of plan.candidates) {
+    Object.freeze(c.tls);
+    Object.freeze(c);
+  }
+  Object.freeze(plan.candidates);
+  Object.freeze(plan.allowed);
+  if (plan.noCandidate) Object.freeze(plan.noCandidate);
+  return Object.freeze(plan);
 }
 
 /** Failures kept per plan for {@link MtaStsHooks.deliveryFailed} (a client that loops on one plan stays bounded). */

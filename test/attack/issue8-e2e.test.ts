@@ -5,6 +5,7 @@
  * Security default: under an applicable `enforce` policy every failure defers (4xx, temporary); nothing goes to an
  * unvalidated host and nothing bounces.
  */
+import { X509Certificate } from 'node:crypto';
 import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMtaSts, type MtaSts } from '../../src/engine.js';
@@ -372,5 +373,33 @@ describe('a listener bug never fails (or duplicates) a delivery', () => {
     expect(info.accepted).toEqual(expect.arrayContaining([`quinn@${d}`]));
     expect(mx.messages.filter((m) => m.recipients.includes(`quinn@${d}`))).toHaveLength(1);
     expect(info.mtaSts[d]).toMatchObject({ mode: 'enforce', validated: true });
+  });
+});
+
+describe('hooks: a client cannot talk the verdict out of its plan', () => {
+  it('a plan is frozen: allowed = true on a host the enforce policy does not list throws; a wrong context.plan does not relax the verdict', async () => {
+    const d = 'hk-frozen.test';
+    await world.addMx(d, `mx1.${d}`);
+    world.publishPolicy(d, ENFORCE([`mx1.${d}`]));
+    const hooks = createMtaStsHooks({ mtaSts: engine });
+    const plan = await hooks.planDelivery(d, { mxHosts: [`mx.attacker.${d}`] });
+    const attacker = plan.candidates[0]!;
+    expect(attacker).toMatchObject({ allowed: false });
+    // The attacker's own host, with a certificate valid for its own name (what a hijacked MX record leads to).
+    const cert = world.ca.certFor(`mx.attacker.${d}`);
+    const session = { protocol: 'TLSv1.3', authorized: true, peerCertificate: new X509Certificate(cert.certPem) };
+    expect(() => {
+      (attacker as { allowed: boolean }).allowed = true;
+    }).toThrow(TypeError);
+    expect(() => {
+      (plan as { mode: string }).mode = 'testing';
+    }).toThrow(TypeError);
+    expect(hooks.verifySession(attacker, session)).toMatchObject({ proceed: false, success: false });
+    // A testing plan of another domain passed as context does not replace the candidate's own (enforce) plan.
+    const other = 'hk-frozen-testing.test';
+    await world.addMx(other, `mx1.${other}`);
+    world.publishPolicy(other, { id: 't1', mode: 'testing', mx: [`mx1.${other}`], maxAge: 86400 });
+    const testingPlan = await hooks.planDelivery(other, { mxHosts: [`mx.attacker.${d}`] });
+    expect(hooks.verifySession(attacker, session, { plan: testingPlan })).toMatchObject({ proceed: false, mode: 'enforce' });
   });
 });
