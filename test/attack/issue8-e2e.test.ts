@@ -94,7 +94,8 @@ describe.concurrent('issue 8 item 3 end to end: spoofed NXDOMAIN / null MX under
     const { send } = transport();
     const error = await sendError(() => send(mail(`cat@${d}`)));
     expect(mx.messages).toHaveLength(0);
-    expect(error).toMatchObject({ responseCode: 451, temporary: true, permanent: false });
+    // Not ENOMX (documented as permanent: code that bounces on it must not see it here).
+    expect(error).toMatchObject({ code: 'EMTASTS', responseCode: 451, temporary: true, permanent: false });
     expect(error.response).toMatch(/^451 4\./);
     expect(error.message).toMatch(/NXDOMAIN/);
   });
@@ -105,7 +106,7 @@ describe.concurrent('issue 8 item 3 end to end: spoofed NXDOMAIN / null MX under
     world.dns.setRecords(d, { mx: [{ exchange: '', priority: 0 }] });
     const { send } = transport();
     const error = await sendError(() => send(mail(`dan@${d}`)));
-    expect(error).toMatchObject({ responseCode: 451, temporary: true, permanent: false });
+    expect(error).toMatchObject({ code: 'EMTASTS', responseCode: 451, temporary: true, permanent: false });
     expect(error.message).toMatch(/null MX/);
     const plain = 'e2e-nullmx-nopolicy.test';
     world.dns.setRecords(plain, { mx: [{ exchange: '', priority: 0 }] });
@@ -253,6 +254,23 @@ describe.concurrent('fail-open attacks: an exception of ours under enforce defer
     const error = await sendError(() => transporter.sendMail(mail(`lee@${d}`)));
     expect(unlisted.messages).toHaveLength(0);
     expect(relays).toEqual([]); // never handed to the transport as a relay (no MTA-STS on that path)
+    expect(error).toMatchObject({ code: 'EMTASTS', responseCode: 451, temporary: true, permanent: false });
+  });
+
+  it('guard: a spoofed null MX for an enforce domain: a host its policy does not list is deferred, not relayed', async () => {
+    const d = 'fo-guard-nullmx.test';
+    await world.addMx(d, `mx1.${d}`);
+    const unlisted = await world.addMx(d, `mx2.${d}`, { starttls: false, priority: 20 });
+    world.publishPolicy(d, ENFORCE([`mx1.${d}`]));
+    await engine.getPolicy(d);
+    world.dns.setRecords(d, { mx: [{ exchange: '', priority: 0 }] });
+    const transporter = nodemailer.createTransport({ host: `mx2.${d}`, port: world.smtpPort, name: 'sender.example', ...FAST } as never);
+    const guard = guardTransport(transporter, { mtaSts: engine });
+    const relays: MtaStsDecision[] = [];
+    guard.on('decision', (x: MtaStsDecision) => x.action === 'relay' && relays.push(x));
+    const error = await sendError(() => transporter.sendMail(mail(`oli@${d}`)));
+    expect(unlisted.messages).toHaveLength(0);
+    expect(relays).toEqual([]);
     expect(error).toMatchObject({ code: 'EMTASTS', responseCode: 451, temporary: true, permanent: false });
   });
 

@@ -388,6 +388,11 @@ export class MtaStsGuard extends EventEmitter {
     // The MX hosts are unknown: under enforce the host might be an MX host the policy does not list (§4.1), and an
     // exception of ours proves nothing either. Relaying would deliver without MTA-STS: defer instead.
     if (planError !== undefined && (!isMtaStsError(planError) || policy?.mode === 'enforce')) return { policy: relayPolicy(lookup), defer: planError };
+    // The same when DNS gave no MX host list to compare with (NXDOMAIN, null MX, no MX records: possibly spoofed)
+    // while an enforce policy applies: the plan itself defers such a domain (§5.1), so the guard must not relay it.
+    if (plan && plan.mode === 'enforce' && (plan.nullMx || plan.implicitMx || plan.candidates.length === 0)) {
+      return { policy: relayPolicy(lookup), defer: new Error(plan.noCandidate?.reason ?? `${domain}: no MX host list to check ${host} against`) };
+    }
     return { policy: relayPolicy(lookup) };
   }
 }
