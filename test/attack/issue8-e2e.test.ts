@@ -421,3 +421,41 @@ describe('hooks: a client cannot talk the verdict out of its plan', () => {
     expect(hooks.verifySession(attacker, session, { plan: testingPlan })).toMatchObject({ proceed: false, mode: 'enforce' });
   });
 });
+
+describe('guard: credentials never go out in plaintext because of the guard', () => {
+  it('a transport with auth: a failed STARTTLS handshake (outside enforce) is not retried in plaintext, so AUTH is never sent in clear', async () => {
+    const { SMTPServer } = await import('smtp-server');
+    const d = 'cred-guard.test';
+    const logins: string[] = [];
+    // An MX (or an attacker in its place) offering STARTTLS with an untrusted certificate and AUTH on plaintext.
+    const server = new SMTPServer({
+      allowInsecureAuth: true,
+      authMethods: ['PLAIN', 'LOGIN'],
+      onAuth(auth, session, callback) {
+        logins.push(`${auth.username}:${auth.password}:${session.secure ? 'tls' : 'plain'}`);
+        callback(null, { user: auth.username });
+      },
+      onData(stream, _session, callback) {
+        stream.resume();
+        stream.on('end', () => callback());
+      },
+      logger: false,
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = (server.server.address() as { port: number }).port;
+      world.dns.setRecords(d, { mx: [{ exchange: `mx1.${d}`, priority: 10 }] });
+      world.dns.setRecords(`mx1.${d}`, { a: ['127.0.0.1'] });
+      const transporter = nodemailer.createTransport({ host: `mx1.${d}`, port, name: 'sender.example', auth: { user: 'app', pass: 's3cret' }, ...FAST } as never);
+      guardTransport(transporter, { mtaSts: engine });
+      const outcome = await transporter.sendMail(mail(`pia@${d}`)).then(
+        (info) => ({ info }),
+        (error: unknown) => ({ error }),
+      );
+      expect(logins).toEqual([]);
+      expect(outcome).toMatchObject({ error: { temporary: true } });
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+});

@@ -268,8 +268,10 @@ export class MtaStsGuard extends EventEmitter {
           ...(options.tls ? { tlsBase: options.tls } : {}),
           // Outside enforce the transport keeps its own STARTTLS behaviour (delivery "as without MTA-STS").
           callerTls: { ...(options.requireTLS ? { requireTLS: true } : {}), ...(options.ignoreTLS ? { ignoreTLS: true } : {}), ...(options.opportunisticTLS ? { opportunisticTLS: true } : {}) },
-          // One meaning everywhere: default true (as documented), never under enforce or when TLS is required.
-          plaintextFallback: this.options.plaintextFallback ?? this.hooks.plaintextFallback,
+          // One meaning everywhere: default true (as documented), never under enforce or when TLS is required, and
+          // never with credentials: Nodemailer itself never retries without TLS after a failed handshake, so the
+          // retry would hand the password in clear to whoever broke the handshake.
+          plaintextFallback: auth ? false : (this.options.plaintextFallback ?? this.hooks.plaintextFallback),
           ...(options.forceAuth ? { forceAuth: true } : {}),
         });
       }),
