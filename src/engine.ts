@@ -178,10 +178,17 @@ export function createMtaSts(options: MtaStsOptions = {}): MtaSts {
     isDue: (entry) => isDue(entry, s.now(), s.refreshIntervalMs),
     onCached: () => refresher.start(),
   });
-  const getPolicy = createGetPolicy(discovery, s);
+  const lookup = createGetPolicy(discovery, s);
+  // After close() nothing is fetched any more (the dispatcher is gone): a lookup would fail and plan mode `none` for
+  // every domain not cached, silently. So a closed engine answers from its cache only, and plan() rejects (a
+  // temporary MTASTS_ABORTED: defer), loudly, rather than deliver unprotected (RFC 8461 §5.1).
+  let closed = false;
+  const closedError = (domain: string) =>
+    new MtaStsError('MTASTS_ABORTED', `the MTA-STS engine was closed; ${domain} cannot be looked up (close the engine only after every transport, guard and hooks using it)`, { domain, details: { reason: 'closed' } });
+  const getPolicy: MtaSts['getPolicy'] = (domain, opts = {}) => (closed ? lookup(domain, { ...opts, signal: AbortSignal.abort(closedError(String(domain))) }) : lookup(domain, opts));
   return {
     getPolicy,
-    plan: (domain, mxHosts, opts = {}) => planDelivery({ ...s, getPolicy }, domain, mxHosts, opts.signal),
+    plan: (domain, mxHosts, opts = {}) => (closed ? Promise.reject(closedError(String(domain))) : planDelivery({ ...s, getPolicy }, domain, mxHosts, opts.signal)),
     verifyTls: (mxHost, session) => {
       const host = normalizeDomainOrUndefined(mxHost);
       if (host === undefined) return { ok: false, resultType: 'validation-failure', reason: `not a valid MX host name: ${JSON.stringify(String(mxHost).slice(0, 80))}` };
@@ -198,6 +205,7 @@ export function createMtaSts(options: MtaStsOptions = {}): MtaSts {
     resolver: s.resolver,
     store: cache.shared ?? cache.local,
     async close() {
+      closed = true;
       refresher.close();
       await fetcher.close();
     },

@@ -459,3 +459,24 @@ describe('guard: credentials never go out in plaintext because of the guard', ()
     }
   });
 });
+
+describe('a closed engine fails loudly, never plans mode none', () => {
+  it('a transport sharing an engine that was closed defers (451) a new enforce domain instead of delivering it unprotected', async () => {
+    const d = 'closed-engine.test';
+    const mx = await world.addMx(d, `mx1.${d}`, { starttls: false });
+    world.publishPolicy(d, ENFORCE([`mx1.${d}`]));
+    const own = createMtaSts({ ...world.mtaStsOptions(), fetchTimeoutMs: 3000, dnsTimeoutMs: DNS_TIMEOUT_MS });
+    const t = nodemailer.createTransport(createMtaStsTransport({ mtaSts: own, port: world.smtpPort, name: 'sender.example', ...FAST }));
+    await cachedEnforceDomain('closed-engine-earlier.test'); // the shared engine has fetched before (its dispatcher exists)
+    expect(await own.getPolicy('closed-engine-earlier.test')).toMatchObject({ status: 'policy' });
+    await own.close(); // e.g. a configuration reload that closed the old engine while a transport still used it
+    const outcome = await t.sendMail(mail(`ray@${d}`)).then(
+      (info) => ({ info }),
+      (error: unknown) => ({ error }),
+    );
+    expect(mx.messages).toHaveLength(0);
+    expect(outcome).toMatchObject({ error: { responseCode: 451, temporary: true, permanent: false } });
+    await expect(own.plan(d)).rejects.toMatchObject({ code: 'MTASTS_ABORTED', temporary: true, details: { reason: 'closed' } });
+    expect(await own.getPolicy(d)).toMatchObject({ status: 'temp-error', error: { code: 'MTASTS_ABORTED' } });
+  });
+});
