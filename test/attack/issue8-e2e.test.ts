@@ -480,3 +480,57 @@ describe('a closed engine fails loudly, never plans mode none', () => {
     expect(await own.getPolicy(d)).toMatchObject({ status: 'temp-error', error: { code: 'MTASTS_ABORTED' } });
   });
 });
+
+type Attack = 'txt-servfail' | 'txt-timeout' | 'txt-removed' | 'new-id-500' | 'new-id-bad-cert' | 'new-id-redirect' | 'new-id-hang' | 'policy-host-gone' | 'mx-servfail' | 'null-mx';
+
+/** What a hostile network does to a domain whose enforce policy is cached (RFC 8461 §10.2: it must not help). */
+function attack(d: string, kind: Attack): void {
+  const newId = () => world.dns.setRecords(`_mta-sts.${d}`, { txt: ['v=STSv1; id=evil1'] });
+  switch (kind) {
+    case 'txt-servfail':
+      return world.dns.fail(`_mta-sts.${d}`, 'servfail', 'TXT');
+    case 'txt-timeout':
+      return world.dns.fail(`_mta-sts.${d}`, 'timeout', 'TXT');
+    case 'txt-removed':
+      return world.dns.removeName(`_mta-sts.${d}`);
+    case 'new-id-500':
+      newId();
+      return world.setPolicyHost(d, { kind: 'status', status: 500 });
+    case 'new-id-bad-cert':
+      newId();
+      return world.setPolicyHost(d, { kind: 'cert', cert: 'self-signed' });
+    case 'new-id-redirect':
+      newId();
+      return world.setPolicyHost(d, { kind: 'redirect' });
+    case 'new-id-hang':
+      newId();
+      return world.setPolicyHost(d, { kind: 'hang', maxMs: 5000 });
+    case 'policy-host-gone':
+      newId();
+      return world.dns.removeName(`mta-sts.${d}`);
+    case 'mx-servfail':
+      return world.dns.fail(d, 'servfail', 'MX');
+    case 'null-mx':
+      return world.dns.setRecords(d, { mx: [{ exchange: '', priority: 0 }] });
+  }
+}
+
+const ATTACKS: Attack[] = ['txt-servfail', 'txt-timeout', 'txt-removed', 'new-id-500', 'new-id-bad-cert', 'new-id-redirect', 'new-id-hang', 'policy-host-gone', 'mx-servfail', 'null-mx'];
+
+describe.concurrent('every discovery attack × the transport: a cached enforce policy holds (451, temporary; the attacker MX gets nothing)', () => {
+  it.each(ATTACKS)('%s, with the MX records swapped to an attacker host whose certificate is valid for its own name', async (kind) => {
+    const d = `matrix-${kind}.test`;
+    await cachedEnforceDomain(d);
+    const attacker = await world.addMx(`matrix-attacker-${kind}.test`, `mx.attacker.${d}`);
+    if (kind !== 'null-mx' && kind !== 'mx-servfail') world.dns.setRecords(d, { mx: [{ exchange: `mx.attacker.${d}`, priority: 1 }] });
+    attack(d, kind);
+    const { send } = transport();
+    const outcome = await send(mail(`sam@${d}`)).then(
+      (info) => ({ info }),
+      (error: unknown) => ({ error }),
+    );
+    expect(attacker.messages).toHaveLength(0);
+    expect(outcome).toMatchObject({ error: { responseCode: 451, temporary: true, permanent: false } });
+    expect(await engine.getPolicy(d)).toMatchObject({ status: 'policy', policy: { mode: 'enforce', id: 'a1' } });
+  });
+});
