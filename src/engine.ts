@@ -32,6 +32,7 @@ import { Discovery } from './engine/discovery.js';
 import { EngineEvents, type MtaStsEventName, type MtaStsListener } from './engine/events.js';
 import { planDelivery } from './engine/planner.js';
 import { Refresher } from './engine/refresher.js';
+import { safeLogger } from './engine/safe-logger.js';
 import { createGetPolicy, isDue, refreshOne, type GetPolicyOptions } from './engine/lookups.js';
 
 /** Options of {@link createMtaSts}. Every option has a default; none is required. */
@@ -183,10 +184,17 @@ export function createMtaSts(options: MtaStsOptions = {}): MtaSts {
     isDue: (entry) => isDue(entry, s.now(), s.refreshIntervalMs),
     onCached: () => refresher.start(),
   });
-  const getPolicy = createGetPolicy(discovery, s);
+  const lookup = createGetPolicy(discovery, s);
+  // After close() nothing is fetched any more (the dispatcher is gone): a lookup would fail and plan mode `none` for
+  // every domain not cached, silently. So a closed engine answers from its cache only, and plan() rejects (a
+  // temporary MTASTS_ABORTED: defer), loudly, rather than deliver unprotected (RFC 8461 §5.1).
+  let closed = false;
+  const closedError = (domain: string) =>
+    new MtaStsError('MTASTS_ABORTED', `the MTA-STS engine was closed; ${domain} cannot be looked up (close the engine only after every transport, guard and hooks using it)`, { domain, details: { reason: 'closed' } });
+  const getPolicy: MtaSts['getPolicy'] = (domain, opts = {}) => (closed ? lookup(domain, { ...opts, signal: AbortSignal.abort(closedError(String(domain))) }) : lookup(domain, opts));
   return {
     getPolicy,
-    plan: (domain, mxHosts, opts = {}) => planDelivery({ ...s, getPolicy }, domain, mxHosts, opts.signal),
+    plan: (domain, mxHosts, opts = {}) => (closed ? Promise.reject(closedError(String(domain))) : planDelivery({ ...s, getPolicy }, domain, mxHosts, opts.signal)),
     verifyTls: (mxHost, session) => {
       const host = normalizeDomainOrUndefined(mxHost);
       if (host === undefined) return { ok: false, resultType: 'validation-failure', reason: `not a valid MX host name: ${JSON.stringify(String(mxHost).slice(0, 80))}` };
@@ -203,6 +211,7 @@ export function createMtaSts(options: MtaStsOptions = {}): MtaSts {
     resolver: s.resolver,
     store: cache.shared ?? cache.local,
     async close() {
+      closed = true;
       refresher.close();
       await fetcher.close();
     },
@@ -236,22 +245,6 @@ function settingsOf(options: MtaStsOptions) {
     maxMxHosts: options.maxMxHosts ?? 16,
     requireTlsEverywhere: options.requireTlsEverywhere === true,
   };
-}
-
-/** The logger, made harmless: a logger that throws must not fail a lookup or leave the cache half-updated. */
-function safeLogger(logger: Logger): Logger {
-  const wrap = (level: keyof Logger): Logger[keyof Logger] => {
-    const method = logger[level];
-    if (typeof method !== 'function') return undefined;
-    return (message, fields) => {
-      try {
-        method.call(logger, message, fields);
-      } catch {
-        // Logging is best effort.
-      }
-    };
-  };
-  return { debug: wrap('debug'), info: wrap('info'), warn: wrap('warn'), error: wrap('error') };
 }
 
 /** The two tiers: the local bounded copy always, the configured store behind it when there is one. */

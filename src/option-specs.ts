@@ -6,7 +6,7 @@
  * Adding an option to a factory means adding it here too: an option missing from its spec is refused as unknown.
  */
 import { assertPeer } from './peers.js';
-import { anyOf, bool, checkOptions, invalidOptionsError, dnsServerList, fn, logger, methods, nested, num, pemCertificates, plainObject, port, str, validateOptions, type OptionRule, type OptionSpec } from './options.js';
+import { anyOf, bool, checkOptions, clock, describeValue, invalidOptionsError, dnsServerList, fn, logger, methods, nested, num, pemCertificates, plainObject, port, str, validateOptions, type OptionIssue, type OptionRule, type OptionSpec } from './options.js';
 
 const DAY_MS = 86_400_000;
 
@@ -34,7 +34,7 @@ export const ENGINE_OPTION_SPEC: OptionSpec = Object.freeze({
   fleetWaitMs: num(0, 600_000, { unit: 'ms' }),
   refreshConcurrency: num(1, 1000, { integer: true }),
   purgeUnusedAfterMs: num(60_000, 10 * 365 * DAY_MS, { unit: 'ms' }),
-  now: fn('a function returning epoch ms'),
+  now: clock,
   fetchBackoffMs: num(0, 7 * DAY_MS, { unit: 'ms' }),
   txtCheckIntervalMs: num(0, DAY_MS, { unit: 'ms' }),
   refreshIntervalMs: num(0, 7 * DAY_MS, { unit: 'ms' }),
@@ -58,6 +58,51 @@ export const HOOKS_OPTION_SPEC: OptionSpec = Object.freeze({
   recorder: methods('a TLS-RPT recorder', ['record']),
   plaintextFallback: bool,
 });
+
+/**
+ * Engine options the hooks themselves use, so they still take effect alongside a shared `mtaSts` engine: the logger,
+ * TLS for every domain, the address-lookup deadline and the clock.
+ */
+const USED_WITH_SHARED_ENGINE: ReadonlySet<string> = new Set(['logger', 'requireTlsEverywhere', 'dnsTimeoutMs', 'now']);
+
+/**
+ * Options that would be silently unused, as problems: engine options given alongside a shared `mtaSts` engine (it
+ * was created with its own: `{ mtaSts, ca }` would leave the `ca` unused and every policy fetch failing), and, with
+ * `hooks` given, the options those hooks were created with (engine options, `mtaSts`, `recorder`, `logger`). An
+ * option that is not used must not look as if it were: a misconfiguration fails at creation, never as unprotected
+ * or bounced mail.
+ */
+export function unusedOptionIssues(options: unknown): OptionIssue[] {
+  if (typeof options !== 'object' || options === null) return [];
+  const given = options as Record<string, unknown>;
+  const issues: OptionIssue[] = [];
+  const present = (key: string) => Object.prototype.hasOwnProperty.call(given, key) && given[key] !== undefined;
+  if (present('hooks')) {
+    for (const key of Object.keys(HOOKS_OPTION_SPEC)) {
+      if (key === 'plaintextFallback' || !present(key)) continue;
+      issues.push({ option: key, value: describeValue(given[key]), expected: 'not set together with hooks', hint: `the hooks given as hooks were created with their own engine, recorder and logger; pass ${key} to createMtaStsHooks() (or to createMtaSts()) instead` });
+    }
+  } else if (present('mtaSts')) {
+    for (const key of Object.keys(ENGINE_OPTION_SPEC)) {
+      if (USED_WITH_SHARED_ENGINE.has(key) || !present(key)) continue;
+      issues.push({ option: key, value: describeValue(given[key]), expected: 'not set together with mtaSts', hint: `the engine given as mtaSts was created with its own options; pass ${key} to createMtaSts() instead` });
+    }
+  }
+  return issues;
+}
+
+/**
+ * Validates the options of an integration built on the hooks (hooks, transport, guard): every option against
+ * `spec`, and no option that a shared `mtaSts` engine or given `hooks` would leave unused. Throws one
+ * `MTASTS_INVALID_OPTIONS` listing every problem.
+ */
+export function validateIntegrationOptions(factory: string, options: unknown, spec: OptionSpec): void {
+  const issues = checkOptions(factory, options, spec);
+  // An option already refused for its value is not reported twice.
+  const reported = new Set(issues.map((issue) => issue.option));
+  issues.push(...unusedOptionIssues(options).filter((issue) => !reported.has(issue.option)));
+  if (issues.length > 0) throw invalidOptionsError(factory, issues);
+}
 
 /** The options of `options` that `spec` knows (for integrations that hand part of their options on). */
 export function pickOptions<T extends object>(options: object, spec: OptionSpec): T {
@@ -88,7 +133,7 @@ export const TLSRPT_REPORTER_OPTION_SPEC: OptionSpec = Object.freeze({
   ca: pemCertificates,
   httpsTimeoutMs: num(1, 600_000, { unit: 'ms' }),
   dnsTimeoutMs: num(1, 600_000, { unit: 'ms' }),
-  now: fn('a function returning epoch ms'),
+  now: clock,
   random: fn('a function returning a number in [0, 1)'),
   delayMs: num(0, DAY_MS, { unit: 'ms' }),
   jitterMs: num(0, DAY_MS, { unit: 'ms' }),

@@ -119,6 +119,25 @@ export function fn(what = 'a function'): OptionRule {
   return (value) => (typeof value === 'function' ? undefined : what);
 }
 
+/**
+ * A clock: a function returning epoch milliseconds as a finite number. It is called once at creation: a clock that
+ * returns a `Date`, a string or NaN makes every expiry comparison false (RFC 8461 §3.3: every cached policy would
+ * look expired, and a DNS outage would then switch `enforce` off), so it is refused here, not discovered later.
+ */
+export const clock: OptionRule = (value) => {
+  const expected = 'a function returning epoch ms';
+  if (typeof value !== 'function') return expected;
+  let sample: unknown;
+  try {
+    sample = (value as () => unknown)();
+  } catch (error) {
+    return { expected, hint: `it threw: ${String(error).slice(0, 100)}` };
+  }
+  if (typeof sample === 'number' && Number.isFinite(sample)) return undefined;
+  const got = sample instanceof Date ? 'a Date (use () => Date.now() or date.getTime())' : typeof sample === 'number' ? String(sample) : `a ${typeof sample}`;
+  return { expected, hint: `it returned ${got}; epoch ms is a finite number, e.g. Date.now()` };
+};
+
 /** A string, not empty unless `allowEmpty`. */
 export function str(what = 'a non-empty string', allowEmpty = false): OptionRule {
   return (value) => (typeof value === 'string' && (allowEmpty || value.trim() !== '') ? undefined : what);

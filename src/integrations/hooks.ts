@@ -31,12 +31,12 @@ import diagnosticsChannel from 'node:diagnostics_channel';
 import { EventEmitter } from 'node:events';
 import type { TLSSocket } from 'node:tls';
 import { createMtaSts, type MtaSts, type MtaStsOptions } from '../engine.js';
-import { HOOKS_OPTION_SPEC } from '../option-specs.js';
-import { validateOptions } from '../options.js';
+import { HOOKS_OPTION_SPEC, validateIntegrationOptions } from '../option-specs.js';
 import { resolveAddresses } from '../discovery/lookup.js';
 import type { MxRecord } from '../discovery/resolver.js';
 import { errorCodeOf, type TlsRptResultType } from '../errors.js';
 import { silentLogger, type Logger } from '../logger.js';
+import { safeLogger } from '../engine/safe-logger.js';
 import { planForReportDelivery, type DeliveryPlan, type EffectiveMode, type MxCandidate, type NoCandidateAction } from '../plan/plan.js';
 import { sharedSecureContext, type MxTlsOptions } from '../tls/connect-options.js';
 import { classifyTlsFailure, type StartTlsRefusal } from '../tls/handshake-failure.js';
@@ -237,12 +237,13 @@ export class MtaStsHooks extends EventEmitter {
 
   constructor(options: MtaStsHooksOptions = {}) {
     super();
-    validateOptions('createMtaStsHooks()', options, HOOKS_OPTION_SPEC);
+    validateIntegrationOptions('createMtaStsHooks()', options, HOOKS_OPTION_SPEC);
     const { mtaSts, recorder, plaintextFallback, ...engineOptions } = options;
     this.mtaSts = mtaSts ?? createMtaSts(engineOptions);
     this.ownsEngine = mtaSts === undefined;
     this.recorder = recorder;
-    this.logger = options.logger ?? silentLogger;
+    // Logging is best effort: a throwing logger must not stop a decision half-way (or fail a delivered message).
+    this.logger = safeLogger(options.logger ?? silentLogger);
     this.plaintextFallback = plaintextFallback ?? true;
     this.requireTlsEverywhere = options.requireTlsEverywhere === true;
     this.dnsTimeoutMs = options.dnsTimeoutMs ?? 10_000;
@@ -285,7 +286,9 @@ export class MtaStsHooks extends EventEmitter {
     }
     // Never undefined to a caller: with allowed hosts, it says what to do when all of them fail (§5.1: defer).
     plan.noCandidate ??= { action: 'defer', reason: `if no allowed MX host of ${plan.domain} takes the message: defer and retry later (RFC 8461 §5.1); see deliveryFailed()` };
-    return plan as HooksDeliveryPlan;
+    // The verdicts of verifySession()/handshakeFailed() follow this plan: a client that edits it (allowed = true on a
+    // host the enforce policy does not list, mode = 'testing') must fail loudly, not get `proceed: true` (§4.1, §4.2).
+    return deepFreezePlan(plan) as HooksDeliveryPlan;
   }
 
   /** Step 2: the IP addresses of an MX host, through the engine's resolver (never the operating system's). */
@@ -516,10 +519,23 @@ export class MtaStsHooks extends EventEmitter {
   }
 
   private requirePlan(candidate: MxCandidate, context: SessionContext): DeliveryPlan {
-    const plan = context.plan ?? this.plans.get(candidate);
+    // The plan the candidate came from wins over a `plan` in the context (a stale or wrong one must not relax it).
+    const plan = this.plans.get(candidate) ?? context.plan;
     if (!plan) throw new TypeError(`MX candidate ${candidate?.host} was not returned by planDelivery() of these hooks; pass { plan } in the context`);
     return plan;
   }
+}
+
+/** Freezes a plan, its candidate lists, each candidate and its TLS options (the policy lookup is frozen already). */
+function deepFreezePlan(plan: DeliveryPlan): DeliveryPlan {
+  for (const c of plan.candidates) {
+    Object.freeze(c.tls);
+    Object.freeze(c);
+  }
+  Object.freeze(plan.candidates);
+  Object.freeze(plan.allowed);
+  if (plan.noCandidate) Object.freeze(plan.noCandidate);
+  return Object.freeze(plan);
 }
 
 /** Failures kept per plan for {@link MtaStsHooks.deliveryFailed} (a client that loops on one plan stays bounded). */

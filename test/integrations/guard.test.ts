@@ -25,7 +25,8 @@ afterAll(async () => {
 function guarded(transportOptions: Record<string, unknown>, guardOptions: GuardTransportOptions = {}) {
   const transporter = nodemailer.createTransport({ port: world.smtpPort, name: 'sender.example', ...FAST, ...transportOptions } as never);
   const recorder = new MemoryRecorder();
-  const guard = guardTransport(transporter, { mtaSts: engine, recorder, ...guardOptions });
+  // Given hooks carry their own engine and recorder (the guard refuses options it would leave unused).
+  const guard = guardTransport(transporter, guardOptions.hooks ? guardOptions : { mtaSts: engine, recorder, ...guardOptions });
   const decisions: MtaStsDecision[] = [];
   const smartHost: SmartHostNotice[] = [];
   guard.on('decision', (d: MtaStsDecision) => decisions.push(d));

@@ -29,7 +29,9 @@ export function engineOptions(world: TestWorld) {
 
 /** Options of the direct transport pointed at the world. */
 export function transportOptions(world: TestWorld, extra: Partial<MtaStsTransportOptions> = {}): MtaStsTransportOptions {
-  return { ...world.mtaStsOptions(), fetchTimeoutMs: 3000, dnsTimeoutMs: 2000, smtpPort: world.smtpPort, name: 'sender.example', ...FAST_MS, ...extra };
+  // With a shared engine (or hooks) the engine options belong to that engine: given here they would be refused.
+  const engine = extra.mtaSts !== undefined || extra.hooks !== undefined ? {} : { ...world.mtaStsOptions(), fetchTimeoutMs: 3000 };
+  return { ...engine, dnsTimeoutMs: 2000, smtpPort: world.smtpPort, name: 'sender.example', ...FAST_MS, ...extra };
 }
 
 /** Messages the world's MX hosts received for a recipient domain. */

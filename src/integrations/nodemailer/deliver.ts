@@ -220,7 +220,7 @@ export async function deliverToDomain(options: DeliverOptions): Promise<DomainDe
     if (!candidate.allowed) {
       // §4.1: an MX host the enforce policy does not list is never connected to; reported as a policy failure.
       attempts.push({ mx: candidate.host, priority: candidate.priority, outcome: 'skipped', stage: 'policy', reason: candidate.reason, ...(candidate.resultType ? { resultType: candidate.resultType } : {}) });
-      hooks.recordOutcome(candidate, { success: false, resultType: candidate.resultType ?? 'validation-failure' });
+      recordSafely(hooks, candidate, { success: false, resultType: candidate.resultType ?? 'validation-failure' });
       continue;
     }
     let addresses: string[];
@@ -256,7 +256,7 @@ export async function deliverToDomain(options: DeliverOptions): Promise<DomainDe
       const base = { mx: candidate.host, priority: candidate.priority, ip };
       if (session.stage === 'tls' && session.verdict) {
         const verdict = session.verdict;
-        hooks.recordOutcome(candidate, verdict, { ip, ...(session.localAddress ? { sendingMtaIp: session.localAddress } : {}) });
+        recordSafely(hooks, candidate, verdict, { ip, ...(session.localAddress ? { sendingMtaIp: session.localAddress } : {}) });
         const attempt: MxAttempt = { ...base, outcome: plan.mode === 'enforce' || candidate.requireTls ? 'refused' : 'failed', stage: 'tls', reason: verdict.reason, ...(verdict.resultType ? { resultType: verdict.resultType } : {}), ...codes(session.error) };
         if (!verdict.plaintextFallback || options.plaintextFallback === false) {
           attempts.push(attempt);
@@ -281,7 +281,7 @@ export async function deliverToDomain(options: DeliverOptions): Promise<DomainDe
         continue;
       }
       const verdict = session.verdict;
-      if (verdict && !fellBack) hooks.recordOutcome(candidate, verdict, { ip, ...(session.localAddress ? { sendingMtaIp: session.localAddress } : {}) });
+      if (verdict && !fellBack) recordSafely(hooks, candidate, verdict, { ip, ...(session.localAddress ? { sendingMtaIp: session.localAddress } : {}) });
       if (session.stage === 'policy') {
         // §4.2 / §5: the session did not validate under enforce: the message is not given to this host.
         attempts.push({ ...base, outcome: 'refused', stage: 'policy', reason: verdict?.reason ?? 'session refused', ...(verdict?.resultType ? { resultType: verdict.resultType } : {}), ...(session.tlsVersion ? { tlsVersion: session.tlsVersion } : {}) });
@@ -348,6 +348,59 @@ export async function deliverToDomain(options: DeliverOptions): Promise<DomainDe
     return fail(new MtaStsDeliveryError('EMTASTS', final.reason, { ...base, responseText }), true);
   }
   return fail(new MtaStsDeliveryError(attempts.length === 0 ? 'ENOMX' : 'ECONNECTION', final.reason, base), true);
+}
+
+/**
+ * Records a session for TLS-RPT (RFC 8460). Reporting never affects delivery: a recorder or `outcome` listener that
+ * throws is logged, and the message is neither failed after it was delivered nor given to a host it was refused.
+ */
+function recordSafely(hooks: MtaStsHooks, candidate: MxCandidate, result: Parameters<MtaStsHooks['recordOutcome']>[1], context?: Parameters<MtaStsHooks['recordOutcome']>[2]): void {
+  try {
+    hooks.recordOutcome(candidate, result, context);
+  } catch (error) {
+    hooks.logger.warn?.('mta-sts: recording a TLS-RPT outcome threw; delivery is not affected', { mx: candidate.host, error: String(error) });
+  }
+}
+
+/**
+ * The result of a domain whose delivery threw (an exception of ours or of an injected seam): a temporary failure,
+ * never a bounce and never "delivered" (RFC 8461 §5.1: defer; under `enforce`, nothing unverified went out, since the
+ * message is given to a host only after the hooks allowed it).
+ */
+export function failedUnexpectedly(hooks: MtaStsHooks, plan: DeliveryPlan, recipients: string[], error: unknown): DomainDeliveryResult {
+  const lookup = plan.lookup;
+  const policyId = lookup.status === 'policy' ? lookup.policy?.id : undefined;
+  const enforce = plan.mode === 'enforce';
+  const reason = `${plan.domain}: delivery failed unexpectedly (${String((error as Error)?.message ?? error).slice(0, 200)}); not delivered, retry later (RFC 8461 §5.1)`;
+  const err = new MtaStsDeliveryError(enforce ? 'EMTASTS' : 'ECONNECTION', reason, {
+    temporary: true,
+    enhanced: enforce ? '4.7.5' : '4.3.0',
+    domain: plan.domain,
+    mode: plan.mode,
+    ...(policyId ? { policyId } : {}),
+    recipients,
+    cause: error,
+  });
+  try {
+    hooks.emitDecision({ stage: 'delivery', action: 'defer', domain: plan.domain, plan, reason });
+  } catch {
+    // The decision is informational; the deferral stands.
+  }
+  return {
+    domain: plan.domain,
+    recipients: [...recipients],
+    status: 'failed',
+    mode: plan.mode,
+    policyStatus: lookup.status,
+    ...(policyId !== undefined ? { policyId, policySource: lookup.source } : {}),
+    secure: false,
+    validated: false,
+    accepted: [],
+    rejected: [...recipients],
+    rejectedErrors: [err],
+    attempts: [],
+    error: err,
+  };
 }
 
 function codes(error: unknown): { errorCode?: string; responseCode?: number } {

@@ -32,12 +32,12 @@ import { MtaStsError } from '../../errors.js';
 import { findMatchingPattern } from '../../mx/match.js';
 import type { DeliveryPlan, MxCandidate } from '../../plan/plan.js';
 import type { PolicyLookup } from '../../types.js';
-import { bool, describeValue, invalidOptionsError, notHere, num, validateOptions, type OptionSpec } from '../../options.js';
-import { HOOKS_OPTION_SPEC, pickOptions } from '../../option-specs.js';
+import { bool, describeValue, invalidOptionsError, notHere, num, type OptionSpec } from '../../options.js';
+import { HOOKS_OPTION_SPEC, pickOptions, validateIntegrationOptions } from '../../option-specs.js';
 import { MtaStsHooks, type MtaStsDecision, type MtaStsHooksOptions } from '../hooks.js';
 import type { SmtpConnectionClass } from './session.js';
 import { loadSmtpConnection, TRANSPORT_OPTION_SPEC } from './transport.js';
-import { buildSendResult, deliverToDomain, groupRecipients, MtaStsDeliveryError, type DomainDeliveryResult, type MtaStsSentMessageInfo } from './deliver.js';
+import { buildSendResult, deliverToDomain, failedUnexpectedly, groupRecipients, MtaStsDeliveryError, type DeliverOptions, type DomainDeliveryResult, type MtaStsSentMessageInfo } from './deliver.js';
 
 /** Options of {@link guardTransport}. Engine options are used only when neither `mtaSts` nor `hooks` is given. */
 export interface GuardTransportOptions extends MtaStsHooksOptions {
@@ -107,11 +107,18 @@ export class MtaStsGuard extends EventEmitter {
   private readonly smtpConnection: SmtpConnectionClass;
   private readonly warned = new Set<string>();
   private readonly forward = (decision: MtaStsDecision) => this.emit('decision', decision);
-  private readonly forwardOutcome = (outcome: unknown) => this.emit('outcome', outcome);
+  /** A throwing `outcome` listener is a bug of the listener: it must not fail (or re-send) a delivery. */
+  private readonly forwardOutcome = (outcome: unknown) => {
+    try {
+      this.emit('outcome', outcome);
+    } catch (error) {
+      this.hooks.logger.warn?.('mta-sts: an outcome listener threw', { error: String(error) });
+    }
+  };
 
   constructor(transport: SmtpTransportLike, options: GuardTransportOptions) {
     super();
-    validateOptions('guardTransport()', options, GUARD_OPTION_SPEC);
+    validateIntegrationOptions('guardTransport()', options, GUARD_OPTION_SPEC);
     this.smtpConnection = loadSmtpConnection('guardTransport()');
     this.transport = transport;
     this.options = options;
@@ -151,7 +158,12 @@ export class MtaStsGuard extends EventEmitter {
     this.warned.add(host);
     const reason = `MTA-STS does not apply: ${why}; mail is relayed through the smart host ${host}, and MTA-STS governs only delivery to a domain's MX hosts (RFC 8461 §5). The relay's own onward delivery must apply it.`;
     this.hooks.logger.warn?.(`mta-sts: ${reason}`, { host, domains });
-    this.emit('smart-host', { host, domains, reason } satisfies SmartHostNotice);
+    try {
+      this.emit('smart-host', { host, domains, reason } satisfies SmartHostNotice);
+    } catch (error) {
+      // A listener's bug must not fail a send (after direct domains were delivered, a retry would duplicate them).
+      this.hooks.logger.warn?.('mta-sts: a smart-host listener threw', { error: String(error) });
+    }
   }
 
   private send(mail: MailMessage, callback: (error: Error | null, info?: unknown) => void): void {
@@ -182,10 +194,17 @@ export class MtaStsGuard extends EventEmitter {
     const direct = new Map<string, { plan: DeliveryPlan; candidate: MxCandidate }>();
     const relayed: string[] = [];
     const relayModes = new Map<string, RelayPolicy>();
+    const deferred = new Map<string, DomainDeliveryResult>();
     await Promise.all(
       domains.map(async (domain) => {
-        const found = await this.classify(domain, hostName);
-        if (found.candidate && found.plan) direct.set(domain, { plan: found.plan, candidate: found.candidate });
+        let found: Classification;
+        try {
+          found = await this.classify(domain, hostName);
+        } catch (error) {
+          found = { policy: { mode: 'none', status: 'temp-error' }, defer: error };
+        }
+        if (found.defer !== undefined) deferred.set(domain, this.deferredResult(domain, groups.get(domain)!, found.policy, found.defer));
+        else if (found.candidate && found.plan) direct.set(domain, { plan: found.plan, candidate: found.candidate });
         else {
           relayed.push(domain);
           relayModes.set(domain, found.policy);
@@ -195,7 +214,7 @@ export class MtaStsGuard extends EventEmitter {
     for (const domain of relayed) {
       this.hooks.emitDecision({ stage: 'relay', action: 'relay', domain, mode: relayModes.get(domain)?.mode ?? 'none', mx: this.host, reason: `${domain}: ${this.host} is not an MX host of ${domain}: smart-host delivery, MTA-STS not applied (RFC 8461 §5)` });
     }
-    if (direct.size === 0) {
+    if (direct.size === 0 && deferred.size === 0) {
       this.warnSmartHost(this.host, relayed, `${this.host} is not an MX host of ${relayed.join(', ') || 'the recipient domains'}`);
       // Nodemailer's own result, plus `mtaSts` saying that each domain was relayed (MTA-STS not applied).
       this.passThrough(mail, (error, info) => {
@@ -231,9 +250,10 @@ export class MtaStsGuard extends EventEmitter {
     const base: SMTPEnvelope = { from: envelope.from };
     if (mail.data.dsn) base.dsn = mail.data.dsn;
 
+    for (const [domain, result] of deferred) results[domain] = result;
     await Promise.all(
       [...direct.entries()].map(async ([domain, { plan, candidate }]) => {
-        results[domain] = await deliverToDomain({
+        results[domain] = await this.deliverSafely(plan, groups.get(domain)!, {
           hooks: this.hooks,
           smtpConnection: this.smtpConnection,
           plan,
@@ -248,8 +268,10 @@ export class MtaStsGuard extends EventEmitter {
           ...(options.tls ? { tlsBase: options.tls } : {}),
           // Outside enforce the transport keeps its own STARTTLS behaviour (delivery "as without MTA-STS").
           callerTls: { ...(options.requireTLS ? { requireTLS: true } : {}), ...(options.ignoreTLS ? { ignoreTLS: true } : {}), ...(options.opportunisticTLS ? { opportunisticTLS: true } : {}) },
-          // One meaning everywhere: default true (as documented), never under enforce or when TLS is required.
-          plaintextFallback: this.options.plaintextFallback ?? this.hooks.plaintextFallback,
+          // One meaning everywhere: default true (as documented), never under enforce or when TLS is required, and
+          // never with credentials: Nodemailer itself never retries without TLS after a failed handshake, so the
+          // retry would hand the password in clear to whoever broke the handshake.
+          plaintextFallback: auth ? false : (this.options.plaintextFallback ?? this.hooks.plaintextFallback),
           ...(options.forceAuth ? { forceAuth: true } : {}),
         });
       }),
@@ -278,6 +300,51 @@ export class MtaStsGuard extends EventEmitter {
     setImmediate(() => done(null, info));
   }
 
+  /** Delivers one direct domain; an exception while doing so defers the domain (RFC 8461 §5.1), never bounces it. */
+  private async deliverSafely(plan: DeliveryPlan, recipients: string[], options: DeliverOptions): Promise<DomainDeliveryResult> {
+    try {
+      return await deliverToDomain(options);
+    } catch (error) {
+      return failedUnexpectedly(this.hooks, plan, recipients, error);
+    }
+  }
+
+  /**
+   * A domain the guard could not classify safely (its plan failed and an `enforce` policy applies, or an exception of
+   * ours): deferred, neither relayed (that would skip the policy) nor bounced (RFC 8461 §5.1).
+   */
+  private deferredResult(domain: string, recipients: string[], policy: RelayPolicy, cause: unknown): DomainDeliveryResult {
+    const enforce = policy.mode === 'enforce';
+    const reason = enforce
+      ? `${domain}: the MX hosts could not be determined (${String((cause as Error)?.message ?? cause).slice(0, 200)}) and its enforce policy does not list ${this.host}; not relayed without MTA-STS, retry later (RFC 8461 §4.1, §5.1)`
+      : `${domain}: planning failed unexpectedly (${String((cause as Error)?.message ?? cause).slice(0, 200)}); not delivered, retry later`;
+    const error = new MtaStsDeliveryError(enforce ? 'EMTASTS' : 'EDNS', reason, {
+      temporary: true,
+      enhanced: enforce ? '4.7.5' : '4.4.3',
+      domain,
+      mode: policy.mode,
+      ...(policy.policyId ? { policyId: policy.policyId } : {}),
+      recipients,
+      cause,
+    });
+    this.hooks.emitDecision({ stage: 'delivery', action: 'defer', domain, mode: policy.mode, mx: this.host, reason });
+    return {
+      domain,
+      recipients,
+      status: 'failed',
+      mode: policy.mode,
+      policyStatus: policy.status,
+      ...(policy.policyId ? { policyId: policy.policyId } : {}),
+      secure: false,
+      validated: false,
+      accepted: [],
+      rejected: [...recipients],
+      rejectedErrors: [error],
+      attempts: [],
+      error,
+    };
+  }
+
   private relayResult(domain: string, recipients: string[], policy: RelayPolicy | undefined, sent: { accepted?: string[]; response?: string }): DomainDeliveryResult {
     const accepted = (sent.accepted ?? []).filter((r) => recipients.includes(r));
     const result: DomainDeliveryResult = {
@@ -299,14 +366,16 @@ export class MtaStsGuard extends EventEmitter {
   }
 
   /** Finds the candidate for the transport's host in the domain's plan, or says the host relays for it. */
-  private async classify(domain: string, host: string): Promise<{ plan?: DeliveryPlan; candidate?: MxCandidate; policy: RelayPolicy }> {
+  private async classify(domain: string, host: string): Promise<Classification> {
     const hooks = this.hooks;
     let plan: DeliveryPlan | undefined;
+    let planError: unknown;
     try {
       plan = await hooks.planDelivery(domain);
     } catch (error) {
+      if (error instanceof MtaStsError && error.code === 'MTASTS_INVALID_DOMAIN') return { policy: { mode: 'none', status: 'invalid' } };
       // MX lookup failed: the policy alone can still say the host is one of the domain's MX hosts.
-      if (!(error instanceof MtaStsError) || error.code === 'MTASTS_INVALID_DOMAIN') return { policy: { mode: 'none', status: 'invalid' } };
+      planError = error ?? new Error('planning failed');
     }
     const candidate = plan?.candidates.find((c) => c.host === host);
     if (plan && candidate) return { plan, candidate, policy: relayPolicy(plan.lookup) };
@@ -318,8 +387,25 @@ export class MtaStsGuard extends EventEmitter {
       const only = single.candidates[0];
       if (only) return { plan: single, candidate: only, policy: relayPolicy(single.lookup) };
     }
+    // The MX hosts are unknown: under enforce the host might be an MX host the policy does not list (§4.1), and an
+    // exception of ours proves nothing either. Relaying would deliver without MTA-STS: defer instead.
+    if (planError !== undefined && (!(planError instanceof MtaStsError) || policy?.mode === 'enforce')) return { policy: relayPolicy(lookup), defer: planError };
+    // The same when DNS gave no MX host list to compare with (NXDOMAIN, null MX, no MX records: possibly spoofed)
+    // while an enforce policy applies: the plan itself defers such a domain (§5.1), so the guard must not relay it.
+    if (plan && plan.mode === 'enforce' && (plan.nullMx || plan.implicitMx || plan.candidates.length === 0)) {
+      return { policy: relayPolicy(lookup), defer: new Error(plan.noCandidate?.reason ?? `${domain}: no MX host list to check ${host} against`) };
+    }
     return { policy: relayPolicy(lookup) };
   }
+}
+
+/** How the guard handles one recipient domain: direct MX delivery (plan + candidate), relay, or defer. */
+interface Classification {
+  plan?: DeliveryPlan;
+  candidate?: MxCandidate;
+  policy: RelayPolicy;
+  /** Set when the domain must be deferred: why. */
+  defer?: unknown;
 }
 
 /**
@@ -329,7 +415,7 @@ export class MtaStsGuard extends EventEmitter {
  * bad option, and `MTASTS_MISSING_PEER` when `nodemailer` is not installed.
  */
 export function guardTransport(transporter: Mail | SmtpTransportLike | { transporter: unknown }, options: GuardTransportOptions = {}): MtaStsGuard {
-  validateOptions('guardTransport()', options, GUARD_OPTION_SPEC);
+  validateIntegrationOptions('guardTransport()', options, GUARD_OPTION_SPEC);
   const transport = (typeof transporter === 'object' && transporter !== null && 'transporter' in transporter ? transporter.transporter : transporter) as SmtpTransportLike;
   const refuse = (expected: string, hint?: string) => invalidOptionsError('guardTransport()', [{ option: 'transporter', value: describeValue(transport), expected, ...(hint ? { hint } : {}) }]);
   if (!transport || typeof transport.send !== 'function' || typeof transport.options !== 'object') {

@@ -33,14 +33,15 @@ import type { SMTPConnectionOptions, SMTPEnvelope } from 'nodemailer/lib/smtp-co
 import type { MtaSts, MtaStsOptions } from '../../engine.js';
 import { MtaStsError } from '../../errors.js';
 import { TLSRPT_MAIL_MARKER } from '../../tlsrpt/deliver.js';
+import { currentReportDelivery } from '../../tlsrpt/recorder.js';
 import type { Logger } from '../../logger.js';
 import type { TlsRptRecorder } from '../../tlsrpt/types.js';
-import { anyOf, bool, ipAddress, logger, methods, notHere, num, port, str, validateOptions, type OptionSpec } from '../../options.js';
+import { anyOf, bool, ipAddress, logger, methods, notHere, num, port, str, type OptionSpec } from '../../options.js';
 import { requirePeer } from '../../peers.js';
-import { HOOKS_OPTION_SPEC, pickOptions } from '../../option-specs.js';
-import { MtaStsHooks, type MtaStsDecision, type MtaStsHooksOptions } from '../hooks.js';
+import { HOOKS_OPTION_SPEC, pickOptions, validateIntegrationOptions } from '../../option-specs.js';
+import { MtaStsHooks, type HooksDeliveryPlan, type MtaStsDecision, type MtaStsHooksOptions } from '../hooks.js';
 import type { SmtpConnectionClass } from './session.js';
-import { buildSendResult, deliverToDomain, groupRecipients, MtaStsDeliveryError, type DomainDeliveryResult, type MtaStsSentMessageInfo } from './deliver.js';
+import { buildSendResult, deliverToDomain, failedUnexpectedly, groupRecipients, MtaStsDeliveryError, type DeliverOptions, type DomainDeliveryResult, type MtaStsSentMessageInfo } from './deliver.js';
 
 /** The transport's version, reported to Nodemailer. */
 export const TRANSPORT_VERSION = '0.1.0';
@@ -138,11 +139,18 @@ export class MtaStsTransport extends EventEmitter implements Transport<MtaStsSen
   private readonly ownsHooks: boolean;
   private readonly smtpConnection: SmtpConnectionClass;
   private readonly forward = (decision: MtaStsDecision) => this.emit('decision', decision);
-  private readonly forwardOutcome = (outcome: unknown) => this.emit('outcome', outcome);
+  /** A throwing `outcome` listener is a bug of the listener: it must not fail (or re-send) a delivery. */
+  private readonly forwardOutcome = (outcome: unknown) => {
+    try {
+      this.emit('outcome', outcome);
+    } catch (error) {
+      this.hooks.logger.warn?.('mta-sts: an outcome listener threw', { error: String(error) });
+    }
+  };
 
   constructor(options: MtaStsTransportOptions = {}) {
     super();
-    validateOptions('createMtaStsTransport()', options, TRANSPORT_OPTION_SPEC);
+    validateIntegrationOptions('createMtaStsTransport()', options, TRANSPORT_OPTION_SPEC);
     this.smtpConnection = loadSmtpConnection('createMtaStsTransport()');
     this.options = options;
     this.ownsHooks = options.hooks === undefined;
@@ -201,8 +209,10 @@ export class MtaStsTransport extends EventEmitter implements Transport<MtaStsSen
     if (mail.data.dsn) base.dsn = mail.data.dsn;
     if (mail.data.requireTLSExtensionEnabled) base.requireTLSExtensionEnabled = true;
 
-    // RFC 8460 §5.3: a TLS report is delivered despite TLS failures at the reporting domain.
-    const reportMail = (mail.data as Record<string, unknown>)[TLSRPT_MAIL_MARKER] !== undefined;
+    // RFC 8460 §5.3: a TLS report is delivered despite TLS failures at the reporting domain. Only a report sent by
+    // sendTlsRptMail() (inside its report-delivery context) qualifies: the marker alone is a plain mail option that
+    // an application may copy from untrusted input, and it would switch `enforce` off for that message.
+    const reportMail = (mail.data as Record<string, unknown>)[TLSRPT_MAIL_MARKER] !== undefined && currentReportDelivery() !== undefined;
     const results: Record<string, DomainDeliveryResult> = {};
     const domains = [...groups.entries()];
     const limit = this.options.maxConcurrentDomains ?? 4;
@@ -236,6 +246,15 @@ export class MtaStsTransport extends EventEmitter implements Transport<MtaStsSen
       hooks.emitDecision({ stage: 'delivery', action: 'failed', domain, reason: err.message });
       return { domain, recipients: envelope.to, status: 'failed', mode: 'none', policyStatus: 'temp-error', secure: false, validated: false, accepted: [], rejected: [...envelope.to], rejectedErrors: [err], attempts: [], error: err };
     }
+    try {
+      return await deliverToDomain(this.deliveryOptions(plan, envelope, message));
+    } catch (error) {
+      // An exception of ours (or of a seam) while delivering: never a bounce, never "delivered" (RFC 8461 §5.1).
+      return failedUnexpectedly(hooks, plan, envelope.to, error);
+    }
+  }
+
+  private deliveryOptions(plan: HooksDeliveryPlan, envelope: SMTPEnvelope & { to: string[] }, message: Buffer): DeliverOptions {
     const o = this.options;
     const connection: SMTPConnectionOptions = {
       name: o.name ?? os.hostname(),
@@ -246,8 +265,8 @@ export class MtaStsTransport extends EventEmitter implements Transport<MtaStsSen
       ...(o.smtpLogger !== undefined ? { logger: o.smtpLogger } : {}),
       ...(o.debug ? { debug: true } : {}),
     };
-    return deliverToDomain({
-      hooks,
+    return {
+      hooks: this.hooks,
       plan,
       envelope,
       message,
@@ -257,7 +276,7 @@ export class MtaStsTransport extends EventEmitter implements Transport<MtaStsSen
       maxSessions: o.maxSessionsPerDomain ?? 8,
       ...(o.plaintextFallback !== undefined ? { plaintextFallback: o.plaintextFallback } : {}),
       smtpConnection: this.smtpConnection,
-    });
+    };
   }
 }
 
