@@ -18,6 +18,7 @@ import { createResolverLookup } from './discovery/lookup.js';
 import { createPolicyAgent, fetchPolicy } from './discovery/fetch-policy.js';
 import { classifyMxRecords, lookupMx, orderMxHosts } from './discovery/mx.js';
 import { createDefaultResolver, queryDns, type DnsResolver, type MxRecord } from './discovery/resolver.js';
+import { shareAnswers } from './discovery/shared-answers.js';
 import { normalizeDomain, normalizeDomainOrUndefined } from './domain.js';
 import { MtaStsError, isMtaStsError } from './errors.js';
 import { silentLogger, type Logger } from './logger.js';
@@ -32,8 +33,10 @@ export interface MtaStsOptions {
   resolver?: DnsResolver;
   /** Shortcut: DNS servers (`ip` or `ip:port`) for the default resolver. Default: the system's. */
   dnsServers?: readonly string[];
-  /** Deadline for one DNS query, in ms. Default 10000. */
+  /** Deadline for one DNS query, in ms (the default resolver's own retries end by it too). Default 10000. */
   dnsTimeoutMs?: number;
+  /** Reuse positive MX, A and AAAA answers for at most this long, in ms; concurrent queries for a name always share one. Default 5000; 0: no reuse. */
+  dnsAnswerCacheMs?: number;
   /** Extra trust roots (PEM) for the policy HTTPS fetch and MX TLS. Default: none (Node's bundled roots only). */
   ca?: string | Buffer | ReadonlyArray<string | Buffer>;
   /** Trust Node's bundled root store in addition to `ca`. Default true. */
@@ -108,7 +111,7 @@ export interface MtaSts {
   forget(domain: string): Promise<void>;
   readonly resolver: DnsResolver;
   readonly store: PolicyStore;
-  /** Releases the default dispatcher's sockets. */
+  /** Releases the default dispatcher's sockets and cancels the default resolver's outstanding DNS queries. */
   close(): Promise<void>;
 }
 
@@ -128,7 +131,8 @@ export function createMtaSts(options: MtaStsOptions = {}): MtaSts {
   const now = options.now ?? Date.now;
   const logger = options.logger ?? silentLogger;
   const dnsTimeoutMs = options.dnsTimeoutMs ?? 10_000;
-  const resolver = options.resolver ?? createDefaultResolver(options.dnsServers ? { dnsServers: options.dnsServers } : {});
+  // Single flight and short reuse of MX/A/AAAA answers per name; close() cancels the default resolver's queries.
+  const resolver = shareAnswers(options.resolver ?? createDefaultResolver({ ...(options.dnsServers ? { dnsServers: options.dnsServers } : {}), deadlineMs: dnsTimeoutMs }), { answerTtlMs: options.dnsAnswerCacheMs ?? 5_000, cancelOnClose: options.resolver === undefined });
   const extraCa = options.ca === undefined ? undefined : Array.isArray(options.ca) ? [...(options.ca as ReadonlyArray<string | Buffer>)] : [options.ca as string | Buffer];
   // Computed once: every MX connection shares the same array (no allocation per connection).
   const trustRoots = buildTrustRoots(extraCa, options.systemRoots ?? true);
@@ -382,6 +386,7 @@ export function createMtaSts(options: MtaStsOptions = {}): MtaSts {
       closed = true;
       if (refreshTimer) clearInterval(refreshTimer);
       refreshTimer = undefined;
+      resolver.close();
       if (ownDispatcher) await ownDispatcher.close();
     },
   };
@@ -390,6 +395,7 @@ export function createMtaSts(options: MtaStsOptions = {}): MtaSts {
 /** Numeric options and their bounds; a bad value is a configuration error, reported before anything runs. */
 const NUMERIC_OPTIONS: ReadonlyArray<[keyof MtaStsOptions, number, number]> = [
   ['dnsTimeoutMs', 1, 600_000],
+  ['dnsAnswerCacheMs', 0, 300_000],
   ['fetchTimeoutMs', 1, 600_000],
   ['maxPolicyBytes', 1, 16 * 1024 * 1024],
   ['fetchBackoffMs', 0, 7 * 86_400_000],
