@@ -34,6 +34,8 @@ const CONCURRENCY = option('concurrency', 64);
 /** `--only=cold` (or cached, delivery, burst) runs one section; `--profile` writes CPU profiles of the cold children. */
 const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7);
 const profile = process.argv.includes('--profile');
+/** `--semi-space=MB` runs the cold children with V8's `--max-semi-space-size` (the young generation's size drives peak RSS). */
+const semiSpace = process.argv.find((a) => a.startsWith('--semi-space='))?.slice(13);
 const DELIVERIES = quick ? 20 : 200;
 const BURST = quick ? 200 : 1000;
 const LOOKUPS = quick ? 100_000 : 1_000_000;
@@ -112,21 +114,24 @@ async function main(): Promise<void> {
 
     // Cold discovery. A first unmeasured pass makes the server side (per-host TLS contexts) warm for everyone.
     const cold = { ...base, domains: N, concurrency: CONCURRENCY };
-    await runChild('cold', { ...cold, impl: 'baseline' });
+    if (!process.argv.includes('--no-warmup')) await runChild('cold', { ...cold, impl: 'baseline' });
     const impls = ['baseline', 'mailauth', 'ours'] as const;
+    const onlyImpls = process.argv.find((a) => a.startsWith('--impls='))?.slice(8).split(',');
     const results: Record<string, ChildResult[]> = { baseline: [], mailauth: [], ours: [] };
     for (let round = 0; round < ROUNDS; round++) {
       for (const impl of rotate(impls, round)) {
+        if (onlyImpls && !onlyImpls.includes(impl)) continue;
         const gets = world.httpsRequests.length;
         world.dns.clearQueryLog();
         const serverCpu = process.cpuUsage();
-        const r = await runChild('cold', { ...cold, impl }, profile ? ['--cpu-prof', `--cpu-prof-dir=${out}prof`, `--cpu-prof-name=${impl}-${round}.cpuprofile`] : []);
+        const r = await runChild('cold', { ...cold, impl }, semiSpace ? [`--max-semi-space-size=${semiSpace}`] : profile ? ['--cpu-prof', `--cpu-prof-dir=${out}prof`, `--cpu-prof-name=${impl}-${round}.cpuprofile`, '--expose-gc'] : []);
         r.gets = world.httpsRequests.length - gets;
         r.dnsQueries = world.dns.queries.length;
         const used = process.cpuUsage(serverCpu);
         r.serverCpuMsPerPolicy = (used.user + used.system) / 1000 / N; // the test world's side (this process)
         results[impl]!.push(r);
-        console.log(`cold round ${round + 1} ${impl.padEnd(8)} ${fmt(Number(r.policiesPerS), 0)} policies/s, ${fmt(Number(r.cpuMsPerPolicy))} CPU ms/policy, ${fmt(Number(r.peakRssMb), 0)} MB peak RSS (heap ${fmt(Number(r.heapTotalMb), 0)} MB, external ${fmt(Number(r.externalMb), 0)} MB), ${r.ok} ok, ${r.failed} failed, ${r.gets} GETs, ${r.dnsQueries} DNS queries, world ${fmt(Number(r.serverCpuMsPerPolicy))} CPU ms/policy`);
+        if (Number(r.failed) > 0) console.log(`  failures: ${JSON.stringify(r.reasons)}`);
+        console.log(`cold round ${round + 1} ${impl.padEnd(8)} ${fmt(Number(r.policiesPerS), 0)} policies/s, ${fmt(Number(r.cpuMsPerPolicy))} CPU ms/policy, ${fmt(Number(r.peakRssMb), 0)} MB peak RSS (heap ${fmt(Number(r.heapTotalMb), 0)} MB, external ${fmt(Number(r.externalMb), 0)} MB${r.liveHeapMb !== undefined ? `, live after GC ${fmt(Number(r.liveHeapMb), 0)} MB` : ''}), ${r.ok} ok, ${r.failed} failed, ${r.gets} GETs, ${r.dnsQueries} DNS queries, world ${fmt(Number(r.serverCpuMsPerPolicy))} CPU ms/policy`);
       }
     }
     const coldRows = impls.map((impl) => {

@@ -72,20 +72,30 @@ async function implementation(): Promise<Implementation> {
   }
   const { createMtaSts } = await import('../../src/index.js');
   const mta = createMtaSts({ dnsServers: [p.dnsServer], ca: [p.caPem], policyPort: p.policyPort });
-  return { discover: async (domain) => (await mta.getPolicy(domain)).status === 'policy', close: () => mta.close() };
+  return {
+    async discover(domain) {
+      const result = await mta.getPolicy(domain);
+      if (result.status !== 'policy') throw Object.assign(new Error(result.error?.message ?? result.status), { code: result.error?.code ?? result.status });
+      return true;
+    },
+    close: () => mta.close(),
+  };
 }
 
 const impl = await implementation();
 let ok = 0;
 let failed = 0;
+const reasons: Record<string, number> = {};
 const cpu0 = cpuMs();
 const t0 = performance.now();
 await pool(p.domains, p.concurrency, async (i) => {
   try {
     if (await impl.discover(benchDomain(i))) ok++;
     else failed++;
-  } catch {
+  } catch (error) {
     failed++;
+    const reason = `${(error as { code?: string }).code ?? ''} ${String((error as Error).message).replace(/d\d+\.bench\.test/g, '<d>').slice(0, 120)}`;
+    reasons[reason] = (reasons[reason] ?? 0) + 1;
   }
 });
 // Every implementation releases its connections inside the window: an idle keep-alive socket is closed sooner or
@@ -94,5 +104,12 @@ await impl.close();
 const wallMs = performance.now() - t0;
 const cpu = cpuMs() - cpu0;
 const mem = process.memoryUsage();
-report({ impl: p.impl, ok, failed, wallMs, policiesPerS: (ok / wallMs) * 1000, cpuMsPerPolicy: cpu / Math.max(1, ok), peakRssMb: peakRssMb(), heapTotalMb: mem.heapTotal / 2 ** 20, externalMb: mem.external / 2 ** 20 });
+let liveHeapMb: number | undefined;
+const gc = (globalThis as { gc?: () => void }).gc;
+if (gc) {
+  gc();
+  liveHeapMb = process.memoryUsage().heapUsed / 2 ** 20;
+  if (process.env.BENCH_HEAP_SNAPSHOT) (await import('node:v8')).writeHeapSnapshot(process.env.BENCH_HEAP_SNAPSHOT);
+}
+report({ impl: p.impl, ok, failed, reasons, wallMs, policiesPerS: (ok / wallMs) * 1000, cpuMsPerPolicy: cpu / Math.max(1, ok), peakRssMb: peakRssMb(), heapTotalMb: mem.heapTotal / 2 ** 20, externalMb: mem.external / 2 ** 20, liveHeapMb });
 process.exit(0);
