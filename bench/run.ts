@@ -31,10 +31,12 @@ const option = (name: string, fallback: number): number => {
 const N = option('domains', quick ? 100 : 2000);
 const ROUNDS = option('rounds', quick ? 2 : 3);
 const CONCURRENCY = option('concurrency', 64);
-/** `--only=cold` (or cached, delivery, burst) runs one section; `--profile` writes CPU profiles of the cold children. */
+/** `--only=cold` runs only the cold discovery; `--profile` writes CPU profiles of the cold children (`bench/.out/prof`). */
 const only = process.argv.find((a) => a.startsWith('--only='))?.slice(7);
 const profile = process.argv.includes('--profile');
 /** `--semi-space=MB` runs the cold children with V8's `--max-semi-space-size` (the young generation's size drives peak RSS). */
+/** `--before=DIR`: also run `DIR/src` (an earlier version of this library) as implementation `before`. */
+const before = process.argv.find((a) => a.startsWith('--before='))?.slice(9);
 const semiSpace = process.argv.find((a) => a.startsWith('--semi-space='))?.slice(13);
 const DELIVERIES = quick ? 20 : 200;
 const BURST = quick ? 200 : 1000;
@@ -47,6 +49,28 @@ mkdirSync(out, { recursive: true });
 
 /** Bundles each child to plain JavaScript so children run without a TypeScript loader (nothing extra in their RSS). */
 async function bundleChildren(): Promise<void> {
+  if (before) {
+    // The same children, built against another checkout's src/ (e.g. `git archive <commit> src | tar -x -C dir`).
+    await build({
+      entryPoints: ['cold', 'burst'].map((name) => `${here}children/${name}.ts`),
+      outdir: `${out}before/`,
+      outExtension: { '.js': '.mjs' },
+      bundle: true,
+      packages: 'external',
+      platform: 'node',
+      format: 'esm',
+      target: 'node20',
+      logLevel: 'error',
+      plugins: [
+        {
+          name: 'before-src',
+          setup(b) {
+            b.onResolve({ filter: /\/src\// }, (args) => ({ path: `${before}/src/${args.path.replace(/^.*?\/src\//, '').replace(/\.js$/, '.ts')}` }));
+          },
+        },
+      ],
+    });
+  }
   await build({
     entryPoints: ['cold', 'cached', 'deliver', 'burst'].map((name) => `${here}children/${name}.ts`),
     outdir: out,
@@ -115,16 +139,16 @@ async function main(): Promise<void> {
     // Cold discovery. A first unmeasured pass makes the server side (per-host TLS contexts) warm for everyone.
     const cold = { ...base, domains: N, concurrency: CONCURRENCY };
     if (!process.argv.includes('--no-warmup')) await runChild('cold', { ...cold, impl: 'baseline' });
-    const impls = ['baseline', 'mailauth', 'ours'] as const;
+    const impls = before ? (['baseline', 'mailauth', 'ours', 'before'] as const) : (['baseline', 'mailauth', 'ours'] as const);
     const onlyImpls = process.argv.find((a) => a.startsWith('--impls='))?.slice(8).split(',');
-    const results: Record<string, ChildResult[]> = { baseline: [], mailauth: [], ours: [] };
+    const results: Record<string, ChildResult[]> = { baseline: [], mailauth: [], ours: [], before: [] };
     for (let round = 0; round < ROUNDS; round++) {
       for (const impl of rotate(impls, round)) {
         if (onlyImpls && !onlyImpls.includes(impl)) continue;
         const gets = world.httpsRequests.length;
         world.dns.clearQueryLog();
         const serverCpu = process.cpuUsage();
-        const r = await runChild('cold', { ...cold, impl }, semiSpace ? [`--max-semi-space-size=${semiSpace}`] : profile ? ['--cpu-prof', `--cpu-prof-dir=${out}prof`, `--cpu-prof-name=${impl}-${round}.cpuprofile`, '--expose-gc'] : []);
+        const r = await runChild(impl === 'before' ? 'before/cold' : 'cold', { ...cold, impl: impl === 'before' ? 'ours' : impl }, semiSpace ? [`--max-semi-space-size=${semiSpace}`] : profile ? ['--cpu-prof', `--cpu-prof-dir=${out}prof`, `--cpu-prof-name=${impl}-${round}.cpuprofile`, '--expose-gc'] : []);
         r.gets = world.httpsRequests.length - gets;
         r.dnsQueries = world.dns.queries.length;
         const used = process.cpuUsage(serverCpu);
@@ -170,6 +194,15 @@ async function main(): Promise<void> {
     const burst = await runChild('burst', { ...base, domain: 'burst.bench.test', sends: BURST });
     const q = (name: string, type: string) => world.dns.queries.filter((e) => e.name === name && e.type === type).length;
     const burstCounts = { txt: q('_mta-sts.burst.bench.test', 'TXT'), gets: policyGets(world, 'mta-sts.burst.bench.test') - burstGets, mx: q('burst.bench.test', 'MX'), a: q('mx.burst.bench.test', 'A'), aaaa: q('mx.burst.bench.test', 'AAAA') };
+
+    if (before) {
+      await world.addMx('burst-before.bench.test', 'mx.burst-before.bench.test');
+      world.publishPolicy('burst-before.bench.test', { id: 'u1', mode: 'enforce', mx: ['mx.burst-before.bench.test'], maxAge: 604800 });
+      world.dns.clearQueryLog();
+      const gets = policyGets(world, 'mta-sts.burst-before.bench.test');
+      const r = await runChild('before/burst', { ...base, domain: 'burst-before.bench.test', sends: BURST });
+      console.log(`burst, before: ${r.ok} ok, ${r.failed} failed (${r.firstFailure ?? ''}); ${q('_mta-sts.burst-before.bench.test', 'TXT')} TXT, ${policyGets(world, 'mta-sts.burst-before.bench.test') - gets} GET, ${q('burst-before.bench.test', 'MX')} MX, ${q('mx.burst-before.bench.test', 'A')} A`);
+    }
 
     printSummary({ coldRows, cached, deliveryRow, burst, burstCounts });
     writeFileSync(`${out}results.json`, JSON.stringify({ node: process.version, quick, N, ROUNDS, CONCURRENCY, coldRows, results, cached, deliveries, burst, burstCounts, micro }, null, 2));

@@ -31,6 +31,8 @@ for (let i = 0; i < p.policies; i++) {
 gc();
 gc();
 const bytesPerPolicy = (process.memoryUsage().heapUsed + process.memoryUsage().external - before) / p.policies;
+// The store must still be reachable when the heap is measured (a dead local would be collected with its entries).
+if ((await store.get(`m${p.policies - 1}.example.org`)) === undefined) throw new Error('the store lost its entries');
 // Cached lookups: the policy is fetched once, then every lookup is served from the cache without DNS.
 const mta = createMtaSts({ dnsServers: [p.dnsServer], ca: [p.caPem], policyPort: p.policyPort, txtCheckIntervalMs: 60_000 });
 const first = await mta.getPolicy(p.domain);
