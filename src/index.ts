@@ -23,7 +23,7 @@ export { normalizeDomain, normalizeDomainOrUndefined } from './domain.js';
 export { MemoryPolicyStore } from './cache/store.js';
 export type { CachedPolicy, PolicyStore, MemoryPolicyStoreOptions, MaybePromise } from './cache/store.js';
 export { createDefaultResolver, isDnsNotFound } from './discovery/resolver.js';
-export type { DnsResolver, MxRecord, DefaultResolverOptions } from './discovery/resolver.js';
+export type { DnsResolver, MxRecord, DefaultResolver, DefaultResolverOptions } from './discovery/resolver.js';
 export { fetchPolicy, policyUrl } from './discovery/fetch-policy.js';
 export type { FetchPolicyOptions, FetchedPolicy } from './discovery/fetch-policy.js';
 export { verifyTls, verifyCertificate, TrustStore, certificateMatchesHost, strictCheckServerIdentity, resultTypeForTlsError, isProtocolVersionError, mxTlsOptions } from './tls/verify.js';
