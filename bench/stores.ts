@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createFilePolicyStore } from '../src/cache/file-store.js';
-import type { CachedPolicy } from '../src/cache/store.js';
+import type { PolicyStoreEntry } from '../src/cache/store.js';
 import { parsePolicy } from '../src/policy/policy-file.js';
 
 const COUNT = 100_000;
@@ -29,7 +29,7 @@ async function fileStore(): Promise<void> {
     const fetchedAt = Date.now();
     for (let i = 0; i < COUNT; i++) {
       const domain = `customer-domain-${i}.example.com`;
-      const entry: CachedPolicy = { domain, id: `20260101T${i}`, policy: parsePolicy(text), text, fetchedAt, expiresAt: fetchedAt + 604_800_000 };
+      const entry: PolicyStoreEntry = { domain, id: `20260101T${i}`, policy: parsePolicy(text), text, fetchedAt, expiresAt: fetchedAt + 604_800_000 };
       writer.set(domain, entry);
     }
     const t0 = performance.now();
@@ -76,7 +76,7 @@ async function redisStore(url: string): Promise<void> {
   const counting = { call: (command: string, args: Array<string | number>) => (commands++, redis.call(command, args)) };
   const store = createRedisPolicyStore({ redis: counting, prefix: `bench:${Date.now()}:` });
   const fetchedAt = Date.now();
-  const entry: CachedPolicy = { domain: 'r.example', id: 'x1', policy: parsePolicy(text), text, fetchedAt, expiresAt: fetchedAt + 604_800_000 };
+  const entry: PolicyStoreEntry = { domain: 'r.example', id: 'x1', policy: parsePolicy(text), text, fetchedAt, expiresAt: fetchedAt + 604_800_000 };
   const count = async (what: string, fn: () => Promise<unknown>) => {
     commands = 0;
     await fn();

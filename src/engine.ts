@@ -19,6 +19,7 @@ import { TieredPolicyCache } from './cache/tiered.js';
 import { createResolverLookup } from './discovery/lookup.js';
 import { createPolicyAgent, fetchPolicy, type FetchedPolicy } from './discovery/fetch-policy.js';
 import { createDefaultResolver, type DnsResolver, type MxRecord } from './discovery/resolver.js';
+import { shareAnswers } from './discovery/shared-answers.js';
 import { normalizeDomain, normalizeDomainOrUndefined } from './domain.js';
 import { MtaStsError } from './errors.js';
 import { silentLogger, type Logger } from './logger.js';
@@ -41,8 +42,10 @@ export interface MtaStsOptions {
   resolver?: DnsResolver;
   /** Shortcut: DNS servers (`ip` or `ip:port`) for the default resolver. Default: the system's. */
   dnsServers?: readonly string[];
-  /** Deadline for one DNS query, in ms. Default 10000. */
+  /** Deadline for one DNS query, in ms (the default resolver's own retries end by it too). Default 10000. */
   dnsTimeoutMs?: number;
+  /** Reuse positive MX, A and AAAA answers for at most this long, in ms; concurrent queries for a name always share one. Default 5000; 0: no reuse. */
+  dnsAnswerCacheMs?: number;
   /** Extra trust roots (PEM) for the policy HTTPS fetch and MX TLS. Default: none (Node's bundled roots only). */
   ca?: string | Buffer | ReadonlyArray<string | Buffer>;
   /** Trust Node's bundled root store in addition to `ca`. Default true. */
@@ -144,7 +147,7 @@ export interface MtaSts {
   readonly resolver: DnsResolver;
   /** The configured `store` (the second tier), or the local in-memory tier when no second tier is configured. */
   readonly store: PolicyStore;
-  /** Stops the refresher and releases the default dispatcher's sockets. */
+  /** Stops the refresher, releases the default dispatcher's sockets and cancels the default resolver's outstanding DNS queries. */
   close(): Promise<void>;
 }
 
@@ -213,6 +216,7 @@ export function createMtaSts(options: MtaStsOptions = {}): MtaSts {
     async close() {
       closed = true;
       refresher.close();
+      s.resolver.close();
       await fetcher.close();
     },
   };
@@ -222,13 +226,16 @@ type Settings = ReturnType<typeof settingsOf>;
 
 /** Every option with its default applied. */
 function settingsOf(options: MtaStsOptions) {
-  const resolver = options.resolver ?? createDefaultResolver(options.dnsServers ? { dnsServers: options.dnsServers } : {});
+  const dnsTimeoutMs = options.dnsTimeoutMs ?? 10_000;
+  // Single flight and short reuse of MX/A/AAAA answers per name; close() cancels the default resolver's queries.
+  const ownResolver = options.resolver === undefined;
+  const resolver = shareAnswers(options.resolver ?? createDefaultResolver({ ...(options.dnsServers ? { dnsServers: options.dnsServers } : {}), deadlineMs: dnsTimeoutMs }), { answerTtlMs: options.dnsAnswerCacheMs ?? 5_000, cancelOnClose: ownResolver });
   const extraCa = options.ca === undefined ? undefined : Array.isArray(options.ca) ? [...(options.ca as ReadonlyArray<string | Buffer>)] : [options.ca as string | Buffer];
   return {
     now: options.now ?? Date.now,
     logger: safeLogger(options.logger ?? silentLogger),
     resolver,
-    dnsTimeoutMs: options.dnsTimeoutMs ?? 10_000,
+    dnsTimeoutMs,
     // Computed once: every MX connection shares the same array (no allocation per connection).
     trustRoots: buildTrustRoots(extraCa, options.systemRoots ?? true),
     fetchTimeoutMs: options.fetchTimeoutMs ?? 60_000,

@@ -32,7 +32,7 @@ export { createFilePolicyStore, FilePolicyStore } from './cache/file-store.js';
 export type { FilePolicyStoreOptions, FilePolicyStoreEvent } from './cache/file-store.js';
 // The DNS seam.
 export { createDefaultResolver } from './discovery/resolver.js';
-export type { DnsResolver, MxRecord, DefaultResolverOptions } from './discovery/resolver.js';
+export type { DnsResolver, MxRecord, DefaultResolver, DefaultResolverOptions } from './discovery/resolver.js';
 // The pure RFC 8461 parts: TXT record (§3.1), policy file (§3.2), MX matching (§4.1), TLS checks (§4.2).
 export { parseStsTxtRecord, selectStsTxtRecord } from './policy/txt-record.js';
 export type { StsTxtRecord } from './policy/txt-record.js';

@@ -21,6 +21,7 @@ export const ENGINE_OPTION_SPEC: OptionSpec = Object.freeze({
   resolver: resolverRule,
   dnsServers: dnsServerList,
   dnsTimeoutMs: num(1, 600_000, { unit: 'ms' }),
+  dnsAnswerCacheMs: num(0, 300_000, { unit: 'ms' }),
   ca: pemCertificates,
   systemRoots: bool,
   dispatcher: dispatcherRule,

@@ -28,13 +28,6 @@ export interface PolicyStoreEntry {
   expiresAt: number;
 }
 
-/**
- * Former name of {@link PolicyStoreEntry}, kept only for modules not renamed yet (not exported by the package).
- * @internal
- * @deprecated Use {@link PolicyStoreEntry}.
- */
-export type CachedPolicy = PolicyStoreEntry;
-
 /** A failed policy fetch, shared by a fleet so that no member retries before the backoff ends (RFC 8461 §3.3). */
 export interface StoredFetchFailure {
   /** Epoch ms of the failure. */

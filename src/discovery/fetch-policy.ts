@@ -6,9 +6,10 @@
  * ignored (the policy's own `max_age` governs), the body is limited to 64 KiB and the whole exchange to one
  * deadline, so a server that trickles bytes cannot hold a sender.
  */
+import type { PeerCertificate } from 'node:tls';
 import { Agent, request, type Dispatcher } from 'undici';
 import { MtaStsError, errorCodeOf } from '../errors.js';
-import { parsePolicy, type StsPolicy } from '../policy/policy-file.js';
+import { parsePolicy, type PolicyFile } from '../policy/policy-file.js';
 import { sharedSecureContext } from '../tls/connect-options.js';
 import { isCertificateVerificationError, resultTypeForTlsError } from '../tls/tls-errors.js';
 
@@ -28,7 +29,7 @@ export interface FetchPolicyOptions {
 
 /** A successfully fetched and parsed policy. */
 export interface FetchedPolicy {
-  policy: StsPolicy;
+  policy: PolicyFile;
   text: string;
   url: string;
   status: number;
@@ -41,6 +42,9 @@ export interface FetchedPolicy {
 export function policyUrl(domain: string, port?: number): string {
   return `https://mta-sts.${domain}${port !== undefined && port !== 443 ? `:${port}` : ''}/.well-known/mta-sts.txt`;
 }
+
+/** One decoder for every fetch (decoding is stateless for a complete body). */
+const UTF8 = new TextDecoder('utf-8');
 
 const CERT_ERROR = /CERT|SELF_SIGNED|UNABLE_TO|ALTNAME|VERIFY|HOSTNAME/;
 
@@ -118,8 +122,8 @@ export async function fetchPolicy(domain: string, options: FetchPolicyOptions): 
       if (error instanceof MtaStsError) throw error;
       throw classifyTransportError(error, timedOut, options, url, domain);
     }
-    const text = new TextDecoder('utf-8').decode(Buffer.concat(chunks, bytes));
-    let policy: StsPolicy;
+    const text = UTF8.decode(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, bytes));
+    let policy: PolicyFile;
     try {
       policy = parsePolicy(text, { maxBytes: options.maxBytes });
     } catch (error) {
@@ -164,18 +168,42 @@ function classifyTransportError(error: unknown, timedOut: boolean, options: Fetc
 export interface PolicyAgentOptions {
   ca: (string | Buffer)[] | undefined;
   lookup: (...args: never[]) => void;
-  checkServerIdentity: (host: string, cert: import('node:tls').PeerCertificate) => Error | undefined;
+  /** The name check; an exact subjectAltName match ({@link sanListsHostExactly}) is accepted without calling it. */
+  checkServerIdentity: (host: string, cert: PeerCertificate) => Error | undefined;
   connectTimeoutMs: number;
+}
+
+/**
+ * True when the certificate's subjectAltName lists `host` itself as a DNS name: an exact DNS-ID match (RFC 6125
+ * §6.4.1), which every stricter check accepts too. Node has already parsed the extension into `subjectaltname`
+ * (entries `DNS:<name>`, joined by `, `; a name with unusual characters is quoted, so it never splits into a
+ * false match), so this costs a string scan instead of parsing the certificate again.
+ */
+export function sanListsHostExactly(host: string, cert: PeerCertificate): boolean {
+  const san = cert?.subjectaltname;
+  if (typeof san !== 'string' || typeof host !== 'string' || host.length === 0) return false;
+  const wanted = `dns:${host.toLowerCase()}`;
+  const names = san.toLowerCase();
+  for (let start = 0; start < names.length; ) {
+    let end = names.indexOf(', ', start);
+    if (end === -1) end = names.length;
+    if (end - start === wanted.length && names.startsWith(wanted, start)) return true;
+    start = end + 2;
+  }
+  return false;
 }
 
 /** The default dispatcher for policy fetches: an undici Agent that resolves through the library's resolver. */
 export function createPolicyAgent(options: PolicyAgentOptions): Agent {
+  const check = options.checkServerIdentity;
   return new Agent({
     connect: {
       // Shared with MX sessions using the same roots: building one from ~140 roots per handshake costs milliseconds.
       secureContext: sharedSecureContext(options.ca, 'TLSv1.2'),
       lookup: options.lookup as never,
-      checkServerIdentity: options.checkServerIdentity,
+      // §3.3: the certificate must be valid for mta-sts.<domain>. OpenSSL has validated the chain by now; an exact
+      // subjectAltName entry settles the name at once, anything else (wildcards) goes to the full check.
+      checkServerIdentity: (host: string, cert: PeerCertificate) => (sanListsHostExactly(host, cert) ? undefined : check(host, cert)),
       timeout: options.connectTimeoutMs,
     },
     // Policies are fetched rarely (cached for max_age); do not hold idle sockets open.

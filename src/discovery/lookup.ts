@@ -9,22 +9,21 @@ import { queryDns, type DnsResolver } from './resolver.js';
 
 type LookupCallback = (error: NodeJS.ErrnoException | null, address: string | LookupAddress[], family?: number) => void;
 
-/** Resolves A then AAAA records for `host` through the resolver. Rejects with an `ENOTFOUND`-style error. */
+/** Resolves the A and AAAA records of `host` through the resolver (IPv4 addresses first). Rejects with an `ENOTFOUND`-style error. */
 export async function resolveAddresses(resolver: DnsResolver, host: string, deadlineMs: number, family?: 0 | 4 | 6): Promise<LookupAddress[]> {
   const ipFamily = isIP(host);
   if (ipFamily !== 0) return [{ address: host, family: ipFamily }];
+  // A and AAAA are asked at the same time: one round trip, not two.
+  const [a, aaaa] = await Promise.all([
+    family !== 6 ? queryDns(() => resolver.resolve4(host), { name: host, type: 'A' }, deadlineMs) : undefined,
+    family !== 4 ? queryDns(() => resolver.resolve6(host), { name: host, type: 'AAAA' }, deadlineMs) : undefined,
+  ]);
   const out: LookupAddress[] = [];
   let lastError: Error | undefined;
-  if (family !== 6) {
-    const a = await queryDns(() => resolver.resolve4(host), { name: host, type: 'A' }, deadlineMs);
-    if (a.kind === 'ok') for (const address of a.value) out.push({ address, family: 4 });
-    else if (a.kind === 'error') lastError = a.error;
-  }
-  if (family !== 4) {
-    const aaaa = await queryDns(() => resolver.resolve6(host), { name: host, type: 'AAAA' }, deadlineMs);
-    if (aaaa.kind === 'ok') for (const address of aaaa.value) out.push({ address, family: 6 });
-    else if (aaaa.kind === 'error') lastError ??= aaaa.error;
-  }
+  if (a?.kind === 'ok') for (const address of a.value) out.push({ address, family: 4 });
+  else if (a?.kind === 'error') lastError = a.error;
+  if (aaaa?.kind === 'ok') for (const address of aaaa.value) out.push({ address, family: 6 });
+  else if (aaaa?.kind === 'error') lastError ??= aaaa.error;
   if (out.length === 0) {
     const error = new Error(`could not resolve ${host}${lastError ? `: ${lastError.message}` : ''}`) as NodeJS.ErrnoException & { hostname?: string };
     error.code = lastError ? 'EAI_AGAIN' : 'ENOTFOUND';

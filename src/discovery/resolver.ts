@@ -26,17 +26,111 @@ export interface DnsResolver {
 export interface DefaultResolverOptions {
   /** DNS servers as `ip` or `ip:port` (`[ipv6]:port`). Default: the system's. */
   dnsServers?: readonly string[];
-  /** Per-try timeout handed to c-ares. Default 5000 ms. */
+  /**
+   * Overall deadline of one query, in ms. c-ares retries in the background after a caller stops waiting, so its own
+   * per-try timeout and tries are derived from this deadline ({@link caresSchedule}): no query outlives it, and a
+   * process whose DNS server never answers exits when the deadline passes. Default 10000, or `timeoutMs × 2^tries`
+   * when `timeoutMs` is given.
+   */
+  deadlineMs?: number;
+  /** Per-try timeout handed to c-ares, in ms (overrides the schedule derived from `deadlineMs`). */
   timeoutMs?: number;
-  /** Tries per query. Default 2. */
+  /** Tries per server (overrides the schedule derived from `deadlineMs`). Default 2. */
   tries?: number;
 }
 
-/** A `node:dns` resolver, optionally with explicit servers. */
-export function createDefaultResolver(options: DefaultResolverOptions = {}): DnsResolver {
-  const resolver = new NodeResolver({ timeout: options.timeoutMs ?? 5000, tries: options.tries ?? 2 });
-  if (options.dnsServers && options.dnsServers.length > 0) resolver.setServers([...options.dnsServers]);
-  return resolver;
+/** The default resolver: a {@link DnsResolver} whose outstanding queries can be cancelled. */
+export interface DefaultResolver extends DnsResolver {
+  /** Cancels every outstanding query (they reject with `ECANCELLED`, a temporary failure); call it on shutdown. */
+  cancel(): void;
+  /** The servers queried, as `ip` / `ip:port`. */
+  getServers(): string[];
+}
+
+/** Tries per server of the default resolver: one retransmission, like a stub resolver. */
+const DEFAULT_TRIES = 2;
+
+/**
+ * The c-ares schedule that fits a query into `deadlineMs`. c-ares tries each of `servers` in turn, `tries` rounds,
+ * the per-try timeout growing every round (measured with c-ares 1.34: a never-answered query with 2 tries on one
+ * server ends after 3–4× the per-try timeout), so the timeout is the deadline divided by `servers × 2^tries`.
+ */
+export function caresSchedule(deadlineMs: number, servers: number, tries = DEFAULT_TRIES): { timeout: number; tries: number } {
+  return { timeout: Math.max(1, Math.floor(deadlineMs / (Math.max(1, servers) * 2 ** tries))), tries };
+}
+
+/**
+ * A `node:dns` resolver, optionally with explicit servers, whose queries end by `deadlineMs` and can be cancelled.
+ *
+ * c-ares keeps retrying a query after its caller stopped waiting, and its schedule is only approximately bounded
+ * (it adapts to server latency and adds jitter). So besides configuring c-ares from the deadline, each query is
+ * raced against the deadline here, and once no caller waits for any query any more, the abandoned ones are
+ * cancelled: a process whose DNS server never answers exits when the deadline passes, not seconds later.
+ */
+export function createDefaultResolver(options: DefaultResolverOptions = {}): DefaultResolver {
+  const tries = options.tries ?? DEFAULT_TRIES;
+  const explicit = options.dnsServers && options.dnsServers.length > 0 ? [...options.dnsServers] : undefined;
+  // With an explicit c-ares schedule, the deadline defaults to the longest that schedule can take on one server.
+  const deadlineMs = options.deadlineMs ?? (options.timeoutMs !== undefined ? options.timeoutMs * 2 ** tries : 10_000);
+  // The number of servers is known only once they are set (the system's come from resolv.conf).
+  const servers = explicit ?? new NodeResolver().getServers();
+  const inner = new NodeResolver(options.timeoutMs !== undefined ? { timeout: options.timeoutMs, tries } : caresSchedule(deadlineMs, servers.length, tries));
+  if (explicit) inner.setServers(explicit);
+  return new DeadlineResolver(inner, deadlineMs);
+}
+
+/** Races each c-ares query against the deadline; cancels abandoned queries once nobody waits for an answer. */
+class DeadlineResolver implements DefaultResolver {
+  /** Queries whose caller still waits. */
+  private waiting = 0;
+
+  constructor(
+    private readonly inner: NodeResolver,
+    private readonly deadlineMs: number,
+  ) {}
+
+  resolveTxt(name: string): Promise<string[][]> {
+    return this.run(this.inner.resolveTxt(name), name);
+  }
+  resolveMx(name: string): Promise<MxRecord[]> {
+    return this.run(this.inner.resolveMx(name), name);
+  }
+  resolve4(name: string): Promise<string[]> {
+    return this.run(this.inner.resolve4(name), name);
+  }
+  resolve6(name: string): Promise<string[]> {
+    return this.run(this.inner.resolve6(name), name);
+  }
+  getServers(): string[] {
+    return this.inner.getServers();
+  }
+  cancel(): void {
+    this.inner.cancel();
+  }
+
+  private run<T>(query: Promise<T>, name: string): Promise<T> {
+    this.waiting++;
+    return new Promise<T>((resolve, reject) => {
+      let timedOut = false;
+      const timer = setTimeout(() => {
+        timedOut = true;
+        this.waiting--;
+        reject(Object.assign(new Error(`query for ${name} timed out after ${this.deadlineMs} ms`), { code: 'ETIMEOUT', hostname: name }));
+        if (this.waiting === 0) this.inner.cancel(); // nobody waits: stop c-ares retrying in the background
+      }, this.deadlineMs);
+      timer.unref();
+      const settle = (): boolean => {
+        if (timedOut) return false;
+        clearTimeout(timer);
+        this.waiting--;
+        return true;
+      };
+      query.then(
+        (value) => settle() && resolve(value),
+        (error: unknown) => settle() && reject(error),
+      );
+    });
+  }
 }
 
 /** Node / c-ares codes for an authoritative "no such name" or "no such record". */

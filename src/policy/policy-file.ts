@@ -29,13 +29,6 @@ export interface PolicyFile {
   extensions: Array<{ name: string; value: string }>;
 }
 
-/**
- * Former name of {@link PolicyFile}, kept only for modules not renamed yet (not exported by the package).
- * @internal
- * @deprecated Use {@link PolicyFile}.
- */
-export type StsPolicy = PolicyFile;
-
 /** §3.2: "max_age ... maximum value of 31557600" (one year). */
 export const MAX_MAX_AGE = 31_557_600;
 
