@@ -82,14 +82,16 @@ function mxHostLines(c: Colors, h: MxHostTrace, width: number): string[] {
   if (h.probe) {
     const p = h.probe;
     const where = `${p.address}:${p.port}`;
-    if (p.ok) out.push(`${indent}${c.green(OK)} probe ${where}: STARTTLS, ${p.tlsVersion ?? 'TLS'}, certificate valid for ${h.host} (${p.elapsedMs} ms)`);
-    else out.push(`${indent}${c.red(BAD)} probe ${where}: ${p.resultType ? `${c.bold(p.resultType)}: ` : ''}${p.reason}${p.tlsVersion ? ` (${p.tlsVersion})` : ''} (${p.elapsedMs} ms)`);
+    const negotiated = [p.tlsVersion, p.cipher].filter(Boolean).join(' ');
+    if (p.ok) out.push(`${indent}${c.green(OK)} probe ${where}: STARTTLS, ${negotiated || 'TLS'}, certificate valid for ${h.host} (${p.elapsedMs} ms)`);
+    else out.push(`${indent}${c.red(BAD)} probe ${where}: ${p.resultType ? `${c.bold(p.resultType)}: ` : ''}${p.reason}${negotiated ? ` (${negotiated})` : ''} (${p.elapsedMs} ms)`);
     const cert = p.certificate;
     if (cert) {
-      const left = cert.daysLeft < 14 ? c.yellow(`${WARN} ${cert.daysLeft} days left`) : `${cert.daysLeft} days left`;
+      const left = cert.daysLeft < 0 ? c.red(`${BAD} expired ${-cert.daysLeft} day${cert.daysLeft === -1 ? '' : 's'} ago`) : cert.daysLeft < 14 ? c.yellow(`${WARN} ${cert.daysLeft} days left`) : `${cert.daysLeft} days left`;
       out.push(`${indent}  certificate: issuer ${cert.issuer}`);
       out.push(`${indent}    not after ${cert.notAfter} (${left})`);
       out.push(`${indent}    names ${cert.san.join(', ') || c.dim('(no DNS names)')}`);
+      if (cert.fingerprint256) out.push(`${indent}    ${c.dim(`sha256 ${cert.fingerprint256}`)}`);
     }
   }
   return out;
