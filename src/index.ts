@@ -11,6 +11,7 @@
  */
 export { createMtaSts } from './engine.js';
 export type { MtaSts, MtaStsOptions, GetPolicyOptions, PlanOptions } from './engine.js';
+export type { DiscoveryTraceStep, DiscoveryTracer } from './engine.js';
 export type { MtaStsEvents, MtaStsEventName, MtaStsListener } from './engine/events.js';
 export type { StoreErrorEvent, StoreOperation } from './cache/tiered.js';
 export type { MtaStsPolicy, PolicyLookup, PolicySource, PolicyStatus } from './types.js';

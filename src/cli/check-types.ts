@@ -47,8 +47,10 @@ export interface TxtTrace {
 
 export interface PolicyTrace {
   url: string;
-  /** False when the fetch was skipped (no valid TXT record: a sender does not fetch). */
+  /** False when no fetch was made (no valid TXT record: a sender does not fetch; or a cached policy applied). */
   fetched: boolean;
+  /** The policy came from the engine's cache, not from a fetch in this run. */
+  fromCache?: boolean;
   ok: boolean;
   httpStatus?: number;
   contentType?: string;

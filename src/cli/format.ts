@@ -106,17 +106,16 @@ export function formatCheck(c: Colors, r: CheckResult): string {
   if (r.policy) {
     const p = r.policy;
     out.push(`  ${c.bold('Policy')}  ${p.url}`);
-    if (!p.fetched) out.push(`    ${c.dim('-')} not fetched (no valid TXT record)`);
-    else {
-      const facts = [p.httpStatus !== undefined ? `HTTP ${p.httpStatus}` : undefined, p.contentType, p.bytes !== undefined ? `${p.bytes} bytes` : undefined, p.elapsedMs !== undefined ? `${p.elapsedMs} ms` : undefined].filter(Boolean).join(', ');
-      if (p.ok) {
-        out.push(`    ${c.green(OK)} ${facts}`);
-        out.push(`    mode ${c.bold(p.mode ?? '')}, max_age ${p.maxAge} (${duration(p.maxAge ?? 0)})`);
-        for (const mx of p.mx ?? []) out.push(`    mx ${mx}`);
-        for (const ext of p.extensions ?? []) out.push(`    ${c.dim(`${ext.name}: ${ext.value}`)}`);
-      } else {
-        out.push(`    ${c.red(BAD)} ${p.error ? `${p.error.code}: ${p.error.message}` : 'failed'}${facts ? c.dim(` (${facts})`) : ''}`);
-      }
+    const facts = [p.httpStatus !== undefined ? `HTTP ${p.httpStatus}` : undefined, p.contentType, p.bytes !== undefined ? `${p.bytes} bytes` : undefined, p.elapsedMs !== undefined ? `${p.elapsedMs} ms` : undefined].filter(Boolean).join(', ');
+    if (p.ok) {
+      out.push(`    ${c.green(OK)} ${p.fromCache ? c.dim('cached policy (not fetched in this run)') : facts}`);
+      out.push(`    mode ${c.bold(p.mode ?? '')}, max_age ${p.maxAge} (${duration(p.maxAge ?? 0)})`);
+      for (const mx of p.mx ?? []) out.push(`    mx ${mx}`);
+      for (const ext of p.extensions ?? []) out.push(`    ${c.dim(`${ext.name}: ${ext.value}`)}`);
+    } else if (!p.fetched && !p.error) {
+      out.push(`    ${c.dim('-')} not fetched (no valid TXT record)`);
+    } else {
+      out.push(`    ${c.red(BAD)} ${p.error ? `${p.error.code}: ${p.error.message}` : 'failed'}${facts ? c.dim(` (${facts})`) : ''}`);
     }
   }
   if (r.mx) {

@@ -46,6 +46,11 @@ beforeAll(async () => {
 
   await world.addMx('nopolicy.test', 'mx.nopolicy.test');
 
+  await world.addMx('charset.test', 'mx.charset.test');
+  world.publishPolicy('charset.test', { id: 'cs1', mode: 'enforce', mx: ['mx.charset.test'], host: { kind: 'ok', contentType: 'text/plain; charset=utf-8' } });
+  world.dns.addRecords('_mta-sts.charset.test', { txt: ['google-site-verification=abc'] });
+  world.publishPolicy('badpolicy.test', { id: 'bp1', mode: 'enforce', mx: [], body: 'version: STSv1\nmode: sometimes\n' });
+
   await world.addMx('fetch404.test', 'mx.fetch404.test');
   world.publishPolicy('fetch404.test', { id: 'f1', mode: 'enforce', mx: ['mx.fetch404.test'], host: { kind: 'status', status: 404 } });
 
@@ -174,6 +179,17 @@ describe.concurrent('mta-sts check --json', { timeout: 45_000 }, () => {
       policy: { fetched: true, ok: false, httpStatus: 404, error: { code: 'MTASTS_HTTP_STATUS', resultType: 'sts-policy-fetch-error' } },
       problems: [{ code: 'policy-fetch-failed', resultType: 'sts-policy-fetch-error' }],
     });
+  });
+});
+
+describe.concurrent("mta-sts check: the trace is the engine's", { timeout: 45_000 }, () => {
+  it('shows the content type and bytes the engine received, also for a policy that does not parse, and every TXT record', async () => {
+    const [ok, bad] = await Promise.all([runMtaSts(['check', '--json', ...worldArgs, 'charset.test']), runMtaSts(['check', ...worldArgs, 'badpolicy.test'])]);
+    const [result] = jsonLines<CheckResult>(ok.stdout);
+    expect(result!.policy).toMatchObject({ fetched: true, ok: true, httpStatus: 200, contentType: 'text/plain; charset=utf-8', bytes: Buffer.byteLength(result!.policy!.text!) });
+    expect([...result!.txt!.records].sort()).toEqual(['google-site-verification=abc', 'v=STSv1; id=cs1;']);
+    expect(bad.code).toBe(1);
+    expect(bad.stdout).toMatch(/✗ MTASTS_POLICY_INVALID: .*\(HTTP 200, text\/plain, 31 bytes, \d+ ms\)/);
   });
 });
 
