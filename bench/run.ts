@@ -74,6 +74,10 @@ try {
   const interval = createMtaSts({ ...world.mtaStsOptions(), refreshAfterFraction: 0, txtCheckIntervalMs: 60_000 });
   await interval.getPolicy('bench.test');
   await loopAsync('getPolicy, cached, txtCheckIntervalMs 60 s', 200_000, 1, () => interval.getPolicy('bench.test'), 'no I/O');
+  let steps = 0;
+  const traceOptions = { trace: () => void steps++ };
+  await loopAsync('getPolicy, same, with a trace observer', 200_000, 1, () => interval.getPolicy('bench.test', traceOptions), 'one cache step per call');
+  if (steps === 0) throw new Error('the trace observer saw nothing');
   await loopAsync('plan (MX given), cached, txtCheckIntervalMs 60 s', 100_000, 1, () => interval.plan('bench.test', ['mx1.bench.test', 'mx2.bench.test']), 'no I/O');
   await loopAsync('getPolicy refresh: TXT + HTTPS fetch, warm engine', 1_000, 1, () => perLookup.getPolicy('bench.test', { refresh: true }), 'new TLS connection per fetch, by design');
   await loopAsync('getPolicy, first discovery on a new engine', 200, 1, async () => {
