@@ -115,6 +115,7 @@ export interface MtaStsOptions {
 }
 
 export type { GetPolicyOptions } from './engine/lookups.js';
+export type { DiscoveryTraceStep, DiscoveryTracer, TxtTraceStep, FetchTraceStep, CacheTraceStep } from './engine/trace.js';
 
 export interface PlanOptions {
   signal?: AbortSignal;

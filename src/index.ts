@@ -16,6 +16,7 @@
 // The engine (discovery, cache, planning) and the types of its API.
 export { createMtaSts } from './engine.js';
 export type { MtaSts, MtaStsOptions, GetPolicyOptions, PlanOptions } from './engine.js';
+export type { DiscoveryTraceStep, DiscoveryTracer } from './engine.js';
 export type { MtaStsEvents, MtaStsEventName, MtaStsListener } from './engine/events.js';
 export type { StoreErrorEvent, StoreOperation } from './cache/tiered.js';
 export type { ActivePolicy, PolicyLookup, PolicySource, PolicyStatus } from './types.js';

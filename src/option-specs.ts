@@ -127,6 +127,7 @@ export const TLSRPT_REPORTER_OPTION_SPEC: OptionSpec = Object.freeze({
   spoolDir: str('a directory path'),
   resolver: resolverRule,
   mailTransport: mailTransportRule,
+  keepUndeliverable: bool,
   mailFrom: str('an e-mail address'),
   dkim: plainObject,
   transportSignsDkim: bool,

@@ -4,14 +4,12 @@
  *
  * The handshake runs with the engine's *testing-mode* options (`tlsOptions(host, false)`): the session completes
  * whatever the certificate, and the library's `verifyTls` gives the same verdict and RFC 8460 result type a strict
- * (enforce) handshake would. The certificate is captured in `checkServerIdentity`, which Node calls once the
- * chain has validated; for a chain that does not validate, the result type says why.
+ * (enforce) handshake would. The certificate and cipher shown come from the probe's observation of the socket, so
+ * an expired or otherwise failing certificate is described too; they never change the verdict.
  */
-import { X509Certificate } from 'node:crypto';
-import type { PeerCertificate } from 'node:tls';
 import { resolveAddresses } from '../discovery/lookup.js';
 import type { MtaSts } from '../engine.js';
-import { probeStartTls } from '../tls/starttls-probe.js';
+import { probeStartTls, type ProbedCertificate } from '../tls/starttls-probe.js';
 import type { CertificateTrace, MxHostTrace } from './check-types.js';
 
 const DAY_MS = 86_400_000;
@@ -27,19 +25,16 @@ export interface ProbeSetup {
   now?: () => number;
 }
 
-/** Describes a certificate for operators: issuer, expiry, names. */
-export function describeCertificate(cert: X509Certificate, now: number): CertificateTrace {
-  const notAfter = new Date(cert.validTo);
-  const san = (cert.subjectAltName ?? '')
-    .split(/,\s*/)
-    .filter((entry) => entry.startsWith('DNS:'))
-    .map((entry) => entry.slice(4));
+/** Describes a certificate for operators: issuer, expiry and days left, names, fingerprint. */
+export function describeCertificate(cert: ProbedCertificate, now: number): CertificateTrace {
+  const notAfter = new Date(cert.validTo).getTime();
   return {
-    subject: cert.subject.replace(/\n/g, ', '),
-    issuer: cert.issuer.replace(/\n/g, ', '),
-    notAfter: Number.isNaN(notAfter.getTime()) ? cert.validTo : notAfter.toISOString(),
-    daysLeft: Math.floor((notAfter.getTime() - now) / DAY_MS),
-    san,
+    subject: cert.subject,
+    issuer: cert.issuer,
+    notAfter: cert.validTo,
+    daysLeft: Math.floor((notAfter - now) / DAY_MS),
+    san: [...cert.subjectAltNames],
+    fingerprint256: cert.fingerprint256,
   };
 }
 
@@ -55,27 +50,14 @@ export async function probeHost(entry: MxHostTrace, engine: MtaSts, setup: Probe
   entry.addresses = addresses;
   const address = addresses[0]!;
   const port = setup.smtpPort ?? 25;
-  const tls = engine.tlsOptions(entry.host, false);
-  let peer: PeerCertificate | undefined;
   const result = await probeStartTls(entry.host, {
     address,
     smtpPort: port,
-    tls: {
-      ...tls,
-      checkServerIdentity: (host, cert) => {
-        peer = cert;
-        return tls.checkServerIdentity(host, cert);
-      },
-    },
+    tls: engine.tlsOptions(entry.host, false),
     timeoutMs: setup.timeoutMs,
     ...(setup.ehloName ? { ehloName: setup.ehloName } : {}),
   });
-  let certificate: CertificateTrace | undefined;
-  try {
-    if (peer?.raw) certificate = describeCertificate(new X509Certificate(peer.raw), (setup.now ?? Date.now)());
-  } catch {
-    // Unparsable: the verdict below still stands.
-  }
+  const certificate = result.certificate ? describeCertificate(result.certificate, (setup.now ?? Date.now)()) : undefined;
   const ok = result.verification.ok && result.error === undefined;
   const resultType = result.verification.resultType ?? result.resultType;
   const tlsVersion = result.protocol ?? result.verification.protocol;
@@ -85,6 +67,7 @@ export async function probeHost(entry: MxHostTrace, engine: MtaSts, setup: Probe
     starttls: result.starttlsOffered,
     ok,
     ...(tlsVersion ? { tlsVersion } : {}),
+    ...(result.cipher ? { cipher: result.cipher.standardName ?? result.cipher.name } : {}),
     ...(certificate ? { certificate } : {}),
     ...(!ok && resultType ? { resultType } : {}),
     reason: result.error !== undefined && !result.verification.reason ? result.error : result.verification.reason,

@@ -47,8 +47,10 @@ export interface TxtTrace {
 
 export interface PolicyTrace {
   url: string;
-  /** False when the fetch was skipped (no valid TXT record: a sender does not fetch). */
+  /** False when no fetch was made (no valid TXT record: a sender does not fetch; or a cached policy applied). */
   fetched: boolean;
+  /** The policy came from the engine's cache, not from a fetch in this run. */
+  fromCache?: boolean;
   ok: boolean;
   httpStatus?: number;
   contentType?: string;
@@ -63,7 +65,7 @@ export interface PolicyTrace {
   error?: ErrorInfo;
 }
 
-/** The MX host's certificate as seen by a probe (when its chain validated, see `check-probe.ts`). */
+/** The certificate an MX host presented to a probe, whether or not it validated (see `check-probe.ts`). */
 export interface CertificateTrace {
   subject: string;
   issuer: string;
@@ -73,6 +75,8 @@ export interface CertificateTrace {
   daysLeft: number;
   /** subjectAltName DNS names. */
   san: string[];
+  /** SHA-256 fingerprint, colon-separated hex. */
+  fingerprint256?: string;
 }
 
 export interface ProbeTrace {
@@ -83,6 +87,8 @@ export interface ProbeTrace {
   /** STARTTLS, TLS 1.2+ and a certificate valid for the MX name (RFC 8461 §4.2). */
   ok: boolean;
   tlsVersion?: string;
+  /** The negotiated cipher suite (IETF name when known), when the handshake completed. */
+  cipher?: string;
   certificate?: CertificateTrace;
   /** RFC 8460 result type of the failure. */
   resultType?: TlsRptResultType;

@@ -4,7 +4,7 @@
  *
  * The trace is the library's own: discovery and caching by `createMtaSts().getPolicy()`, MX lookup and matching by
  * `plan()`, MX TLS options by `tlsOptions()`, the TLS-RPT record by `lookupTlsRptRecord()`. The CLI only observes
- * (the TXT answers through its resolver, see `context.ts`) and judges (`check-rules.ts`).
+ * (the engine's discovery trace: `getPolicy(domain, { trace })`) and judges (`check-rules.ts`).
  *
  * What counts as a **problem** (exit code 1) — something that makes a sender defer, refuse or ignore the policy:
  * - the domain name is invalid, or the domain does not exist (NXDOMAIN);
@@ -19,7 +19,7 @@
  * delivered; they are what TLS-RPT reports): their own category, counted as problems only with
  * `testingAsEnforce`. **Warnings** never change the exit code.
  */
-import type { MtaSts } from '../engine.js';
+import type { DiscoveryTraceStep, FetchTraceStep, MtaSts, TxtTraceStep } from '../engine.js';
 import { MtaStsError } from '../errors.js';
 import { policyUrl } from '../discovery/fetch-policy.js';
 import { normalizeDomainOrUndefined } from '../domain.js';
@@ -34,15 +34,9 @@ import type { CheckCategory, CheckResult, ErrorInfo, MxTrace, PolicyTrace, TlsRp
 
 export type * from './check-types.js';
 
-/** The TXT answers the engine received, by query name (see `context.ts`). */
-export interface TxtAnswers {
-  get(name: string): string[][] | undefined;
-}
-
 /** What {@link checkDomain} needs. Everything network-facing is the engine's. */
 export interface CheckContext extends ProbeSetup {
   engine: MtaSts;
-  txtAnswers: TxtAnswers;
   /** Deadline of each network step (one DNS query, the policy fetch, one probe), ms. */
   timeoutMs: number;
   /** FOR TESTS: the HTTPS port of policy hosts (the RFC fixes 443); only shown in the policy URL. */
@@ -90,18 +84,21 @@ export async function checkDomain(input: string, ctx: CheckContext, source?: str
 
   // A sender's first steps, concurrently: policy discovery, MX lookup and planning (sharing the same discovery),
   // and the TLS-RPT record.
-  const fetchStarted = performance.now();
+  // The engine reports its discovery steps (TXT answer, fetch, cache decision); plan() joins the same discovery.
+  const steps: DiscoveryTraceStep[] = [];
   const [lookup, planned, tlsrpt] = await Promise.all([
-    ctx.engine.getPolicy(domain).then((l) => ({ lookup: l, ms: Math.round(performance.now() - fetchStarted) })),
+    ctx.engine.getPolicy(domain, { trace: (step) => steps.push(step) }),
     ctx.engine.plan(domain).then(
       (plan): { plan: DeliveryPlan } | { error: unknown } => ({ plan }),
       (error: unknown) => ({ error }),
     ),
     checkTlsRpt(domain, ctx),
   ]);
-  const txt = txtTrace(domain, lookup.lookup, ctx.txtAnswers);
-  const policy = policyTrace(domain, lookup.lookup, lookup.ms, ctx.httpsPort);
-  const mode: PolicyMode | null = lookup.lookup.status === 'policy' && lookup.lookup.policy ? lookup.lookup.policy.mode : null;
+  const txtStep = steps.find((st): st is TxtTraceStep => st.step === 'txt');
+  const fetchStep = steps.find((st): st is FetchTraceStep => st.step === 'fetch');
+  const txt = txtTrace(domain, lookup, txtStep);
+  const policy = policyTrace(domain, lookup, fetchStep, ctx.httpsPort);
+  const mode: PolicyMode | null = lookup.status === 'policy' && lookup.policy ? lookup.policy.mode : null;
   const mx = mxTrace(planned);
   if (ctx.probe) await Promise.all(mx.hosts.filter((h) => h.match !== 'invalid-name').map((h) => probeHost(h, ctx.engine, ctx)));
 
@@ -112,17 +109,16 @@ export async function checkDomain(input: string, ctx: CheckContext, source?: str
   return { ...base, domain, category, mode, problem, ...findings, txt, policy, mx, tlsrpt, probed: ctx.probe, elapsedMs: Math.round(performance.now() - started) };
 }
 
-/** The TXT step, from the engine's verdict and the records it received. */
-function txtTrace(domain: string, lookup: PolicyLookup, answers: TxtAnswers): TxtTrace {
+/** The TXT step, from the engine's verdict and the records it reported seeing. */
+function txtTrace(domain: string, lookup: PolicyLookup, step: TxtTraceStep | undefined): TxtTrace {
   const name = `_mta-sts.${domain}`;
-  const raw = answers.get(name) ?? [];
-  const records = raw.map((r) => r.join(''));
+  const records = step?.records ?? [];
   const code = lookup.error?.code;
   // The engine sets `txtId` once it has a valid record; failures after that are the policy fetch's.
   if (lookup.txtId !== undefined) {
     let extensions: TxtTrace['extensions'];
     try {
-      extensions = selectStsTxtRecord(raw)?.extensions;
+      extensions = selectStsTxtRecord(records.map((r) => [r]))?.extensions;
     } catch {
       // The engine accepted the record; extensions are only shown.
     }
@@ -133,10 +129,16 @@ function txtTrace(domain: string, lookup: PolicyLookup, answers: TxtAnswers): Tx
   return { name, records, verdict: 'none' };
 }
 
-/** The policy step. A successful fetch implies HTTP 200 (RFC 8461 §3.3) and `text/plain` (§3.2, required by the engine). */
-function policyTrace(domain: string, lookup: PolicyLookup, elapsedMs: number, httpsPort: number | undefined): PolicyTrace {
-  const url = policyUrl(domain, httpsPort);
+/** The policy step: the engine's fetch as it reported it (URL, HTTP status, content type, bytes, time, error). */
+function policyTrace(domain: string, lookup: PolicyLookup, step: FetchTraceStep | undefined, httpsPort: number | undefined): PolicyTrace {
+  const url = step?.url || policyUrl(domain, httpsPort);
   if (lookup.txtId === undefined) return { url, fetched: false, ok: false };
+  const facts = {
+    ...(step?.status !== undefined ? { httpStatus: step.status } : {}),
+    ...(step?.contentType !== undefined ? { contentType: step.contentType } : {}),
+    ...(step?.bytes !== undefined ? { bytes: step.bytes } : {}),
+    ...(step ? { elapsedMs: step.elapsedMs } : {}),
+  };
   const policy = lookup.status === 'policy' ? lookup.policy : undefined;
   if (policy) {
     let extensions: PolicyTrace['extensions'] = [];
@@ -145,23 +147,10 @@ function policyTrace(domain: string, lookup: PolicyLookup, elapsedMs: number, ht
     } catch {
       // The engine parsed it; extensions are only shown.
     }
-    const bytes = Buffer.byteLength(policy.text);
-    return { url, fetched: true, ok: true, httpStatus: 200, contentType: 'text/plain', bytes, elapsedMs, mode: policy.mode, maxAge: policy.maxAge, mx: [...policy.mx], extensions, text: policy.text };
+    // No fetch step: the engine used a cached policy (nothing was fetched in this run).
+    return { url, fetched: step !== undefined, ok: true, ...facts, ...(step ? {} : { fromCache: true }), mode: policy.mode, maxAge: policy.maxAge, mx: [...policy.mx], extensions, text: policy.text };
   }
-  const details = lookup.error instanceof MtaStsError ? lookup.error.details : {};
-  const status = typeof details.status === 'number' ? details.status : undefined;
-  const contentType = typeof details.contentType === 'string' ? details.contentType : undefined;
-  const bytes = typeof details.bytes === 'number' ? details.bytes : undefined;
-  return {
-    url,
-    fetched: true,
-    ok: false,
-    ...(status !== undefined ? { httpStatus: status } : {}),
-    ...(contentType !== undefined ? { contentType } : {}),
-    ...(bytes !== undefined ? { bytes } : {}),
-    elapsedMs,
-    ...(lookup.error ? { error: errorInfo(lookup.error) } : {}),
-  };
+  return { url, fetched: step !== undefined, ok: false, ...facts, ...(lookup.error ? { error: errorInfo(lookup.error) } : {}) };
 }
 
 /** The MX step, from the engine's plan (or the MX lookup failure that stopped it). */

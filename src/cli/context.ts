@@ -1,13 +1,12 @@
 /**
  * Builds what `mta-sts check` runs on from CLI options: the library's engine (`createMtaSts`), with the resolver
  * (system or `--dns-server`), the extra trust anchors (`--ca`) and the deadlines the options give, so the CLI sees
- * exactly what the library would. The resolver handed to the engine records the TXT answers it returns, so the
- * trace can show the records the engine judged.
+ * exactly what the library would. The trace of each check comes from the engine itself (`getPolicy`'s `trace`).
  */
 import { createMtaSts, type MtaSts } from '../engine.js';
 import { MemoryPolicyStore } from '../cache/store.js';
 import { createDefaultResolver, type DnsResolver } from '../discovery/resolver.js';
-import type { CheckContext, TxtAnswers } from './check.js';
+import type { CheckContext } from './check.js';
 
 export interface CheckSetup {
   /** `ip` or `ip:port`; empty: the system's resolvers. */
@@ -31,50 +30,31 @@ export interface CheckRuntime {
   close(): Promise<void>;
 }
 
-/** Most TXT answers remembered (one per checked domain; a run checks each domain once). */
-const MAX_RECORDED_ANSWERS = 100_000;
-
-/** A resolver that remembers the last TXT answer per name (bounded) and otherwise delegates. */
-function recordingResolver(inner: DnsResolver): { resolver: DnsResolver; answers: TxtAnswers } {
-  const answers = new Map<string, string[][]>();
-  const resolver: DnsResolver = {
-    async resolveTxt(name) {
-      const records = await inner.resolveTxt(name);
-      if (answers.size >= MAX_RECORDED_ANSWERS) answers.delete(answers.keys().next().value as string);
-      answers.set(name.toLowerCase(), records);
-      return records;
-    },
-    resolveMx: (name) => inner.resolveMx(name),
-    resolve4: (name) => inner.resolve4(name),
-    resolve6: (name) => inner.resolve6(name),
-  };
-  return { resolver, answers: { get: (name) => answers.get(name.toLowerCase()) } };
-}
+/** Policies held by the check's engine (each domain of a run is checked once). */
+const MAX_CACHED_POLICIES = 100_000;
 
 export function createCheckRuntime(setup: CheckSetup): CheckRuntime {
   // c-ares gets a per-try timeout; the engine enforces the overall deadline of each query.
-  const base =
+  const resolver =
     setup.resolver ??
     createDefaultResolver({
       ...(setup.dnsServers.length > 0 ? { dnsServers: setup.dnsServers } : {}),
       timeoutMs: Math.max(100, Math.floor(setup.timeoutMs / 2)),
       tries: 2,
     });
-  const { resolver, answers } = recordingResolver(base);
   const engine: MtaSts = createMtaSts({
     resolver,
     ...(setup.ca.length > 0 ? { ca: [...setup.ca] } : {}),
     dnsTimeoutMs: setup.timeoutMs,
     fetchTimeoutMs: setup.timeoutMs,
     // A check looks at each domain once: nothing to refresh, nothing to back off from.
-    store: new MemoryPolicyStore({ max: MAX_RECORDED_ANSWERS }),
+    store: new MemoryPolicyStore({ max: MAX_CACHED_POLICIES }),
     refreshIntervalMs: 0,
     fetchBackoffMs: 0,
     ...(setup.httpsPort !== undefined ? { httpsPort: setup.httpsPort } : {}),
   });
   const ctx: CheckContext = {
     engine,
-    txtAnswers: answers,
     timeoutMs: setup.timeoutMs,
     probe: setup.probe,
     ...(setup.testingAsEnforce ? { testingAsEnforce: true } : {}),

@@ -82,14 +82,16 @@ function mxHostLines(c: Colors, h: MxHostTrace, width: number): string[] {
   if (h.probe) {
     const p = h.probe;
     const where = `${p.address}:${p.port}`;
-    if (p.ok) out.push(`${indent}${c.green(OK)} probe ${where}: STARTTLS, ${p.tlsVersion ?? 'TLS'}, certificate valid for ${h.host} (${p.elapsedMs} ms)`);
-    else out.push(`${indent}${c.red(BAD)} probe ${where}: ${p.resultType ? `${c.bold(p.resultType)}: ` : ''}${p.reason}${p.tlsVersion ? ` (${p.tlsVersion})` : ''} (${p.elapsedMs} ms)`);
+    const negotiated = [p.tlsVersion, p.cipher].filter(Boolean).join(' ');
+    if (p.ok) out.push(`${indent}${c.green(OK)} probe ${where}: STARTTLS, ${negotiated || 'TLS'}, certificate valid for ${h.host} (${p.elapsedMs} ms)`);
+    else out.push(`${indent}${c.red(BAD)} probe ${where}: ${p.resultType ? `${c.bold(p.resultType)}: ` : ''}${p.reason}${negotiated ? ` (${negotiated})` : ''} (${p.elapsedMs} ms)`);
     const cert = p.certificate;
     if (cert) {
-      const left = cert.daysLeft < 14 ? c.yellow(`${WARN} ${cert.daysLeft} days left`) : `${cert.daysLeft} days left`;
+      const left = cert.daysLeft < 0 ? c.red(`${BAD} expired ${-cert.daysLeft} day${cert.daysLeft === -1 ? '' : 's'} ago`) : cert.daysLeft < 14 ? c.yellow(`${WARN} ${cert.daysLeft} days left`) : `${cert.daysLeft} days left`;
       out.push(`${indent}  certificate: issuer ${cert.issuer}`);
       out.push(`${indent}    not after ${cert.notAfter} (${left})`);
       out.push(`${indent}    names ${cert.san.join(', ') || c.dim('(no DNS names)')}`);
+      if (cert.fingerprint256) out.push(`${indent}    ${c.dim(`sha256 ${cert.fingerprint256}`)}`);
     }
   }
   return out;
@@ -104,17 +106,16 @@ export function formatCheck(c: Colors, r: CheckResult): string {
   if (r.policy) {
     const p = r.policy;
     out.push(`  ${c.bold('Policy')}  ${p.url}`);
-    if (!p.fetched) out.push(`    ${c.dim('-')} not fetched (no valid TXT record)`);
-    else {
-      const facts = [p.httpStatus !== undefined ? `HTTP ${p.httpStatus}` : undefined, p.contentType, p.bytes !== undefined ? `${p.bytes} bytes` : undefined, p.elapsedMs !== undefined ? `${p.elapsedMs} ms` : undefined].filter(Boolean).join(', ');
-      if (p.ok) {
-        out.push(`    ${c.green(OK)} ${facts}`);
-        out.push(`    mode ${c.bold(p.mode ?? '')}, max_age ${p.maxAge} (${duration(p.maxAge ?? 0)})`);
-        for (const mx of p.mx ?? []) out.push(`    mx ${mx}`);
-        for (const ext of p.extensions ?? []) out.push(`    ${c.dim(`${ext.name}: ${ext.value}`)}`);
-      } else {
-        out.push(`    ${c.red(BAD)} ${p.error ? `${p.error.code}: ${p.error.message}` : 'failed'}${facts ? c.dim(` (${facts})`) : ''}`);
-      }
+    const facts = [p.httpStatus !== undefined ? `HTTP ${p.httpStatus}` : undefined, p.contentType, p.bytes !== undefined ? `${p.bytes} bytes` : undefined, p.elapsedMs !== undefined ? `${p.elapsedMs} ms` : undefined].filter(Boolean).join(', ');
+    if (p.ok) {
+      out.push(`    ${c.green(OK)} ${p.fromCache ? c.dim('cached policy (not fetched in this run)') : facts}`);
+      out.push(`    mode ${c.bold(p.mode ?? '')}, max_age ${p.maxAge} (${duration(p.maxAge ?? 0)})`);
+      for (const mx of p.mx ?? []) out.push(`    mx ${mx}`);
+      for (const ext of p.extensions ?? []) out.push(`    ${c.dim(`${ext.name}: ${ext.value}`)}`);
+    } else if (!p.fetched && !p.error) {
+      out.push(`    ${c.dim('-')} not fetched (no valid TXT record)`);
+    } else {
+      out.push(`    ${c.red(BAD)} ${p.error ? `${p.error.code}: ${p.error.message}` : 'failed'}${facts ? c.dim(` (${facts})`) : ''}`);
     }
   }
   if (r.mx) {

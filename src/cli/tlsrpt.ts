@@ -2,29 +2,19 @@
  * `mta-sts tlsrpt preview|send`: the reports waiting in a TLS-RPT spool directory (a `FileSpoolStore`, as written
  * by `createTlsRptReporter`), shown or sent now through the reporter's own `pending()` / `flush()`.
  */
-import { cp, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
-import { hostname, tmpdir } from 'node:os';
+import { createPrivateKey } from 'node:crypto';
+import { readFile, stat } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { rootCertificates } from 'node:tls';
-import { join, resolve as resolvePath, sep } from 'node:path';
+import { resolve as resolvePath } from 'node:path';
 import pc from 'picocolors';
 import { createDefaultResolver } from '../discovery/resolver.js';
 import { normalizeDomainOrUndefined } from '../domain.js';
 import { unknownTopLevelDomain } from '../mx/public-suffix.js';
-import { utcDayKey } from '../tlsrpt/report.js';
-import {
-  createTlsRptReporter,
-  FileSpoolStore,
-  lookupTlsRptRecord,
-  type DomainDayKey,
-  type FlushResult,
-  type PendingReport,
-  type TlsRptError,
-  type TlsRptReporterOptions,
-  type TlsRptStore,
-} from '../tlsrpt/index.js';
-import { mapOrdered } from './batch.js';
+import { MtaStsError } from '../errors.js';
+import { createTlsRptReporter, FileSpoolStore, type FlushResult, type PendingReport, type TlsRptError, type TlsRptReporter, type TlsRptReporterOptions } from '../tlsrpt/index.js';
 import type { Colors } from './format.js';
-import { colorEnabled, EXIT_OK, EXIT_PROBLEM, UsageError, type CliIo } from './io.js';
+import { colorEnabled, EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, UsageError, type CliIo } from './io.js';
 
 /** The spool directory `--spool` defaults to (the README's example `spoolDir`). */
 export const DEFAULT_SPOOL_DIR = '/var/spool/mta-sts-sender/tlsrpt';
@@ -54,7 +44,7 @@ function colors(io: CliIo, flag: boolean | undefined): Colors {
   return pc.createColors(colorEnabled(io.stdout, io.env, flag));
 }
 
-async function openSpool(opts: TlsRptCommandOptions, cwd: string): Promise<{ dir: string; store: FileSpoolStore; corrupt: TlsRptError[] }> {
+async function openSpool(opts: TlsRptCommandOptions, cwd: string, readOnly = false): Promise<{ dir: string; store: FileSpoolStore; corrupt: TlsRptError[] }> {
   const dir = resolvePath(cwd, opts.spool);
   let isDir = false;
   try {
@@ -64,25 +54,9 @@ async function openSpool(opts: TlsRptCommandOptions, cwd: string): Promise<{ dir
   }
   if (!isDir) throw new UsageError(`${opts.spool} is not a directory`);
   const corrupt: TlsRptError[] = [];
-  // No fsync: the CLI is short-lived and writes only delivery state.
-  const store = new FileSpoolStore(dir, { onCorrupt: (e) => corrupt.push(e) });
+  // A read-only store (preview) writes, moves and deletes nothing, corrupt files included.
+  const store = new FileSpoolStore(dir, { onCorrupt: (e) => corrupt.push(e), ...(readOnly ? { readOnly: true } : {}) });
   return { dir, store, corrupt };
-}
-
-/**
- * The spool as `preview` sees it: reads only. Every write (merge, delivery state, delete) is refused, so a preview
- * can never count, schedule or remove a report.
- */
-function readOnlyView(store: TlsRptStore): TlsRptStore {
-  const refuse = (what: string) => () => Promise.reject(new Error(`tlsrpt preview does not ${what} the spool`));
-  return {
-    merge: refuse('write to'),
-    list: () => store.list(),
-    get: (key) => store.get(key),
-    setDelivery: refuse('schedule reports in'),
-    delete: refuse('delete from'),
-    ...(store.subscribe ? { subscribe: (listener: Parameters<NonNullable<TlsRptStore['subscribe']>>[0]) => store.subscribe!(listener) } : {}),
-  };
 }
 
 /** The identity in every report (RFC 8460 §4.4 organization-name, contact-info) and the report-id domain. */
@@ -132,33 +106,18 @@ export function formatPendingReport(c: Colors, p: PendingReport): string {
   return lines.join('\n');
 }
 
-/**
- * A private copy of the spool's report files (day directories only; `corrupt/` is left out), so that reading
- * cannot change the spool: the store moves a corrupt file aside when it reads one, and a preview must move
- * nothing. Spool files are small JSON records; the copy is removed afterwards.
- */
-async function snapshotSpool(dir: string): Promise<{ copy: string; remove(): Promise<void> }> {
-  const copy = await mkdtemp(join(tmpdir(), 'mta-sts-preview-'));
-  const remove = () => rm(copy, { recursive: true, force: true });
-  try {
-    await cp(dir, copy, { recursive: true, filter: (src) => src === dir || /^\d{4}-\d{2}-\d{2}(?:[\\/][^\\/]+\.json)?$/.test(src.slice(dir.length + 1)) });
-  } catch (error) {
-    await remove();
-    throw new UsageError(`cannot read spool directory ${dir}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
-  }
-  return { copy, remove };
-}
-
 export async function runTlsRptPreview(opts: TlsRptCommandOptions, io: CliIo, cwd: string): Promise<number> {
   const who = identity(opts); // usage errors before the spool is opened
-  const dir = resolvePath(cwd, opts.spool);
+  const { dir, store, corrupt } = await openSpool(opts, cwd, true);
   submitterWarning(who.submitter, io);
-  await openSpool(opts, cwd).then(({ store }) => store.close());
-  const snapshot = await snapshotSpool(dir);
-  const corrupt: TlsRptError[] = [];
-  const store = new FileSpoolStore(snapshot.copy, { fsync: false, onCorrupt: (e) => corrupt.push(e) });
   const c = colors(io, opts.color);
-  const reporter = createTlsRptReporter({ ...who, store: readOnlyView(store), resolver: createDefaultResolver() });
+  let reporter: TlsRptReporter;
+  try {
+    reporter = createTlsRptReporter({ ...who, store, resolver: createDefaultResolver() });
+  } catch (error) {
+    await store.close();
+    throw reporterUsageError(error);
+  }
   try {
     const pending = await reporter.pending();
     if (opts.json) {
@@ -169,9 +128,8 @@ export async function runTlsRptPreview(opts: TlsRptCommandOptions, io: CliIo, cw
       io.stdout.write(`${c.bold(`Spool ${dir}`)}: ${pending.length} pending report${pending.length === 1 ? '' : 's'} (${due} for closed days)\n`);
       for (const p of pending) io.stdout.write(`\n${formatPendingReport(c, p)}\n`);
     }
-    // Paths in the messages are the copy's; name the spool's file instead. Nothing was moved in the spool.
     for (const e of corrupt) {
-      const path = typeof e.details.path === 'string' ? e.details.path.replace(snapshot.copy + sep, dir + sep) : dir;
+      const path = typeof e.details.path === 'string' ? e.details.path : dir;
       const why = e.cause instanceof Error ? e.cause.message : e.message;
       io.stderr.write(`mta-sts: warning: spool file ${path} is corrupt and was skipped (left in place): ${why}\n`);
     }
@@ -179,8 +137,13 @@ export async function runTlsRptPreview(opts: TlsRptCommandOptions, io: CliIo, cw
   } finally {
     await reporter.close();
     await store.close();
-    await snapshot.remove();
   }
+}
+
+/** A reporter that cannot be created from the CLI's options (MTASTS_INVALID_OPTIONS, ...) is a usage error. */
+function reporterUsageError(error: unknown): unknown {
+  if (error instanceof MtaStsError || error instanceof TypeError || error instanceof RangeError) return new UsageError(error.message);
+  return error;
 }
 
 /** `--smtp`: a Nodemailer SMTP URL (`smtp://` or `smtps://`); anything else is a usage error. */
@@ -214,6 +177,12 @@ async function readSendFiles(opts: TlsRptCommandOptions, cwd: string): Promise<{
     } catch (error) {
       throw new UsageError(`cannot read DKIM key ${opts.dkimKey}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
     }
+    try {
+      // Nodemailer sends unsigned mail when the key does not load: refuse it here (RFC 8460 §5.3).
+      createPrivateKey(privateKey);
+    } catch (error) {
+      throw new UsageError(`--dkim-key ${opts.dkimKey} is not a private key (PEM): ${(error as Error).message}`);
+    }
     dkim = { domainName: opts.dkimDomain, keySelector: opts.dkimSelector, privateKey };
   }
   return { ca, dkim };
@@ -228,50 +197,34 @@ export async function runTlsRptSend(opts: TlsRptCommandOptions, io: CliIo, cwd: 
   const httpsPort = opts.httpsPort ?? opts.policyPort;
   const { store, corrupt } = await openSpool(opts, cwd);
   const c = colors(io, opts.color);
-  submitterWarning(who.submitter, io);
-  if (opts.smtp !== undefined && dkim === undefined) {
-    // RFC 8460 §5.3: receivers MUST ignore report mail without a valid DKIM signature of the submitter's domain.
-    io.stderr.write('mta-sts: warning: report mail will be sent unsigned, and RFC 8460 §5.3 tells receivers to ignore unsigned reports; sign with --dkim-domain, --dkim-selector and --dkim-key\n');
-  }
   const timeoutMs = opts.timeout ?? 30_000;
   const resolver = createDefaultResolver({ ...(opts.dnsServer && opts.dnsServer.length > 0 ? { dnsServers: opts.dnsServer } : {}), timeoutMs: Math.max(100, Math.floor(timeoutMs / 2)), tries: 2 });
-  // The reporter removes a report whose destinations it cannot use (mailto: without a transport). A CLI run
-  // without --smtp must not lose such reports: they are hidden from this run and stay in the spool.
-  const kept: Array<{ key: DomainDayKey; uris: string[] }> = [];
-  if (opts.smtp === undefined) {
-    const today = utcDayKey(Date.now());
-    const closed = (await store.list()).filter((k) => k.day < today);
-    await mapOrdered(closed, 8, async (key) => {
-      try {
-        const record = await lookupTlsRptRecord(key.policyDomain, { resolver, timeoutMs });
-        if (record && record.rua.every((d) => d.kind === 'mailto')) kept.push({ key, uris: record.rua.map((d) => d.uri) });
-      } catch {
-        // No usable record, or DNS failed: the reporter decides (skip, or retry later).
-      }
+  let reporter: TlsRptReporter;
+  try {
+    reporter = createTlsRptReporter({
+      ...who,
+      // The spool itself: live writers (an MTA recording into the same directory) are safe, the reporter removes
+      // only the counts it sent (FileSpoolStore locks and settle()).
+      store,
+      resolver,
+      dnsTimeoutMs: timeoutMs,
+      httpsTimeoutMs: timeoutMs,
+      // Without --smtp, reports that can only go to mailto: stay in the spool for a run with --smtp.
+      keepUndeliverable: true,
+      ...(ca.length > 0 ? { ca: [...rootCertificates, ...ca] } : {}),
+      // --ca also applies to the relay's STARTTLS certificate.
+      ...(opts.smtp !== undefined ? { mailTransport: ca.length > 0 ? { url: opts.smtp, tls: { ca: [...rootCertificates, ...ca] } } : opts.smtp } : {}),
+      ...(opts.from !== undefined ? { mailFrom: opts.from } : {}),
+      ...(dkim ? { dkim } : {}),
+      ...(httpsPort !== undefined ? { httpsPortOverride: httpsPort } : {}),
     });
+  } catch (error) {
+    await store.close();
+    throw reporterUsageError(error);
   }
-  const hidden = new Set(kept.map(({ key }) => `${key.day}|${key.policyDomain}`));
-  const view: TlsRptStore = {
-    merge: (delta, limits) => store.merge(delta, limits),
-    list: async () => (await store.list()).filter((k) => !hidden.has(`${k.day}|${k.policyDomain}`)),
-    get: (key) => store.get(key),
-    setDelivery: (key, state) => store.setDelivery(key, state),
-    delete: (key) => store.delete(key),
-    subscribe: (listener) => store.subscribe(listener),
-  };
-  const reporter = createTlsRptReporter({
-    ...who,
-    store: view,
-    resolver,
-    dnsTimeoutMs: timeoutMs,
-    httpsTimeoutMs: timeoutMs,
-    ...(ca.length > 0 ? { ca: [...rootCertificates, ...ca] } : {}),
-    // --ca also applies to the relay's STARTTLS certificate.
-    ...(opts.smtp !== undefined ? { mailTransport: ca.length > 0 ? { url: opts.smtp, tls: { ca: [...rootCertificates, ...ca] } } : opts.smtp } : {}),
-    ...(opts.from !== undefined ? { mailFrom: opts.from } : {}),
-    ...(dkim ? { dkim } : {}),
-    ...(httpsPort !== undefined ? { httpsPort } : {}),
-  });
+  submitterWarning(who.submitter, io);
+  // The reporter's own configuration warnings (RFC 8460 §5.3: report mail without DKIM), printed once.
+  for (const w of reporter.warnings) io.stderr.write(`mta-sts: warning: ${w.message}\n`);
   let result: FlushResult;
   try {
     result = await reporter.flush();
@@ -279,18 +232,22 @@ export async function runTlsRptSend(opts: TlsRptCommandOptions, io: CliIo, cwd: 
     await reporter.close();
     await store.close();
   }
-  printSendResult(result, kept, opts, c, io);
+  printSendResult(result, opts, c, io);
   for (const e of corrupt) io.stderr.write(`mta-sts: warning: ${e.message}\n`);
+  const notAttempted = result.notAttempted ?? [];
+  if (notAttempted.length > 0) {
+    // A configuration error, not a delivery failure: nothing was attempted, nothing counted.
+    const reasons = [...new Set(notAttempted.map((e) => e.error.message))];
+    io.stderr.write(`mta-sts: error: ${notAttempted.length} report${notAttempted.length === 1 ? '' : 's'} not sent because of the configuration: ${reasons.join('; ')}\n`);
+    return EXIT_USAGE;
+  }
   return result.failed.length > 0 || result.dropped.length > 0 ? EXIT_PROBLEM : EXIT_OK;
 }
 
 /** Prints what `tlsrpt send` did: one line (or JSON object) per report, then a count. */
-function printSendResult(result: FlushResult, kept: ReadonlyArray<{ key: DomainDayKey; uris: string[] }>, opts: TlsRptCommandOptions, c: Colors, io: CliIo): void {
-  const events = [...result.sent, ...result.failed, ...result.dropped, ...result.skipped].sort((a, b) => (a.day === b.day ? a.policyDomain.localeCompare(b.policyDomain) : a.day < b.day ? -1 : 1));
-  for (const { key, uris } of kept) {
-    if (opts.json) io.stdout.write(`${JSON.stringify({ type: 'kept-needs-smtp', day: key.day, policyDomain: key.policyDomain, uris })}\n`);
-    else io.stdout.write(`${c.yellow('kept')}     ${key.policyDomain} ${key.day}: only mailto: destinations (${uris.join(', ')}); give --smtp to send it\n`);
-  }
+function printSendResult(result: FlushResult, opts: TlsRptCommandOptions, c: Colors, io: CliIo): void {
+  const events = [...result.sent, ...result.failed, ...result.dropped, ...result.skipped, ...(result.notAttempted ?? [])].sort((a, b) => (a.day === b.day ? a.policyDomain.localeCompare(b.policyDomain) : a.day < b.day ? -1 : 1));
+  const kept = result.skipped.filter((e) => e.type === 'skipped-no-transport' && e.kept === true).length;
   for (const e of events) {
     if (opts.json) {
       // The report itself is left out (use `preview --json` for it); errors as their JSON view.
@@ -315,12 +272,17 @@ function printSendResult(result: FlushResult, kept: ReadonlyArray<{ key: DomainD
         io.stdout.write(`${c.dim('skipped')}  ${head}: no usable TLS-RPT record${e.error ? ` (${e.error.message})` : ''}\n`);
         break;
       case 'skipped-no-transport':
-        io.stdout.write(`${c.dim('skipped')}  ${head}: only mailto: destinations and no --smtp (${e.uris.join(', ')})\n`);
+        if (e.kept) io.stdout.write(`${c.yellow('kept')}     ${head}: only mailto: destinations (${e.uris.join(', ')}); give --smtp to send it\n`);
+        else io.stdout.write(`${c.dim('skipped')}  ${head}: only mailto: destinations and no --smtp (${e.uris.join(', ')})\n`);
+        break;
+      case 'not-attempted':
+        io.stdout.write(`${c.red('not sent')} ${head}: ${e.error.message} (configuration error; the report stays in the spool)\n`);
         break;
     }
   }
   if (!opts.json) {
-    if (events.length === 0 && kept.length === 0) io.stdout.write('nothing to send: no reports for closed days in the spool\n');
-    io.stdout.write(`${result.sent.length} sent, ${result.failed.length} failed, ${result.dropped.length} dropped, ${result.skipped.length} skipped, ${kept.length} kept (need --smtp)\n`);
+    if (events.length === 0) io.stdout.write('nothing to send: no reports for closed days in the spool\n');
+    const notSent = result.notAttempted?.length ?? 0;
+    io.stdout.write(`${result.sent.length} sent, ${result.failed.length} failed, ${result.dropped.length} dropped, ${result.skipped.length - kept} skipped, ${kept} kept (need --smtp)${notSent > 0 ? `, ${notSent} not sent (configuration error)` : ''}\n`);
   }
 }

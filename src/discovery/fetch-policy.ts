@@ -129,7 +129,7 @@ export async function fetchPolicy(domain: string, options: FetchPolicyOptions): 
     } catch (error) {
       // §3.3: a policy that fails to parse is treated like a failed fetch.
       // `policyText` (bounded) lets TLS reports carry the policy "including any errors" (RFC 8460 §4.4).
-      throw new MtaStsError('MTASTS_POLICY_INVALID', (error as Error).message, { domain, cause: error, details: { url, policyText: text.slice(0, 8192) } });
+      throw new MtaStsError('MTASTS_POLICY_INVALID', (error as Error).message, { domain, cause: error, details: { url, status: statusCode, contentType, bytes, policyText: text.slice(0, 8192) } });
     }
     return { policy, text, url, status: statusCode, contentType, bytes, elapsedMs: Math.round(performance.now() - started) };
   } finally {

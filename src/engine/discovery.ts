@@ -8,7 +8,7 @@
  * backoff, an exception of ours — an unexpired cached policy applies (§3.3, §10.2: an attacker who blocks
  * discovery cannot switch a known policy off).
  */
-import { queryDns, type DnsResolver } from '../discovery/resolver.js';
+import { queryDns, type DnsAnswer, type DnsResolver } from '../discovery/resolver.js';
 import type { FetchedPolicy } from '../discovery/fetch-policy.js';
 import { MtaStsError } from '../errors.js';
 import type { Logger } from '../logger.js';
@@ -18,6 +18,7 @@ import type { PolicyStoreEntry } from '../cache/store.js';
 import type { TieredPolicyCache } from '../cache/tiered.js';
 import type { PolicyLookup, PolicyStatus } from '../types.js';
 import { FetchBackoff } from './backoff.js';
+import { emitTrace, type DiscoveryTraceStep, type DiscoveryTracer } from './trace.js';
 
 /**
  * How a discovery runs. `used`: a delivery-path use (renews recency and last use). `fetch`: when to fetch the
@@ -50,27 +51,43 @@ export interface DiscoveryOptions {
 
 type TxtOutcome = { kind: 'record'; record: StsTxtRecord } | { kind: 'failed'; status: PolicyStatus; error?: MtaStsError };
 
+/** The observers of one discovery in flight; absent (nothing built, nothing allocated) when nobody traces it. */
+type Tracers = DiscoveryTracer[] | undefined;
+
 const FLEET_POLL_MS = 100;
 
 export class Discovery {
   readonly #o: DiscoveryOptions;
   readonly #backoff: FetchBackoff;
   readonly #inflight = new Map<string, Promise<PolicyLookup>>();
+  /** Observers by discovery key, only while a traced discovery is in flight. */
+  readonly #tracers = new Map<string, DiscoveryTracer[]>();
 
   constructor(options: DiscoveryOptions) {
     this.#o = options;
     this.#backoff = new FetchBackoff(options.cache, options.backoffMs, options.now);
   }
 
-  /** Discovers the policy of a normalised domain. Never rejects: failures are in the result. */
-  lookup(domain: string, mode: DiscoveryMode): Promise<PolicyLookup> {
+  /**
+   * Discovers the policy of a normalised domain. Never rejects: failures are in the result. `trace` observes the
+   * steps (a caller joining a discovery in flight sees the steps from then on).
+   */
+  lookup(domain: string, mode: DiscoveryMode, trace?: DiscoveryTracer): Promise<PolicyLookup> {
     const key = `${domain}\0${mode.fetch}\0${mode.used}`;
+    if (trace) {
+      const list = this.#tracers.get(key);
+      if (list) list.push(trace);
+      else this.#tracers.set(key, [trace]);
+    }
     let pending = this.#inflight.get(key);
     if (!pending) {
       // One discovery per domain and mode at a time, shared by every concurrent caller.
-      pending = this.#discover(domain, mode)
+      pending = this.#discover(domain, mode, key)
         .catch((error: unknown) => this.#afterCrash(domain, error, mode.used))
-        .finally(() => this.#inflight.delete(key));
+        .finally(() => {
+          this.#inflight.delete(key);
+          this.#tracers.delete(key);
+        });
       this.#inflight.set(key, pending);
     }
     return pending;
@@ -80,8 +97,10 @@ export class Discovery {
    * The answer when discovery cannot complete (caller's abort, an exception of ours): the unexpired cached policy
    * when there is one (§3.3), else `status` with `error`.
    */
-  async fallback(domain: string, error: MtaStsError | undefined, status: PolicyStatus, used: boolean, txtId?: string): Promise<PolicyLookup> {
+  async fallback(domain: string, error: MtaStsError | undefined, status: PolicyStatus, used: boolean, txtId?: string, key?: string, decision: 'fallback' | 'backoff' = 'fallback'): Promise<PolicyLookup> {
     const known = await this.#o.cache.known(domain, used);
+    const tracers = key === undefined ? undefined : this.#tracers.get(key);
+    if (tracers) emitTrace(tracers, { step: 'cache', decision, source: known ? 'stale-cache' : 'fetched', ...(txtId !== undefined ? { id: txtId } : {}), ...(known ? { expiresAt: known.expiresAt } : {}) });
     const result: PolicyLookup = {
       domain,
       ...(known ? { status: 'policy', policy: toPolicy(known), source: 'stale-cache' } : { status, source: 'fetched' }),
@@ -99,27 +118,27 @@ export class Discovery {
 
   readonly #lastTxtCheck = new Map<string, number>();
 
-  async #discover(domain: string, mode: DiscoveryMode): Promise<PolicyLookup> {
+  async #discover(domain: string, mode: DiscoveryMode, key: string): Promise<PolicyLookup> {
     const { cache, now } = this.#o;
     if (mode.used) cache.touch(domain);
     const local = cache.peek(domain);
     const fresh = isUnexpired(local, now());
-    if (fresh && mode.fetch === 'changed' && this.#txtCheckedRecently(domain)) return cached(local, 'cache', local.id);
-    const txt = await this.#queryTxt(domain);
-    if (txt.kind === 'failed') return this.fallback(domain, txt.error, txt.status, mode.used);
+    if (fresh && mode.fetch === 'changed' && this.#txtCheckedRecently(domain)) return cached(local, 'cache', local.id, this.#tracers.get(key));
+    const txt = await this.#queryTxt(domain, key);
+    if (txt.kind === 'failed') return this.fallback(domain, txt.error, txt.status, mode.used, undefined, key);
     const { record } = txt;
     // §3.3: same id and still unexpired: the cached policy is current (unless a refetch is due or forced).
-    if (fresh && local.id === record.id && (mode.fetch === 'changed' || (mode.fetch === 'due' && !this.#o.isDue(local)))) return cached(local, 'cache', record.id);
+    if (fresh && local.id === record.id && (mode.fetch === 'changed' || (mode.fetch === 'due' && !this.#o.isDue(local)))) return cached(local, 'cache', record.id, this.#tracers.get(key));
     if (mode.fetch !== 'always') {
       // Tier 2 first: a fleet member (or this host before a restart) may hold the policy for this id already.
       const shared = await cache.readShared(domain);
       if (isUnexpired(shared, now()) && shared.id === record.id && !(mode.fetch === 'due' && this.#o.isDue(shared)) && !(fresh && local.id === record.id && shared.fetchedAt <= local.fetchedAt)) {
         cache.adopt(domain, shared, mode.used);
         this.#o.onCached();
-        return cached(shared, 'cache', record.id);
+        return cached(shared, 'cache', record.id, this.#tracers.get(key), 'shared');
       }
     }
-    return this.#fetchAndStore(domain, record, mode.used);
+    return this.#fetchAndStore(domain, record, mode.used, key);
   }
 
   #txtCheckedRecently(domain: string): boolean {
@@ -129,9 +148,26 @@ export class Discovery {
   }
 
   /** §3.1: the TXT record at `_mta-sts.<domain>` (CNAMEs followed by the resolver). §4.1: never a parent domain. */
-  async #queryTxt(domain: string): Promise<TxtOutcome> {
+  async #queryTxt(domain: string, key: string): Promise<TxtOutcome> {
     const name = `_mta-sts.${domain}`;
+    const started = this.#tracers.has(key) ? performance.now() : 0;
     const answer = await queryDns(() => this.#o.resolver.resolveTxt(name), { name, type: 'TXT', domain }, this.#o.dnsTimeoutMs);
+    const result = this.#judgeTxt(domain, answer);
+    const tracers: Tracers = this.#tracers.get(key);
+    if (tracers) {
+      emitTrace(tracers, {
+        step: 'txt',
+        name,
+        records: answer.kind === 'ok' ? answer.value.map((r) => r.join('')) : [],
+        outcome: result.kind === 'record' ? 'record' : answer.kind === 'error' ? 'dns-error' : result.status === 'invalid' ? 'invalid' : 'none',
+        ...(result.kind === 'record' ? { id: result.record.id } : result.error ? { error: result.error } : {}),
+        elapsedMs: started === 0 ? 0 : Math.round(performance.now() - started),
+      });
+    }
+    return result;
+  }
+
+  #judgeTxt(domain: string, answer: DnsAnswer<string[][]>): TxtOutcome {
     if (answer.kind === 'error') return { kind: 'failed', status: 'temp-error', error: answer.error }; // §3.3: SERVFAIL is not "no policy"
     if (this.#o.txtCheckIntervalMs > 0) {
       if (this.#lastTxtCheck.size >= 10_000) this.#lastTxtCheck.clear(); // bounded: an eviction only costs one query
@@ -148,18 +184,21 @@ export class Discovery {
     }
   }
 
-  async #fetchAndStore(domain: string, record: StsTxtRecord, used: boolean): Promise<PolicyLookup> {
+  async #fetchAndStore(domain: string, record: StsTxtRecord, used: boolean, key: string): Promise<PolicyLookup> {
     // §3.3: no refetch for the same id within the backoff after a failure (this process's or the fleet's).
     const backoff = await this.#backoff.check(domain, record.id);
-    if (backoff) return this.fallback(domain, backoff, statusFor(backoff), used, record.id);
+    if (backoff) return this.fallback(domain, backoff, statusFor(backoff), used, record.id, key, 'backoff');
     const lease = `fetch:${domain}`;
     const lock = await this.#o.cache.tryLock(lease, this.#o.fetchLeaseMs);
+    const started = this.#tracers.has(key) ? performance.now() : 0;
     try {
       if (lock === 'busy') {
-        const waited = await this.#waitForFleet(domain, record.id, used);
+        const waited = await this.#waitForFleet(domain, record.id, used, key);
         if (waited) return waited;
       }
       const fetched = await this.#o.fetch(domain);
+      const tracers: Tracers = this.#tracers.get(key);
+      if (tracers) emitTrace(tracers, { step: 'fetch', url: fetched.url, ok: true, status: fetched.status, ...(fetched.contentType !== undefined ? { contentType: fetched.contentType } : {}), bytes: fetched.bytes, elapsedMs: fetched.elapsedMs });
       this.#backoff.clear(domain);
       const fetchedAt = this.#o.now();
       // §3.3: cache until max_age expires. §10.2: max_age 0 / mode none replace a cached policy (withdrawal).
@@ -167,12 +206,15 @@ export class Discovery {
       await this.#o.cache.save(domain, entry, used);
       this.#o.onCached();
       this.#o.logger.debug?.('mta-sts: policy fetched', { domain, id: record.id, mode: fetched.policy.mode, maxAge: fetched.policy.maxAge, ms: fetched.elapsedMs });
+      if (tracers) emitTrace(tracers, { step: 'cache', decision: 'fetched', source: 'fetched', id: record.id, expiresAt: entry.expiresAt });
       return Object.freeze({ domain, status: 'policy', policy: toPolicy(entry), source: 'fetched', txtId: record.id });
     } catch (error) {
       const err = error instanceof MtaStsError ? error : new MtaStsError('MTASTS_FETCH_FAILED', String(error), { domain, cause: error });
+      const tracers: Tracers = this.#tracers.get(key);
+      if (tracers) emitTrace(tracers, fetchFailureStep(err, started === 0 ? 0 : Math.round(performance.now() - started)));
       await this.#backoff.record(domain, record.id, err);
       this.#o.logger.warn?.('mta-sts: policy fetch failed', { domain, code: err.code, message: err.message });
-      return this.fallback(domain, err, statusFor(err), used, record.id); // §3.3: a failed refetch keeps the cached policy
+      return this.fallback(domain, err, statusFor(err), used, record.id, key); // §3.3: a failed refetch keeps the cached policy
     } finally {
       if (lock === 'held') void this.#o.cache.unlock(lease);
     }
@@ -182,7 +224,7 @@ export class Discovery {
    * Another member holds `fetch:<domain>`: poll tier 2 for its result, at most `fleetWaitMs` (a dead holder must not
    * block delivery). Returns the adopted policy, a backoff when the holder failed, or undefined to fetch ourselves.
    */
-  async #waitForFleet(domain: string, id: string, used: boolean): Promise<PolicyLookup | undefined> {
+  async #waitForFleet(domain: string, id: string, used: boolean, key: string): Promise<PolicyLookup | undefined> {
     const { cache, now } = this.#o;
     const deadline = Date.now() + this.#o.fleetWaitMs;
     while (Date.now() < deadline) {
@@ -191,10 +233,10 @@ export class Discovery {
       if (isUnexpired(shared, now()) && shared.id === id) {
         cache.adopt(domain, shared, used);
         this.#o.onCached();
-        return cached(shared, 'cache', id);
+        return cached(shared, 'cache', id, this.#tracers.get(key), 'shared');
       }
       const backoff = await this.#backoff.check(domain, id);
-      if (backoff) return this.fallback(domain, backoff, statusFor(backoff), used, id);
+      if (backoff) return this.fallback(domain, backoff, statusFor(backoff), used, id, key, 'backoff');
     }
     return undefined;
   }
@@ -216,8 +258,25 @@ export class Discovery {
   }
 }
 
-function cached(entry: PolicyStoreEntry, source: 'cache', txtId: string): PolicyLookup {
+function cached(entry: PolicyStoreEntry, source: 'cache', txtId: string, tracers: Tracers, decision: 'cached' | 'shared' = 'cached'): PolicyLookup {
+  if (tracers) emitTrace(tracers, { step: 'cache', decision, source, id: txtId, expiresAt: entry.expiresAt });
   return Object.freeze({ domain: entry.domain, status: 'policy', policy: toPolicy(entry), source, txtId });
+}
+
+/** The fetch step of a failed fetch, from the error's details (url, HTTP status, content type, bytes). */
+function fetchFailureStep(error: MtaStsError, elapsedMs: number): DiscoveryTraceStep {
+  const d = error.details;
+  return {
+    step: 'fetch',
+    url: typeof d.url === 'string' ? d.url : '',
+    ok: false,
+    ...(typeof d.status === 'number' ? { status: d.status } : {}),
+    ...(typeof d.contentType === 'string' ? { contentType: d.contentType } : {}),
+    ...(typeof d.bytes === 'number' ? { bytes: d.bytes } : {}),
+    elapsedMs,
+    errorCode: error.code,
+    error,
+  };
 }
 
 /** The lookup status of a failed fetch (a backoff reports the failure it stands for). */

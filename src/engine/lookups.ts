@@ -10,6 +10,7 @@ import type { PolicyStoreEntry } from '../cache/store.js';
 import type { TieredPolicyCache } from '../cache/tiered.js';
 import type { PolicyLookup } from '../types.js';
 import type { Discovery, DiscoveryMode } from './discovery.js';
+import type { DiscoveryTracer } from './trace.js';
 
 export interface GetPolicyOptions {
   /**
@@ -21,6 +22,13 @@ export interface GetPolicyOptions {
   signal?: AbortSignal;
   /** Fetch the policy even when the cached one's id matches (proactive refresh, §5.1 re-check). Backoff still applies. */
   refresh?: boolean;
+  /**
+   * Observes the discovery step by step (`DiscoveryTraceStep`): the `_mta-sts` TXT answer, the policy
+   * fetch (URL, HTTP status, content type, bytes, elapsed ms, error code) and the cache decision. For diagnostics
+   * (the `mta-sts check` trace); called synchronously, must not throw. A call joining a discovery already in
+   * flight for the domain sees the steps from then on. Default: none (nothing is built for it).
+   */
+  trace?: DiscoveryTracer;
 }
 
 /** The settings the lookups need. */
@@ -47,7 +55,7 @@ export function createGetPolicy(discovery: Discovery, s: LookupSettings): (domai
     const aborted = () => discovery.fallback(domain, new MtaStsError('MTASTS_ABORTED', 'policy lookup aborted', { domain, cause: signal?.reason }), 'temp-error', true);
     if (signal?.aborted) return aborted();
     const mode: DiscoveryMode = { used: true, fetch: opts.refresh === true ? 'always' : 'changed' };
-    const pending = discovery.lookup(domain, mode).then((result) => {
+    const pending = discovery.lookup(domain, mode, opts.trace).then((result) => {
       maybeRefreshInBackground(discovery, s, refreshing, result);
       return result;
     });

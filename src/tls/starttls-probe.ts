@@ -2,7 +2,13 @@
  * A minimal SMTP STARTTLS probe (RFC 3207) for checking an MX host against RFC 8461 §4.2 without sending mail:
  * connect, read the greeting, EHLO, STARTTLS, TLS handshake with the library's options, then QUIT. Used by the
  * CLI's `--probe` and by tests; bounded by one deadline and by a cap on the bytes read.
+ *
+ * The probe also reports what operators look at — the negotiated cipher and the certificate the server presented
+ * (subject, issuer, validity, subjectAltName, fingerprint) — read from the TLS socket once the handshake is done,
+ * before Node judges the chain, so they are shown for a certificate that does not validate (expired, self-signed,
+ * wrong name) too. They are observations only: the verdict is `verification`, as for delivery.
  */
+import { X509Certificate } from 'node:crypto';
 import * as net from 'node:net';
 import * as tls from 'node:tls';
 import type { TlsRptResultType } from '../errors.js';
@@ -23,6 +29,31 @@ export interface StartTlsProbeOptions {
   timeoutMs?: number;
 }
 
+/** The certificate an MX host presented, as observed (whether or not it validated). */
+export interface ProbedCertificate {
+  /** Distinguished names, one `key=value` per RDN, comma-separated. */
+  subject: string;
+  issuer: string;
+  /** ISO 8601. */
+  validFrom: string;
+  /** ISO 8601 (`notAfter`). */
+  validTo: string;
+  /** The DNS names of the subjectAltName extension (RFC 8461 §4.2 matches the MX host against these). */
+  subjectAltNames: string[];
+  /** SHA-256 fingerprint, colon-separated hex. */
+  fingerprint256: string;
+}
+
+/** The negotiated cipher suite (Node's `getCipher()`). */
+export interface NegotiatedCipher {
+  /** OpenSSL name. */
+  name: string;
+  /** IETF name, when known. */
+  standardName?: string;
+  /** The TLS version it was negotiated under. */
+  version: string;
+}
+
 export interface StartTlsProbeResult {
   mxHost: string;
   address: string;
@@ -32,6 +63,10 @@ export interface StartTlsProbeResult {
   verification: TlsVerification;
   /** Negotiated TLS version, when the handshake succeeded. */
   protocol?: string;
+  /** The certificate presented, when the handshake got that far (observation only, also when it does not validate). */
+  certificate?: ProbedCertificate;
+  /** The negotiated cipher, when the handshake got that far. */
+  cipher?: NegotiatedCipher;
   /** A connection-level failure (refused, timeout, unexpected reply) before TLS could be judged. */
   error?: string;
   /** RFC 8460 result type for `error`, when it maps to one. */
@@ -76,6 +111,12 @@ export async function probeStartTls(mxHost: string, options: StartTlsProbeOption
     reader.detach();
     const secure = tls.connect({ ...options.tls, socket });
     tlsSocket = secure;
+    // 'secure' fires when the handshake is done, before Node checks the chain (and, when rejectUnauthorized is
+    // set, destroys the socket): the only moment the certificate of a chain that fails can be read.
+    let seen: { certificate?: ProbedCertificate; cipher?: NegotiatedCipher } = {};
+    secure.prependOnceListener('secure', () => {
+      seen = observe(secure);
+    });
     try {
       await Promise.race([new Promise<void>((resolve, reject) => secure.once('secureConnect', resolve).once('error', reject)), deadline]);
     } catch (error) {
@@ -83,11 +124,11 @@ export async function probeStartTls(mxHost: string, options: StartTlsProbeOption
       const code = (error as { code?: string }).code;
       const message = (error as Error).message;
       const why = code && message && !message.includes(code) ? `${code} (${message})` : (code ?? message);
-      return finish({ starttlsOffered: true, verification: { ok: false, resultType, reason: `TLS handshake with ${mxHost} failed: ${why}` }, resultType });
+      return finish({ starttlsOffered: true, verification: { ok: false, resultType, reason: `TLS handshake with ${mxHost} failed: ${why}` }, resultType, ...seen });
     }
     const verification = verifyTls(mxHost, secure);
     secure.write('QUIT\r\n');
-    return finish({ starttlsOffered: true, verification, ...(verification.protocol ? { protocol: verification.protocol } : {}) });
+    return finish({ starttlsOffered: true, verification, ...(verification.protocol ? { protocol: verification.protocol } : {}), ...seen });
   } catch (error) {
     return finish({ starttlsOffered: false, verification: { ok: false, reason: (error as Error).message }, error: (error as Error).message });
   } finally {
@@ -95,6 +136,43 @@ export async function probeStartTls(mxHost: string, options: StartTlsProbeOption
     tlsSocket?.destroy();
     socket?.destroy();
   }
+}
+
+/** The certificate and cipher of a socket whose handshake is done. Observation only; never throws. */
+function observe(socket: tls.TLSSocket): { certificate?: ProbedCertificate; cipher?: NegotiatedCipher } {
+  const out: { certificate?: ProbedCertificate; cipher?: NegotiatedCipher } = {};
+  try {
+    const c = socket.getCipher();
+    if (c?.name) out.cipher = { name: c.name, ...(c.standardName ? { standardName: c.standardName } : {}), version: c.version };
+  } catch {
+    // no cipher to show
+  }
+  try {
+    const raw = socket.getPeerCertificate(false)?.raw;
+    if (raw) out.certificate = describePeer(new X509Certificate(raw));
+  } catch {
+    // unparsable: nothing to show, the verdict stands
+  }
+  return out;
+}
+
+function isoDate(text: string): string {
+  const d = new Date(text);
+  return Number.isNaN(d.getTime()) ? text : d.toISOString();
+}
+
+function describePeer(cert: X509Certificate): ProbedCertificate {
+  return {
+    subject: cert.subject.replace(/\n/g, ', '),
+    issuer: cert.issuer.replace(/\n/g, ', '),
+    validFrom: isoDate(cert.validFrom),
+    validTo: isoDate(cert.validTo),
+    subjectAltNames: (cert.subjectAltName ?? '')
+      .split(/,\s*/)
+      .filter((entry) => entry.startsWith('DNS:'))
+      .map((entry) => entry.slice(4)),
+    fingerprint256: cert.fingerprint256,
+  };
 }
 
 /** Reads complete SMTP replies (multi-line `250-` continuation lines) from a socket, bounded in size. */

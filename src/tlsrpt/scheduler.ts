@@ -65,6 +65,13 @@ export interface TlsRptReporterOptions {
    * MTA-STS for the report recipient (RFC 8460 §5.3: reports are delivered despite TLS failures).
    */
   mailTransport?: TlsRptMailTransportInput;
+  /**
+   * Keep, rather than remove, a report whose destinations all need a transport this reporter lacks (`mailto:`
+   * without `mailTransport`): it is reported as `skipped-no-transport` with `kept: true` and stays in the store for
+   * a later run that has a transport (e.g. `mta-sts tlsrpt send` without `--smtp`). Kept reports are not bounded by
+   * the retry window: use it for one-shot senders, not for a long-running reporter. Default false (removed).
+   */
+  keepUndeliverable?: boolean;
   /** `From` of report mail. Default `noreply-tlsrpt@<submitter>`. */
   mailFrom?: string;
   /**
@@ -201,6 +208,8 @@ export interface TlsRptSkippedNoTransportEvent {
   day: string;
   policyDomain: string;
   uris: string[];
+  /** True when the report stayed in the store (`keepUndeliverable`); otherwise it was removed. */
+  kept?: boolean;
 }
 
 /** Events of the reporter. */
@@ -435,7 +444,16 @@ export function createTlsRptReporter(options: TlsRptReporterOptions): TlsRptRepo
       return skip({ type: 'skipped-no-record', day: key.day, policyDomain: key.policyDomain, error: e });
     }
     const usable = rua.filter((d) => d.kind === 'https' || options.mailTransport !== undefined);
-    if (usable.length === 0) return skip({ type: 'skipped-no-transport', day: key.day, policyDomain: key.policyDomain, uris: rua.map((d) => d.uri) });
+    if (usable.length === 0) {
+      const event: TlsRptSkippedNoTransportEvent = { type: 'skipped-no-transport', day: key.day, policyDomain: key.policyDomain, uris: rua.map((d) => d.uri) };
+      if (options.keepUndeliverable !== true) return skip(event);
+      // Kept for a run with a mail transport: neither removed nor counted as an attempt.
+      const kept: TlsRptSkippedNoTransportEvent = { ...event, kept: true };
+      logger?.info?.(`tlsrpt: report for ${key.policyDomain} ${key.day} kept: only mailto: destinations and no mailTransport`);
+      result.skipped.push(kept);
+      emit(kept);
+      return;
+    }
 
     // §4.1: the report covers the full UTC day.
     const dateRange = utcDayRange(key.day);

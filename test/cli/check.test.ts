@@ -32,6 +32,9 @@ beforeAll(async () => {
   await world.addMx('strip.test', 'mx.strip.test', { starttls: false });
   world.publishPolicy('strip.test', { id: 'strip1', mode: 'enforce', mx: ['mx.strip.test'] });
 
+  await world.addMx('expiredmx.test', 'mx.expiredmx.test', { cert: 'expired' });
+  world.publishPolicy('expiredmx.test', { id: 'ex1', mode: 'enforce', mx: ['mx.expiredmx.test'] });
+
   await world.addMx('wrongcert.test', 'mx.wrongcert.test', { cert: 'wrong-name' });
   world.publishPolicy('wrongcert.test', { id: 'wc1', mode: 'enforce', mx: ['mx.wrongcert.test'] });
 
@@ -42,6 +45,11 @@ beforeAll(async () => {
   world.publishPolicy('unlisted.test', { id: 'u1', mode: 'enforce', mx: ['*.unlisted.test'] });
 
   await world.addMx('nopolicy.test', 'mx.nopolicy.test');
+
+  await world.addMx('charset.test', 'mx.charset.test');
+  world.publishPolicy('charset.test', { id: 'cs1', mode: 'enforce', mx: ['mx.charset.test'], host: { kind: 'ok', contentType: 'text/plain; charset=utf-8' } });
+  world.dns.addRecords('_mta-sts.charset.test', { txt: ['google-site-verification=abc'] });
+  world.publishPolicy('badpolicy.test', { id: 'bp1', mode: 'enforce', mx: [], body: 'version: STSv1\nmode: sometimes\n' });
 
   await world.addMx('fetch404.test', 'mx.fetch404.test');
   world.publishPolicy('fetch404.test', { id: 'f1', mode: 'enforce', mx: ['mx.fetch404.test'], host: { kind: 'status', status: 404 } });
@@ -174,11 +182,22 @@ describe.concurrent('mta-sts check --json', { timeout: 45_000 }, () => {
   });
 });
 
+describe.concurrent("mta-sts check: the trace is the engine's", { timeout: 45_000 }, () => {
+  it('shows the content type and bytes the engine received, also for a policy that does not parse, and every TXT record', async () => {
+    const [ok, bad] = await Promise.all([runMtaSts(['check', '--json', ...worldArgs, 'charset.test']), runMtaSts(['check', ...worldArgs, 'badpolicy.test'])]);
+    const [result] = jsonLines<CheckResult>(ok.stdout);
+    expect(result!.policy).toMatchObject({ fetched: true, ok: true, httpStatus: 200, contentType: 'text/plain; charset=utf-8', bytes: Buffer.byteLength(result!.policy!.text!) });
+    expect([...result!.txt!.records].sort()).toEqual(['google-site-verification=abc', 'v=STSv1; id=cs1;']);
+    expect(bad.code).toBe(1);
+    expect(bad.stdout).toMatch(/✗ MTASTS_POLICY_INVALID: .*\(HTTP 200, text\/plain, 31 bytes, \d+ ms\)/);
+  });
+});
+
 describe.concurrent('mta-sts check --probe', { timeout: 45_000 }, () => {
   it('a good MX: STARTTLS, TLS version, certificate valid (exit 0)', async () => {
     const r = await runMtaSts(['check', '--probe', ...worldArgs, 'good.test']);
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/✓ probe 127\.\d+\.\d+\.\d+:\d+: STARTTLS, TLSv1\.[23], certificate valid for mx1\.good\.test/);
+    expect(r.stdout).toMatch(/✓ probe 127\.\d+\.\d+\.\d+:\d+: STARTTLS, TLSv1\.[23] TLS_\w+, certificate valid for mx1\.good\.test/);
     expect(r.stdout).not.toContain('add --probe');
   });
 
@@ -196,6 +215,20 @@ describe.concurrent('mta-sts check --probe', { timeout: 45_000 }, () => {
     expect(r.code).toBe(1);
     expect(r.stdout).toMatch(/✗ probe 127\.\d+\.\d+\.\d+:\d+: certificate-host-mismatch: .*ERR_TLS_CERT_ALTNAME_INVALID/);
     expect(r.stdout).toContain('1 problem');
+  });
+
+  it('an expired MX certificate: its issuer, not-after, days since expiry, names and the negotiated cipher are shown', async () => {
+    const [human, json] = await Promise.all([runMtaSts(['check', '--probe', ...worldArgs, 'expiredmx.test']), runMtaSts(['check', '--probe', '--json', ...worldArgs, 'expiredmx.test'])]);
+    expect(human.code).toBe(1);
+    expect(human.stdout).toMatch(/✗ probe 127\.\d+\.\d+\.\d+:\d+: certificate-expired: .*\(TLSv1\.[23] TLS_\w+\)/);
+    expect(human.stdout).toMatch(/certificate: issuer .*CN=/);
+    expect(human.stdout).toMatch(/not after \d{4}-\d{2}-\d{2}T[\d:.]+Z \(✗ expired \d+ days? ago\)/);
+    expect(human.stdout).toContain('names mx.expiredmx.test');
+    expect(human.stdout).toMatch(/sha256 ([0-9A-F]{2}:){31}[0-9A-F]{2}/);
+    const [result] = jsonLines<CheckResult>(json.stdout);
+    const probe = result!.mx!.hosts[0]!.probe!;
+    expect(probe).toMatchObject({ ok: false, resultType: 'certificate-expired', cipher: expect.stringMatching(/^TLS_/), certificate: { san: ['mx.expiredmx.test'] } });
+    expect(probe.certificate!.daysLeft).toBeLessThan(0);
   });
 
   it('without the world CA the certificate is not trusted', async () => {

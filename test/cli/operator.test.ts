@@ -127,10 +127,10 @@ describe.concurrent('testing mode: "would fail under enforce"', { timeout: 60_00
 });
 
 describe.concurrent('--probe details and trace warnings', { timeout: 60_000 }, () => {
-  it('shows the certificate issuer, not-after date, days left, names and the TLS version', async () => {
+  it('shows the certificate issuer, not-after date, days left, names, the TLS version and cipher', async () => {
     const [human, json] = await Promise.all([runMtaSts(['check', '--probe', ...worldArgs, 'good.test']), runMtaSts(['check', '--probe', '--json', ...worldArgs, 'good.test'])]);
     expect(human.code).toBe(0);
-    expect(human.stdout).toMatch(/STARTTLS, TLSv1\.3, certificate valid for mx1\.good\.test/);
+    expect(human.stdout).toMatch(/STARTTLS, TLSv1\.3 TLS_AES_\w+, certificate valid for mx1\.good\.test/);
     expect(human.stdout).toMatch(/certificate: issuer O=mta-sts-sender testing, CN=mta-sts-sender test root CA\n +not after \d{4}-\d\d-\d\dT[\d:.]+Z \(\d+ days left\)\n +names mx1\.good\.test/);
     const cert = jsonLines<CheckResult>(json.stdout)[0]!.mx!.hosts[0]!.probe!.certificate!;
     expect(cert).toMatchObject({ issuer: expect.stringContaining('test root CA'), san: ['mx1.good.test'] });

@@ -2,9 +2,12 @@
  * `mta-sts tlsrpt preview|send` run as a process on a spool directory written by the tlsrpt module's
  * FileSpoolStore, sending to HTTPS report endpoints of the loopback world.
  */
+import { spawn } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestWorld, type TestWorld } from '../../src/testing/index.js';
@@ -73,6 +76,9 @@ beforeAll(async () => {
   world.addHttpsHost('reports.failing.test', { handler: (_req, res) => res.writeHead(500).end('no') });
   // mailto.test: only a mailto: destination.
   world.dns.addRecords('_smtp._tls.mailto.test', { txt: ['v=TLSRPTv1; rua=mailto:tlsrpt@mailto.test'] });
+  world.dns.addRecords('_smtp._tls.mailonly.test', { txt: ['v=TLSRPTv1; rua=mailto:tlsrpt@mailonly.test'] });
+  // live.test: reports by HTTPS, for the live-spool test.
+  world.dns.addRecords('_smtp._tls.live.test', { txt: ['v=TLSRPTv1; rua=https://reports.https.test/v1/tlsrpt'] });
   // norecord.test publishes no TLS-RPT record.
 });
 
@@ -199,16 +205,64 @@ describe.concurrent('tlsrpt: usage errors, read-only preview, unsigned mail, ide
     expect(spoolState(spool)).toEqual(before);
   });
 
-  it('send by mail without DKIM warns that receivers ignore unsigned reports (RFC 8460 §5.3)', async () => {
+  it("send by mail without DKIM prints the reporter's own warning once (RFC 8460 §5.3)", async () => {
     const spool = mkdtempSync(join(tmp, 'empty-'));
     const [unsigned, http] = await Promise.all([
       runMtaSts(['tlsrpt', 'send', '--spool', spool, ...netArgs, '--smtp', 'smtp://127.0.0.1:9']),
       runMtaSts(['tlsrpt', 'send', '--spool', spool, ...netArgs]),
     ]);
     expect(unsigned.code).toBe(0);
-    expect(unsigned.stderr).toContain('mta-sts: warning: report mail will be sent unsigned, and RFC 8460 §5.3 tells receivers to ignore unsigned reports; sign with --dkim-domain, --dkim-selector and --dkim-key');
+    const warnings = unsigned.stderr.split('\n').filter((l) => /DKIM|unsigned/i.test(l));
+    expect(warnings).toEqual([
+      'mta-sts: warning: report mail is configured without DKIM: RFC 8460 §5.3 asks for report mail to be DKIM-signed by the reporting domain, and receivers may discard unsigned reports. Set the dkim option ({ domainName, keySelector, privateKey }), or transportSignsDkim when the mail transport signs.',
+    ]);
     // Without mail delivery there is nothing to sign: no warning.
     expect(http.stderr).toBe('');
+  });
+
+  it('a reporter that cannot be created from the options is a usage error (exit 2), the spool unchanged', async () => {
+    const spool = await makeSpool([[yesterday(), 'https.test']]);
+    const before = spoolState(spool);
+    const r = await runMtaSts(['tlsrpt', 'send', '--spool', spool, ...netArgs, '--org', ' ']);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toMatch(/^mta-sts: error: createTlsRptReporter\(\): .*organizationName/m);
+    expect(r.stderr).not.toContain('internal error');
+    expect(r.stdout).toBe('');
+    expect(spoolState(spool)).toEqual(before);
+  });
+
+  it('--dkim-key that is not a private key is a usage error (Nodemailer would send unsigned), the spool unchanged', async () => {
+    const spool = await makeSpool([[yesterday(), 'https.test']]);
+    writeFileSync(join(tmp, 'not-a-key.pem'), '-----BEGIN PRIVATE KEY-----\nbm90IGEga2V5\n-----END PRIVATE KEY-----\n');
+    const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 1024 });
+    writeFileSync(join(tmp, 'dkim.pem'), privateKey.export({ type: 'pkcs8', format: 'pem' }));
+    const before = spoolState(spool);
+    const dkim = ['--dkim-domain', 'sender.test', '--dkim-selector', 's1'];
+    const bad = await runMtaSts(['tlsrpt', 'send', '--spool', spool, ...netArgs, ...dkim, '--dkim-key', join(tmp, 'not-a-key.pem')]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain(`mta-sts: error: --dkim-key ${join(tmp, 'not-a-key.pem')} is not a private key (PEM)`);
+    expect(spoolState(spool)).toEqual(before);
+    const good = await runMtaSts(['tlsrpt', 'send', '--spool', spool, ...netArgs, ...dkim, '--dkim-key', join(tmp, 'dkim.pem')]);
+    expect(good.code).toBe(0);
+  });
+
+  it('preview reads the spool in place: no temporary copy (it works with an unusable TMPDIR)', async () => {
+    const spool = await makeSpool([[yesterday(), 'https.test']]);
+    const before = spoolState(spool);
+    const r = await runMtaSts(['tlsrpt', 'preview', '--spool', spool, '--submitter', 'mta.sender.test'], { env: { TMPDIR: join(tmp, 'no-such-dir', 'tmp') } });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('1 pending report (1 for closed days)');
+    expect(spoolState(spool)).toEqual(before);
+  });
+
+  it('mailto:-only reports without --smtp: kept by the reporter itself, one _smtp._tls lookup (no lookups of the CLI)', async () => {
+    const spool = await makeSpool([[yesterday(), 'mailonly.test']]);
+    const r = await runMtaSts(['tlsrpt', 'send', '--json', '--spool', spool, ...netArgs]);
+    expect(r.code).toBe(0);
+    expect(jsonLines(r.stdout)).toEqual([{ type: 'skipped-no-transport', day: yesterday(), policyDomain: 'mailonly.test', uris: ['mailto:tlsrpt@mailonly.test'], kept: true }]);
+    expect(world.dns.queries.filter((q) => q.name.toLowerCase() === '_smtp._tls.mailonly.test' && q.type === 'TXT')).toHaveLength(1);
+    expect(existsSync(join(spool, yesterday(), 'mailonly.test.json'))).toBe(true);
   });
 
   it('preview --json shows the organization and contact that send puts in the report', async () => {
@@ -235,5 +289,42 @@ describe.concurrent('tlsrpt: usage errors, read-only preview, unsigned mail, ide
     expect(bare.stderr).toContain('the submitter mailhost is not under a known top-level domain (.mailhost)');
     expect(fine.stderr).toBe('');
     expect([typo.code, bare.code, fine.code]).toEqual([0, 0, 0]);
+  });
+});
+
+describe('tlsrpt send against a live spool', () => {
+  const WRITER = join(dirname(fileURLToPath(import.meta.url)), 'fixtures', 'live-writer.ts');
+
+  it('an MTA process records into the same spool while send runs: sent + remaining = recorded, exactly', { timeout: 120_000 }, async () => {
+    const spool = mkdtempSync(join(tmp, 'live-'));
+    const child = spawn(process.execPath, ['--import', 'tsx', WRITER, spool, '20000', 'live.test'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.setEncoding('utf8').on('data', (t: string) => (out += t));
+    child.stderr.setEncoding('utf8').on('data', (t: string) => (out += t));
+    let running = true;
+    const done = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+    void done.then(() => (running = false));
+    const sends: number[] = [];
+    try {
+      // Wait for the first counts, then send over and over while the writer records.
+      while (running && !existsSync(join(spool, yesterday(), 'live.test.json'))) await new Promise((resolve) => setTimeout(resolve, 50));
+      while (running) {
+        const r = await runMtaSts(['tlsrpt', 'send', '--spool', spool, ...netArgs]);
+        expect(r.stderr).toBe('');
+        sends.push(r.code ?? -1);
+      }
+    } finally {
+      child.kill('SIGKILL');
+    }
+    expect(await done, out).toBe(0);
+    const recorded = Number(/^done (\d+)/.exec(out)?.[1]);
+    expect(sends.length).toBeGreaterThan(1);
+    expect(sends.every((code) => code === 0)).toBe(true);
+    const sessionsOf = (reports: TlsRptReport[]) => reports.reduce((n, rep) => n + rep.policies.reduce((m, p) => m + p.summary['total-successful-session-count'] + p.summary['total-failure-session-count'], 0), 0);
+    const sentDuring = sessionsOf(received.filter((x) => x.report.policies.some((p) => p.policy['policy-domain'] === 'live.test')).map((x) => x.report));
+    const remaining = await new FileSpoolStore(spool, { readOnly: true }).get({ day: yesterday(), policyDomain: 'live.test' });
+    const left = remaining ? remaining.policies.reduce((n, p) => n + p.successCount + p.failureCount, 0) : 0;
+    expect(sentDuring).toBeGreaterThan(0);
+    expect({ total: sentDuring + left, recorded }, out).toEqual({ total: 20_000, recorded: 20_000 });
   });
 });

@@ -77,6 +77,23 @@ describe('RFC 8461 §4.2 MX certificate validation', () => {
     expect(r.verification).toMatchObject({ ok: false, resultType: 'certificate-expired' });
   });
 
+  it('the probe observes the cipher and the certificate, also when the chain fails (strict and testing handshakes)', async () => {
+    const strict = await probe('e-observe.test', 'mx.e-observe.test', { cert: 'expired' }, true);
+    const testing = await probeStartTls('mx.e-observe.test', { address: strict.address, smtpPort: world.smtpPort, tls: mta.tlsOptions('mx.e-observe.test', false), timeoutMs: 5000 });
+    for (const r of [strict, testing]) {
+      expect(r.verification).toMatchObject({ ok: false, resultType: 'certificate-expired' });
+      expect(r.cipher).toMatchObject({ name: expect.any(String), version: expect.stringMatching(/^TLSv1\.[23]$/) });
+      expect(r.certificate).toMatchObject({ subjectAltNames: ['mx.e-observe.test'], issuer: expect.stringContaining('CN=') });
+      expect(r.certificate!.fingerprint256).toMatch(/^([0-9A-F]{2}:){31}[0-9A-F]{2}$/);
+      expect(Date.parse(r.certificate!.validTo)).toBeLessThan(Date.now());
+    }
+    // A valid certificate: the same description.
+    const good = await probe('e-observe2.test', 'mx.e-observe2.test', {});
+    expect(good.verification.ok).toBe(true);
+    expect(good.certificate?.subjectAltNames).toEqual(['mx.e-observe2.test']);
+    expect(Date.parse(good.certificate!.validTo)).toBeGreaterThan(Date.now());
+  });
+
   it('verifyTls with no session is starttls-not-supported; with an old protocol is a validation failure', () => {
     expect(verifyTls('mx.example.test', null)).toMatchObject({ ok: false, resultType: 'starttls-not-supported' });
     expect(verifyTls('mx.example.test', { protocol: 'TLSv1.1', authorized: true })).toMatchObject({ ok: false, resultType: 'validation-failure' });

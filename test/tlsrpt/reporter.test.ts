@@ -247,6 +247,19 @@ describe('createTlsRptReporter', () => {
     expect((await r.flush()).skipped).toEqual([{ type: 'skipped-no-transport', day: DAY, policyDomain: 'mailonly.test', uris: ['mailto:tlsrpt@mailonly.test'] }]);
   });
 
+  it('keepUndeliverable: a mailto-only report without a mail transport stays in the store, for a run with one', async () => {
+    const store = new MemoryTlsRptStore();
+    const { r, clock: c, events } = reporter({ mailTransport: undefined, keepUndeliverable: true, store });
+    recordDay(r, 'mailonly.test', 3, 1);
+    c.set(DAY_START + 25 * HOUR);
+    const kept = { type: 'skipped-no-transport', day: DAY, policyDomain: 'mailonly.test', uris: ['mailto:tlsrpt@mailonly.test'], kept: true };
+    expect((await r.flush()).skipped).toEqual([kept]);
+    expect((await r.flush()).skipped).toEqual([kept]); // again: still there, nothing counted
+    expect(events.filter((e) => e.type === 'skipped-no-transport')).toEqual([kept, kept]);
+    expect(await store.list()).toEqual([{ day: DAY, policyDomain: 'mailonly.test' }]);
+    expect((await store.get({ day: DAY, policyDomain: 'mailonly.test' }))?.delivery?.attempts).toBe(0);
+  });
+
   it('a temporary DNS failure is retried, not taken for "no record"', async () => {
     const { r, clock: c } = reporter();
     world.dns.setRecords('_smtp._tls.flaky.test', { txt: ['v=TLSRPTv1; rua=https://tlsrpt.https.test/flaky'] });
