@@ -216,7 +216,7 @@ export async function runTlsRptSend(opts: TlsRptCommandOptions, io: CliIo, cwd: 
       ...(opts.smtp !== undefined ? { mailTransport: ca.length > 0 ? { url: opts.smtp, tls: { ca: [...rootCertificates, ...ca] } } : opts.smtp } : {}),
       ...(opts.from !== undefined ? { mailFrom: opts.from } : {}),
       ...(dkim ? { dkim } : {}),
-      ...(httpsPort !== undefined ? { httpsPortOverride: httpsPort } : {}),
+      ...(httpsPort !== undefined ? { httpsPort } : {}),
     });
   } catch (error) {
     await store.close();

@@ -531,6 +531,9 @@ describe.concurrent('every discovery attack × the transport: a cached enforce p
     );
     expect(attacker.messages).toHaveLength(0);
     expect(outcome).toMatchObject({ error: { responseCode: 451, temporary: true, permanent: false } });
-    expect(await engine.getPolicy(d)).toMatchObject({ status: 'policy', policy: { mode: 'enforce', id: 'a1' } });
+    // policy-host-gone: the policy host's address may still be in the engine's short-lived DNS answer cache
+    // (dnsAnswerCacheMs), so the new id can be fetched from the genuine host over validated HTTPS: enforce either way.
+    const id = kind === 'policy-host-gone' ? expect.stringMatching(/^(a1|evil1)$/) : 'a1';
+    expect(await engine.getPolicy(d)).toMatchObject({ status: 'policy', policy: { mode: 'enforce', id } });
   });
 });
