@@ -16,7 +16,7 @@
 // The engine (discovery, cache, planning) and the types of its API.
 export { createMtaSts } from './engine.js';
 export type { MtaSts, MtaStsOptions, GetPolicyOptions, PlanOptions } from './engine.js';
-export type { DiscoveryTraceStep, DiscoveryTracer } from './engine.js';
+export type { DiscoveryTraceStep, DiscoveryTracer, TxtTraceStep, FetchTraceStep, CacheTraceStep } from './engine.js';
 export type { MtaStsEvents, MtaStsEventName, MtaStsListener } from './engine/events.js';
 export type { StoreErrorEvent, StoreOperation } from './cache/tiered.js';
 export type { ActivePolicy, PolicyLookup, PolicySource, PolicyStatus } from './types.js';
@@ -46,4 +46,4 @@ export type { TlsSessionInfo, TlsVerification } from './tls/verify.js';
 export { certificateMatchesHost } from './tls/host-identity.js';
 export type { CertificateForHostCheck } from './tls/host-identity.js';
 export { probeStartTls } from './tls/starttls-probe.js';
-export type { StartTlsProbeOptions, StartTlsProbeResult } from './tls/starttls-probe.js';
+export type { StartTlsProbeOptions, StartTlsProbeResult, ProbedCertificate, NegotiatedCipher } from './tls/starttls-probe.js';

@@ -28,7 +28,7 @@ export interface DefaultResolverOptions {
   dnsServers?: readonly string[];
   /**
    * Overall deadline of one query, in ms. c-ares retries in the background after a caller stops waiting, so its own
-   * per-try timeout and tries are derived from this deadline ({@link caresSchedule}): no query outlives it, and a
+   * per-try timeout and tries are derived from this deadline (`caresSchedule`): no query outlives it, and a
    * process whose DNS server never answers exits when the deadline passes. Default 10000, or `timeoutMs × 2^tries`
    * when `timeoutMs` is given.
    */
