@@ -284,7 +284,9 @@ export async function deliverToDomain(options: DeliverOptions): Promise<DomainDe
       if (verdict && !fellBack) recordSafely(hooks, candidate, verdict, { ip, ...(session.localAddress ? { sendingMtaIp: session.localAddress } : {}) });
       if (session.stage === 'policy') {
         // §4.2 / §5: the session did not validate under enforce: the message is not given to this host.
-        attempts.push({ ...base, outcome: 'refused', stage: 'policy', reason: verdict?.reason ?? 'session refused', ...(verdict?.resultType ? { resultType: verdict.resultType } : {}), ...(session.tlsVersion ? { tlsVersion: session.tlsVersion } : {}) });
+        // Without a verdict, a hook threw: the session was closed unjudged, a temporary refusal of this host.
+        attempts.push({ ...base, outcome: 'refused', stage: 'policy', reason: verdict?.reason ?? session.error?.message ?? 'session refused', ...(verdict?.resultType ? { resultType: verdict.resultType } : {}), ...(session.tlsVersion ? { tlsVersion: session.tlsVersion } : {}) });
+        if (!verdict && session.error) lastError = session.error as Error & Record<string, unknown>;
         continue;
       }
       const tlsFacts = { ...(session.tlsVersion ? { tlsVersion: session.tlsVersion } : {}), ...(fellBack ? { fallback: 'plaintext' as const } : {}) };

@@ -117,7 +117,7 @@ export class MtaStsGuard extends EventEmitter {
   };
 
   constructor(transport: SmtpTransportLike, options: GuardTransportOptions) {
-    super();
+    super({ captureRejections: true });
     validateIntegrationOptions('guardTransport()', options, GUARD_OPTION_SPEC);
     this.smtpConnection = loadSmtpConnection('guardTransport()');
     this.transport = transport;
@@ -135,6 +135,11 @@ export class MtaStsGuard extends EventEmitter {
     };
     (transport as unknown as Record<symbol, unknown>)[GUARDED] = { guard: this, own };
     transport.send = guardedSend;
+  }
+
+  /** An async listener rejected (EventEmitter `captureRejections`): logged, never an unhandled rejection. */
+  override [EventEmitter.captureRejectionSymbol](error: unknown, event: string | symbol): void {
+    this.hooks.logger.warn?.(`mta-sts: a ${String(event)} listener failed`, { error: String(error) });
   }
 
   /** Removes the guard: the transport sends as before. */

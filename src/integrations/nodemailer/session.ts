@@ -143,7 +143,12 @@ export async function runSmtpSession(request: SessionRequest): Promise<SessionRe
       // The caller retries in plaintext only when it allows it and TLS is not required of this session.
       const fallback = request.plaintextFallback !== false && !requireTls;
       const failure = nodemailerHandshakeFailure(connectError);
-      const verdict = hooks.handshakeFailed(candidate, failure.error, { ...context(), plaintextFallback: fallback, tlsSocket: (socket as TLSSocket | undefined) ?? null, ...(failure.starttlsRefused ? { starttlsRefused: failure.starttlsRefused } : {}) });
+      let verdict: SessionVerdict;
+      try {
+        verdict = hooks.handshakeFailed(candidate, failure.error, { ...context(), plaintextFallback: fallback, tlsSocket: (socket as TLSSocket | undefined) ?? null, ...(failure.starttlsRefused ? { starttlsRefused: failure.starttlsRefused } : {}) });
+      } catch (error) {
+        return hookFailed(connection, 'handshakeFailed', error, { secure: false, ...(localAddress ? { localAddress } : {}) });
+      }
       return { delivered: false, stage: 'tls', secure: false, verdict, error: connectError, tryNext: true, ...(localAddress ? { localAddress } : {}) };
     }
     // Greeting / EHLO 5xx is a final answer from this host only; another MX may accept (RFC 5321 §5.1).
@@ -152,7 +157,12 @@ export async function runSmtpSession(request: SessionRequest): Promise<SessionRe
 
   const secure = connection.secure === true;
   const tlsSocket = secure ? (connection._socket as TLSSocket) : null;
-  const verdict = hooks.verifySession(candidate, tlsSocket, context());
+  let verdict: SessionVerdict;
+  try {
+    verdict = hooks.verifySession(candidate, tlsSocket, context());
+  } catch (error) {
+    return hookFailed(connection, 'verifySession', error, { secure, ...(localAddress ? { localAddress } : {}) });
+  }
   const tlsVersion = verdict.verdict.protocol;
   const base = { secure, verdict, ...(tlsVersion ? { tlsVersion } : {}), ...(localAddress ? { localAddress } : {}) };
   if (!verdict.proceed) {
@@ -181,6 +191,21 @@ export async function runSmtpSession(request: SessionRequest): Promise<SessionRe
     return { delivered: false, stage: 'smtp', ...base, error: sent.error, tryNext: !answered };
   }
   return { delivered: true, stage: 'done', ...base, ...(sent.info ? { info: sent.info } : {}), tryNext: false };
+}
+
+/**
+ * A hook (`verifySession`, `handshakeFailed`) threw: a bug of the hooks, not a verdict. The connection is closed at
+ * once (never left open until the socket timeout) and the session counts as refused for this MX host, a temporary
+ * failure: nothing is sent on a session nobody judged (fail closed; under `enforce`, RFC 8461 §5.1 defers).
+ */
+function hookFailed(connection: SMTPConnection, hook: string, error: unknown, facts: { secure: boolean; localAddress?: string }): SessionResult {
+  try {
+    connection.close();
+  } catch {
+    // Closing is best effort; the socket is destroyed either way.
+  }
+  const message = `the MTA-STS hook ${hook}() threw (${String((error as Error)?.message ?? error).slice(0, 200)}); session refused, retry later`;
+  return { delivered: false, stage: 'policy', secure: facts.secure, error: new Error(message, { cause: error }), tryNext: true, ...(facts.localAddress ? { localAddress: facts.localAddress } : {}) };
 }
 
 /**

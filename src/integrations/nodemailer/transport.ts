@@ -149,7 +149,7 @@ export class MtaStsTransport extends EventEmitter implements Transport<MtaStsSen
   };
 
   constructor(options: MtaStsTransportOptions = {}) {
-    super();
+    super({ captureRejections: true });
     validateIntegrationOptions('createMtaStsTransport()', options, TRANSPORT_OPTION_SPEC);
     this.smtpConnection = loadSmtpConnection('createMtaStsTransport()');
     this.options = options;
@@ -157,6 +157,11 @@ export class MtaStsTransport extends EventEmitter implements Transport<MtaStsSen
     this.hooks = options.hooks ?? new MtaStsHooks(pickOptions<MtaStsHooksOptions>(options, HOOKS_OPTION_SPEC));
     this.hooks.on('decision', this.forward);
     this.hooks.on('outcome', this.forwardOutcome);
+  }
+
+  /** An async listener rejected (EventEmitter `captureRejections`): logged, never an unhandled rejection. */
+  override [EventEmitter.captureRejectionSymbol](error: unknown, event: string | symbol): void {
+    this.hooks.logger.warn?.(`mta-sts: a ${String(event)} listener failed`, { error: String(error) });
   }
 
   get mtaSts(): MtaSts {
