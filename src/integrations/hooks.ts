@@ -65,7 +65,8 @@ export type DecisionStage = 'plan' | 'candidate' | 'session' | 'outcome' | 'deli
  * - `fallback-plaintext`: the TLS handshake failed; the client may retry this host without STARTTLS (not enforce).
  * - `defer` / `bounce`: no MX host can be used: temporary / permanent failure for the domain.
  * - `delivered` / `failed`: the outcome of the domain's delivery. `recorded`: an outcome went to TLS-RPT.
- * - `relay`: mail goes through a smart host, not to an MX host: MTA-STS does not apply (RFC 8461 §5).
+ * - `relay`: mail goes through a smart host, not to an MX host of `domain`: the smart host's name is the policy
+ *   domain (`policyDomain`, RFC 8461 §3.4), or there is none (a smart host given by IP address).
  */
 export type DecisionAction = 'plan' | 'use' | 'skip' | 'proceed' | 'refuse' | 'report' | 'fallback-plaintext' | 'defer' | 'bounce' | 'delivered' | 'failed' | 'recorded' | 'relay';
 
@@ -75,6 +76,12 @@ export interface MtaStsDecision {
   action: DecisionAction;
   /** The recipient (policy) domain. */
   domain: string;
+  /**
+   * The Policy Domain that applied, when it is not `domain`: the smart host's name for mail relayed through a smart
+   * host (RFC 8461 §3.4; the guard's `relay` and `defer` decisions). The smart host's own plan, session and outcome
+   * decisions have the smart host's name as `domain`.
+   */
+  policyDomain?: string;
   /** The mode applied: the policy's mode, or `none` without a usable policy. */
   mode: EffectiveMode;
   /** The policy id (TXT `id`), when a policy applies. */

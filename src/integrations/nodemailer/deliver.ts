@@ -46,6 +46,12 @@ export interface DomainDeliveryResult {
   mode: EffectiveMode;
   /** Why there is no policy, or where it came from. */
   policyStatus: PolicyStatus;
+  /**
+   * The Policy Domain whose MTA-STS policy was looked up and applied: the recipient domain for delivery to its MX
+   * hosts; the smart host's name for mail relayed through a smart host (RFC 8461 §3.4). Absent when there was none
+   * (a smart host given by IP address).
+   */
+  policyDomain?: string;
   policyId?: string;
   policySource?: PolicySource;
   /** The MX host (and address) that took the message. */
@@ -70,8 +76,9 @@ export interface DomainDeliveryResult {
   /** Why the domain failed. */
   error?: MtaStsDeliveryError | Error;
   /**
-   * Set by the guard when the message went to a smart host that is not an MX host of this domain: MTA-STS was not
-   * applied (it governs MX delivery only); `mode` is the domain's policy mode for information.
+   * Set by the guard when the message went to a smart host that is not an MX host of this domain. The smart host's
+   * name is then the policy domain (`policyDomain`, RFC 8461 §3.4) and `mode`, `policyId`, `mx`, `validated` are
+   * those of the hop to the smart host; a smart host given by IP has no policy domain (nothing applied, mode `none`).
    */
   relay?: { host: string };
 }
@@ -193,6 +200,7 @@ export async function deliverToDomain(options: DeliverOptions): Promise<DomainDe
     mode: plan.mode,
     policyStatus: lookup.status,
     ...(policyId !== undefined ? { policyId, policySource: lookup.source } : {}),
+    policyDomain: plan.domain,
     secure: false,
     validated: false,
     accepted: [],
@@ -395,6 +403,7 @@ export function failedUnexpectedly(hooks: MtaStsHooks, plan: DeliveryPlan, recip
     mode: plan.mode,
     policyStatus: lookup.status,
     ...(policyId !== undefined ? { policyId, policySource: lookup.source } : {}),
+    policyDomain: plan.domain,
     secure: false,
     validated: false,
     accepted: [],
