@@ -23,8 +23,8 @@
  * decision is emitted as `decision` on the transport and on the `mta-sts-sender:decision` diagnostics channel.
  *
  * No connection is pooled or reused: each domain gets fresh sessions. DANE (RFC 7672) is not implemented; RFC 8461
- * §2 lets it take precedence where a domain has both. Delivery through a smart host is not MX delivery and is not
- * MTA-STS's business (use {@link guardTransport} on an existing SMTP transport for that case).
+ * §2 lets it take precedence where a domain has both. To send through a smart host, use {@link guardTransport} on
+ * an existing SMTP transport: it applies the smart host's own policy (RFC 8461 §3.4).
  */
 import { EventEmitter } from 'node:events';
 import os from 'node:os';
