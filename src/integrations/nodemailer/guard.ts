@@ -38,6 +38,7 @@ import { bool, describeValue, invalidOptionsError, notHere, num, type OptionSpec
 import { HOOKS_OPTION_SPEC, pickOptions, validateIntegrationOptions } from '../../option-specs.js';
 import { MtaStsHooks, type MtaStsDecision, type MtaStsHooksOptions } from '../hooks.js';
 import type { SmtpConnectionClass } from './session.js';
+import { guardSessionOptions } from './guard-session.js';
 import { loadSmtpConnection, TRANSPORT_OPTION_SPEC } from './transport.js';
 import { buildSendResult, deliverToDomain, failedUnexpectedly, groupRecipients, MtaStsDeliveryError, type DeliverOptions, type DomainDeliveryResult } from './deliver.js';
 import { classifyDomain, deferredResult, type Classification, passThroughResult, relayDecisionReason, relayedShare, routeSmartHost, smartHostReason, type SmartHostNotice, type SmartHostRoute } from './relay.js';
@@ -216,7 +217,7 @@ export class MtaStsGuard extends EventEmitter {
     const message = await mail.message.build();
     const base: SMTPEnvelope = { from: envelope.from };
     if (mail.data.dsn) base.dsn = mail.data.dsn;
-    const deliver = (plan: DeliveryPlan, candidate: MxCandidate, recipients: string[]) => this.deliverSafely(plan, recipients, this.deliverOptions(mail, plan, candidate, { ...base, to: recipients }, message));
+    const deliver = (plan: DeliveryPlan, candidate: MxCandidate, recipients: string[]) => this.deliverSafely(plan, recipients, guardSessionOptions({ transport: this.transport, options: this.options, hooks: this.hooks, smtpConnection: this.smtpConnection, mail, plan, candidate, envelope: { ...base, to: recipients }, message }));
     const results: Record<string, DomainDeliveryResult> = Object.fromEntries(routes.deferred);
     await Promise.all([
       ...[...routes.direct].map(async ([domain, { plan, candidate }]) => {
@@ -269,45 +270,6 @@ export class MtaStsGuard extends EventEmitter {
         return [d, r];
       }),
     );
-  }
-
-  /** The options of a session the guard runs: the transport's own settings (port, name, timeouts, auth, TLS). */
-  private deliverOptions(mail: MailMessage, plan: DeliveryPlan, candidate: MxCandidate, envelope: SMTPEnvelope & { to: string[] }, message: Buffer): DeliverOptions {
-    const options = this.transport.options;
-    const connection: SMTPConnectionOptions = {
-      ...(options.name ? { name: options.name } : {}),
-      ...(options.connectionTimeout !== undefined ? { connectionTimeout: options.connectionTimeout } : {}),
-      ...(options.greetingTimeout !== undefined ? { greetingTimeout: options.greetingTimeout } : {}),
-      ...(options.socketTimeout !== undefined ? { socketTimeout: options.socketTimeout } : {}),
-      ...(options.socketCloseTimeout !== undefined ? { socketCloseTimeout: options.socketCloseTimeout } : {}),
-      ...(options.localAddress ? { localAddress: options.localAddress } : {}),
-      ...(options.logger !== undefined ? { logger: options.logger } : {}),
-      ...(options.debug ? { debug: true } : {}),
-      ...(options.lmtp ? { lmtp: true } : {}),
-      ...(options.secure ? { secure: true } : {}),
-    };
-    const auth = typeof this.transport.getAuth === 'function' ? this.transport.getAuth(mail.data.auth) : undefined;
-    return {
-      hooks: this.hooks,
-      smtpConnection: this.smtpConnection,
-      plan,
-      candidates: [candidate],
-      envelope,
-      message,
-      port: Number(options.port) || (options.secure ? 465 : 587),
-      connection,
-      ...(auth ? { auth: auth as never } : {}),
-      maxAddressesPerMx: this.options.maxAddressesPerMx ?? 2,
-      maxSessions: this.options.maxSessionsPerDomain ?? 8,
-      ...(options.tls ? { tlsBase: options.tls } : {}),
-      // Outside enforce the transport keeps its own STARTTLS behaviour (delivery "as without MTA-STS").
-      callerTls: { ...(options.requireTLS ? { requireTLS: true } : {}), ...(options.ignoreTLS ? { ignoreTLS: true } : {}), ...(options.opportunisticTLS ? { opportunisticTLS: true } : {}) },
-      // One meaning everywhere: default true (as documented), never under enforce or when TLS is required, and
-      // never with credentials: Nodemailer itself never retries without TLS after a failed handshake, so the
-      // retry would hand the password in clear to whoever broke the handshake.
-      plaintextFallback: auth ? false : (this.options.plaintextFallback ?? this.hooks.plaintextFallback),
-      ...(options.forceAuth ? { forceAuth: true } : {}),
-    };
   }
 
   /** Delivers one domain (or the hop to the smart host); an exception while doing so defers it (RFC 8461 §5.1), never bounces it. */

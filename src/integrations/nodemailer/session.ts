@@ -87,8 +87,8 @@ function mergeTls(policy: SMTPConnectionOptions['tls'] & object, base: SMTPConne
 
 type ClientError = Error & { code?: string; responseCode?: number; response?: string; command?: string; originalCode?: string };
 
-/** Runs one session. */
-export async function runSmtpSession(request: SessionRequest): Promise<SessionResult> {
+/** The SMTPConnection options of a session, and whether it requires TLS (the policy's, the caller's or the plaintext retry's say). */
+function sessionOptions(request: SessionRequest): { options: SMTPConnectionOptions; requireTls: boolean } {
   const { hooks, candidate, ip } = request;
   const policyTls = hooks.tlsOptionsFor(candidate);
   const caller = candidate.requireValidCertificate ? undefined : request.callerTls;
@@ -108,6 +108,13 @@ export async function runSmtpSession(request: SessionRequest): Promise<SessionRe
     // checkServerIdentity, ca); otherwise a caller with its own settings keeps them (Node's default verifies).
     tls: mergeTls(policyTls, request.tlsBase, caller !== undefined),
   };
+  return { options, requireTls };
+}
+
+/** Runs one session. */
+export async function runSmtpSession(request: SessionRequest): Promise<SessionResult> {
+  const { hooks, candidate, ip } = request;
+  const { options, requireTls } = sessionOptions(request);
   const connection = new request.smtpConnection(options);
   let localAddress: string | undefined;
   const context = (): { ip: string; sendingMtaIp?: string } => ({ ip, ...(localAddress ? { sendingMtaIp: localAddress } : {}) });
@@ -117,22 +124,7 @@ export async function runSmtpSession(request: SessionRequest): Promise<SessionRe
 
   // Late or repeated errors (after the first, or after the session ended) must not become uncaught 'error' events.
   connection.on('error', () => undefined);
-  // A connection-level error may arrive through the connect callback or the 'error' event; take the first.
-  const connectError = await new Promise<ClientError | undefined>((resolve) => {
-    let settled = false;
-    const done = (error?: ClientError) => {
-      if (settled) return;
-      settled = true;
-      resolve(error);
-    };
-    connection.once('error', (error: ClientError) => done(error));
-    connection.once('end', () => done(Object.assign(new Error('connection closed before the session was set up'), { code: 'ECONNECTION' })));
-    try {
-      connection.connect((error?: ClientError) => done(error));
-    } catch (error) {
-      done(error as ClientError);
-    }
-  });
+  const connectError = await connectOnce(connection);
   const socket = connection._socket || undefined;
   localAddress ??= (socket as Socket | undefined)?.localAddress ?? undefined;
 
@@ -191,6 +183,26 @@ export async function runSmtpSession(request: SessionRequest): Promise<SessionRe
     return { delivered: false, stage: 'smtp', ...base, error: sent.error, tryNext: !answered };
   }
   return { delivered: true, stage: 'done', ...base, ...(sent.info ? { info: sent.info } : {}), tryNext: false };
+}
+
+/** Connects (greeting, EHLO, STARTTLS); resolves with the error that ended it, if any. */
+function connectOnce(connection: SMTPConnection): Promise<ClientError | undefined> {
+  // A connection-level error may arrive through the connect callback or the 'error' event; take the first.
+  return new Promise<ClientError | undefined>((resolve) => {
+    let settled = false;
+    const done = (error?: ClientError) => {
+      if (settled) return;
+      settled = true;
+      resolve(error);
+    };
+    connection.once('error', (error: ClientError) => done(error));
+    connection.once('end', () => done(Object.assign(new Error('connection closed before the session was set up'), { code: 'ECONNECTION' })));
+    try {
+      connection.connect((error?: ClientError) => done(error));
+    } catch (error) {
+      done(error as ClientError);
+    }
+  });
 }
 
 /**
