@@ -173,8 +173,10 @@ describe.concurrent('guardTransport: smart host (RFC 8461 §3.4: the smart host 
     const relay = await world.addMx('relay-owner.test', 'relay.smart.test');
     world.publishPolicy('r-enforce.test', ENFORCE(['mx1.r-enforce.test']));
     const { send, smartHost, decisions } = guarded({ host: relay.ip, tls: { servername: 'relay.smart.test', ca: world.ca.rootPem } });
-    await send(mail('fred@r-enforce.test'));
+    const info = await send(mail('fred@r-enforce.test'));
     await send(mail('fred@r-enforce.test', 'again'));
+    expect(info.mtaSts['r-enforce.test']).toMatchObject({ status: 'delivered', mode: 'none', relay: { host: relay.ip } });
+    expect(info.mtaSts['r-enforce.test']!.policyDomain).toBeUndefined();
     // The relay got both messages (MTA-STS of r-enforce.test governs the relay's onward delivery, not this hop).
     expect(relay.messages.filter((m) => m.recipients.includes('fred@r-enforce.test'))).toHaveLength(2);
     expect(smartHost).toHaveLength(1);

@@ -199,19 +199,12 @@ export class MtaStsGuard extends EventEmitter {
     const policyDomain = hostName !== undefined && hostName !== 'localhost' ? hostName : undefined;
     if (policyDomain === undefined) {
       this.announceRelay(domains, undefined, undefined);
-      return this.passThrough(mail);
+      return this.relayUntouched(mail, domains, groups, undefined, undefined);
     }
     const routes: Routes = this.options.relay ? { direct: new Map(), deferred: new Map(), relayed: domains } : await this.sortDomains(groups, policyDomain);
     const route = routes.relayed.length > 0 ? await routeSmartHost(this.hooks, policyDomain) : undefined;
     if (route) this.announceRelay(routes.relayed, policyDomain, route);
-    if (routes.direct.size === 0 && routes.deferred.size === 0 && route?.kind === 'none') {
-      // Nodemailer's own result, plus `mtaSts` saying how each domain was relayed (no policy for the hop).
-      const sent = await this.passThrough(mail);
-      if (sent.info && typeof sent.info === 'object') {
-        (sent.info as { mtaSts?: unknown }).mtaSts = Object.fromEntries(routes.relayed.map((d) => [d, passThroughResult(d, groups.get(d)!, this.host, policyDomain, route.policy, sent.info!)]));
-      }
-      return sent;
-    }
+    if (routes.direct.size === 0 && routes.deferred.size === 0 && route?.kind === 'none') return this.relayUntouched(mail, routes.relayed, groups, policyDomain, route);
 
     const messageId = mail.message.messageId();
     const message = await mail.message.build();
@@ -228,6 +221,15 @@ export class MtaStsGuard extends EventEmitter {
       })(),
     ]);
     return { info: buildSendResult({ envelope: { from: envelope.from, to }, messageId, order: domains, results, invalid }) };
+  }
+
+  /** The whole message through the transport untouched: Nodemailer's own result, plus `mtaSts` saying how each domain was relayed. */
+  private async relayUntouched(mail: MailMessage, domains: string[], groups: Map<string, string[]>, policyDomain: string | undefined, route: SmartHostRoute | undefined): Promise<{ error?: Error; info?: unknown }> {
+    const sent = await this.passThrough(mail);
+    if (sent.info && typeof sent.info === 'object') {
+      (sent.info as { mtaSts?: unknown }).mtaSts = Object.fromEntries(domains.map((d) => [d, passThroughResult(d, groups.get(d)!, this.host, policyDomain, route?.policy, sent.info!)]));
+    }
+    return sent;
   }
 
   /** Which domains does this transport deliver to directly (its host is one of their MX hosts), relay, or defer? */
