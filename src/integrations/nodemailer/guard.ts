@@ -197,6 +197,8 @@ export class MtaStsGuard extends EventEmitter {
     const hostName = normalizeDomainOrUndefined(this.host);
     // RFC 8461 §3.4: the smart host's domain is the policy domain. An IP address (or localhost) has none.
     const policyDomain = hostName !== undefined && hostName !== 'localhost' ? hostName : undefined;
+    // No recipient domain to route (no or only invalid recipients): Nodemailer's own answer, as without the guard.
+    if (domains.length === 0) return this.passThrough(mail);
     if (policyDomain === undefined) {
       this.announceRelay(domains, undefined, undefined);
       return this.relayUntouched(mail, domains, groups, undefined, undefined);
