@@ -6,8 +6,9 @@
  * 1. A transport that talks straight to a recipient's MX host (`mx1.partner.example`, enforce policy): the guard
  *    enforces the policy for that host (STARTTLS, TLS 1.2+, certificate valid for the host name). When the host's
  *    certificate breaks, the message is refused with a temporary EMTASTS error instead of going to an impostor.
- * 2. A transport that relays through a smart host: MTA-STS does not apply to that hop (RFC 8461 governs delivery to
- *    MX hosts); the guard passes the message through and says so once.
+ * 2. A transport that relays through a smart host: RFC 8461 §3.4 makes the smart host's domain the policy domain.
+ *    Without a policy of its own, the guard passes the message through and says so once; once the smart host
+ *    publishes an enforce policy, the guard applies it to the hop (validated TLS with SNI = the smart host).
  */
 import net from 'node:net';
 import nodemailer from 'nodemailer';
@@ -53,11 +54,18 @@ try {
     getSocket: (_options, callback) => callback(null, { connection: net.connect(world.smtpPort, relay.ip) }),
   });
   const relayGuard = guardTransport(viaRelay, { mtaSts });
-  relayGuard.on('smart-host', (notice) => console.log(`smart-host warning: ${notice.reason}`));
+  relayGuard.on('smart-host', (notice) => console.log(`smart-host notice: ${notice.reason}`));
   await viaRelay.sendMail({ from: 'app@sender.example', to: 'orders@partner.example', subject: 'order 3', text: 'via relay' });
   await viaRelay.sendMail({ from: 'app@sender.example', to: 'orders@partner.example', subject: 'order 4', text: 'via relay' });
-  console.log(`relay: the smart host received ${relay.messages.length} message(s); MTA-STS was not applied to that hop (warned once)`);
+  console.log(`relay: the smart host received ${relay.messages.length} message(s); it has no policy, so none was applied to that hop (warned once)`);
   ok &&= relay.messages.length === 2;
+
+  // 3. The smart host publishes an enforce policy: it is now applied to the hop (RFC 8461 §3.4).
+  world.publishPolicy('smtp.isp.example', { id: '1', mode: 'enforce', mx: ['smtp.isp.example'], maxAge: 604800 });
+  const sent = await viaRelay.sendMail({ from: 'app@sender.example', to: 'orders@partner.example', subject: 'order 5', text: 'via relay, protected' });
+  const hop = (sent as unknown as { mtaSts: Record<string, { policyDomain?: string; mode: string; validated: boolean }> }).mtaSts['partner.example'];
+  console.log(`relay with a policy: policy domain ${hop?.policyDomain}, mode ${hop?.mode}, validated=${hop?.validated}; the smart host got it with SNI ${relay.messages[2]?.sni}`);
+  ok &&= relay.messages.length === 3 && hop?.policyDomain === 'smtp.isp.example' && hop.validated;
   guard.unguard();
   relayGuard.unguard();
 } finally {

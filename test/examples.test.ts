@@ -31,11 +31,12 @@ describe.concurrent('examples', () => {
     expect(r.stdout).toMatch(/certificate-expired/);
   });
 
-  it('guard-existing-transport: MX enforced, smart host warned about', async () => {
+  it('guard-existing-transport: MX enforced, smart host warned about, then its own policy applied (§3.4)', async () => {
     const r = await runExample('guard-existing-transport');
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/EMTASTS/);
-    expect(r.stdout).toMatch(/MTA-STS does not apply/);
+    expect(r.stdout).toMatch(/smtp\.isp\.example is the policy domain of this hop \(RFC 8461 §3\.4\); it publishes no usable MTA-STS policy/);
+    expect(r.stdout).toMatch(/policy domain smtp\.isp\.example, mode enforce, validated=true; the smart host got it with SNI smtp\.isp\.example/);
   });
 
   it('custom-client: the hooks drive a raw SMTP client', async () => {

@@ -65,7 +65,8 @@ export type DecisionStage = 'plan' | 'candidate' | 'session' | 'outcome' | 'deli
  * - `fallback-plaintext`: the TLS handshake failed; the client may retry this host without STARTTLS (not enforce).
  * - `defer` / `bounce`: no MX host can be used: temporary / permanent failure for the domain.
  * - `delivered` / `failed`: the outcome of the domain's delivery. `recorded`: an outcome went to TLS-RPT.
- * - `relay`: mail goes through a smart host, not to an MX host: MTA-STS does not apply (RFC 8461 §5).
+ * - `relay`: mail goes through a smart host, not to an MX host of `domain`: the smart host's name is the policy
+ *   domain (`policyDomain`, RFC 8461 §3.4), or there is none (a smart host given by IP address).
  */
 export type DecisionAction = 'plan' | 'use' | 'skip' | 'proceed' | 'refuse' | 'report' | 'fallback-plaintext' | 'defer' | 'bounce' | 'delivered' | 'failed' | 'recorded' | 'relay';
 
@@ -75,6 +76,12 @@ export interface MtaStsDecision {
   action: DecisionAction;
   /** The recipient (policy) domain. */
   domain: string;
+  /**
+   * The Policy Domain that applied, when it is not `domain`: the smart host's name for mail relayed through a smart
+   * host (RFC 8461 §3.4; the guard's `relay` and `defer` decisions). The smart host's own plan, session and outcome
+   * decisions have the smart host's name as `domain`.
+   */
+  policyDomain?: string;
   /** The mode applied: the policy's mode, or `none` without a usable policy. */
   mode: EffectiveMode;
   /** The policy id (TXT `id`), when a policy applies. */
@@ -231,12 +238,13 @@ export class MtaStsHooks extends EventEmitter {
   private readonly dnsTimeoutMs: number;
   private readonly now: () => number;
   private readonly ownsEngine: boolean;
+  private readonly recorderFailures: RecorderFailureLog;
   private readonly plans = new WeakMap<MxCandidate, DeliveryPlan>();
   /** Failed sessions per plan, for {@link deliveryFailed} (bounded per plan). */
   private readonly failures = new WeakMap<DeliveryPlan, DeliveryFailure[]>();
 
   constructor(options: MtaStsHooksOptions = {}) {
-    super();
+    super({ captureRejections: true });
     validateIntegrationOptions('createMtaStsHooks()', options, HOOKS_OPTION_SPEC);
     const { mtaSts, recorder, plaintextFallback, ...engineOptions } = options;
     this.mtaSts = mtaSts ?? createMtaSts(engineOptions);
@@ -248,6 +256,7 @@ export class MtaStsHooks extends EventEmitter {
     this.requireTlsEverywhere = options.requireTlsEverywhere === true;
     this.dnsTimeoutMs = options.dnsTimeoutMs ?? 10_000;
     this.now = options.now ?? Date.now;
+    this.recorderFailures = new RecorderFailureLog(this.logger, this.now);
   }
 
   /**
@@ -433,12 +442,13 @@ export class MtaStsHooks extends EventEmitter {
         failureReasonCode: judged.failureReasonCode,
       };
     }
+    this.recordSafely(outcome);
     try {
-      this.recorder?.record(outcome);
+      this.emit('outcome', outcome);
     } catch (error) {
-      this.logger.warn?.('mta-sts: TLS-RPT recorder threw; outcome dropped', { error: String(error) });
+      // A listener's bug: reporting never affects delivery (the session's verdict stands).
+      this.logger.warn?.('mta-sts: an outcome listener threw', { error: String(error) });
     }
-    this.emit('outcome', outcome);
     this.emitDecision({
       stage: 'outcome',
       action: 'recorded',
@@ -507,6 +517,36 @@ export class MtaStsHooks extends EventEmitter {
     return decision;
   }
 
+  /**
+   * Hands an outcome to the recorder. Reporting never affects delivery: a recorder that throws or whose promise
+   * rejects (a database outage) loses the outcome, logged once per burst of failures ({@link RecorderFailureLog}),
+   * and never becomes an unhandled rejection.
+   */
+  private recordSafely(outcome: SessionOutcome): void {
+    const recorder = this.recorder;
+    if (!recorder) return;
+    let pending: unknown;
+    try {
+      pending = recorder.record(outcome);
+    } catch (error) {
+      this.recorderFailures.failed(error);
+      return;
+    }
+    if (pending !== null && typeof pending === 'object' && 'then' in pending) {
+      Promise.resolve(pending).then(
+        () => this.recorderFailures.succeeded(),
+        (error: unknown) => this.recorderFailures.failed(error),
+      );
+    } else {
+      this.recorderFailures.succeeded();
+    }
+  }
+
+  /** An async `decision` or `outcome` listener rejected (EventEmitter `captureRejections`): logged, never unhandled. */
+  override [EventEmitter.captureRejectionSymbol](error: unknown, event: string | symbol): void {
+    this.logger.warn?.(`mta-sts: a ${String(event)} listener failed`, { error: String(error) });
+  }
+
   /** Closes the engine when the hooks created it. */
   async close(): Promise<void> {
     if (this.ownsEngine) await this.mtaSts.close();
@@ -536,6 +576,39 @@ function deepFreezePlan(plan: DeliveryPlan): DeliveryPlan {
   Object.freeze(plan.allowed);
   if (plan.noCandidate) Object.freeze(plan.noCandidate);
   return Object.freeze(plan);
+}
+
+/** A recorder that keeps failing is logged again after this long (with the count of outcomes dropped meanwhile). */
+const RECORDER_FAILURE_LOG_INTERVAL_MS = 60_000;
+
+/**
+ * Logs TLS-RPT recorder failures once per burst: the first failure of a burst is a warning, later ones are counted
+ * (and logged again at most once a minute while the burst lasts); the first success after a burst ends it with the
+ * number of outcomes lost. A recorder outage costs reports, never delivery, and never floods the log.
+ */
+class RecorderFailureLog {
+  private dropped = 0;
+  private loggedAt: number | undefined;
+
+  constructor(
+    private readonly logger: Logger,
+    private readonly now: () => number,
+  ) {}
+
+  failed(error: unknown): void {
+    this.dropped++;
+    const now = this.now();
+    if (this.loggedAt !== undefined && now - this.loggedAt < RECORDER_FAILURE_LOG_INTERVAL_MS) return;
+    this.loggedAt = now;
+    this.logger.warn?.('mta-sts: the TLS-RPT recorder failed; outcomes are dropped (delivery is not affected)', { error: String(error), dropped: this.dropped });
+  }
+
+  succeeded(): void {
+    if (this.loggedAt === undefined) return;
+    this.logger.info?.('mta-sts: the TLS-RPT recorder works again', { dropped: this.dropped });
+    this.loggedAt = undefined;
+    this.dropped = 0;
+  }
 }
 
 /** Failures kept per plan for {@link MtaStsHooks.deliveryFailed} (a client that loops on one plan stays bounded). */

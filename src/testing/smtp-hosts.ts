@@ -64,6 +64,8 @@ export interface TestMxHost {
   readonly messages: ReceivedMessage[];
   /** SMTP connections accepted so far. */
   readonly connections: number;
+  /** SMTP connections open now (accepted and not yet closed by either side). */
+  readonly openConnections: number;
   /** Every MAIL FROM this host received (accepted or not), with whether the session was over TLS at the time. */
   readonly mailFrom: ReadonlyArray<{ address: string; secure: boolean }>;
   /** Presents a certificate of another variant from the next STARTTLS on. */
@@ -99,6 +101,7 @@ export async function startMxHost(options: StartMxHostOptions): Promise<TestMxHo
   const sockets = new Set<net.Socket>();
   const mailFrom: Array<{ address: string; secure: boolean }> = [];
   let connections = 0;
+  let open = 0;
 
   const certFor = (variant: CertVariant): { key: string; cert: string } => {
     const issued = ca.certFor(host, variant);
@@ -122,8 +125,14 @@ export async function startMxHost(options: StartMxHostOptions): Promise<TestMxHo
     ...(legacy ? { minVersion: 'TLSv1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT:@SECLEVEL=0' } : { minVersion: 'TLSv1.2' }),
     onConnect(session, callback) {
       connections++;
+      open++;
       if (options.starttlsRejectCode !== undefined || options.ehloRejectCode !== undefined) rejectCommands(smtp, session, options);
       callback();
+    },
+    onClose() {
+      // smtp-server calls this once per connection, whichever side closed it (the socket set below loses track of
+      // a socket upgraded by STARTTLS).
+      open--;
     },
     onSecure(socket, session, callback) {
       const tlsSocket = socket as tls.TLSSocket;
@@ -193,6 +202,9 @@ export async function startMxHost(options: StartMxHostOptions): Promise<TestMxHo
     messages,
     get connections() {
       return connections;
+    },
+    get openConnections() {
+      return open;
     },
     mailFrom,
     setCert(variant) {

@@ -63,7 +63,11 @@ export interface SessionOutcome {
   reportDelivery?: boolean;
 }
 
-/** Where the library feeds session outcomes. `record` never throws and never blocks. */
+/**
+ * Where the library feeds session outcomes. `record` never throws and never blocks. The integrations guard against
+ * custom recorders that do: a throw or a rejected promise (e.g. `async` with a database outage) drops the outcome,
+ * logged once per burst, and never affects delivery.
+ */
 export interface TlsRptRecorder {
   record(outcome: SessionOutcome): void;
 }

@@ -1,16 +1,16 @@
 /**
  * guardTransport() on Nodemailer's own SMTP transport, against the loopback world. Where the transport's host is an
- * MX host of the recipient domain, the domain's policy is enforced; where it is a smart host, MTA-STS does not apply
- * (RFC 8461 §5) and the guard says so instead of pretending.
+ * MX host of the recipient domain, the domain's policy is enforced; where it is a smart host, the smart host's name
+ * is the policy domain (RFC 8461 §3.4) and its policy is applied to the hop; a smart host given by IP has none.
  */
 import net from 'node:net';
 import nodemailer from 'nodemailer';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { MtaSts } from '../../src/engine.js';
+import { createMtaSts, type MtaSts } from '../../src/engine.js';
 import { guardTransport, type GuardTransportOptions, type MtaStsSentMessageInfo, type SmartHostNotice } from '../../src/integrations/nodemailer/index.js';
 import { createMtaStsHooks, type MtaStsDecision } from '../../src/integrations/hooks.js';
 import type { TestWorld } from '../../src/testing/index.js';
-import { FAST, mail, MemoryRecorder, startWorld, stopWorld, sendError } from './helpers.js';
+import { engineOptions, FAST, mail, MemoryRecorder, startWorld, stopWorld, sendError } from './helpers.js';
 
 let world: TestWorld;
 let engine: MtaSts;
@@ -165,47 +165,149 @@ describe.concurrent('guardTransport: plaintext retry and session limits, one mea
   });
 });
 
-describe.concurrent('guardTransport: smart host / relay (RFC 8461 §5)', () => {
-  it('§5 a smart host given by IP: passed through untouched, one smart-host warning, relay decisions', async () => {
+/** A `getSocket` that hands Nodemailer a connection to `ip` (the world's names resolve only in its own DNS). */
+const socketTo = (ip: string) => (_options: unknown, callback: (error: Error | null, socket?: { connection: net.Socket }) => void) => callback(null, { connection: net.connect(world.smtpPort, ip) });
+
+describe.concurrent('guardTransport: smart host (RFC 8461 §3.4: the smart host domain is the policy domain)', () => {
+  it('§3.4 a smart host given by IP has no policy domain: passed through untouched, one warning saying why, relay decisions', async () => {
     const relay = await world.addMx('relay-owner.test', 'relay.smart.test');
     world.publishPolicy('r-enforce.test', ENFORCE(['mx1.r-enforce.test']));
     const { send, smartHost, decisions } = guarded({ host: relay.ip, tls: { servername: 'relay.smart.test', ca: world.ca.rootPem } });
-    await send(mail('fred@r-enforce.test'));
+    const info = await send(mail('fred@r-enforce.test'));
     await send(mail('fred@r-enforce.test', 'again'));
+    expect(info.mtaSts['r-enforce.test']).toMatchObject({ status: 'delivered', mode: 'none', relay: { host: relay.ip } });
+    expect(info.mtaSts['r-enforce.test']!.policyDomain).toBeUndefined();
     // The relay got both messages (MTA-STS of r-enforce.test governs the relay's onward delivery, not this hop).
     expect(relay.messages.filter((m) => m.recipients.includes('fred@r-enforce.test'))).toHaveLength(2);
     expect(smartHost).toHaveLength(1);
-    expect(smartHost[0]!.host).toBe(relay.ip);
-    expect(smartHost[0]!.reason).toMatch(/MTA-STS does not apply/);
-    expect(decisions.filter((d) => d.stage === 'relay' && d.domain === 'r-enforce.test')).toHaveLength(2);
+    expect(smartHost[0]).toMatchObject({ host: relay.ip, mode: 'none' });
+    expect(smartHost[0]!.policyDomain).toBeUndefined();
+    expect(smartHost[0]!.reason).toMatch(/an IP address: it has no policy domain.*RFC 8461 §3\.4/);
+    const relayed = decisions.filter((d) => d.stage === 'relay' && d.domain === 'r-enforce.test');
+    expect(relayed).toHaveLength(2);
+    expect(relayed[0]!.policyDomain).toBeUndefined();
+    expect(relayed[0]!.reason).toMatch(/no policy domain/);
   });
 
-  it('§5 a smart host by name that is not an MX of the recipient domain: passed through, warned once', async () => {
+  it('§3.4 a smart host by name without an MTA-STS policy: relayed with the transport\'s own settings, the smart host is the policy domain', async () => {
     const relay = await world.addMx('relay2-owner.test', 'relay2.smart.test');
     const mx = await world.addMx('r2-enforce.test', 'mx1.r2-enforce.test');
     world.publishPolicy('r2-enforce.test', ENFORCE(['mx1.r2-enforce.test']));
-    // Nodemailer resolves host names through the OS; the world's names resolve only in its own DNS, so hand it a socket.
-    const getSocket = (_options: unknown, callback: (error: Error | null, socket?: { connection: net.Socket }) => void) => callback(null, { connection: net.connect(world.smtpPort, relay.ip) });
-    const { send, smartHost, decisions } = guarded({ host: 'relay2.smart.test', getSocket, tls: { ca: world.ca.rootPem } });
+    const { send, smartHost, decisions } = guarded({ host: 'relay2.smart.test', getSocket: socketTo(relay.ip), tls: { ca: world.ca.rootPem } });
     const info = await send(mail('gil@r2-enforce.test'));
     expect(info.accepted).toEqual(['gil@r2-enforce.test']);
     expect(relay.messages).toHaveLength(1);
     expect(mx.connections).toBe(0);
-    expect(smartHost).toEqual([expect.objectContaining({ host: 'relay2.smart.test', domains: ['r2-enforce.test'] })]);
-    expect(decisions).toContainEqual(expect.objectContaining({ stage: 'relay', action: 'relay', domain: 'r2-enforce.test', mode: 'enforce', mx: 'relay2.smart.test' }));
+    expect(info.mtaSts['r2-enforce.test']).toMatchObject({ status: 'delivered', mode: 'none', policyStatus: 'none', policyDomain: 'relay2.smart.test', relay: { host: 'relay2.smart.test' } });
+    expect(smartHost).toEqual([expect.objectContaining({ host: 'relay2.smart.test', domains: ['r2-enforce.test'], policyDomain: 'relay2.smart.test', mode: 'none' })]);
+    expect(decisions).toContainEqual(expect.objectContaining({ stage: 'relay', action: 'relay', domain: 'r2-enforce.test', mode: 'none', mx: 'relay2.smart.test', policyDomain: 'relay2.smart.test' }));
   });
 
-  it('mixed: the host is an MX of one domain (enforced) and relays for another (passed through)', async () => {
+  it('§3.4 enforce: the smart host\'s policy is applied: validated TLS with SNI = the smart host, one transaction, TLS-RPT under its policy domain', async () => {
+    const relay = await world.addMx('relay3-owner.test', 'relay3.smart.test');
+    world.publishPolicy('relay3.smart.test', ENFORCE(['relay3.smart.test'], 's3'));
+    const { send, recorder, decisions, smartHost } = guarded({ host: 'relay3.smart.test', ignoreTLS: true });
+    const info = await send(mail(['ann@s3-a.test', 'bob@s3-b.test']));
+    expect(info.accepted.sort()).toEqual(['ann@s3-a.test', 'bob@s3-b.test']);
+    expect(relay.messages).toHaveLength(1);
+    expect(relay.messages[0]).toMatchObject({ secure: true, sni: 'relay3.smart.test' });
+    expect(relay.messages[0]!.recipients.sort()).toEqual(['ann@s3-a.test', 'bob@s3-b.test']);
+    for (const domain of ['s3-a.test', 's3-b.test']) {
+      expect(info.mtaSts[domain]).toMatchObject({ domain, status: 'delivered', mode: 'enforce', policyId: 's3', policyDomain: 'relay3.smart.test', mx: 'relay3.smart.test', validated: true, relay: { host: 'relay3.smart.test' } });
+      expect(decisions).toContainEqual(expect.objectContaining({ stage: 'relay', domain, mode: 'enforce', policyId: 's3', policyDomain: 'relay3.smart.test' }));
+    }
+    expect(recorder.of('relay3.smart.test')).toEqual([expect.objectContaining({ success: true, policy: expect.objectContaining({ type: 'sts', domain: 'relay3.smart.test' }) })]);
+    expect(recorder.of('s3-a.test')).toEqual([]);
+    expect(smartHost[0]).toMatchObject({ policyDomain: 'relay3.smart.test', mode: 'enforce' });
+  });
+
+  it('§3.4 enforce: an expired smart host certificate is refused though the transport accepts any certificate: 451, nothing relayed', async () => {
+    const relay = await world.addMx('relay4-owner.test', 'relay4.smart.test', { cert: 'expired' });
+    world.publishPolicy('relay4.smart.test', ENFORCE(['relay4.smart.test']));
+    const { send, recorder } = guarded({ host: 'relay4.smart.test', getSocket: socketTo(relay.ip), tls: { rejectUnauthorized: false } });
+    const error = await sendError(() => send(mail('cat@s4-dest.test')));
+    expect(relay.messages).toHaveLength(0);
+    expect(error).toMatchObject({ code: 'EMTASTS', responseCode: 451, temporary: true });
+    expect(error.attempts[0]).toMatchObject({ mx: 'relay4.smart.test', outcome: 'refused', resultType: 'certificate-expired' });
+    expect((error as unknown as MtaStsSentMessageInfo).mtaSts['s4-dest.test']).toMatchObject({ policyDomain: 'relay4.smart.test', mode: 'enforce', relay: { host: 'relay4.smart.test' } });
+    expect(recorder.of('relay4.smart.test')[0]).toMatchObject({ success: false, failure: { resultType: 'certificate-expired' } });
+  });
+
+  it('§3.4 enforce: a smart host that strips STARTTLS is refused, nothing in plaintext', async () => {
+    const relay = await world.addMx('relay5-owner.test', 'relay5.smart.test', { starttls: false });
+    world.publishPolicy('relay5.smart.test', ENFORCE(['relay5.smart.test']));
+    const { send } = guarded({ host: 'relay5.smart.test', getSocket: socketTo(relay.ip) });
+    const error = await sendError(() => send(mail('dan@s5-dest.test')));
+    expect(relay.messages).toHaveLength(0);
+    expect(relay.mailFrom).toHaveLength(0);
+    expect(error).toMatchObject({ code: 'EMTASTS', temporary: true });
+    expect(error.attempts[0]).toMatchObject({ resultType: 'starttls-not-supported' });
+  });
+
+  it('§3.4 enforce: a smart host its own policy does not list (§4.1) is refused without connecting', async () => {
+    const relay = await world.addMx('relay6-owner.test', 'relay6.smart.test');
+    world.publishPolicy('relay6.smart.test', ENFORCE(['mx.elsewhere.test']));
+    const { send } = guarded({ host: 'relay6.smart.test', getSocket: socketTo(relay.ip) });
+    const error = await sendError(() => send(mail('eli@s6-dest.test')));
+    expect(relay.connections).toBe(0);
+    expect(error).toMatchObject({ code: 'EMTASTS', responseCode: 451, temporary: true });
+    expect(error.attempts[0]).toMatchObject({ mx: 'relay6.smart.test', outcome: 'skipped', resultType: 'validation-failure' });
+  });
+
+  it('§3.4 testing: relayed as without MTA-STS, the failure reported under the smart host\'s policy domain', async () => {
+    const relay = await world.addMx('relay7-owner.test', 'relay7.smart.test', { cert: 'self-signed' });
+    world.publishPolicy('relay7.smart.test', { id: 't7', mode: 'testing', mx: ['relay7.smart.test'], maxAge: 86400 });
+    const { send, recorder } = guarded({ host: 'relay7.smart.test', tls: { rejectUnauthorized: false } });
+    const info = await send(mail('fay@s7-dest.test'));
+    expect(relay.messages).toEqual([expect.objectContaining({ secure: true, sni: 'relay7.smart.test' })]);
+    expect(info.mtaSts['s7-dest.test']).toMatchObject({ status: 'delivered', mode: 'testing', policyDomain: 'relay7.smart.test', validated: false, resultType: 'certificate-not-trusted' });
+    expect(recorder.of('relay7.smart.test')[0]).toMatchObject({ success: false, policy: { domain: 'relay7.smart.test' }, failure: { resultType: 'certificate-not-trusted' } });
+  });
+
+  it('§3.4 relay: true skips the MX check; the smart host\'s enforce policy still applies', async () => {
+    const relay = await world.addMx('relay8-owner.test', 'relay8.smart.test', { cert: 'wrong-name' });
+    world.publishPolicy('relay8.smart.test', ENFORCE(['relay8.smart.test']));
+    const { send } = guarded({ host: 'relay8.smart.test', getSocket: socketTo(relay.ip), tls: { rejectUnauthorized: false } }, { relay: true });
+    const error = await sendError(() => send(mail('gus@s8-dest.test')));
+    expect(relay.messages).toHaveLength(0);
+    expect(error).toMatchObject({ code: 'EMTASTS', temporary: true });
+  });
+
+  it('§3.4 the smart host\'s policy cannot be determined (an exception of ours, here a closed engine): deferred (451), never relayed without it', async () => {
+    const relay = await world.addMx('relay9-owner.test', 'relay9.smart.test');
+    const closed = createMtaSts(engineOptions(world));
+    await closed.close();
+    const { send } = guarded({ host: 'relay9.smart.test', getSocket: socketTo(relay.ip) }, { mtaSts: closed, relay: true });
+    const error = await sendError(() => send(mail('hal@s9-dest.test')));
+    expect(relay.connections).toBe(0);
+    expect(error).toMatchObject({ code: 'EMTASTS', responseCode: 451, temporary: true });
+    expect(error.message).toMatch(/policy of the smart host relay9\.smart\.test \(RFC 8461 §3\.4\) could not be determined/);
+  });
+
+  it('mixed: the host is an MX of one domain (its policy) and a smart host for another (the host\'s own policy, §3.4)', async () => {
     const mx = await world.addMx('mix-a.test', 'mx1.mix-a.test');
-    world.publishPolicy('mix-a.test', ENFORCE(['mx1.mix-a.test']));
-    const getSocket = (_options: unknown, callback: (error: Error | null, socket?: { connection: net.Socket }) => void) => callback(null, { connection: net.connect(world.smtpPort, mx.ip) });
-    const { send } = guarded({ host: 'mx1.mix-a.test', getSocket, tls: { ca: world.ca.rootPem } });
+    world.publishPolicy('mix-a.test', ENFORCE(['mx1.mix-a.test'], 'ma'));
+    world.publishPolicy('mx1.mix-a.test', ENFORCE(['mx1.mix-a.test'], 'mh'));
+    const { send, recorder } = guarded({ host: 'mx1.mix-a.test', getSocket: socketTo(mx.ip), tls: { ca: world.ca.rootPem } });
     const info = await send(mail(['hana@mix-a.test', 'ian@mix-b.test']));
     expect(info.accepted.sort()).toEqual(['hana@mix-a.test', 'ian@mix-b.test']);
     expect(mx.messages.map((m) => m.recipients)).toEqual(expect.arrayContaining([['hana@mix-a.test'], ['ian@mix-b.test']]));
-    expect(mx.messages.find((m) => m.recipients.includes('hana@mix-a.test'))).toMatchObject({ secure: true, sni: 'mx1.mix-a.test' });
-    expect(info.mtaSts['mix-a.test']).toMatchObject({ mode: 'enforce', validated: true });
-    expect(info.mtaSts['mix-b.test']).toMatchObject({ relay: { host: 'mx1.mix-a.test' }, status: 'delivered' });
+    expect(mx.messages.every((m) => m.secure && m.sni === 'mx1.mix-a.test')).toBe(true);
+    expect(info.mtaSts['mix-a.test']).toMatchObject({ mode: 'enforce', policyId: 'ma', policyDomain: 'mix-a.test', validated: true });
+    expect(info.mtaSts['mix-a.test']!.relay).toBeUndefined();
+    expect(info.mtaSts['mix-b.test']).toMatchObject({ relay: { host: 'mx1.mix-a.test' }, status: 'delivered', mode: 'enforce', policyId: 'mh', policyDomain: 'mx1.mix-a.test', validated: true });
+    expect(recorder.of('mx1.mix-a.test')).toHaveLength(1);
+    expect(recorder.of('mix-a.test')).toHaveLength(1);
+  });
+
+  it('mixed: the host relays for a domain and has no policy of its own: that domain passes through the transport', async () => {
+    const mx = await world.addMx('mixn-a.test', 'mx1.mixn-a.test');
+    world.publishPolicy('mixn-a.test', ENFORCE(['mx1.mixn-a.test']));
+    const { send } = guarded({ host: 'mx1.mixn-a.test', getSocket: socketTo(mx.ip), tls: { ca: world.ca.rootPem } });
+    const info = await send(mail(['hana@mixn-a.test', 'ian@mixn-b.test']));
+    expect(info.accepted.sort()).toEqual(['hana@mixn-a.test', 'ian@mixn-b.test']);
+    expect(info.mtaSts['mixn-a.test']).toMatchObject({ mode: 'enforce', validated: true });
+    expect(info.mtaSts['mixn-b.test']).toMatchObject({ relay: { host: 'mx1.mixn-a.test' }, status: 'delivered', mode: 'none', policyDomain: 'mx1.mixn-a.test' });
   });
 });
 

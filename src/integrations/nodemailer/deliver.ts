@@ -46,6 +46,12 @@ export interface DomainDeliveryResult {
   mode: EffectiveMode;
   /** Why there is no policy, or where it came from. */
   policyStatus: PolicyStatus;
+  /**
+   * The Policy Domain whose MTA-STS policy was looked up and applied: the recipient domain for delivery to its MX
+   * hosts; the smart host's name for mail relayed through a smart host (RFC 8461 §3.4). Absent when there was none
+   * (a smart host given by IP address).
+   */
+  policyDomain?: string;
   policyId?: string;
   policySource?: PolicySource;
   /** The MX host (and address) that took the message. */
@@ -70,8 +76,9 @@ export interface DomainDeliveryResult {
   /** Why the domain failed. */
   error?: MtaStsDeliveryError | Error;
   /**
-   * Set by the guard when the message went to a smart host that is not an MX host of this domain: MTA-STS was not
-   * applied (it governs MX delivery only); `mode` is the domain's policy mode for information.
+   * Set by the guard when the message went to a smart host that is not an MX host of this domain. The smart host's
+   * name is then the policy domain (`policyDomain`, RFC 8461 §3.4) and `mode`, `policyId`, `mx`, `validated` are
+   * those of the hop to the smart host; a smart host given by IP has no policy domain (nothing applied, mode `none`).
    */
   relay?: { host: string };
 }
@@ -193,6 +200,7 @@ export async function deliverToDomain(options: DeliverOptions): Promise<DomainDe
     mode: plan.mode,
     policyStatus: lookup.status,
     ...(policyId !== undefined ? { policyId, policySource: lookup.source } : {}),
+    policyDomain: plan.domain,
     secure: false,
     validated: false,
     accepted: [],
@@ -284,7 +292,9 @@ export async function deliverToDomain(options: DeliverOptions): Promise<DomainDe
       if (verdict && !fellBack) recordSafely(hooks, candidate, verdict, { ip, ...(session.localAddress ? { sendingMtaIp: session.localAddress } : {}) });
       if (session.stage === 'policy') {
         // §4.2 / §5: the session did not validate under enforce: the message is not given to this host.
-        attempts.push({ ...base, outcome: 'refused', stage: 'policy', reason: verdict?.reason ?? 'session refused', ...(verdict?.resultType ? { resultType: verdict.resultType } : {}), ...(session.tlsVersion ? { tlsVersion: session.tlsVersion } : {}) });
+        // Without a verdict, a hook threw: the session was closed unjudged, a temporary refusal of this host.
+        attempts.push({ ...base, outcome: 'refused', stage: 'policy', reason: verdict?.reason ?? session.error?.message ?? 'session refused', ...(verdict?.resultType ? { resultType: verdict.resultType } : {}), ...(session.tlsVersion ? { tlsVersion: session.tlsVersion } : {}) });
+        if (!verdict && session.error) lastError = session.error as Error & Record<string, unknown>;
         continue;
       }
       const tlsFacts = { ...(session.tlsVersion ? { tlsVersion: session.tlsVersion } : {}), ...(fellBack ? { fallback: 'plaintext' as const } : {}) };
@@ -393,6 +403,7 @@ export function failedUnexpectedly(hooks: MtaStsHooks, plan: DeliveryPlan, recip
     mode: plan.mode,
     policyStatus: lookup.status,
     ...(policyId !== undefined ? { policyId, policySource: lookup.source } : {}),
+    policyDomain: plan.domain,
     secure: false,
     validated: false,
     accepted: [],

@@ -7,7 +7,7 @@
  * ```
  *
  * For every message, each recipient domain is checked: is the transport's host one of that domain's MX hosts (in
- * its MX records, or matching its MTA-STS policy's `mx` patterns)?
+ * its MX records, or matching its MTA-STS policy's `mx` patterns)? (See `relay.ts` for the routing rules.)
  *
  * - Yes (direct MX delivery): the domain's policy governs the session. Under `enforce` a host the policy does not
  *   list is refused (`EMTASTS`, temporary), and otherwise the session must use STARTTLS with TLS 1.2+ and a
@@ -16,39 +16,45 @@
  *   `tls.servername` = the host, `rejectUnauthorized: true`, `minVersion: 'TLSv1.2'` and a strict
  *   `checkServerIdentity`, connecting to the host's address from the engine's resolver. Under `testing` / none it
  *   delivers with opportunistic TLS and reports. Sessions are recorded for TLS-RPT.
- * - No (smart host / relay): MTA-STS governs delivery to MX hosts only (RFC 8461 §5). The message is
- *   passed to the transport untouched; the guard says so once per host (`smart-host` event, logger warning) and
- *   emits a `relay` decision per domain. It does not pretend: the relay's onward delivery must apply MTA-STS.
+ * - No (a smart host, or `relay: true`): RFC 8461 §3.4 makes the smart host's domain the Policy Domain. The guard
+ *   discovers the policy of the host's name and applies it to the hop, the smart host being its one MX host: under
+ *   `enforce` the host must match the policy's `mx` patterns and the session needs STARTTLS, TLS 1.2+ and a
+ *   certificate valid for the host name (SNI = the host), else the mail is deferred (451, never bounced, never sent
+ *   in plaintext); under `testing` it is delivered and the failure reported (TLS-RPT, under the smart host's policy
+ *   domain). Without a usable policy the message goes through the transport untouched, as without MTA-STS. A smart
+ *   host given by IP address (or `localhost`) has no policy domain: passed through, and the guard says why. The guard
+ *   says once per host what applies (`smart-host` event, logger) and emits a `relay` decision per domain.
  *
  * Pooled transports (`pool: true`) are refused: a pooled connection is shared by messages whose domains may need
- * different TLS requirements. Proxies configured on the transport are not used for the direct MX sessions.
+ * different TLS requirements. Proxies configured on the transport are not used for the sessions the guard runs.
  */
 import { EventEmitter } from 'node:events';
 import type Mail from 'nodemailer/lib/mailer';
 import type { MailMessage } from 'nodemailer';
 import type { SMTPConnectionOptions, SMTPEnvelope } from 'nodemailer/lib/smtp-connection';
 import { normalizeDomainOrUndefined } from '../../domain.js';
-import { MtaStsError } from '../../errors.js';
-import { findMatchingPattern } from '../../mx/match.js';
 import type { DeliveryPlan, MxCandidate } from '../../plan/plan.js';
-import type { PolicyLookup } from '../../types.js';
 import { bool, describeValue, invalidOptionsError, notHere, num, type OptionSpec } from '../../options.js';
 import { HOOKS_OPTION_SPEC, pickOptions, validateIntegrationOptions } from '../../option-specs.js';
 import { MtaStsHooks, type MtaStsDecision, type MtaStsHooksOptions } from '../hooks.js';
 import type { SmtpConnectionClass } from './session.js';
+import { guardSessionOptions } from './guard-session.js';
 import { loadSmtpConnection, TRANSPORT_OPTION_SPEC } from './transport.js';
-import { buildSendResult, deliverToDomain, failedUnexpectedly, groupRecipients, MtaStsDeliveryError, type DeliverOptions, type DomainDeliveryResult, type MtaStsSentMessageInfo } from './deliver.js';
+import { buildSendResult, deliverToDomain, failedUnexpectedly, groupRecipients, MtaStsDeliveryError, type DeliverOptions, type DomainDeliveryResult } from './deliver.js';
+import { classifyDomain, deferredResult, type Classification, passThroughResult, relayDecisionReason, relayedShare, routeSmartHost, smartHostReason, type SmartHostNotice, type SmartHostRoute } from './relay.js';
+
+export type { SmartHostNotice } from './relay.js';
 
 /** Options of {@link guardTransport}. Engine options are used only when neither `mtaSts` nor `hooks` is given. */
 export interface GuardTransportOptions extends MtaStsHooksOptions {
   /** Hooks to use (shared events, recorder). Default: new hooks around `mtaSts`. */
   hooks?: MtaStsHooks;
   /**
-   * Declare the transport's host a smart host: skip the per-domain MX check (saves the MX lookups). MTA-STS is then
-   * never applied by this transport; the guard says so once.
+   * Declare the transport's host a smart host: skip the per-domain MX check (saves the MX lookups). The smart host's
+   * name is then the policy domain of every message (RFC 8461 §3.4); a host given by IP address has none.
    */
   relay?: boolean;
-  /** Addresses (A/AAAA) of the transport's host tried for a direct MX session, an integer from 1 to 64. Default 2. */
+  /** Addresses (A/AAAA) of the transport's host tried for a session the guard runs, an integer from 1 to 64. Default 2. */
   maxAddressesPerMx?: number;
   /** Sessions (connection attempts, a plaintext retry not counted) per recipient domain and message, 1 to 1000. Default 8. */
   maxSessionsPerDomain?: number;
@@ -64,13 +70,6 @@ export const GUARD_OPTION_SPEC: OptionSpec = Object.freeze({
   maxAddresses: notHere('renamed: maxAddressesPerMx (addresses tried per MX host) and maxSessionsPerDomain (sessions per domain and message) are separate options'),
 });
 
-/** The `smart-host` event: the transport relays, MTA-STS does not apply to this hop. */
-export interface SmartHostNotice {
-  host: string;
-  domains: string[];
-  reason: string;
-}
-
 /** The minimal shape of Nodemailer's SMTP transport the guard relies on. */
 export interface SmtpTransportLike {
   name: string;
@@ -79,18 +78,16 @@ export interface SmtpTransportLike {
   getAuth?(authOpts?: unknown): unknown;
 }
 
+type SendCallback = (error: Error | null, info?: unknown) => void;
+type SentInfo = { accepted?: string[]; rejected?: string[]; rejectedErrors?: Error[]; response?: string };
+
 const GUARDED = Symbol.for('mta-sts-sender.guard');
 
-/** A domain's policy, for the record of a relayed delivery (where it was not applied). */
-interface RelayPolicy {
-  mode: DeliveryPlan['mode'];
-  status: PolicyLookup['status'];
-  policyId?: string;
-}
-
-function relayPolicy(lookup: PolicyLookup): RelayPolicy {
-  const policy = lookup.status === 'policy' ? lookup.policy : undefined;
-  return { mode: policy?.mode ?? 'none', status: lookup.status, ...(policy ? { policyId: policy.id } : {}) };
+/** The recipient domains of one message, sorted by route. */
+interface Routes {
+  direct: Map<string, { plan: DeliveryPlan; candidate: MxCandidate }>;
+  deferred: Map<string, DomainDeliveryResult>;
+  relayed: string[];
 }
 
 /**
@@ -105,7 +102,7 @@ export class MtaStsGuard extends EventEmitter {
   private readonly options: GuardTransportOptions;
   private readonly ownsHooks: boolean;
   private readonly smtpConnection: SmtpConnectionClass;
-  private readonly warned = new Set<string>();
+  private readonly notified = new Set<string>();
   private readonly forward = (decision: MtaStsDecision) => this.emit('decision', decision);
   /** A throwing `outcome` listener is a bug of the listener: it must not fail (or re-send) a delivery. */
   private readonly forwardOutcome = (outcome: unknown) => {
@@ -117,7 +114,7 @@ export class MtaStsGuard extends EventEmitter {
   };
 
   constructor(transport: SmtpTransportLike, options: GuardTransportOptions) {
-    super();
+    super({ captureRejections: true });
     validateIntegrationOptions('guardTransport()', options, GUARD_OPTION_SPEC);
     this.smtpConnection = loadSmtpConnection('guardTransport()');
     this.transport = transport;
@@ -130,11 +127,16 @@ export class MtaStsGuard extends EventEmitter {
     const own = Object.prototype.hasOwnProperty.call(transport, 'send');
     this.originalSend = transport.send;
     const guard = this;
-    const guardedSend = function (this: unknown, mail: MailMessage, callback: (error: Error | null, info?: unknown) => void): void {
+    const guardedSend = function (this: unknown, mail: MailMessage, callback: SendCallback): void {
       guard.send(mail, callback);
     };
     (transport as unknown as Record<symbol, unknown>)[GUARDED] = { guard: this, own };
     transport.send = guardedSend;
+  }
+
+  /** An async listener rejected (EventEmitter `captureRejections`): logged, never an unhandled rejection. */
+  override [EventEmitter.captureRejectionSymbol](error: unknown, event: string | symbol): void {
+    this.hooks.logger.warn?.(`mta-sts: a ${String(event)} listener failed`, { error: String(error) });
   }
 
   /** Removes the guard: the transport sends as before. */
@@ -149,158 +151,132 @@ export class MtaStsGuard extends EventEmitter {
     if (this.ownsHooks) void this.hooks.close();
   }
 
-  private passThrough(mail: MailMessage, callback: (error: Error | null, info?: unknown) => void): void {
-    this.originalSend.call(this.transport, mail, callback);
+  /** The transport's own send, as without the guard. */
+  private passThrough(mail: MailMessage): Promise<{ error?: Error; info?: SentInfo }> {
+    return new Promise((resolve) => this.originalSend.call(this.transport, mail, (error, info) => resolve(error ? { error } : { info: (info ?? {}) as SentInfo })));
   }
 
-  private warnSmartHost(host: string, domains: string[], why: string): void {
-    if (this.warned.has(host)) return;
-    this.warned.add(host);
-    const reason = `MTA-STS does not apply: ${why}; mail is relayed through the smart host ${host}, and MTA-STS governs only delivery to a domain's MX hosts (RFC 8461 §5). The relay's own onward delivery must apply it.`;
-    this.hooks.logger.warn?.(`mta-sts: ${reason}`, { host, domains });
+  /** Says once per host what applies to mail relayed through it (`smart-host` event, logger), and emits `relay` decisions. */
+  private announceRelay(domains: string[], policyDomain: string | undefined, route: SmartHostRoute | undefined): void {
+    const mode = route?.kind === 'apply' ? route.plan.mode : 'none';
+    for (const domain of domains) {
+      const reason = relayDecisionReason(domain, this.host, policyDomain, route);
+      this.hooks.emitDecision({ stage: 'relay', action: 'relay', domain, mode, ...(route?.kind === 'apply' ? { plan: route.plan } : {}), mx: this.host, ...(policyDomain ? { policyDomain } : {}), reason });
+    }
+    if (this.notified.has(this.host)) return;
+    this.notified.add(this.host);
+    const reason = smartHostReason(this.host, policyDomain, route);
+    const level = route?.kind === 'apply' ? 'info' : 'warn';
+    this.hooks.logger[level]?.(`mta-sts: ${reason}`, { host: this.host, domains, ...(policyDomain ? { policyDomain } : {}), mode });
     try {
-      this.emit('smart-host', { host, domains, reason } satisfies SmartHostNotice);
+      this.emit('smart-host', { host: this.host, domains, ...(policyDomain ? { policyDomain } : {}), mode, reason } satisfies SmartHostNotice);
     } catch (error) {
       // A listener's bug must not fail a send (after direct domains were delivered, a retry would duplicate them).
       this.hooks.logger.warn?.('mta-sts: a smart-host listener threw', { error: String(error) });
     }
   }
 
-  private send(mail: MailMessage, callback: (error: Error | null, info?: unknown) => void): void {
+  private send(mail: MailMessage, callback: SendCallback): void {
     let returned = false;
-    const done = (error: Error | null, info?: unknown) => {
+    const done: SendCallback = (error, info) => {
       if (returned) return;
       returned = true;
       callback(error, info);
     };
-    this.guardedSend(mail, done).catch((error: Error) => setImmediate(() => done(error)));
+    this.guardedSend(mail).then(
+      (result) => setImmediate(() => done(result.error ?? null, result.info)),
+      (error: Error) => setImmediate(() => done(error)),
+    );
   }
 
-  private async guardedSend(mail: MailMessage, done: (error: Error | null, info?: unknown) => void): Promise<void> {
-    const hostName = normalizeDomainOrUndefined(this.host);
+  private async guardedSend(mail: MailMessage): Promise<{ error?: Error; info?: unknown }> {
     const envelope = mail.message.getEnvelope() as { from: string | false; to: string[] };
     const to = [...(envelope.to ?? [])];
-    const { groups } = groupRecipients(to);
+    const { groups, invalid } = groupRecipients(to);
     const domains = [...groups.keys()];
-    if (this.options.relay || hostName === undefined || hostName === 'localhost') {
-      const why = this.options.relay ? 'the transport is declared a relay' : `the transport's host ${this.host} is not an MX host name`;
-      this.warnSmartHost(this.host, domains, why);
-      for (const domain of domains) this.hooks.emitDecision({ stage: 'relay', action: 'relay', domain, mx: this.host, reason: `${domain}: ${why}; MTA-STS not applied to this hop` });
-      this.passThrough(mail, done);
-      return;
+    const hostName = normalizeDomainOrUndefined(this.host);
+    // RFC 8461 §3.4: the smart host's domain is the policy domain. An IP address (or localhost) has none.
+    const policyDomain = hostName !== undefined && hostName !== 'localhost' ? hostName : undefined;
+    // No recipient domain to route (no or only invalid recipients): Nodemailer's own answer, as without the guard.
+    if (domains.length === 0) return this.passThrough(mail);
+    if (policyDomain === undefined) {
+      this.announceRelay(domains, undefined, undefined);
+      return this.relayUntouched(mail, domains, groups, undefined, undefined);
     }
-
-    // Which domains does this transport deliver to directly (its host is one of their MX hosts)?
-    const direct = new Map<string, { plan: DeliveryPlan; candidate: MxCandidate }>();
-    const relayed: string[] = [];
-    const relayModes = new Map<string, RelayPolicy>();
-    const deferred = new Map<string, DomainDeliveryResult>();
-    await Promise.all(
-      domains.map(async (domain) => {
-        let found: Classification;
-        try {
-          found = await this.classify(domain, hostName);
-        } catch (error) {
-          found = { policy: { mode: 'none', status: 'temp-error' }, defer: error };
-        }
-        if (found.defer !== undefined) deferred.set(domain, this.deferredResult(domain, groups.get(domain)!, found.policy, found.defer));
-        else if (found.candidate && found.plan) direct.set(domain, { plan: found.plan, candidate: found.candidate });
-        else {
-          relayed.push(domain);
-          relayModes.set(domain, found.policy);
-        }
-      }),
-    );
-    for (const domain of relayed) {
-      this.hooks.emitDecision({ stage: 'relay', action: 'relay', domain, mode: relayModes.get(domain)?.mode ?? 'none', mx: this.host, reason: `${domain}: ${this.host} is not an MX host of ${domain}: smart-host delivery, MTA-STS not applied (RFC 8461 §5)` });
-    }
-    if (direct.size === 0 && deferred.size === 0) {
-      this.warnSmartHost(this.host, relayed, `${this.host} is not an MX host of ${relayed.join(', ') || 'the recipient domains'}`);
-      // Nodemailer's own result, plus `mtaSts` saying that each domain was relayed (MTA-STS not applied).
-      this.passThrough(mail, (error, info) => {
-        if (!error && info && typeof info === 'object') {
-          const sent = info as { accepted?: string[]; response?: string };
-          const mtaSts: Record<string, DomainDeliveryResult> = {};
-          for (const domain of relayed) mtaSts[domain] = this.relayResult(domain, groups.get(domain)!, relayModes.get(domain), sent);
-          (info as { mtaSts?: unknown }).mtaSts = mtaSts;
-        }
-        done(error, info);
-      });
-      return;
-    }
+    const routes: Routes = this.options.relay ? { direct: new Map(), deferred: new Map(), relayed: domains } : await this.sortDomains(groups, policyDomain);
+    const route = routes.relayed.length > 0 ? await routeSmartHost(this.hooks, policyDomain) : undefined;
+    if (route) this.announceRelay(routes.relayed, policyDomain, route);
+    if (routes.direct.size === 0 && routes.deferred.size === 0 && route?.kind === 'none') return this.relayUntouched(mail, routes.relayed, groups, policyDomain, route);
 
     const messageId = mail.message.messageId();
     const message = await mail.message.build();
-    const results: Record<string, DomainDeliveryResult> = {};
-    const options = this.transport.options;
-    const connection: SMTPConnectionOptions = {
-      ...(options.name ? { name: options.name } : {}),
-      ...(options.connectionTimeout !== undefined ? { connectionTimeout: options.connectionTimeout } : {}),
-      ...(options.greetingTimeout !== undefined ? { greetingTimeout: options.greetingTimeout } : {}),
-      ...(options.socketTimeout !== undefined ? { socketTimeout: options.socketTimeout } : {}),
-      ...(options.socketCloseTimeout !== undefined ? { socketCloseTimeout: options.socketCloseTimeout } : {}),
-      ...(options.localAddress ? { localAddress: options.localAddress } : {}),
-      ...(options.logger !== undefined ? { logger: options.logger } : {}),
-      ...(options.debug ? { debug: true } : {}),
-      ...(options.lmtp ? { lmtp: true } : {}),
-      ...(options.secure ? { secure: true } : {}),
-    };
-    const port = Number(options.port) || (options.secure ? 465 : 587);
-    const auth = typeof this.transport.getAuth === 'function' ? this.transport.getAuth(mail.data.auth) : undefined;
     const base: SMTPEnvelope = { from: envelope.from };
     if (mail.data.dsn) base.dsn = mail.data.dsn;
-
-    for (const [domain, result] of deferred) results[domain] = result;
-    await Promise.all(
-      [...direct.entries()].map(async ([domain, { plan, candidate }]) => {
-        results[domain] = await this.deliverSafely(plan, groups.get(domain)!, {
-          hooks: this.hooks,
-          smtpConnection: this.smtpConnection,
-          plan,
-          candidates: [candidate],
-          envelope: { ...base, to: groups.get(domain)! },
-          message,
-          port,
-          connection,
-          ...(auth ? { auth: auth as never } : {}),
-          maxAddressesPerMx: this.options.maxAddressesPerMx ?? 2,
-          maxSessions: this.options.maxSessionsPerDomain ?? 8,
-          ...(options.tls ? { tlsBase: options.tls } : {}),
-          // Outside enforce the transport keeps its own STARTTLS behaviour (delivery "as without MTA-STS").
-          callerTls: { ...(options.requireTLS ? { requireTLS: true } : {}), ...(options.ignoreTLS ? { ignoreTLS: true } : {}), ...(options.opportunisticTLS ? { opportunisticTLS: true } : {}) },
-          // One meaning everywhere: default true (as documented), never under enforce or when TLS is required, and
-          // never with credentials: Nodemailer itself never retries without TLS after a failed handshake, so the
-          // retry would hand the password in clear to whoever broke the handshake.
-          plaintextFallback: auth ? false : (this.options.plaintextFallback ?? this.hooks.plaintextFallback),
-          ...(options.forceAuth ? { forceAuth: true } : {}),
-        });
+    const deliver = (plan: DeliveryPlan, candidate: MxCandidate, recipients: string[]) => this.deliverSafely(plan, recipients, guardSessionOptions({ transport: this.transport, options: this.options, hooks: this.hooks, smtpConnection: this.smtpConnection, mail, plan, candidate, envelope: { ...base, to: recipients }, message }));
+    const results: Record<string, DomainDeliveryResult> = Object.fromEntries(routes.deferred);
+    await Promise.all([
+      ...[...routes.direct].map(async ([domain, { plan, candidate }]) => {
+        results[domain] = await deliver(plan, candidate, groups.get(domain)!);
       }),
-    );
-
-    if (relayed.length > 0) {
-      // The other domains go through the transport as a relay, with their recipients only.
-      this.warnSmartHost(this.host, relayed, `${this.host} is not an MX host of ${relayed.join(', ')}`);
-      const relayRecipients = relayed.flatMap((d) => groups.get(d)!);
-      mail.message.setEnvelope({ from: envelope.from, to: relayRecipients });
-      const relayResult = await new Promise<{ error?: Error; info?: { accepted?: string[]; rejected?: string[]; rejectedErrors?: Error[]; response?: string } }>((resolve) =>
-        this.originalSend.call(this.transport, mail, (error, info) => resolve(error ? { error } : { info: info as never })),
-      );
-      for (const domain of relayed) {
-        const r = this.relayResult(domain, groups.get(domain)!, relayModes.get(domain), relayResult.info ?? {});
-        if (relayResult.error) {
-          r.error = relayResult.error;
-          r.rejectedErrors = [relayResult.error];
-        }
-        results[domain] = r;
-      }
-    }
-
-    const { invalid } = groupRecipients(to);
-    const info: MtaStsSentMessageInfo = buildSendResult({ envelope: { from: envelope.from, to }, messageId, order: domains, results, invalid });
-    setImmediate(() => done(null, info));
+      (async () => {
+        if (route) Object.assign(results, await this.deliverRelayed(mail, route, routes.relayed, groups, policyDomain, deliver));
+      })(),
+    ]);
+    return { info: buildSendResult({ envelope: { from: envelope.from, to }, messageId, order: domains, results, invalid }) };
   }
 
-  /** Delivers one direct domain; an exception while doing so defers the domain (RFC 8461 §5.1), never bounces it. */
+  /** The whole message through the transport untouched: Nodemailer's own result, plus `mtaSts` saying how each domain was relayed. */
+  private async relayUntouched(mail: MailMessage, domains: string[], groups: Map<string, string[]>, policyDomain: string | undefined, route: SmartHostRoute | undefined): Promise<{ error?: Error; info?: unknown }> {
+    const sent = await this.passThrough(mail);
+    if (sent.info && typeof sent.info === 'object') {
+      (sent.info as { mtaSts?: unknown }).mtaSts = Object.fromEntries(domains.map((d) => [d, passThroughResult(d, groups.get(d)!, this.host, policyDomain, route?.policy, sent.info!)]));
+    }
+    return sent;
+  }
+
+  /** Which domains does this transport deliver to directly (its host is one of their MX hosts), relay, or defer? */
+  private async sortDomains(groups: Map<string, string[]>, host: string): Promise<Routes> {
+    const domains = [...groups.keys()];
+    const found = await Promise.all(
+      domains.map((domain) => classifyDomain(this.hooks, domain, host).catch((error: unknown): Classification => ({ policy: { mode: 'none', status: 'temp-error' }, defer: error ?? new Error('classification failed') }))),
+    );
+    const routes: Routes = { direct: new Map(), deferred: new Map(), relayed: [] };
+    domains.forEach((domain, i) => {
+      const { plan, candidate, policy, defer } = found[i]!;
+      if (defer !== undefined) routes.deferred.set(domain, deferredResult(this.hooks, this.host, domain, groups.get(domain)!, policy, defer));
+      else if (plan && candidate) routes.direct.set(domain, { plan, candidate });
+      else routes.relayed.push(domain);
+    });
+    return routes;
+  }
+
+  /**
+   * The relayed domains, in one transaction with the smart host: under its policy (RFC 8461 §3.4), deferred when
+   * that policy could not be determined, or through the transport untouched when it has no usable policy.
+   */
+  private async deliverRelayed(mail: MailMessage, route: SmartHostRoute, relayed: string[], groups: Map<string, string[]>, policyDomain: string, deliver: (plan: DeliveryPlan, candidate: MxCandidate, recipients: string[]) => Promise<DomainDeliveryResult>): Promise<Record<string, DomainDeliveryResult>> {
+    const recipients = relayed.flatMap((d) => groups.get(d)!);
+    if (route.kind === 'defer') return Object.fromEntries(relayed.map((d) => [d, deferredResult(this.hooks, this.host, d, groups.get(d)!, route.policy, route.cause, policyDomain)]));
+    if (route.kind === 'apply') {
+      const hop = await deliver(route.plan, route.candidate, recipients);
+      return Object.fromEntries(relayed.map((d) => [d, relayedShare(hop, d, groups.get(d)!, this.host)]));
+    }
+    const envelope = mail.message.getEnvelope() as { from: string | false };
+    mail.message.setEnvelope({ from: envelope.from, to: recipients });
+    const sent = await this.passThrough(mail);
+    return Object.fromEntries(
+      relayed.map((d) => {
+        const r = passThroughResult(d, groups.get(d)!, this.host, policyDomain, route.policy, sent.info ?? {});
+        if (sent.error) {
+          r.error = sent.error;
+          r.rejectedErrors = [sent.error];
+        }
+        return [d, r];
+      }),
+    );
+  }
+
+  /** Delivers one domain (or the hop to the smart host); an exception while doing so defers it (RFC 8461 §5.1), never bounces it. */
   private async deliverSafely(plan: DeliveryPlan, recipients: string[], options: DeliverOptions): Promise<DomainDeliveryResult> {
     try {
       return await deliverToDomain(options);
@@ -308,104 +284,6 @@ export class MtaStsGuard extends EventEmitter {
       return failedUnexpectedly(this.hooks, plan, recipients, error);
     }
   }
-
-  /**
-   * A domain the guard could not classify safely (its plan failed and an `enforce` policy applies, or an exception of
-   * ours): deferred, neither relayed (that would skip the policy) nor bounced (RFC 8461 §5.1).
-   */
-  private deferredResult(domain: string, recipients: string[], policy: RelayPolicy, cause: unknown): DomainDeliveryResult {
-    const enforce = policy.mode === 'enforce';
-    const reason = enforce
-      ? `${domain}: the MX hosts could not be determined (${String((cause as Error)?.message ?? cause).slice(0, 200)}) and its enforce policy does not list ${this.host}; not relayed without MTA-STS, retry later (RFC 8461 §4.1, §5.1)`
-      : `${domain}: planning failed unexpectedly (${String((cause as Error)?.message ?? cause).slice(0, 200)}); not delivered, retry later`;
-    const error = new MtaStsDeliveryError(enforce ? 'EMTASTS' : 'EDNS', reason, {
-      temporary: true,
-      enhanced: enforce ? '4.7.5' : '4.4.3',
-      domain,
-      mode: policy.mode,
-      ...(policy.policyId ? { policyId: policy.policyId } : {}),
-      recipients,
-      cause,
-    });
-    this.hooks.emitDecision({ stage: 'delivery', action: 'defer', domain, mode: policy.mode, mx: this.host, reason });
-    return {
-      domain,
-      recipients,
-      status: 'failed',
-      mode: policy.mode,
-      policyStatus: policy.status,
-      ...(policy.policyId ? { policyId: policy.policyId } : {}),
-      secure: false,
-      validated: false,
-      accepted: [],
-      rejected: [...recipients],
-      rejectedErrors: [error],
-      attempts: [],
-      error,
-    };
-  }
-
-  private relayResult(domain: string, recipients: string[], policy: RelayPolicy | undefined, sent: { accepted?: string[]; response?: string }): DomainDeliveryResult {
-    const accepted = (sent.accepted ?? []).filter((r) => recipients.includes(r));
-    const result: DomainDeliveryResult = {
-      domain,
-      recipients,
-      status: accepted.length > 0 ? 'delivered' : 'failed',
-      mode: policy?.mode ?? 'none',
-      policyStatus: policy?.status ?? 'none',
-      ...(policy?.policyId ? { policyId: policy.policyId } : {}),
-      secure: false,
-      validated: false,
-      accepted,
-      rejected: recipients.filter((x) => !accepted.includes(x)),
-      attempts: [],
-      relay: { host: this.host },
-    };
-    if (sent.response) result.response = sent.response;
-    return result;
-  }
-
-  /** Finds the candidate for the transport's host in the domain's plan, or says the host relays for it. */
-  private async classify(domain: string, host: string): Promise<Classification> {
-    const hooks = this.hooks;
-    let plan: DeliveryPlan | undefined;
-    let planError: unknown;
-    try {
-      plan = await hooks.planDelivery(domain);
-    } catch (error) {
-      if (error instanceof MtaStsError && error.code === 'MTASTS_INVALID_DOMAIN') return { policy: { mode: 'none', status: 'invalid' } };
-      // MX lookup failed: the policy alone can still say the host is one of the domain's MX hosts.
-      planError = error ?? new Error('planning failed');
-    }
-    const candidate = plan?.candidates.find((c) => c.host === host);
-    if (plan && candidate) return { plan, candidate, policy: relayPolicy(plan.lookup) };
-    const lookup = plan?.lookup ?? (await hooks.mtaSts.getPolicy(domain));
-    const policy = lookup.status === 'policy' ? lookup.policy : undefined;
-    if (policy && policy.mode !== 'none' && findMatchingPattern(host, policy.mx) !== undefined) {
-      // The host is a policy-listed MX host of the domain (though not in its MX records now): apply the policy.
-      const single = await hooks.planDelivery(domain, { mxHosts: [{ exchange: host, priority: 0 }] });
-      const only = single.candidates[0];
-      if (only) return { plan: single, candidate: only, policy: relayPolicy(single.lookup) };
-    }
-    // The MX hosts are unknown: under enforce the host might be an MX host the policy does not list (§4.1), and an
-    // exception of ours proves nothing either. Relaying would deliver without MTA-STS: defer instead.
-    if (planError !== undefined && (!(planError instanceof MtaStsError) || policy?.mode === 'enforce')) return { policy: relayPolicy(lookup), defer: planError };
-    // The same when DNS gave no MX host list to compare with (NXDOMAIN, null MX, no MX records: possibly spoofed)
-    // while an enforce policy applies: the plan itself defers such a domain (§5.1), so the guard must not relay it.
-    if (plan && plan.mode === 'enforce' && (plan.nullMx || plan.implicitMx || plan.candidates.length === 0)) {
-      return { policy: relayPolicy(lookup), defer: new Error(plan.noCandidate?.reason ?? `${domain}: no MX host list to check ${host} against`) };
-    }
-    return { policy: relayPolicy(lookup) };
-  }
-}
-
-/** How the guard handles one recipient domain: direct MX delivery (plan + candidate), relay, or defer. */
-interface Classification {
-  plan?: DeliveryPlan;
-  candidate?: MxCandidate;
-  policy: RelayPolicy;
-  /** Set when the domain must be deferred: why. */
-  defer?: unknown;
 }
 
 /**

@@ -4,7 +4,7 @@
  * - {@link createMtaStsTransport}: a transport that delivers straight to the recipients' MX hosts and enforces each
  *   domain's policy: `nodemailer.createTransport(createMtaStsTransport({ name: 'mail.example.org' }))`.
  * - {@link guardTransport}: adds MTA-STS to an existing SMTP transport where its host is one of the recipient
- *   domain's MX hosts, and says clearly that it does not apply where the host is a smart host.
+ *   domain's MX hosts, and the smart host's own policy where the host is a smart host (RFC 8461 §3.4).
  *
  * A refused delivery fails with `code: 'EMTASTS'`, `responseCode: 451`, `temporary: true` (defer, never bounce:
  * RFC 8461 §5.1) and the list of MX hosts tried with their RFC 8460 result types.

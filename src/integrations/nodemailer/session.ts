@@ -87,8 +87,8 @@ function mergeTls(policy: SMTPConnectionOptions['tls'] & object, base: SMTPConne
 
 type ClientError = Error & { code?: string; responseCode?: number; response?: string; command?: string; originalCode?: string };
 
-/** Runs one session. */
-export async function runSmtpSession(request: SessionRequest): Promise<SessionResult> {
+/** The SMTPConnection options of a session, and whether it requires TLS (the policy's, the caller's or the plaintext retry's say). */
+function sessionOptions(request: SessionRequest): { options: SMTPConnectionOptions; requireTls: boolean } {
   const { hooks, candidate, ip } = request;
   const policyTls = hooks.tlsOptionsFor(candidate);
   const caller = candidate.requireValidCertificate ? undefined : request.callerTls;
@@ -108,6 +108,13 @@ export async function runSmtpSession(request: SessionRequest): Promise<SessionRe
     // checkServerIdentity, ca); otherwise a caller with its own settings keeps them (Node's default verifies).
     tls: mergeTls(policyTls, request.tlsBase, caller !== undefined),
   };
+  return { options, requireTls };
+}
+
+/** Runs one session. */
+export async function runSmtpSession(request: SessionRequest): Promise<SessionResult> {
+  const { hooks, candidate, ip } = request;
+  const { options, requireTls } = sessionOptions(request);
   const connection = new request.smtpConnection(options);
   let localAddress: string | undefined;
   const context = (): { ip: string; sendingMtaIp?: string } => ({ ip, ...(localAddress ? { sendingMtaIp: localAddress } : {}) });
@@ -117,22 +124,7 @@ export async function runSmtpSession(request: SessionRequest): Promise<SessionRe
 
   // Late or repeated errors (after the first, or after the session ended) must not become uncaught 'error' events.
   connection.on('error', () => undefined);
-  // A connection-level error may arrive through the connect callback or the 'error' event; take the first.
-  const connectError = await new Promise<ClientError | undefined>((resolve) => {
-    let settled = false;
-    const done = (error?: ClientError) => {
-      if (settled) return;
-      settled = true;
-      resolve(error);
-    };
-    connection.once('error', (error: ClientError) => done(error));
-    connection.once('end', () => done(Object.assign(new Error('connection closed before the session was set up'), { code: 'ECONNECTION' })));
-    try {
-      connection.connect((error?: ClientError) => done(error));
-    } catch (error) {
-      done(error as ClientError);
-    }
-  });
+  const connectError = await connectOnce(connection);
   const socket = connection._socket || undefined;
   localAddress ??= (socket as Socket | undefined)?.localAddress ?? undefined;
 
@@ -143,7 +135,12 @@ export async function runSmtpSession(request: SessionRequest): Promise<SessionRe
       // The caller retries in plaintext only when it allows it and TLS is not required of this session.
       const fallback = request.plaintextFallback !== false && !requireTls;
       const failure = nodemailerHandshakeFailure(connectError);
-      const verdict = hooks.handshakeFailed(candidate, failure.error, { ...context(), plaintextFallback: fallback, tlsSocket: (socket as TLSSocket | undefined) ?? null, ...(failure.starttlsRefused ? { starttlsRefused: failure.starttlsRefused } : {}) });
+      let verdict: SessionVerdict;
+      try {
+        verdict = hooks.handshakeFailed(candidate, failure.error, { ...context(), plaintextFallback: fallback, tlsSocket: (socket as TLSSocket | undefined) ?? null, ...(failure.starttlsRefused ? { starttlsRefused: failure.starttlsRefused } : {}) });
+      } catch (error) {
+        return hookFailed(connection, 'handshakeFailed', error, { secure: false, ...(localAddress ? { localAddress } : {}) });
+      }
       return { delivered: false, stage: 'tls', secure: false, verdict, error: connectError, tryNext: true, ...(localAddress ? { localAddress } : {}) };
     }
     // Greeting / EHLO 5xx is a final answer from this host only; another MX may accept (RFC 5321 §5.1).
@@ -152,7 +149,12 @@ export async function runSmtpSession(request: SessionRequest): Promise<SessionRe
 
   const secure = connection.secure === true;
   const tlsSocket = secure ? (connection._socket as TLSSocket) : null;
-  const verdict = hooks.verifySession(candidate, tlsSocket, context());
+  let verdict: SessionVerdict;
+  try {
+    verdict = hooks.verifySession(candidate, tlsSocket, context());
+  } catch (error) {
+    return hookFailed(connection, 'verifySession', error, { secure, ...(localAddress ? { localAddress } : {}) });
+  }
   const tlsVersion = verdict.verdict.protocol;
   const base = { secure, verdict, ...(tlsVersion ? { tlsVersion } : {}), ...(localAddress ? { localAddress } : {}) };
   if (!verdict.proceed) {
@@ -181,6 +183,41 @@ export async function runSmtpSession(request: SessionRequest): Promise<SessionRe
     return { delivered: false, stage: 'smtp', ...base, error: sent.error, tryNext: !answered };
   }
   return { delivered: true, stage: 'done', ...base, ...(sent.info ? { info: sent.info } : {}), tryNext: false };
+}
+
+/** Connects (greeting, EHLO, STARTTLS); resolves with the error that ended it, if any. */
+function connectOnce(connection: SMTPConnection): Promise<ClientError | undefined> {
+  // A connection-level error may arrive through the connect callback or the 'error' event; take the first.
+  return new Promise<ClientError | undefined>((resolve) => {
+    let settled = false;
+    const done = (error?: ClientError) => {
+      if (settled) return;
+      settled = true;
+      resolve(error);
+    };
+    connection.once('error', (error: ClientError) => done(error));
+    connection.once('end', () => done(Object.assign(new Error('connection closed before the session was set up'), { code: 'ECONNECTION' })));
+    try {
+      connection.connect((error?: ClientError) => done(error));
+    } catch (error) {
+      done(error as ClientError);
+    }
+  });
+}
+
+/**
+ * A hook (`verifySession`, `handshakeFailed`) threw: a bug of the hooks, not a verdict. The connection is closed at
+ * once (never left open until the socket timeout) and the session counts as refused for this MX host, a temporary
+ * failure: nothing is sent on a session nobody judged (fail closed; under `enforce`, RFC 8461 §5.1 defers).
+ */
+function hookFailed(connection: SMTPConnection, hook: string, error: unknown, facts: { secure: boolean; localAddress?: string }): SessionResult {
+  try {
+    connection.close();
+  } catch {
+    // Closing is best effort; the socket is destroyed either way.
+  }
+  const message = `the MTA-STS hook ${hook}() threw (${String((error as Error)?.message ?? error).slice(0, 200)}); session refused, retry later`;
+  return { delivered: false, stage: 'policy', secure: facts.secure, error: new Error(message, { cause: error }), tryNext: true, ...(facts.localAddress ? { localAddress: facts.localAddress } : {}) };
 }
 
 /**

@@ -23,8 +23,8 @@
  * decision is emitted as `decision` on the transport and on the `mta-sts-sender:decision` diagnostics channel.
  *
  * No connection is pooled or reused: each domain gets fresh sessions. DANE (RFC 7672) is not implemented; RFC 8461
- * §2 lets it take precedence where a domain has both. Delivery through a smart host is not MX delivery and is not
- * MTA-STS's business (use {@link guardTransport} on an existing SMTP transport for that case).
+ * §2 lets it take precedence where a domain has both. To send through a smart host, use {@link guardTransport} on
+ * an existing SMTP transport: it applies the smart host's own policy (RFC 8461 §3.4).
  */
 import { EventEmitter } from 'node:events';
 import os from 'node:os';
@@ -149,7 +149,7 @@ export class MtaStsTransport extends EventEmitter implements Transport<MtaStsSen
   };
 
   constructor(options: MtaStsTransportOptions = {}) {
-    super();
+    super({ captureRejections: true });
     validateIntegrationOptions('createMtaStsTransport()', options, TRANSPORT_OPTION_SPEC);
     this.smtpConnection = loadSmtpConnection('createMtaStsTransport()');
     this.options = options;
@@ -157,6 +157,11 @@ export class MtaStsTransport extends EventEmitter implements Transport<MtaStsSen
     this.hooks = options.hooks ?? new MtaStsHooks(pickOptions<MtaStsHooksOptions>(options, HOOKS_OPTION_SPEC));
     this.hooks.on('decision', this.forward);
     this.hooks.on('outcome', this.forwardOutcome);
+  }
+
+  /** An async listener rejected (EventEmitter `captureRejections`): logged, never an unhandled rejection. */
+  override [EventEmitter.captureRejectionSymbol](error: unknown, event: string | symbol): void {
+    this.hooks.logger.warn?.(`mta-sts: a ${String(event)} listener failed`, { error: String(error) });
   }
 
   get mtaSts(): MtaSts {
