@@ -187,10 +187,27 @@ export interface DeliverOptions {
   maxSessions: number;
 }
 
+/** The state of one domain's delivery: the result being built, the sessions used, the last error seen. */
+interface DomainRun {
+  readonly options: DeliverOptions;
+  readonly result: DomainDeliveryResult;
+  readonly policyId: string | undefined;
+  sessions: number;
+  lastError: (Error & Record<string, unknown>) | undefined;
+}
+
+/** What one MX host or address did for the domain: `next` (try the next one), `stop` (session limit), or done. */
+type Step = 'next' | 'stop' | DomainDeliveryResult;
+
+type ErrorWithFields = Error & Record<string, unknown>;
+
+/** What an attempt records besides its outcome: the host, its address and the TLS facts. */
+type AttemptFacts = Omit<MxAttempt, 'outcome' | 'stage' | 'reason'>;
+
 /** Delivers to one domain. Never throws. */
 export async function deliverToDomain(options: DeliverOptions): Promise<DomainDeliveryResult> {
-  const { hooks, plan, envelope } = options;
-  const recipients = [...envelope.to];
+  const { hooks, plan } = options;
+  const recipients = [...options.envelope.to];
   const lookup = plan.lookup;
   const policyId = lookup.status === 'policy' ? lookup.policy?.id : undefined;
   const result: DomainDeliveryResult = {
@@ -207,157 +224,200 @@ export async function deliverToDomain(options: DeliverOptions): Promise<DomainDe
     rejected: [...recipients],
     attempts: [],
   };
-  const attempts = result.attempts;
-  /** The domain failed; `decided`: the decision was already emitted (by `hooks.deliveryFailed`). */
-  const fail = (error: Error, decided = false): DomainDeliveryResult => {
-    result.error = error;
-    result.rejectedErrors = [error];
-    if (!decided) hooks.emitDecision({ stage: 'delivery', action: 'failed', domain: plan.domain, plan, reason: error.message });
-    return result;
-  };
-
+  const run: DomainRun = { options, result, policyId, sessions: 0, lastError: undefined };
   if (plan.allowed.length === 0 && plan.noCandidate?.action === 'bounce') {
     const final = hooks.deliveryFailed(plan);
-    return fail(new MtaStsDeliveryError('ENOMX', final.reason, { temporary: false, enhanced: final.enhancedStatus, domain: plan.domain, mode: plan.mode, ...(policyId ? { policyId } : {}), recipients }), true);
+    return failDomain(run, new MtaStsDeliveryError('ENOMX', final.reason, { temporary: false, enhanced: final.enhancedStatus, domain: plan.domain, mode: plan.mode, ...(policyId ? { policyId } : {}), recipients }), true);
   }
-
-  const candidates = options.candidates ?? plan.candidates;
-  let sessions = 0;
-  let lastError: (Error & Record<string, unknown>) | undefined;
-  outer: for (const candidate of candidates) {
-    if (!candidate.allowed) {
-      // §4.1: an MX host the enforce policy does not list is never connected to; reported as a policy failure.
-      attempts.push({ mx: candidate.host, priority: candidate.priority, outcome: 'skipped', stage: 'policy', reason: candidate.reason, ...(candidate.resultType ? { resultType: candidate.resultType } : {}) });
-      recordSafely(hooks, candidate, { success: false, resultType: candidate.resultType ?? 'validation-failure' });
-      continue;
-    }
-    let addresses: string[];
-    try {
-      addresses = await hooks.addressesFor(candidate);
-    } catch (error) {
-      attempts.push({ mx: candidate.host, priority: candidate.priority, outcome: 'failed', stage: 'dns', reason: (error as Error).message, ...codes(error) });
-      lastError = error as Error & Record<string, unknown>;
-      continue;
-    }
-    for (const ip of addresses.slice(0, options.maxAddressesPerMx)) {
-      if (sessions >= options.maxSessions) break outer;
-      sessions++;
-      const request: SessionRequest = {
-        hooks,
-        smtpConnection: options.smtpConnection,
-        candidate,
-        ip,
-        port: options.port,
-        envelope,
-        message: options.message,
-        connection: options.connection,
-        ...(options.auth ? { auth: options.auth } : {}),
-        ...(options.forceAuth ? { forceAuth: true } : {}),
-        ...(options.tlsBase ? { tlsBase: options.tlsBase } : {}),
-        ...(options.callerTls ? { callerTls: options.callerTls } : {}),
-        ...(options.requireTls ? { requireTls: true } : {}),
-        ...(options.plaintextFallback === false ? { plaintextFallback: false } : {}),
-      };
-      let session: SessionResult = await runSmtpSession(request);
-      let fellBack = false;
-      let fallbackResultType: TlsRptResultType | undefined;
-      const base = { mx: candidate.host, priority: candidate.priority, ip };
-      if (session.stage === 'tls' && session.verdict) {
-        const verdict = session.verdict;
-        recordSafely(hooks, candidate, verdict, { ip, ...(session.localAddress ? { sendingMtaIp: session.localAddress } : {}) });
-        const attempt: MxAttempt = { ...base, outcome: plan.mode === 'enforce' || candidate.requireTls ? 'refused' : 'failed', stage: 'tls', reason: verdict.reason, ...(verdict.resultType ? { resultType: verdict.resultType } : {}), ...codes(session.error) };
-        if (!verdict.plaintextFallback || options.plaintextFallback === false) {
-          attempts.push(attempt);
-          lastError = session.error as Error & Record<string, unknown>;
-          continue;
-        }
-        // Not enforce, TLS not required: deliver as without MTA-STS, i.e. retry in plaintext (like Postfix).
-        attempt.fallback = 'plaintext';
-        attempts.push(attempt);
-        fallbackResultType = verdict.resultType ?? 'validation-failure';
-        session = await runSmtpSession({ ...request, plaintext: true });
-        fellBack = true;
-      }
-      if (session.stage === 'connect') {
-        attempts.push({ ...base, outcome: 'failed', stage: 'connect', reason: session.error?.message ?? 'connection failed', ...codes(session.error) });
-        lastError = session.error as Error & Record<string, unknown>;
-        continue;
-      }
-      if (session.stage === 'tls') {
-        // The plaintext retry failed its handshake too (cannot happen without STARTTLS); treat as a connect failure.
-        attempts.push({ ...base, outcome: 'failed', stage: 'tls', reason: session.verdict?.reason ?? 'TLS failed', ...codes(session.error) });
-        continue;
-      }
-      const verdict = session.verdict;
-      if (verdict && !fellBack) recordSafely(hooks, candidate, verdict, { ip, ...(session.localAddress ? { sendingMtaIp: session.localAddress } : {}) });
-      if (session.stage === 'policy') {
-        // §4.2 / §5: the session did not validate under enforce: the message is not given to this host.
-        // Without a verdict, a hook threw: the session was closed unjudged, a temporary refusal of this host.
-        attempts.push({ ...base, outcome: 'refused', stage: 'policy', reason: verdict?.reason ?? session.error?.message ?? 'session refused', ...(verdict?.resultType ? { resultType: verdict.resultType } : {}), ...(session.tlsVersion ? { tlsVersion: session.tlsVersion } : {}) });
-        if (!verdict && session.error) lastError = session.error as Error & Record<string, unknown>;
-        continue;
-      }
-      const tlsFacts = { ...(session.tlsVersion ? { tlsVersion: session.tlsVersion } : {}), ...(fellBack ? { fallback: 'plaintext' as const } : {}) };
-      if (session.delivered) {
-        const info = session.info as SMTPConnectionSendInfo;
-        // What failed about this delivery (reported, not enforced): the handshake that forced the plaintext retry,
-        // or the session's own verdict.
-        const reported = fallbackResultType ?? (verdict && !verdict.success ? verdict.resultType : undefined);
-        attempts.push({ ...base, outcome: 'delivered', stage: 'done', reason: info.response, ...tlsFacts, ...(reported ? { resultType: reported } : {}) });
-        result.status = 'delivered';
-        result.mx = candidate.host;
-        result.ip = ip;
-        result.secure = session.secure;
-        if (session.tlsVersion) result.tlsVersion = session.tlsVersion;
-        result.validated = verdict?.verdict.ok === true;
-        if (reported) result.resultType = reported;
-        if (fellBack) result.plaintextFallback = true;
-        result.accepted = [...info.accepted];
-        result.rejected = [...info.rejected];
-        if (info.rejectedErrors && info.rejectedErrors.length > 0) result.rejectedErrors = [...info.rejectedErrors];
-        else delete result.rejectedErrors;
-        result.response = info.response;
-        hooks.emitDecision({
-          stage: 'delivery',
-          action: 'delivered',
-          domain: plan.domain,
-          plan,
-          mx: candidate.host,
-          ip,
-          verdict: result.validated ? 'pass' : 'fail',
-          ...(result.resultType ? { resultType: result.resultType } : {}),
-          ...(result.tlsVersion ? { tlsVersion: result.tlsVersion } : {}),
-          reason: `${plan.domain}: delivered to ${candidate.host} [${ip}] ${result.secure ? `over ${result.tlsVersion}` : 'in plaintext'}${result.validated ? ', certificate validated' : ''} (mode ${plan.mode})`,
-        });
-        return result;
-      }
-      const error = session.error as Error & Record<string, unknown> & { responseCode?: number };
-      attempts.push({ ...base, outcome: session.tryNext ? 'failed' : 'rejected', stage: session.stage === 'auth' ? 'auth' : 'smtp', reason: error?.message ?? 'transaction failed', ...tlsFacts, ...codes(error) });
-      lastError = error;
-      if (!session.tryNext) {
-        // The MX answered for these recipients: that is the domain's answer (no other MX is tried).
-        if (error) {
-          error.domain = plan.domain;
-          error.attempts = attempts;
-          error.temporary = typeof error.responseCode === 'number' ? error.responseCode < 500 : true;
-          const rejected = Array.isArray(error.rejected) ? (error.rejected as string[]) : recipients;
-          result.rejected = [...rejected];
-        }
-        return fail(error ?? new Error('transaction failed'));
-      }
-    }
+  for (const candidate of options.candidates ?? plan.candidates) {
+    const step = await tryCandidate(run, candidate);
+    if (step === 'stop') break;
+    if (step !== 'next') return step;
   }
+  return noHostTookIt(run);
+}
 
-  // No host took the message: the hooks decide the final action (RFC 8461 §5.1: defer) and emit it.
+/** The domain failed; `decided`: the decision was already emitted (by `hooks.deliveryFailed`). */
+function failDomain(run: DomainRun, error: Error, decided = false): DomainDeliveryResult {
+  const { hooks, plan } = run.options;
+  run.result.error = error;
+  run.result.rejectedErrors = [error];
+  if (!decided) hooks.emitDecision({ stage: 'delivery', action: 'failed', domain: plan.domain, plan, reason: error.message });
+  return run.result;
+}
+
+/** One MX host: skipped when the policy does not list it (§4.1), else each of its addresses in turn. */
+async function tryCandidate(run: DomainRun, candidate: MxCandidate): Promise<Step> {
+  const { hooks } = run.options;
+  const attempts = run.result.attempts;
+  if (!candidate.allowed) {
+    // §4.1: an MX host the enforce policy does not list is never connected to; reported as a policy failure.
+    attempts.push({ mx: candidate.host, priority: candidate.priority, outcome: 'skipped', stage: 'policy', reason: candidate.reason, ...(candidate.resultType ? { resultType: candidate.resultType } : {}) });
+    recordSafely(hooks, candidate, { success: false, resultType: candidate.resultType ?? 'validation-failure' });
+    return 'next';
+  }
+  let addresses: string[];
+  try {
+    addresses = await hooks.addressesFor(candidate);
+  } catch (error) {
+    attempts.push({ mx: candidate.host, priority: candidate.priority, outcome: 'failed', stage: 'dns', reason: (error as Error).message, ...codes(error) });
+    run.lastError = error as ErrorWithFields;
+    return 'next';
+  }
+  for (const ip of addresses.slice(0, run.options.maxAddressesPerMx)) {
+    if (run.sessions >= run.options.maxSessions) return 'stop';
+    run.sessions++;
+    const step = await tryAddress(run, candidate, ip);
+    if (step !== 'next') return step;
+  }
+  return 'next';
+}
+
+function sessionRequest(options: DeliverOptions, candidate: MxCandidate, ip: string): SessionRequest {
+  return {
+    hooks: options.hooks,
+    smtpConnection: options.smtpConnection,
+    candidate,
+    ip,
+    port: options.port,
+    envelope: options.envelope,
+    message: options.message,
+    connection: options.connection,
+    ...(options.auth ? { auth: options.auth } : {}),
+    ...(options.forceAuth ? { forceAuth: true } : {}),
+    ...(options.tlsBase ? { tlsBase: options.tlsBase } : {}),
+    ...(options.callerTls ? { callerTls: options.callerTls } : {}),
+    ...(options.requireTls ? { requireTls: true } : {}),
+    ...(options.plaintextFallback === false ? { plaintextFallback: false } : {}),
+  };
+}
+
+/** One session with one address of an MX host, judged by the hooks. */
+async function tryAddress(run: DomainRun, candidate: MxCandidate, ip: string): Promise<Step> {
+  const { hooks } = run.options;
+  const attempts = run.result.attempts;
+  const request = sessionRequest(run.options, candidate, ip);
+  const base = { mx: candidate.host, priority: candidate.priority, ip };
+  const first = await runSmtpSession(request);
+  const handshake = first.stage === 'tls' && first.verdict ? await afterFailedHandshake(run, candidate, request, first, base) : { session: first, fellBack: false };
+  if (handshake === 'next') return 'next';
+  const { session, fellBack, fallbackResultType } = handshake;
+  if (session.stage === 'connect') {
+    attempts.push({ ...base, outcome: 'failed', stage: 'connect', reason: session.error?.message ?? 'connection failed', ...codes(session.error) });
+    run.lastError = session.error as ErrorWithFields;
+    return 'next';
+  }
+  if (session.stage === 'tls') {
+    // The plaintext retry failed its handshake too (cannot happen without STARTTLS); treat as a connect failure.
+    attempts.push({ ...base, outcome: 'failed', stage: 'tls', reason: session.verdict?.reason ?? 'TLS failed', ...codes(session.error) });
+    return 'next';
+  }
+  const verdict = session.verdict;
+  if (verdict && !fellBack) recordSafely(hooks, candidate, verdict, { ip, ...(session.localAddress ? { sendingMtaIp: session.localAddress } : {}) });
+  if (session.stage === 'policy') {
+    // §4.2 / §5: the session did not validate under enforce: the message is not given to this host.
+    // Without a verdict, a hook threw: the session was closed unjudged, a temporary refusal of this host.
+    attempts.push({ ...base, outcome: 'refused', stage: 'policy', reason: verdict?.reason ?? session.error?.message ?? 'session refused', ...(verdict?.resultType ? { resultType: verdict.resultType } : {}), ...(session.tlsVersion ? { tlsVersion: session.tlsVersion } : {}) });
+    if (!verdict && session.error) run.lastError = session.error as ErrorWithFields;
+    return 'next';
+  }
+  const tlsFacts = { ...(session.tlsVersion ? { tlsVersion: session.tlsVersion } : {}), ...(fellBack ? { fallback: 'plaintext' as const } : {}) };
+  if (session.delivered) return delivered(run, candidate, session, { ...base, ...tlsFacts }, fellBack, fallbackResultType);
+  return transactionFailed(run, session, { ...base, ...tlsFacts });
+}
+
+/**
+ * The STARTTLS handshake failed: reported; under enforce (or with TLS required) the host is refused, otherwise the
+ * session is retried in plaintext, delivering as without MTA-STS (RFC 8461 §5, like Postfix).
+ */
+async function afterFailedHandshake(
+  run: DomainRun,
+  candidate: MxCandidate,
+  request: SessionRequest,
+  session: SessionResult,
+  base: { mx: string; priority: number; ip: string },
+): Promise<'next' | { session: SessionResult; fellBack: boolean; fallbackResultType?: TlsRptResultType }> {
+  const { hooks, plan } = run.options;
+  const verdict = session.verdict!;
+  recordSafely(hooks, candidate, verdict, { ip: base.ip, ...(session.localAddress ? { sendingMtaIp: session.localAddress } : {}) });
+  const attempt: MxAttempt = { ...base, outcome: plan.mode === 'enforce' || candidate.requireTls ? 'refused' : 'failed', stage: 'tls', reason: verdict.reason, ...(verdict.resultType ? { resultType: verdict.resultType } : {}), ...codes(session.error) };
+  run.result.attempts.push(attempt);
+  if (!verdict.plaintextFallback || run.options.plaintextFallback === false) {
+    run.lastError = session.error as ErrorWithFields;
+    return 'next';
+  }
+  attempt.fallback = 'plaintext';
+  return { session: await runSmtpSession({ ...request, plaintext: true }), fellBack: true, fallbackResultType: verdict.resultType ?? 'validation-failure' };
+}
+
+/** The host took the message: the domain's result, and the `delivered` decision. */
+function delivered(run: DomainRun, candidate: MxCandidate, session: SessionResult, base: AttemptFacts, fellBack: boolean, fallbackResultType: TlsRptResultType | undefined): DomainDeliveryResult {
+  const { hooks, plan } = run.options;
+  const result = run.result;
+  const verdict = session.verdict;
+  const info = session.info as SMTPConnectionSendInfo;
+  // What failed about this delivery (reported, not enforced): the handshake that forced the plaintext retry, or the
+  // session's own verdict.
+  const reported = fallbackResultType ?? (verdict && !verdict.success ? verdict.resultType : undefined);
+  result.attempts.push({ ...base, outcome: 'delivered', stage: 'done', reason: info.response, ...(reported ? { resultType: reported } : {}) });
+  result.status = 'delivered';
+  result.mx = candidate.host;
+  result.ip = base.ip!;
+  result.secure = session.secure;
+  if (session.tlsVersion) result.tlsVersion = session.tlsVersion;
+  result.validated = verdict?.verdict.ok === true;
+  if (reported) result.resultType = reported;
+  if (fellBack) result.plaintextFallback = true;
+  result.accepted = [...info.accepted];
+  result.rejected = [...info.rejected];
+  if (info.rejectedErrors && info.rejectedErrors.length > 0) result.rejectedErrors = [...info.rejectedErrors];
+  else delete result.rejectedErrors;
+  result.response = info.response;
+  hooks.emitDecision({
+    stage: 'delivery',
+    action: 'delivered',
+    domain: plan.domain,
+    plan,
+    mx: candidate.host,
+    ip: result.ip,
+    verdict: result.validated ? 'pass' : 'fail',
+    ...(result.resultType ? { resultType: result.resultType } : {}),
+    ...(result.tlsVersion ? { tlsVersion: result.tlsVersion } : {}),
+    reason: `${plan.domain}: delivered to ${candidate.host} [${result.ip}] ${result.secure ? `over ${result.tlsVersion}` : 'in plaintext'}${result.validated ? ', certificate validated' : ''} (mode ${plan.mode})`,
+  });
+  return result;
+}
+
+/** The SMTP transaction failed: the next host is tried, unless this one answered for the recipients. */
+function transactionFailed(run: DomainRun, session: SessionResult, base: AttemptFacts): Step {
+  const error = session.error as (ErrorWithFields & { responseCode?: number }) | undefined;
+  run.result.attempts.push({ ...base, outcome: session.tryNext ? 'failed' : 'rejected', stage: session.stage === 'auth' ? 'auth' : 'smtp', reason: error?.message ?? 'transaction failed', ...codes(error) });
+  run.lastError = error;
+  if (session.tryNext) return 'next';
+  // The MX answered for these recipients: that is the domain's answer (no other MX is tried).
+  if (error) {
+    error.domain = run.options.plan.domain;
+    error.attempts = run.result.attempts;
+    error.temporary = typeof error.responseCode === 'number' ? error.responseCode < 500 : true;
+    const rejected = Array.isArray(error.rejected) ? (error.rejected as string[]) : run.result.recipients;
+    run.result.rejected = [...rejected];
+  }
+  return failDomain(run, error ?? new Error('transaction failed'));
+}
+
+/** No host took the message: the hooks decide the final action (RFC 8461 §5.1: defer) and emit it. */
+function noHostTookIt(run: DomainRun): DomainDeliveryResult {
+  const { hooks, plan } = run.options;
+  const { attempts, recipients } = run.result;
+  const policyId = run.policyId;
   const failures = attempts.map((a): DeliveryFailure => ({ mx: a.mx, ...(a.ip ? { ip: a.ip } : {}), ...(a.resultType ? { resultType: a.resultType } : {}), reason: a.reason }));
   const final = hooks.deliveryFailed(plan, { failures });
-  const policyFailure = final.enhancedStatus === '4.7.5';
-  const base = { temporary: final.temporary, enhanced: final.enhancedStatus, domain: plan.domain, mode: plan.mode, ...(policyId ? { policyId } : {}), recipients, attempts, ...(lastError ? { cause: lastError } : {}) };
-  if (policyFailure) {
+  const base = { temporary: final.temporary, enhanced: final.enhancedStatus, domain: plan.domain, mode: plan.mode, ...(policyId ? { policyId } : {}), recipients, attempts, ...(run.lastError ? { cause: run.lastError } : {}) };
+  if (final.enhancedStatus === '4.7.5') {
     const responseText = `MTA-STS: no MX host of ${plan.domain} passed its enforce policy (id ${policyId ?? '?'}); try again later`;
-    return fail(new MtaStsDeliveryError('EMTASTS', final.reason, { ...base, responseText }), true);
+    return failDomain(run, new MtaStsDeliveryError('EMTASTS', final.reason, { ...base, responseText }), true);
   }
-  return fail(new MtaStsDeliveryError(attempts.length === 0 ? 'ENOMX' : 'ECONNECTION', final.reason, base), true);
+  return failDomain(run, new MtaStsDeliveryError(attempts.length === 0 ? 'ENOMX' : 'ECONNECTION', final.reason, base), true);
 }
 
 /**
