@@ -47,6 +47,7 @@ export { TlsRptError, TLSRPT_ERROR_CODES } from './errors.js';
 export type { TlsRptErrorCode, TlsRptErrorOptions } from './errors.js';
 // The reporter (recorder, persistence, scheduling, delivery) and its events.
 export { createTlsRptReporter } from './scheduler.js';
+export type { TlsRptReporterOptions, TlsRptRetryOptions } from './reporter-options.js';
 export type {
   FlushResult,
   PendingReport,
@@ -56,13 +57,11 @@ export type {
   TlsRptFailedEvent,
   TlsRptNotAttemptedEvent,
   TlsRptReporter,
-  TlsRptReporterOptions,
-  TlsRptRetryOptions,
   TlsRptSentEvent,
   TlsRptSkippedNoRecordEvent,
   TlsRptSkippedNoTransportEvent,
   TlsRptWarningEvent,
-} from './scheduler.js';
+} from './reporter-events.js';
 // The recorder and the stores on their own; a custom store merges and settles counts with the two helpers.
 export { TlsRptAggregator } from './recorder.js';
 export type { DroppedOutcomeReason, TlsRptAggregatorOptions, TlsRptAggregatorStats } from './recorder.js';

@@ -30,21 +30,9 @@ import type { FlushResult, TlsRptReporter } from './reporter-events.js';
 import { createReportSender, type ReportSender } from './report-sender.js';
 import { utcDayKey } from './report.js';
 
-export type { TlsRptReporterOptions, TlsRptRetryOptions } from './reporter-options.js';
-export type {
-  FlushResult,
-  PendingReport,
-  TlsRptDestinationFailure,
-  TlsRptDroppedEvent,
-  TlsRptEvent,
-  TlsRptFailedEvent,
-  TlsRptNotAttemptedEvent,
-  TlsRptReporter,
-  TlsRptSentEvent,
-  TlsRptSkippedNoRecordEvent,
-  TlsRptSkippedNoTransportEvent,
-  TlsRptWarningEvent,
-} from './reporter-events.js';
+// What callers of the reporter name most (the package exports every type from ./index.ts).
+export type { TlsRptReporterOptions } from './reporter-options.js';
+export type { TlsRptEvent, TlsRptReporter } from './reporter-events.js';
 export { retryStep } from './process-report.js';
 
 /**

@@ -24,8 +24,9 @@
  * `onCorrupt` (`TLSRPT_SPOOL_CORRUPT`); it is never fatal.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, rmdir, unlink } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rmdir, unlink } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
+import { tempFileFor, writeFileAtomically } from '../cache/atomic-file.js';
 import { mergeDomainDayCounts, parseDomainDayCounts, subtractDomainDayCounts, totalSessions, type AggregationLimits, type DomainDayCounts, type DomainDayKey } from './aggregate.js';
 import { TlsRptError } from './errors.js';
 import { acquireSpoolLock } from './spool-lock.js';
@@ -367,7 +368,7 @@ export class FileSpoolStore implements TlsRptStore {
 
   private async writeFile(file: string, record: StoredDomainDay): Promise<void> {
     const dir = dirname(file);
-    const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+    const tmp = tempFileFor(file);
     const body = JSON.stringify({
       format: SPOOL_FORMAT,
       version: SPOOL_VERSION,
@@ -379,17 +380,8 @@ export class FileSpoolStore implements TlsRptStore {
     this.writing.add(tmp);
     try {
       await mkdir(dir, { recursive: true });
-      const handle = await open(tmp, 'w', 0o600);
-      try {
-        await handle.writeFile(body, 'utf8');
-        if (this.fsync) await handle.sync();
-      } finally {
-        await handle.close();
-      }
-      await rename(tmp, file);
-      if (this.fsync) await syncDir(dir);
+      await writeFileAtomically(file, body, this.fsync, tmp);
     } catch (error) {
-      await unlink(tmp).catch(() => undefined);
       throw new TlsRptError('TLSRPT_STORE_FAILED', `writing ${file} failed`, { cause: error });
     } finally {
       this.writing.delete(tmp);
@@ -419,19 +411,5 @@ function writerAlive(name: string): boolean {
     return true;
   } catch (error) {
     return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-/** fsyncs a directory so a rename in it is durable (best effort: not every platform allows it). */
-async function syncDir(dir: string): Promise<void> {
-  try {
-    const handle = await open(dir, 'r');
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
-  } catch {
-    // not supported here (Windows); the rename is still atomic
   }
 }
