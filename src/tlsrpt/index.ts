@@ -65,8 +65,10 @@ export type {
 // The recorder and the stores on their own; a custom store merges and settles counts with the two helpers.
 export { TlsRptAggregator } from './recorder.js';
 export type { DroppedOutcomeReason, TlsRptAggregatorOptions, TlsRptAggregatorStats } from './recorder.js';
-export { FileSpoolStore, MemoryTlsRptStore } from './store.js';
-export type { DeliveryState, FileSpoolStoreOptions, StoredDomainDay, TlsRptStore, TlsRptStoreEvent } from './store.js';
+export { MemoryTlsRptStore } from './store.js';
+export type { DeliveryState, StoredDomainDay, TlsRptStore, TlsRptStoreEvent } from './store.js';
+export { FileSpoolStore } from './file-spool.js';
+export type { FileSpoolStoreOptions } from './file-spool.js';
 export { DEFAULT_AGGREGATION_LIMITS, mergeDomainDayCounts, subtractDomainDayCounts } from './aggregate.js';
 export type { AggregationLimits, DomainDayCounts, DomainDayKey } from './aggregate.js';
 // RFC 8460 §3 record discovery.

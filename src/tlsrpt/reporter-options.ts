@@ -10,7 +10,8 @@ import { MtaStsError } from '../errors.js';
 import type { AggregationLimits } from './aggregate.js';
 import type { TlsRptMailTransportInput } from './deliver.js';
 import type { TlsRptEvent, TlsRptWarningEvent } from './reporter-events.js';
-import { FileSpoolStore, MemoryTlsRptStore, type TlsRptStore } from './store.js';
+import { FileSpoolStore } from './file-spool.js';
+import { MemoryTlsRptStore, type TlsRptStore } from './store.js';
 import type { TlsRptLogger } from './types.js';
 
 export const DAY_MS = 86_400_000;
