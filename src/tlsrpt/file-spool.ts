@@ -161,13 +161,7 @@ export class FileSpoolStore implements TlsRptStore {
   }
 
   async setDelivery(key: DomainDayKey, state: DeliveryState): Promise<void> {
-    this.assertWritable('setDelivery');
-    const file = this.fileOf(key);
-    await this.withFileLock(file, async () => {
-      const existing = await this.readFile(file, key);
-      if (!existing) return;
-      await this.writeFile(file, { ...existing, delivery: { ...state } });
-    });
+    await this.updateRecord(key, 'setDelivery', (file, existing) => this.writeFile(file, { ...existing, delivery: { ...state } }));
   }
 
   async delete(key: DomainDayKey): Promise<void> {
@@ -179,17 +173,23 @@ export class FileSpoolStore implements TlsRptStore {
   }
 
   async settle(key: DomainDayKey, sent: DomainDayCounts): Promise<void> {
-    this.assertWritable('settle');
-    const file = this.fileOf(key);
-    await this.withFileLock(file, async () => {
-      const existing = await this.readFile(file, key);
-      if (!existing) return;
+    await this.updateRecord(key, 'settle', async (file, existing) => {
       const rest = subtractDomainDayCounts(existing, sent);
       // Late sessions stay, without the delivery state of the report they were not part of.
       if (totalSessions(rest) > 0) await this.writeFile(file, rest);
       else await this.unlinkRecord(file);
     });
     await rmdir(join(this.dir, key.day)).catch(() => undefined);
+  }
+
+  /** Read-modify-write of an existing record under its lock (nothing when the record is gone). */
+  private async updateRecord(key: DomainDayKey, operation: string, change: (file: string, existing: StoredDomainDay) => Promise<void>): Promise<void> {
+    this.assertWritable(operation);
+    const file = this.fileOf(key);
+    await this.withFileLock(file, async () => {
+      const existing = await this.readFile(file, key);
+      if (existing) await change(file, existing);
+    });
   }
 
   private async unlinkRecord(file: string): Promise<void> {
