@@ -1,6 +1,6 @@
 /**
  * Crash-safe file replacement for the persistent policy store (RFC 8461 §3.3: a cached policy must survive a
- * restart intact or not at all, never half-written).
+ * restart intact or not at all, never half-written) and the TLS-RPT file spool (counts and delivery state).
  *
  * The new content goes to a temporary file in the same directory (same file system, so the rename is atomic),
  * which is fsynced before it is renamed over the old file; the directory is then fsynced so the rename itself is
@@ -14,9 +14,17 @@ import { basename, dirname, join } from 'node:path';
 /** `<name>.<pid>.<8 hex>.tmp`, as written by {@link writeFileAtomically}. */
 const TEMP_SUFFIX = /^\.\d+\.[0-9a-f]{8}\.tmp$/;
 
-/** Replaces `path` with `body` atomically (temp file + fsync + rename + directory fsync). Rejects on I/O errors. */
-export async function writeFileAtomically(path: string, body: string, fsync: boolean): Promise<void> {
-  const tmp = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+/** A fresh temporary file name next to `path`: `<path>.<pid>.<8 hex>.tmp`. */
+export function tempFileFor(path: string): string {
+  return `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+}
+
+/**
+ * Replaces `path` with `body` atomically (temp file + fsync + rename + directory fsync). Rejects on I/O errors
+ * (the temporary file is then removed). `tmp` is the temporary file to use (default: a fresh {@link tempFileFor}),
+ * for a caller that must know it while the write runs.
+ */
+export async function writeFileAtomically(path: string, body: string, fsync: boolean, tmp: string = tempFileFor(path)): Promise<void> {
   try {
     const handle = await open(tmp, 'w', 0o600);
     try {

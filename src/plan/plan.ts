@@ -95,56 +95,7 @@ export function buildPlan(input: BuildPlanInput): DeliveryPlan {
   const enforce = mode === 'enforce';
   const tlsRequired = enforce || input.requireTlsEverywhere === true;
   const patterns = policy && mode !== 'none' ? policy.mx : undefined;
-  const candidates: MxCandidate[] = [];
-  for (const mx of input.mx) {
-    if (mx.invalid) {
-      candidates.push({
-        host: mx.host,
-        priority: mx.priority,
-        allowed: false,
-        matched: false,
-        invalid: true,
-        reason: `MX name ${JSON.stringify(mx.host)} is not a valid host name`,
-        resultType: 'validation-failure',
-        requireTls: tlsRequired,
-        requireValidCertificate: enforce,
-        tls: mxTlsOptions(mx.host, input.ca, enforce),
-      });
-      continue;
-    }
-    const pattern = patterns ? findMatchingPattern(mx.host, patterns) : undefined;
-    const matched = patterns ? pattern !== undefined : undefined;
-    let allowed = true;
-    let reason: string;
-    let resultType: TlsRptResultType | undefined;
-    if (matched === false) {
-      // §4.1: an MX that matches no pattern is not used under enforce; under testing it is used and reported.
-      resultType = 'validation-failure';
-      if (enforce) {
-        allowed = false;
-        reason = `${mx.host} is not listed in the enforce policy of ${input.domain} (RFC 8461 §4.1)`;
-      } else {
-        reason = `${mx.host} is not listed in the testing policy of ${input.domain}; delivering and reporting (RFC 8461 §5)`;
-      }
-    } else if (matched === true) {
-      reason = enforce ? `${mx.host} matches policy pattern ${pattern}; TLS 1.2+ with a valid certificate required` : `${mx.host} matches policy pattern ${pattern} (testing: report only)`;
-    } else {
-      reason = tlsRequired ? `${mx.host}: no MTA-STS policy; TLS required by configuration` : `${mx.host}: no MTA-STS policy; opportunistic TLS`;
-    }
-    const candidate: MxCandidate = {
-      host: mx.host,
-      priority: mx.priority,
-      allowed,
-      matched,
-      reason,
-      requireTls: tlsRequired,
-      requireValidCertificate: enforce, // §4.2 under enforce; §5 testing validates but delivers anyway
-      tls: mxTlsOptions(mx.host, input.ca, enforce),
-    };
-    if (pattern !== undefined) candidate.pattern = pattern;
-    if (resultType !== undefined) candidate.resultType = resultType;
-    candidates.push(candidate);
-  }
+  const candidates = input.mx.map((mx) => (mx.invalid ? invalidCandidate(mx, input, tlsRequired, enforce) : planCandidate(mx, input, patterns, tlsRequired, enforce)));
   const allowed = candidates.filter((c) => c.allowed);
   const plan: DeliveryPlan = {
     domain: input.domain,
@@ -156,29 +107,81 @@ export function buildPlan(input: BuildPlanInput): DeliveryPlan {
     nullMx: input.nullMx === true,
     implicitMx: input.implicitMx === true,
   };
-  if (allowed.length === 0) {
-    if ((plan.nullMx || input.domainNotFound) && enforce) {
-      // An enforce policy applies (typically cached and unexpired): a null MX or NXDOMAIN contradicts it and may be
-      // a spoofed DNS answer. §5.1: no permanent failure before the policy is re-checked; §3.3: the cached policy
-      // applies until it expires. So defer, never bounce: an attacker must not be able to cause bounces.
-      const what = plan.nullMx ? 'publishes a null MX (RFC 7505)' : 'does not exist (NXDOMAIN)';
-      plan.noCandidate = {
-        action: 'defer',
-        reason: `${input.domain} ${what} according to DNS, but an unexpired enforce policy applies to it; deferring rather than bouncing, the answer may be spoofed (RFC 8461 §5.1, §3.3)`,
-      };
-    } else if (plan.nullMx) {
-      plan.noCandidate = { action: 'bounce', reason: `${input.domain} publishes a null MX and accepts no mail (RFC 7505)` };
-    } else if (input.domainNotFound) {
-      plan.noCandidate = { action: 'bounce', reason: `${input.domain} does not exist (NXDOMAIN)` };
-    } else {
-      // §5.1: an enforce failure is never permanent before the policy has been re-checked: defer.
-      plan.noCandidate = {
-        action: 'defer',
-        reason: candidates.length === 0 ? `${input.domain} has no MX host to deliver to` : `no MX host of ${input.domain} is permitted by its enforce policy (RFC 8461 §4.1)`,
-      };
-    }
-  }
+  if (allowed.length === 0) plan.noCandidate = noCandidateAction(input, plan, enforce);
   return plan;
+}
+
+/** An MX name that is not a valid host name: never used. */
+function invalidCandidate(mx: BuildPlanInput['mx'][number], input: BuildPlanInput, tlsRequired: boolean, enforce: boolean): MxCandidate {
+  return {
+    host: mx.host,
+    priority: mx.priority,
+    allowed: false,
+    matched: false,
+    invalid: true,
+    reason: `MX name ${JSON.stringify(mx.host)} is not a valid host name`,
+    resultType: 'validation-failure',
+    requireTls: tlsRequired,
+    requireValidCertificate: enforce,
+    tls: mxTlsOptions(mx.host, input.ca, enforce),
+  };
+}
+
+/** One valid MX host: matched against the policy's patterns (§4.1), allowed or not, and why. */
+function planCandidate(mx: BuildPlanInput['mx'][number], input: BuildPlanInput, patterns: readonly string[] | undefined, tlsRequired: boolean, enforce: boolean): MxCandidate {
+  const pattern = patterns ? findMatchingPattern(mx.host, patterns) : undefined;
+  const matched = patterns ? pattern !== undefined : undefined;
+  let allowed = true;
+  let reason: string;
+  let resultType: TlsRptResultType | undefined;
+  if (matched === false) {
+    // §4.1: an MX that matches no pattern is not used under enforce; under testing it is used and reported.
+    resultType = 'validation-failure';
+    if (enforce) {
+      allowed = false;
+      reason = `${mx.host} is not listed in the enforce policy of ${input.domain} (RFC 8461 §4.1)`;
+    } else {
+      reason = `${mx.host} is not listed in the testing policy of ${input.domain}; delivering and reporting (RFC 8461 §5)`;
+    }
+  } else if (matched === true) {
+    reason = enforce ? `${mx.host} matches policy pattern ${pattern}; TLS 1.2+ with a valid certificate required` : `${mx.host} matches policy pattern ${pattern} (testing: report only)`;
+  } else {
+    reason = tlsRequired ? `${mx.host}: no MTA-STS policy; TLS required by configuration` : `${mx.host}: no MTA-STS policy; opportunistic TLS`;
+  }
+  const candidate: MxCandidate = {
+    host: mx.host,
+    priority: mx.priority,
+    allowed,
+    matched,
+    reason,
+    requireTls: tlsRequired,
+    requireValidCertificate: enforce, // §4.2 under enforce; §5 testing validates but delivers anyway
+    tls: mxTlsOptions(mx.host, input.ca, enforce),
+  };
+  if (pattern !== undefined) candidate.pattern = pattern;
+  if (resultType !== undefined) candidate.resultType = resultType;
+  return candidate;
+}
+
+/** What to do when no MX host may be used: defer or bounce, and why. */
+function noCandidateAction(input: BuildPlanInput, plan: DeliveryPlan, enforce: boolean): NoCandidateAction {
+  if ((plan.nullMx || input.domainNotFound) && enforce) {
+    // An enforce policy applies (typically cached and unexpired): a null MX or NXDOMAIN contradicts it and may be
+    // a spoofed DNS answer. §5.1: no permanent failure before the policy is re-checked; §3.3: the cached policy
+    // applies until it expires. So defer, never bounce: an attacker must not be able to cause bounces.
+    const what = plan.nullMx ? 'publishes a null MX (RFC 7505)' : 'does not exist (NXDOMAIN)';
+    return {
+      action: 'defer',
+      reason: `${input.domain} ${what} according to DNS, but an unexpired enforce policy applies to it; deferring rather than bouncing, the answer may be spoofed (RFC 8461 §5.1, §3.3)`,
+    };
+  }
+  if (plan.nullMx) return { action: 'bounce', reason: `${input.domain} publishes a null MX and accepts no mail (RFC 7505)` };
+  if (input.domainNotFound) return { action: 'bounce', reason: `${input.domain} does not exist (NXDOMAIN)` };
+  // §5.1: an enforce failure is never permanent before the policy has been re-checked: defer.
+  return {
+    action: 'defer',
+    reason: plan.candidates.length === 0 ? `${input.domain} has no MX host to deliver to` : `no MX host of ${input.domain} is permitted by its enforce policy (RFC 8461 §4.1)`,
+  };
 }
 
 /**

@@ -25,6 +25,26 @@ export function isTxtExtValueChar(c: number): boolean {
   return c >= 0x21 && c <= 0x7e && c !== 0x3b && c !== 0x3d;
 }
 
+/**
+ * `*WSP ";" *WSP`: the field delimiter of both TXT records, RFC 8461 §3.1 `sts-field-delim` and RFC 8460 §3
+ * `field-delim`. Leaves the cursor unchanged when there is no ";".
+ */
+export function fieldDelim(cursor: Cursor): boolean {
+  return wspDelimiter(cursor, ';');
+}
+
+/** `*WSP delimiter *WSP` (`;` between fields, `,` between RFC 8460 §3 rua URIs); leaves the cursor unchanged when the delimiter is absent. */
+export function wspDelimiter(cursor: Cursor, delimiter: string): boolean {
+  const start = cursor.pos;
+  cursor.skipWsp();
+  if (!cursor.tryTake(delimiter)) {
+    cursor.pos = start;
+    return false;
+  }
+  cursor.skipWsp();
+  return true;
+}
+
 /** A position in a text, and the primitives rule functions are built from. */
 export class Cursor {
   pos = 0;

@@ -21,7 +21,7 @@
  * whitespace after the last field is tolerated. Parsing is pure and separate from the lookup.
  */
 import { MtaStsError } from '../errors.js';
-import { Cursor, isAlphaDigit, isExtNameChar, isTxtExtValueChar } from './abnf.js';
+import { Cursor, fieldDelim, isAlphaDigit, isExtNameChar, isTxtExtValueChar } from './abnf.js';
 
 /** A parsed `_mta-sts` TXT record. */
 export interface StsTxtRecord {
@@ -79,16 +79,9 @@ function stsVersion(cursor: Cursor): boolean {
   return cursor.tryTake('v=STSv1');
 }
 
-/** §3.1 `sts-field-delim = *WSP ";" *WSP`. Leaves the cursor unchanged when there is no ";". */
+/** §3.1 `sts-field-delim = *WSP ";" *WSP` (the same rule as RFC 8460 §3 `field-delim`). Leaves the cursor unchanged when there is no ";". */
 function stsFieldDelim(cursor: Cursor): boolean {
-  const start = cursor.pos;
-  cursor.skipWsp();
-  if (!cursor.tryTake(';')) {
-    cursor.pos = start;
-    return false;
-  }
-  cursor.skipWsp();
-  return true;
+  return fieldDelim(cursor);
 }
 
 /** §3.1 `sts-field = sts-id / sts-extension`: the name decides which. */

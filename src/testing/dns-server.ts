@@ -10,31 +10,16 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import type * as dnsPacket from 'dns-packet';
 import { requirePeer } from '../peers.js';
+import { copyRecords, mergeRecords, nameExists, normalizeDnsName, resolveAnswers, validateRecords, type DnsRecords } from './dns-zone.js';
 import { silentLogger, type TestWorldLogger } from './logger.js';
+
+export { normalizeDnsName } from './dns-zone.js';
+export type { DnsMxRecord, DnsRecords } from './dns-zone.js';
 
 /** dns-packet, an optional peer: loaded when a server starts, with a clear error when it is not installed. */
 let packetModule: typeof dnsPacket | undefined;
 function packets(): typeof dnsPacket {
   return (packetModule ??= requirePeer<typeof dnsPacket>('dns-packet', 'startTestDnsServer() (mta-sts-sender/testing)'));
-}
-
-/** An MX record: `exchange` is a host name. */
-export interface DnsMxRecord {
-  exchange: string;
-  priority: number;
-}
-
-/**
- * The records of one name. A TXT record given as a string is split into 255-byte character-strings when it is
- * longer; one given as a `string[]` is sent as exactly those character-strings (each at most 255 bytes).
- */
-export interface DnsRecords {
-  a?: string[];
-  aaaa?: string[];
-  mx?: DnsMxRecord[];
-  txt?: Array<string | string[]>;
-  /** The canonical name this name is an alias of. */
-  cname?: string;
 }
 
 /** Record types the server answers. Other types get NODATA (or NXDOMAIN for unknown names). */
@@ -89,15 +74,9 @@ export interface TestDnsServerOptions {
 }
 
 const RCODE = { NOERROR: 0, SERVFAIL: 2, NXDOMAIN: 3, REFUSED: 5 } as const;
-const MAX_CNAME_HOPS = 8;
 const TCP_IDLE_MS = 10_000;
 const BIND_ATTEMPTS = 10;
 const MAX_UDP_PAYLOAD = 4096;
-
-/** Lower case, trailing dot removed: the key of a name. */
-export function normalizeDnsName(name: string): string {
-  return name.toLowerCase().replace(/\.$/, '');
-}
 
 /** Starts a server on an ephemeral port of 127.0.0.1 (UDP and TCP). */
 export async function startTestDnsServer(options: TestDnsServerOptions = {}): Promise<TestDnsServer> {
@@ -108,65 +87,14 @@ export async function startTestDnsServer(options: TestDnsServerOptions = {}): Pr
   const queries: DnsQueryLogEntry[] = [];
   const tcpSockets = new Set<net.Socket>();
 
-  const answer = (query: dnsPacket.DecodedPacket, transport: 'udp' | 'tcp'): Buffer | undefined => {
-    const question = query.questions?.[0];
-    if (query.type !== 'query' || !question) return undefined;
-    const name = normalizeDnsName(question.name);
-    queries.push({ name, type: question.type, transport, at: Date.now() });
-
-    const failure = failures.get(`${name} ${question.type}`) ?? failures.get(name);
-    if (failure === 'timeout') return undefined;
-    let flags = packets().AUTHORITATIVE_ANSWER | ((query.flags ?? 0) & packets().RECURSION_DESIRED);
-    let answers: dnsPacket.Answer[] = [];
-    if (failure === 'servfail') flags |= RCODE.SERVFAIL;
-    else if (failure === 'refused') flags |= RCODE.REFUSED;
-    else if (!nameExists(zone, name)) flags |= RCODE.NXDOMAIN;
-    else answers = resolveAnswers(zone, question.name, question.type);
-
-    const edns = query.additionals?.find((r): r is dnsPacket.OptAnswer => r.type === 'OPT');
-    const response: dnsPacket.Packet = { id: query.id, type: 'response', flags, questions: [question], answers };
-    if (edns) {
-      response.additionals = [
-        { type: 'OPT', name: '.', udpPayloadSize: MAX_UDP_PAYLOAD, extendedRcode: 0, ednsVersion: 0, flags: 0, flag_do: false, options: [] },
-      ];
-    }
-    const encoded = packets().encode(response);
-    const limit = transport === 'tcp' ? 0xffff : edns ? Math.min(Math.max(edns.udpPayloadSize, 512), MAX_UDP_PAYLOAD) : 512;
-    if (encoded.length <= limit) return encoded;
-    // Too big for the transport: send an empty truncated answer so the client retries over TCP (RFC 1035 §4.2.1).
-    return packets().encode({ ...response, flags: flags | packets().TRUNCATED_RESPONSE, answers: [] });
-  };
-
+  const state: ZoneState = { zone, failures, queries };
+  const answer = (query: dnsPacket.DecodedPacket, transport: 'udp' | 'tcp'): Buffer | undefined => answerQuery(state, query, transport);
   const onUdpMessage = (udp: dgram.Socket, msg: Buffer, rinfo: dgram.RemoteInfo): void => {
     const query = decode(msg);
     const reply = query && answer(query, 'udp');
     if (reply) udp.send(reply, rinfo.port, rinfo.address);
   };
-
-  const onTcpConnection = (socket: net.Socket): void => {
-    tcpSockets.add(socket);
-    socket.setTimeout(TCP_IDLE_MS, () => socket.destroy());
-    socket.on('close', () => tcpSockets.delete(socket));
-    socket.on('error', () => socket.destroy());
-    let pending = Buffer.alloc(0);
-    socket.on('data', (chunk: Buffer) => {
-      pending = Buffer.concat([pending, chunk]);
-      // Each message is framed by a 2-byte length (RFC 1035 §4.2.2), so the buffer never exceeds 64 KiB + a chunk.
-      while (pending.length >= 2) {
-        const length = pending.readUInt16BE(0);
-        if (pending.length < 2 + length) break;
-        const query = decode(pending.subarray(2, 2 + length));
-        pending = pending.subarray(2 + length);
-        const reply = query && answer(query, 'tcp');
-        if (reply) {
-          const frame = Buffer.alloc(2 + reply.length);
-          frame.writeUInt16BE(reply.length, 0);
-          reply.copy(frame, 2);
-          socket.write(frame);
-        }
-      }
-    });
-  };
+  const onTcpConnection = (socket: net.Socket): void => serveTcpConnection(socket, tcpSockets, answer);
 
   const { udp, tcp, port } = await listenOnSamePort(onUdpMessage, onTcpConnection, logger);
   const address = '127.0.0.1';
@@ -178,11 +106,11 @@ export async function startTestDnsServer(options: TestDnsServerOptions = {}): Pr
     servers: [`${address}:${port}`],
     queries,
     setRecords(name, records) {
-      zone.set(normalizeDnsName(name), validate(records));
+      zone.set(normalizeDnsName(name), validateRecords(records));
     },
     addRecords(name, records) {
       const key = normalizeDnsName(name);
-      zone.set(key, mergeRecords(zone.get(key) ?? {}, validate(records)));
+      zone.set(key, mergeRecords(zone.get(key) ?? {}, validateRecords(records)));
     },
     getRecords(name) {
       const records = zone.get(normalizeDnsName(name));
@@ -212,6 +140,70 @@ export async function startTestDnsServer(options: TestDnsServerOptions = {}): Pr
       return closing;
     },
   };
+}
+
+/** The zone, the configured failures and the query log of a server. */
+interface ZoneState {
+  zone: Map<string, DnsRecords>;
+  /** key: name, or `name TYPE` */
+  failures: Map<string, DnsFailure>;
+  queries: DnsQueryLogEntry[];
+}
+
+/** The response to one query (logged), or undefined for no response (not a query, or a configured timeout). */
+function answerQuery({ zone, failures, queries }: ZoneState, query: dnsPacket.DecodedPacket, transport: 'udp' | 'tcp'): Buffer | undefined {
+  const question = query.questions?.[0];
+  if (query.type !== 'query' || !question) return undefined;
+  const name = normalizeDnsName(question.name);
+  queries.push({ name, type: question.type, transport, at: Date.now() });
+
+  const failure = failures.get(`${name} ${question.type}`) ?? failures.get(name);
+  if (failure === 'timeout') return undefined;
+  let flags = packets().AUTHORITATIVE_ANSWER | ((query.flags ?? 0) & packets().RECURSION_DESIRED);
+  let answers: dnsPacket.Answer[] = [];
+  if (failure === 'servfail') flags |= RCODE.SERVFAIL;
+  else if (failure === 'refused') flags |= RCODE.REFUSED;
+  else if (!nameExists(zone, name)) flags |= RCODE.NXDOMAIN;
+  else answers = resolveAnswers(zone, question.name, question.type);
+
+  const edns = query.additionals?.find((r): r is dnsPacket.OptAnswer => r.type === 'OPT');
+  const response: dnsPacket.Packet = { id: query.id, type: 'response', flags, questions: [question], answers };
+  if (edns) {
+    response.additionals = [
+      { type: 'OPT', name: '.', udpPayloadSize: MAX_UDP_PAYLOAD, extendedRcode: 0, ednsVersion: 0, flags: 0, flag_do: false, options: [] },
+    ];
+  }
+  const encoded = packets().encode(response);
+  const limit = transport === 'tcp' ? 0xffff : edns ? Math.min(Math.max(edns.udpPayloadSize, 512), MAX_UDP_PAYLOAD) : 512;
+  if (encoded.length <= limit) return encoded;
+  // Too big for the transport: send an empty truncated answer so the client retries over TCP (RFC 1035 §4.2.1).
+  return packets().encode({ ...response, flags: flags | packets().TRUNCATED_RESPONSE, answers: [] });
+}
+
+/** Serves DNS over one TCP connection: length-framed queries and answers (RFC 1035 §4.2.2). */
+function serveTcpConnection(socket: net.Socket, tcpSockets: Set<net.Socket>, answer: (query: dnsPacket.DecodedPacket, transport: 'tcp') => Buffer | undefined): void {
+  tcpSockets.add(socket);
+  socket.setTimeout(TCP_IDLE_MS, () => socket.destroy());
+  socket.on('close', () => tcpSockets.delete(socket));
+  socket.on('error', () => socket.destroy());
+  let pending = Buffer.alloc(0);
+  socket.on('data', (chunk: Buffer) => {
+    pending = Buffer.concat([pending, chunk]);
+    // Each message is framed by a 2-byte length (RFC 1035 §4.2.2), so the buffer never exceeds 64 KiB + a chunk.
+    while (pending.length >= 2) {
+      const length = pending.readUInt16BE(0);
+      if (pending.length < 2 + length) break;
+      const query = decode(pending.subarray(2, 2 + length));
+      pending = pending.subarray(2 + length);
+      const reply = query && answer(query, 'tcp');
+      if (reply) {
+        const frame = Buffer.alloc(2 + reply.length);
+        frame.writeUInt16BE(reply.length, 0);
+        reply.copy(frame, 2);
+        socket.write(frame);
+      }
+    }
+  });
 }
 
 function decode(packet: Buffer): dnsPacket.DecodedPacket | undefined {
@@ -262,108 +254,4 @@ async function listenOnSamePort(
     }
   }
   throw new Error(`test DNS server: no port free for both UDP and TCP after ${BIND_ATTEMPTS} attempts`, { cause: lastError });
-}
-
-/** A name exists when it has records or names below it (an "empty non-terminal", which gets NODATA: RFC 8020). */
-function nameExists(zone: Map<string, DnsRecords>, name: string): boolean {
-  if (zone.has(name)) return true;
-  const suffix = `.${name}`;
-  for (const owner of zone.keys()) if (owner.endsWith(suffix)) return true;
-  return false;
-}
-
-/** The answers for `qname`/`qtype`, following CNAMEs (bounded) as an authoritative server for all names would. */
-function resolveAnswers(zone: Map<string, DnsRecords>, qname: string, qtype: string): dnsPacket.Answer[] {
-  const answers: dnsPacket.Answer[] = [];
-  let ownerName = qname; // answers for the asked name keep the client's spelling (0x20 case randomisation)
-  let records = zone.get(normalizeDnsName(qname));
-  for (let hop = 0; records && hop <= MAX_CNAME_HOPS; hop++) {
-    const direct = recordsOfType(ownerName, records, qtype);
-    if (direct.length > 0 || qtype === 'CNAME' || !records.cname) {
-      answers.push(...direct);
-      break;
-    }
-    answers.push({ type: 'CNAME', name: ownerName, ttl: 0, class: 'IN', data: records.cname });
-    ownerName = records.cname;
-    records = zone.get(normalizeDnsName(records.cname));
-  }
-  return answers;
-}
-
-function recordsOfType(name: string, records: DnsRecords, qtype: string): dnsPacket.Answer[] {
-  const base = { name, ttl: 0, class: 'IN' as const };
-  switch (qtype) {
-    case 'A':
-      return (records.a ?? []).map((data) => ({ ...base, type: 'A', data }));
-    case 'AAAA':
-      return (records.aaaa ?? []).map((data) => ({ ...base, type: 'AAAA', data }));
-    case 'MX':
-      return (records.mx ?? []).map((mx) => ({ ...base, type: 'MX', data: { exchange: mx.exchange, preference: mx.priority } }));
-    case 'TXT':
-      return (records.txt ?? []).map((txt) => ({ ...base, type: 'TXT', data: characterStrings(txt) }));
-    case 'CNAME':
-      return records.cname ? [{ ...base, type: 'CNAME', data: records.cname }] : [];
-    default:
-      return [];
-  }
-}
-
-/** A TXT record as character-strings: a plain string is cut into pieces of at most 255 bytes (never inside a UTF-8 sequence). */
-function characterStrings(txt: string | string[]): Buffer[] {
-  if (Array.isArray(txt)) return txt.map((s) => Buffer.from(s, 'utf8'));
-  const bytes = Buffer.from(txt, 'utf8');
-  if (bytes.length === 0) return [bytes];
-  const parts: Buffer[] = [];
-  for (let start = 0; start < bytes.length; ) {
-    let end = Math.min(start + 255, bytes.length);
-    while (end < bytes.length && end > start + 1 && (bytes[end]! & 0xc0) === 0x80) end--;
-    parts.push(bytes.subarray(start, end));
-    start = end;
-  }
-  return parts;
-}
-
-function validate(records: DnsRecords): DnsRecords {
-  for (const ip of records.a ?? []) if (!net.isIPv4(ip)) throw new TypeError(`not an IPv4 address: ${ip}`);
-  for (const ip of records.aaaa ?? []) if (!net.isIPv6(ip)) throw new TypeError(`not an IPv6 address: ${ip}`);
-  for (const mx of records.mx ?? []) {
-    if (!Number.isInteger(mx.priority) || mx.priority < 0 || mx.priority > 0xffff) throw new RangeError(`bad MX priority: ${mx.priority}`);
-  }
-  for (const txt of records.txt ?? []) {
-    if (Array.isArray(txt) && txt.some((s) => Buffer.byteLength(s, 'utf8') > 255)) {
-      throw new RangeError('a TXT character-string given explicitly must be at most 255 bytes');
-    }
-  }
-  return copyRecords(records);
-}
-
-function copyRecords(r: DnsRecords): DnsRecords {
-  const out: DnsRecords = {};
-  if (r.a) out.a = [...r.a];
-  if (r.aaaa) out.aaaa = [...r.aaaa];
-  if (r.mx) out.mx = r.mx.map((mx) => ({ exchange: mx.exchange, priority: mx.priority }));
-  if (r.txt) out.txt = r.txt.map((t) => (Array.isArray(t) ? [...t] : t));
-  if (r.cname !== undefined) out.cname = r.cname;
-  return out;
-}
-
-function mergeRecords(current: DnsRecords, added: DnsRecords): DnsRecords {
-  const union = <T>(a: T[] | undefined, b: T[] | undefined, same: (x: T, y: T) => boolean): T[] | undefined => {
-    if (!b) return a;
-    const out = [...(a ?? [])];
-    for (const item of b) {
-      const at = out.findIndex((x) => same(x, item));
-      if (at >= 0) out[at] = item;
-      else out.push(item);
-    }
-    return out;
-  };
-  const merged: DnsRecords = {
-    a: union(current.a, added.a, (x, y) => x === y),
-    aaaa: union(current.aaaa, added.aaaa, (x, y) => x === y),
-    mx: union(current.mx, added.mx, (x, y) => normalizeDnsName(x.exchange) === normalizeDnsName(y.exchange)),
-    txt: union(current.txt, added.txt, (x, y) => JSON.stringify(x) === JSON.stringify(y)),
-    cname: added.cname ?? current.cname,
-  };
-  return copyRecords(merged);
 }

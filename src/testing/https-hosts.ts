@@ -71,19 +71,8 @@ export async function startTestHttpsServer(options: TestHttpsServerOptions): Pro
   const hosts = new Map<string, HttpsHostOptions>();
   const requests: HttpsRequestLogEntry[] = [];
   const sockets = new Set<Socket>();
-  const contexts = new Map<string, tls.SecureContext>();
 
-  const contextFor = (name: string, variant: CertVariant): tls.SecureContext => {
-    const key = `${variant} ${name}`;
-    let context = contexts.get(key);
-    if (!context) {
-      const { certPem, keyPem } = ca.certFor(name, variant);
-      context = tls.createSecureContext({ cert: certPem, key: keyPem, secureOptions: NO_RESUMPTION });
-      contexts.set(key, context);
-    }
-    return context;
-  };
-
+  const contextFor = secureContextCache(ca);
   const unknownHost = ca.certFor(UNKNOWN_HOST_CERT_NAME);
   const server = https.createServer(
     {
@@ -99,36 +88,7 @@ export async function startTestHttpsServer(options: TestHttpsServerOptions): Pro
       requestTimeout: 30_000,
       headersTimeout: 10_000,
     },
-    (req, res) => {
-      const sni = (req.socket as tls.TLSSocket).servername;
-      const hostname = normalizeDnsName(typeof sni === 'string' && sni ? sni : (req.headers.host ?? '').replace(/:\d+$/, ''));
-      const chunks: Buffer[] = [];
-      let size = 0;
-      req.on('data', (chunk: Buffer) => {
-        size += chunk.length;
-        if (size > MAX_REQUEST_BODY) {
-          req.destroy(); // a runaway client in a test: drop it rather than buffer without end
-          return;
-        }
-        chunks.push(chunk);
-      });
-      req.on('end', () => {
-        const body = Buffer.concat(chunks);
-        requests.push({ hostname, method: req.method ?? '', path: req.url ?? '', headers: req.headers, body, at: Date.now() });
-        const host = hosts.get(hostname);
-        if (!host) {
-          res.writeHead(421, { 'content-type': 'text/plain' }).end(`no test host ${hostname}\n`);
-          return;
-        }
-        try {
-          host.handler(req, res, body);
-        } catch (error) {
-          logger.warn(`test HTTPS host ${hostname}: handler threw`, error);
-          if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
-          res.end();
-        }
-      });
-    },
+    (req, res) => handleRequest(req, res, hosts, requests, logger),
   );
   server.on('connection', (socket: Socket) => {
     sockets.add(socket);
@@ -165,4 +125,51 @@ export async function startTestHttpsServer(options: TestHttpsServerOptions): Pro
       return closing;
     },
   };
+}
+
+/** The TLS context of each (host name, certificate variant), created on first use. */
+function secureContextCache(ca: TestCa): (name: string, variant: CertVariant) => tls.SecureContext {
+  const contexts = new Map<string, tls.SecureContext>();
+  return (name, variant) => {
+    const key = `${variant} ${name}`;
+    let context = contexts.get(key);
+    if (!context) {
+      const { certPem, keyPem } = ca.certFor(name, variant);
+      context = tls.createSecureContext({ cert: certPem, key: keyPem, secureOptions: NO_RESUMPTION });
+      contexts.set(key, context);
+    }
+    return context;
+  };
+}
+
+/** One request: read the body (bounded), log it, and pass it to the host's handler (421 for an unknown host). */
+function handleRequest(req: IncomingMessage, res: ServerResponse, hosts: Map<string, HttpsHostOptions>, requests: HttpsRequestLogEntry[], logger: TestWorldLogger): void {
+  const sni = (req.socket as tls.TLSSocket).servername;
+  const hostname = normalizeDnsName(typeof sni === 'string' && sni ? sni : (req.headers.host ?? '').replace(/:\d+$/, ''));
+  const chunks: Buffer[] = [];
+  let size = 0;
+  req.on('data', (chunk: Buffer) => {
+    size += chunk.length;
+    if (size > MAX_REQUEST_BODY) {
+      req.destroy(); // a runaway client in a test: drop it rather than buffer without end
+      return;
+    }
+    chunks.push(chunk);
+  });
+  req.on('end', () => {
+    const body = Buffer.concat(chunks);
+    requests.push({ hostname, method: req.method ?? '', path: req.url ?? '', headers: req.headers, body, at: Date.now() });
+    const host = hosts.get(hostname);
+    if (!host) {
+      res.writeHead(421, { 'content-type': 'text/plain' }).end(`no test host ${hostname}\n`);
+      return;
+    }
+    try {
+      host.handler(req, res, body);
+    } catch (error) {
+      logger.warn(`test HTTPS host ${hostname}: handler threw`, error);
+      if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
+      res.end();
+    }
+  });
 }

@@ -11,7 +11,7 @@
 import net from 'node:net';
 import type tls from 'node:tls';
 import { randomInt } from 'node:crypto';
-import type { SMTPServer as SMTPServerClass, SMTPServerSession } from 'smtp-server';
+import type { SMTPServer as SMTPServerClass, SMTPServerDataStream, SMTPServerOptions, SMTPServerSession } from 'smtp-server';
 import { requirePeer } from '../peers.js';
 import type { CertVariant, TestCa } from './ca.js';
 import { silentLogger, type TestWorldLogger } from './logger.js';
@@ -89,101 +89,34 @@ export interface StartMxHostOptions extends MxHostOptions {
 
 const MAX_MESSAGE_BYTES = 25 * 1024 * 1024;
 
+/** What an MX host records about its sessions. */
+interface MxHostState {
+  messages: ReceivedMessage[];
+  tlsInfo: WeakMap<SMTPServerSession, { tlsVersion?: string; sni?: string }>;
+  sockets: Set<net.Socket>;
+  mailFrom: Array<{ address: string; secure: boolean }>;
+  connections: number;
+  /** Connections open now: counted up on connect, down in `onClose`. */
+  open: number;
+}
+
 /** Starts one MX host listening on `ip:port`. Rejects (e.g. `EADDRINUSE`) when it cannot listen. */
 export async function startMxHost(options: StartMxHostOptions): Promise<TestMxHost> {
   const { host, ip, port, ca } = options;
   const logger = options.logger ?? silentLogger;
-  const starttls = options.starttls ?? true;
-  const legacy = options.tls === 'legacy-only';
-  const rejected = new Set((options.rejectRecipients ?? []).map((r) => r.toLowerCase()));
-  const messages: ReceivedMessage[] = [];
-  const tlsInfo = new WeakMap<SMTPServerSession, { tlsVersion?: string; sni?: string }>();
-  const sockets = new Set<net.Socket>();
-  const mailFrom: Array<{ address: string; secure: boolean }> = [];
-  let connections = 0;
-  let open = 0;
-
+  const state: MxHostState = { messages: [], tlsInfo: new WeakMap(), sockets: new Set(), mailFrom: [], connections: 0, open: 0 };
   const certFor = (variant: CertVariant): { key: string; cert: string } => {
     const issued = ca.certFor(host, variant);
     return { key: issued.keyPem, cert: issued.certPem };
   };
 
   const { SMTPServer } = requirePeer<{ SMTPServer: typeof SMTPServerClass }>('smtp-server', 'startMxHost() (mta-sts-sender/testing)');
-  const smtp = new SMTPServer({
-    name: host,
-    banner: `${host} test MX`,
-    logger: false,
-    authOptional: true,
-    disabledCommands: starttls ? ['AUTH'] : ['AUTH', 'STARTTLS'],
-    hideSTARTTLS: !starttls,
-    disableReverseLookup: true,
-    size: MAX_MESSAGE_BYTES,
-    socketTimeout: 30_000,
-    closeTimeout: 1_000,
-    ...certFor(options.cert ?? 'valid'),
-    // OpenSSL 3 allows TLS 1.0/1.1 only at security level 0; the legacy host lowers it for its own context only.
-    ...(legacy ? { minVersion: 'TLSv1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT:@SECLEVEL=0' } : { minVersion: 'TLSv1.2' }),
-    onConnect(session, callback) {
-      connections++;
-      open++;
-      if (options.starttlsRejectCode !== undefined || options.ehloRejectCode !== undefined) rejectCommands(smtp, session, options);
-      callback();
-    },
-    onClose() {
-      // smtp-server calls this once per connection, whichever side closed it (the socket set below loses track of
-      // a socket upgraded by STARTTLS).
-      open--;
-    },
-    onSecure(socket, session, callback) {
-      const tlsSocket = socket as tls.TLSSocket;
-      const servername = tlsSocket.servername;
-      tlsInfo.set(session, {
-        tlsVersion: tlsSocket.getProtocol?.() ?? undefined,
-        sni: typeof servername === 'string' && servername ? servername : undefined,
-      });
-      callback();
-    },
-    onMailFrom(address, session, callback) {
-      mailFrom.push({ address: address.address, secure: session.secure });
-      callback();
-    },
-    onRcptTo(address, _session, callback) {
-      if (rejected.has(address.address.toLowerCase())) {
-        callback(Object.assign(new Error(`5.1.1 <${address.address}>: recipient rejected`), { responseCode: 550 }));
-      } else {
-        callback();
-      }
-    },
-    onData(stream, session, callback) {
-      const chunks: Buffer[] = [];
-      stream.on('data', (chunk: Buffer) => chunks.push(chunk));
-      stream.on('end', () => {
-        if (stream.sizeExceeded) {
-          callback(Object.assign(new Error('5.3.4 message too big'), { responseCode: 552 }));
-          return;
-        }
-        const { mailFrom, rcptTo } = session.envelope;
-        const message: ReceivedMessage = {
-          mxHost: host,
-          ip,
-          envelopeFrom: mailFrom ? mailFrom.address : '',
-          recipients: rcptTo.map((r) => r.address),
-          secure: session.secure,
-          ...tlsInfo.get(session),
-          raw: Buffer.concat(chunks),
-          at: Date.now(),
-        };
-        messages.push(message);
-        options.onMessage?.(message);
-        callback(null, 'queued');
-      });
-    },
-  });
+  const smtp: SMTPServerClass = new SMTPServer(serverOptions(options, state, certFor(options.cert ?? 'valid'), () => smtp));
   // Failed handshakes and clients that go away surface as 'error'. Tests provoke them, hence debug level.
   smtp.on('error', (error) => logger.debug(`test MX ${host}: ${error.message}`, error));
   smtp.server.on('connection', (socket: net.Socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
+    state.sockets.add(socket);
+    socket.on('close', () => state.sockets.delete(socket));
   });
 
   await new Promise<void>((resolve, reject) => {
@@ -199,14 +132,14 @@ export async function startMxHost(options: StartMxHostOptions): Promise<TestMxHo
     host,
     ip,
     port,
-    messages,
+    messages: state.messages,
     get connections() {
-      return connections;
+      return state.connections;
     },
     get openConnections() {
-      return open;
+      return state.open;
     },
-    mailFrom,
+    mailFrom: state.mailFrom,
     setCert(variant) {
       smtp.updateSecureContext(certFor(variant));
     },
@@ -216,11 +149,94 @@ export async function startMxHost(options: StartMxHostOptions): Promise<TestMxHo
           options.onClose?.();
           resolve();
         });
-        for (const socket of sockets) socket.destroy();
+        for (const socket of state.sockets) socket.destroy();
       });
       return closing;
     },
   };
+}
+
+/** The smtp-server configuration of an MX host: its name, TLS versions and certificate, and the session handlers. */
+function serverOptions(options: StartMxHostOptions, state: MxHostState, cert: { key: string; cert: string }, smtp: () => SMTPServerClass): SMTPServerOptions {
+  const { host } = options;
+  const starttls = options.starttls ?? true;
+  const legacy = options.tls === 'legacy-only';
+  const rejected = new Set((options.rejectRecipients ?? []).map((r) => r.toLowerCase()));
+  return {
+    name: host,
+    banner: `${host} test MX`,
+    logger: false,
+    authOptional: true,
+    disabledCommands: starttls ? ['AUTH'] : ['AUTH', 'STARTTLS'],
+    hideSTARTTLS: !starttls,
+    disableReverseLookup: true,
+    size: MAX_MESSAGE_BYTES,
+    socketTimeout: 30_000,
+    closeTimeout: 1_000,
+    ...cert,
+    // OpenSSL 3 allows TLS 1.0/1.1 only at security level 0; the legacy host lowers it for its own context only.
+    ...(legacy ? { minVersion: 'TLSv1', maxVersion: 'TLSv1.1', ciphers: 'DEFAULT:@SECLEVEL=0' } : { minVersion: 'TLSv1.2' }),
+    onConnect(session, callback) {
+      state.connections++;
+      state.open++;
+      if (options.starttlsRejectCode !== undefined || options.ehloRejectCode !== undefined) rejectCommands(smtp(), session, options);
+      callback();
+    },
+    onClose() {
+      // smtp-server calls this once per connection, whichever side closed it (the socket set loses track of a
+      // socket upgraded by STARTTLS).
+      state.open--;
+    },
+    onSecure(socket, session, callback) {
+      const tlsSocket = socket as tls.TLSSocket;
+      const servername = tlsSocket.servername;
+      state.tlsInfo.set(session, {
+        tlsVersion: tlsSocket.getProtocol?.() ?? undefined,
+        sni: typeof servername === 'string' && servername ? servername : undefined,
+      });
+      callback();
+    },
+    onMailFrom(address, session, callback) {
+      state.mailFrom.push({ address: address.address, secure: session.secure });
+      callback();
+    },
+    onRcptTo(address, _session, callback) {
+      if (rejected.has(address.address.toLowerCase())) {
+        callback(Object.assign(new Error(`5.1.1 <${address.address}>: recipient rejected`), { responseCode: 550 }));
+      } else {
+        callback();
+      }
+    },
+    onData(stream, session, callback) {
+      receiveMessage(options, state, stream, session, callback);
+    },
+  };
+}
+
+/** DATA: the message is kept (and passed to `onMessage`) unless it exceeds the size limit (552). */
+function receiveMessage(options: StartMxHostOptions, state: MxHostState, stream: SMTPServerDataStream, session: SMTPServerSession, callback: (error?: Error | null, message?: string) => void): void {
+  const chunks: Buffer[] = [];
+  stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+  stream.on('end', () => {
+    if (stream.sizeExceeded) {
+      callback(Object.assign(new Error('5.3.4 message too big'), { responseCode: 552 }));
+      return;
+    }
+    const { mailFrom, rcptTo } = session.envelope;
+    const message: ReceivedMessage = {
+      mxHost: options.host,
+      ip: options.ip,
+      envelopeFrom: mailFrom ? mailFrom.address : '',
+      recipients: rcptTo.map((r) => r.address),
+      secure: session.secure,
+      ...state.tlsInfo.get(session),
+      raw: Buffer.concat(chunks),
+      at: Date.now(),
+    };
+    state.messages.push(message);
+    options.onMessage?.(message);
+    callback(null, 'queued');
+  });
 }
 
 /** The command handlers smtp-server looks up on each connection (`handler_<COMMAND>`). */

@@ -10,10 +10,11 @@
 import { createTestCa, type TestCa } from './ca.js';
 import { assertPeer } from '../peers.js';
 import { normalizeDnsName, startTestDnsServer, type TestDnsServer } from './dns-server.js';
-import { startTestHttpsServer, type HttpsHostOptions, type HttpsRequestLogEntry } from './https-hosts.js';
+import { startTestHttpsServer, type TestHttpsServer, type HttpsHostOptions, type HttpsRequestLogEntry } from './https-hosts.js';
 import { silentLogger, type TestWorldLogger } from './logger.js';
 import { answerPolicyRequest, behaviourCert, formatPolicy, type PolicyFields, type PolicyHostBehaviour } from './policy-host.js';
-import { findFreePort, LoopbackAddressPool, startMxHost, type MxHostOptions, type ReceivedMessage, type TestMxHost } from './smtp-hosts.js';
+import { findFreePort, LoopbackAddressPool, type MxHostOptions, type ReceivedMessage, type TestMxHost } from './smtp-hosts.js';
+import { createMxFleet } from './world-mx.js';
 
 /** Options of {@link createTestWorld}. */
 export interface TestWorldOptions {
@@ -84,7 +85,6 @@ export interface TestWorld {
 }
 
 const POLICY_HOST_IP = '127.0.0.1';
-const MX_BIND_ATTEMPTS = 5;
 
 /**
  * Starts a world: a DNS server, a fresh CA, the HTTPS server for policy hosts, and a loopback /24 for MX hosts.
@@ -105,6 +105,38 @@ export async function createTestWorld(options: TestWorldOptions = {}): Promise<T
   for (const peer of ['node-forge', 'dns-packet', 'smtp-server'] as const) assertPeer(peer, 'createTestWorld() (mta-sts-sender/testing)');
   const logger = options.logger ?? silentLogger;
   const ca = createTestCa();
+  const { dns, https, addresses, smtpPort } = await startServers(ca, logger);
+  const messages: ReceivedMessage[] = [];
+  let closing: Promise<void> | undefined;
+  const policies = createPolicyPublisher(dns, https);
+  const mx = createMxFleet({ dns, ca, logger, addresses, smtpPort, messages, closing: () => closing !== undefined });
+
+  return {
+    dns,
+    ca,
+    httpsPort: https.port,
+    smtpPort,
+    httpsRequests: https.requests,
+    messages,
+    mtaStsOptions: () => ({ dnsServers: [...dns.servers], ca: [ca.rootPem], httpsPort: https.port }),
+    ...policies,
+    addHttpsHost(hostname, setup) {
+      dns.addRecords(hostname, { a: [POLICY_HOST_IP] });
+      https.setHost(hostname, setup);
+    },
+    removeHttpsHost(hostname) {
+      https.removeHost(hostname);
+    },
+    addMx: (domainName, hostName, mxOptions) => mx.add(domainName, hostName, mxOptions),
+    close() {
+      closing ??= Promise.all([mx.close(), https.close(), dns.close()]).then(() => undefined);
+      return closing;
+    },
+  };
+}
+
+/** Starts the DNS and HTTPS servers and finds the SMTP port; on a failure, closes what started. */
+async function startServers(ca: TestCa, logger: TestWorldLogger): Promise<{ dns: TestDnsServer; https: TestHttpsServer; addresses: LoopbackAddressPool; smtpPort: number }> {
   const dns = await startTestDnsServer({ logger });
   const https = await startTestHttpsServer({ ca, logger }).catch(async (error: unknown) => {
     await dns.close();
@@ -115,13 +147,12 @@ export async function createTestWorld(options: TestWorldOptions = {}): Promise<T
     await Promise.all([dns.close(), https.close()]);
     throw error;
   });
+  return { dns, https, addresses, smtpPort };
+}
 
+/** The MTA-STS side of the world: `_mta-sts` TXT records (RFC 8461 §3.1) and the policy hosts serving them (§3.2). */
+function createPolicyPublisher(dns: TestDnsServer, https: TestHttpsServer): Pick<TestWorld, 'publishPolicy' | 'setPolicyHost' | 'unpublishPolicy'> {
   const policies = new Map<string, { body: string; behaviour: PolicyHostBehaviour }>();
-  const mxHosts = new Map<string, Promise<TestMxHost>>();
-  const messages: ReceivedMessage[] = [];
-  let closing: Promise<void> | undefined;
-
-  const ensureA = (name: string, ip: string): void => dns.addRecords(name, { a: [ip] });
 
   const replaceTxt = (name: string, txt: string[]): void => {
     const next = dns.getRecords(name) ?? {};
@@ -141,38 +172,12 @@ export async function createTestWorld(options: TestWorldOptions = {}): Promise<T
     });
   };
 
-  /** Listens on a fresh loopback address, moving to another /24 when the address and port are taken. */
-  const listenMx = async (host: string, mxOptions: MxHostOptions, onClose: () => void): Promise<TestMxHost> => {
-    let lastError: unknown;
-    for (let attempt = 0; attempt < MX_BIND_ATTEMPTS; attempt++) {
-      const ip = addresses.take();
-      try {
-        return await startMxHost({ ...mxOptions, host, ip, port: smtpPort, ca, logger, onMessage: (m) => messages.push(m), onClose });
-      } catch (error) {
-        lastError = error;
-        if ((error as { code?: unknown }).code === 'EADDRNOTAVAIL') {
-          throw new Error(`cannot listen on ${ip}: this system does not route 127.0.0.0/8 to loopback (Linux does; elsewhere add loopback aliases)`, { cause: error });
-        }
-        addresses.switchSubnet();
-      }
-    }
-    throw new Error(`could not start MX host ${host} after ${MX_BIND_ATTEMPTS} attempts`, { cause: lastError });
-  };
-
   return {
-    dns,
-    ca,
-    httpsPort: https.port,
-    smtpPort,
-    httpsRequests: https.requests,
-    messages,
-    mtaStsOptions: () => ({ dnsServers: [...dns.servers], ca: [ca.rootPem], httpsPort: https.port }),
-
     publishPolicy(domainName, policy) {
       const domain = normalizeDnsName(domainName);
       const txt = policy.txt === undefined ? [`v=STSv1; id=${policy.id};`] : policy.txt === null ? [] : [policy.txt].flat();
       replaceTxt(`_mta-sts.${domain}`, txt);
-      ensureA(`mta-sts.${domain}`, POLICY_HOST_IP);
+      dns.addRecords(`mta-sts.${domain}`, { a: [POLICY_HOST_IP] });
       policies.set(domain, { body: policy.body ?? formatPolicy(policy), behaviour: { kind: 'ok' } });
       setPolicyHost(domain, policy.host ?? { kind: 'ok' });
     },
@@ -185,50 +190,6 @@ export async function createTestWorld(options: TestWorldOptions = {}): Promise<T
       replaceTxt(`_mta-sts.${domain}`, []);
       https.removeHost(`mta-sts.${domain}`);
       dns.removeName(`mta-sts.${domain}`);
-    },
-    addHttpsHost(hostname, setup) {
-      ensureA(hostname, POLICY_HOST_IP);
-      https.setHost(hostname, setup);
-    },
-    removeHttpsHost(hostname) {
-      https.removeHost(hostname);
-    },
-
-    async addMx(domainName, hostName, mxOptions = {}) {
-      if (closing) throw new Error('the test world is closed');
-      const domain = normalizeDnsName(domainName);
-      const host = normalizeDnsName(hostName);
-      const priority = mxOptions.priority ?? 10;
-      if (!Number.isInteger(priority) || priority < 0 || priority > 0xffff) throw new RangeError(`bad MX priority: ${priority}`);
-      let mx = mxHosts.get(host);
-      if (mx) {
-        if (Object.keys(mxOptions).some((key) => key !== 'priority')) {
-          throw new Error(`MX host ${host} is already running; only 'priority' may be given when adding it to another domain`);
-        }
-      } else {
-        const starting = listenMx(host, mxOptions, () => {
-          if (mxHosts.get(host) === starting) mxHosts.delete(host);
-        });
-        mxHosts.set(host, starting);
-        starting.catch(() => mxHosts.delete(host));
-        mx = starting;
-        ensureA(host, (await starting).ip);
-      }
-      const running = await mx;
-      dns.addRecords(domain, { mx: [{ exchange: host, priority }] });
-      return running;
-    },
-
-    close() {
-      closing ??= (async () => {
-        const mx = await Promise.allSettled(mxHosts.values());
-        await Promise.all([
-          ...mx.flatMap((result) => (result.status === 'fulfilled' ? [result.value.close()] : [])),
-          https.close(),
-          dns.close(),
-        ]);
-      })();
-      return closing;
     },
   };
 }

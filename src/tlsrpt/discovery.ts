@@ -14,7 +14,7 @@
  */
 import { normalizeDomainOrUndefined } from '../domain.js';
 import { createDefaultResolver, queryDns, type DnsResolver } from '../discovery/resolver.js';
-import { Cursor, isAlphaDigit, isExtNameChar, isTxtExtValueChar, isWsp } from '../policy/abnf.js';
+import { Cursor, fieldDelim, isAlphaDigit, isExtNameChar, isTxtExtValueChar, isWsp, wspDelimiter } from '../policy/abnf.js';
 import { TlsRptError } from './errors.js';
 
 /** A destination the report can be sent to. `uri` is the URI as published. */
@@ -120,18 +120,6 @@ function tlsrptVersion(cursor: Cursor): boolean {
   return cursor.tryTake('v=TLSRPTv1');
 }
 
-/** §3 `field-delim = *WSP ";" *WSP`. Leaves the cursor unchanged when there is no ";". */
-function fieldDelim(cursor: Cursor): boolean {
-  const start = cursor.pos;
-  cursor.skipWsp();
-  if (!cursor.tryTake(';')) {
-    cursor.pos = start;
-    return false;
-  }
-  cursor.skipWsp();
-  return true;
-}
-
 /** §3 `tlsrpt-field = tlsrpt-rua / tlsrpt-extension`: the name decides which. */
 function tlsrptField(cursor: Cursor, fields: RecordFields): void {
   const name = tlsrptExtName(cursor);
@@ -150,16 +138,8 @@ function tlsrptField(cursor: Cursor, fields: RecordFields): void {
 /** §3 `tlsrpt-rua` after `rua=`: `tlsrpt-uri *(*WSP "," *WSP tlsrpt-uri)`; each URI as published, maybe empty. */
 function tlsrptRuaValue(cursor: Cursor): string[] {
   const uris = [tlsrptUri(cursor)];
-  for (;;) {
-    const start = cursor.pos;
-    cursor.skipWsp();
-    if (!cursor.tryTake(',')) {
-      cursor.pos = start;
-      return uris;
-    }
-    cursor.skipWsp();
-    uris.push(tlsrptUri(cursor));
-  }
+  while (wspDelimiter(cursor, ',')) uris.push(tlsrptUri(cursor));
+  return uris;
 }
 
 /**

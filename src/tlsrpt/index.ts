@@ -47,6 +47,7 @@ export { TlsRptError, TLSRPT_ERROR_CODES } from './errors.js';
 export type { TlsRptErrorCode, TlsRptErrorOptions } from './errors.js';
 // The reporter (recorder, persistence, scheduling, delivery) and its events.
 export { createTlsRptReporter } from './scheduler.js';
+export type { TlsRptReporterOptions, TlsRptRetryOptions } from './reporter-options.js';
 export type {
   FlushResult,
   PendingReport,
@@ -56,18 +57,18 @@ export type {
   TlsRptFailedEvent,
   TlsRptNotAttemptedEvent,
   TlsRptReporter,
-  TlsRptReporterOptions,
-  TlsRptRetryOptions,
   TlsRptSentEvent,
   TlsRptSkippedNoRecordEvent,
   TlsRptSkippedNoTransportEvent,
   TlsRptWarningEvent,
-} from './scheduler.js';
+} from './reporter-events.js';
 // The recorder and the stores on their own; a custom store merges and settles counts with the two helpers.
 export { TlsRptAggregator } from './recorder.js';
 export type { DroppedOutcomeReason, TlsRptAggregatorOptions, TlsRptAggregatorStats } from './recorder.js';
-export { FileSpoolStore, MemoryTlsRptStore } from './store.js';
-export type { DeliveryState, FileSpoolStoreOptions, StoredDomainDay, TlsRptStore, TlsRptStoreEvent } from './store.js';
+export { MemoryTlsRptStore } from './store.js';
+export type { DeliveryState, StoredDomainDay, TlsRptStore, TlsRptStoreEvent } from './store.js';
+export { FileSpoolStore } from './file-spool.js';
+export type { FileSpoolStoreOptions } from './file-spool.js';
 export { DEFAULT_AGGREGATION_LIMITS, mergeDomainDayCounts, subtractDomainDayCounts } from './aggregate.js';
 export type { AggregationLimits, DomainDayCounts, DomainDayKey } from './aggregate.js';
 // RFC 8460 §3 record discovery.

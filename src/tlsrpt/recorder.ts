@@ -305,12 +305,6 @@ export class TlsRptAggregator implements TlsRptRecorder {
    */
   async close(): Promise<void> {
     this.closed = true;
-    if (this.timer) {
-      clearTimeout(this.timer);
-      this.timer = undefined;
-    }
-    const run = this.flushing.then(() => this.flushNow());
-    this.flushing = run.catch(() => undefined);
-    await run;
+    await this.flush();
   }
 }

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestWorld, type TestWorld } from '../../src/testing/index.js';
-import { FileSpoolStore } from '../../src/tlsrpt/store.js';
+import { FileSpoolStore } from '../../src/tlsrpt/file-spool.js';
 import type { StoredDomainDay } from '../../src/tlsrpt/store.js';
 import { assertBuilt, disposeHaraka, startHaraka, type RunningHaraka } from './harness.js';
 import { writeFileSync } from 'node:fs';

@@ -12,7 +12,8 @@ import { createDefaultResolver, type DnsResolver } from '../../src/discovery/res
 import { createTestWorld, type TestWorld } from '../../src/testing/index.js';
 import { TlsRptAggregator } from '../../src/tlsrpt/recorder.js';
 import { createTlsRptReporter, type TlsRptEvent, type TlsRptReporter, type TlsRptReporterOptions } from '../../src/tlsrpt/scheduler.js';
-import { FileSpoolStore, MemoryTlsRptStore } from '../../src/tlsrpt/store.js';
+import { FileSpoolStore } from '../../src/tlsrpt/file-spool.js';
+import { MemoryTlsRptStore } from '../../src/tlsrpt/store.js';
 import { DAY, DAY_START, HOUR, clock, stsPolicy } from './helpers.js';
 
 let world: TestWorld;

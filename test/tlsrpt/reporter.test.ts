@@ -15,7 +15,8 @@ import { createTestWorld, type TestMxHost, type TestWorld } from '../../src/test
 import type { TlsRptMailTransport } from '../../src/tlsrpt/deliver.js';
 import { gunzipTlsRptReport } from '../../src/tlsrpt/report.js';
 import { createTlsRptReporter, type TlsRptEvent, type TlsRptReporter, type TlsRptReporterOptions } from '../../src/tlsrpt/scheduler.js';
-import { FileSpoolStore, MemoryTlsRptStore } from '../../src/tlsrpt/store.js';
+import { FileSpoolStore } from '../../src/tlsrpt/file-spool.js';
+import { MemoryTlsRptStore } from '../../src/tlsrpt/store.js';
 import type { TlsRptReport } from '../../src/tlsrpt/types.js';
 import { DAY, DAY_START, HOUR, clock, schemaErrors, stsPolicy } from './helpers.js';
 

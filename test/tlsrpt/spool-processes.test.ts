@@ -15,7 +15,7 @@ import { createTestWorld, type TestWorld } from '../../src/testing/index.js';
 import { totalSessions } from '../../src/tlsrpt/aggregate.js';
 import { gunzipTlsRptReport, utcDayKey } from '../../src/tlsrpt/report.js';
 import { createTlsRptReporter } from '../../src/tlsrpt/scheduler.js';
-import { FileSpoolStore } from '../../src/tlsrpt/store.js';
+import { FileSpoolStore } from '../../src/tlsrpt/file-spool.js';
 import { TlsRptAggregator } from '../../src/tlsrpt/recorder.js';
 import type { TlsRptReport } from '../../src/tlsrpt/types.js';
 

@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { resolveLimits } from '../../src/tlsrpt/aggregate.js';
 import type { TlsRptError } from '../../src/tlsrpt/errors.js';
 import { TlsRptAggregator } from '../../src/tlsrpt/recorder.js';
-import { FileSpoolStore, MemoryTlsRptStore, type TlsRptStore, type TlsRptStoreEvent } from '../../src/tlsrpt/store.js';
+import { FileSpoolStore } from '../../src/tlsrpt/file-spool.js';
+import { MemoryTlsRptStore, type TlsRptStore, type TlsRptStoreEvent } from '../../src/tlsrpt/store.js';
 import { DAY, DAY_START, HOUR, mixedDay, stsPolicy } from './helpers.js';
 
 let dir: string;

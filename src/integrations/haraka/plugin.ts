@@ -59,102 +59,124 @@ interface Runtime {
 
 type Answer = [code: number, message?: unknown];
 
+/** The plugin's state: the running engine (replaced on a reload), the last configuration error, Haraka's logger. */
+interface PluginState {
+  options: HarakaPluginOptions;
+  runtime?: Runtime | undefined;
+  configError?: MtaStsError | undefined;
+  log: HarakaLog;
+}
+
+/** What the plugin uses of Haraka's plugin object: its config reader and its hook timeout (seconds). */
+type HarakaPluginContext = { config?: { get(name: string, type: string, cb: () => void): unknown }; timeout?: unknown };
+
 /** Creates the plugin (see the module documentation). */
 export function createHarakaPlugin(options: HarakaPluginOptions = {}): HarakaMtaStsPlugin {
-  let runtime: Runtime | undefined;
-  let configError: MtaStsError | undefined;
-  let log: HarakaLog = () => undefined;
-
-  const build = (config: HarakaMtaStsConfig, previous: Runtime | undefined): Runtime => {
-    const logger = libraryLogger(log);
-    const reporter = config.tlsrpt && !options.recorder ? createReporter(config, logger) : undefined;
-    const recorder = options.recorder ?? reporter?.recorder;
-    const { ca, ...engine } = config.engine;
-    const hooks = createMtaStsHooks({
-      ...engine,
-      ...(ca !== undefined ? { ca } : {}),
-      // A reload keeps the cached policies: never forget an enforce policy because a setting changed.
-      ...(previous ? { store: previous.hooks.mtaSts.store } : {}),
-      ...options.engine,
-      logger,
-      ...(recorder ? { recorder } : {}),
-    });
-    reporter?.start();
-    return { config, hooks, reporter, recorder };
-  };
-
-  const close = (rt: Runtime | undefined) => {
-    if (!rt) return;
-    void rt.hooks.close().catch(() => undefined);
-    void rt.reporter?.close().catch(() => undefined);
-  };
-
+  const state: PluginState = { options, log: () => undefined };
   return {
     register(this: unknown) {
-      const plugin = this as { config?: { get(name: string, type: string, cb: () => void): unknown } };
-      log = harakaLog(plugin, () => runtime?.config.logLevel ?? 'info');
-      const read = (): readonly string[] => {
-        if (options.configLines) return options.configLines;
-        const lines = plugin.config?.get('mta-sts.ini', 'data', () => load(false));
-        return Array.isArray(lines) ? (lines as string[]) : [];
-      };
-      const load = (initial: boolean) => {
-        try {
-          const config = parseHarakaConfig(read());
-          const next = build(config, runtime);
-          const old = runtime;
-          runtime = next;
-          configError = undefined;
-          close(old);
-          const pluginTimeoutS = (plugin as { timeout?: unknown }).timeout;
-          if (typeof pluginTimeoutS === 'number' && pluginTimeoutS > 0 && config.lookupTimeoutMs >= pluginTimeoutS * 1000) {
-            log('warn', `mta-sts: lookup_timeout_ms=${config.lookupTimeoutMs} is not below the plugin timeout (${pluginTimeoutS} s): Haraka will defer slow lookups itself ("plugin timeout")`);
-          }
-          log('notice', `mta-sts: ${initial ? 'loaded' : 'reloaded'} config/mta-sts.ini (loglevel=${config.logLevel}, lookup_timeout_ms=${config.lookupTimeoutMs}, tlsrpt=${config.tlsrpt || options.recorder ? 'on' : 'off'})`);
-        } catch (error) {
-          const err = error instanceof MtaStsError ? error : new MtaStsError('MTASTS_INVALID_OPTIONS', `mta-sts.ini: ${(error as Error).message}`, { cause: error });
-          if (initial || !runtime) {
-            // Refuse to start: misconfiguration fails loudly, never as unprotected mail.
-            log('crit', `mta-sts: refusing to load: ${err.message}`);
-            throw err;
-          }
-          configError = err;
-          log('crit', `mta-sts: ${err.message}; keeping the previous engine, and DEFERRING all mail to enforce domains until the file is fixed`);
-        }
-      };
-      load(true);
-      checkHarakaVersion(plugin, log);
+      const plugin = this as HarakaPluginContext;
+      state.log = harakaLog(plugin, () => state.runtime?.config.logLevel ?? 'info');
+      loadConfig(state, plugin, true);
+      checkHarakaVersion(plugin, state.log);
     },
 
     hook_get_mx(this: unknown, next: HarakaNext, hmail: unknown, domain: string) {
-      let answered = false;
-      const reply = ([code, message]: Answer) => {
-        if (answered) return;
-        answered = true;
-        if (code === HARAKA.CONT) next();
-        else next(code, message);
-      };
-      let uuid: string | undefined;
-      try {
-        uuid = (hmail as HarakaHmail | undefined)?.todo?.uuid;
-        if (typeof hmail === 'object' && hmail !== null) removeOverrides(hmail as HarakaHmail);
-        const rt = runtime;
-        if (!rt) throw new Error('plugin not registered');
-        decideWithDeadline(rt, hmail as HarakaHmail, domain, configError, log).then(reply, (error: unknown) => {
-          log('crit', `mta-sts: domain=${domain} action=defer: ${String((error as Error)?.message ?? error)} (fail closed)`, uuid);
-          reply([HARAKA.DENYSOFT, `MTA-STS: could not apply the policy of ${domain}; will retry`]);
-        });
-      } catch (error) {
-        log('crit', `mta-sts: domain=${domain} action=defer: ${String((error as Error)?.message ?? error)} (fail closed)`, uuid);
-        reply([HARAKA.DENYSOFT, `MTA-STS: could not apply the policy of ${domain}; will retry`]);
-      }
+      getMx(state, next, hmail, domain);
     },
 
     shutdown() {
-      close(runtime);
-      runtime = undefined;
+      closeRuntime(state.runtime);
+      state.runtime = undefined;
     },
   };
+}
+
+/**
+ * Reads `mta-sts.ini` and starts an engine for it (Haraka calls again on a change). An invalid file refuses the
+ * start; on a reload it keeps the previous engine and defers mail to enforce domains until the file is fixed.
+ */
+function loadConfig(state: PluginState, plugin: HarakaPluginContext, initial: boolean): void {
+  const { options, log } = state;
+  const read = (): readonly string[] => {
+    if (options.configLines) return options.configLines;
+    const lines = plugin.config?.get('mta-sts.ini', 'data', () => loadConfig(state, plugin, false));
+    return Array.isArray(lines) ? (lines as string[]) : [];
+  };
+  try {
+    const config = parseHarakaConfig(read());
+    const next = buildRuntime(state, config, state.runtime);
+    const old = state.runtime;
+    state.runtime = next;
+    state.configError = undefined;
+    closeRuntime(old);
+    const pluginTimeoutS = plugin.timeout;
+    if (typeof pluginTimeoutS === 'number' && pluginTimeoutS > 0 && config.lookupTimeoutMs >= pluginTimeoutS * 1000) {
+      log('warn', `mta-sts: lookup_timeout_ms=${config.lookupTimeoutMs} is not below the plugin timeout (${pluginTimeoutS} s): Haraka will defer slow lookups itself ("plugin timeout")`);
+    }
+    log('notice', `mta-sts: ${initial ? 'loaded' : 'reloaded'} config/mta-sts.ini (loglevel=${config.logLevel}, lookup_timeout_ms=${config.lookupTimeoutMs}, tlsrpt=${config.tlsrpt || options.recorder ? 'on' : 'off'})`);
+  } catch (error) {
+    const err = error instanceof MtaStsError ? error : new MtaStsError('MTASTS_INVALID_OPTIONS', `mta-sts.ini: ${(error as Error).message}`, { cause: error });
+    if (initial || !state.runtime) {
+      // Refuse to start: misconfiguration fails loudly, never as unprotected mail.
+      log('crit', `mta-sts: refusing to load: ${err.message}`);
+      throw err;
+    }
+    state.configError = err;
+    log('crit', `mta-sts: ${err.message}; keeping the previous engine, and DEFERRING all mail to enforce domains until the file is fixed`);
+  }
+}
+
+/** The engine (hooks) and the reporter for one configuration. */
+function buildRuntime(state: PluginState, config: HarakaMtaStsConfig, previous: Runtime | undefined): Runtime {
+  const { options } = state;
+  const logger = libraryLogger(state.log);
+  const reporter = config.tlsrpt && !options.recorder ? createReporter(config, logger) : undefined;
+  const recorder = options.recorder ?? reporter?.recorder;
+  const { ca, ...engine } = config.engine;
+  const hooks = createMtaStsHooks({
+    ...engine,
+    ...(ca !== undefined ? { ca } : {}),
+    // A reload keeps the cached policies: never forget an enforce policy because a setting changed.
+    ...(previous ? { store: previous.hooks.mtaSts.store } : {}),
+    ...options.engine,
+    logger,
+    ...(recorder ? { recorder } : {}),
+  });
+  reporter?.start();
+  return { config, hooks, reporter, recorder };
+}
+
+function closeRuntime(rt: Runtime | undefined): void {
+  if (!rt) return;
+  void rt.hooks.close().catch(() => undefined);
+  void rt.reporter?.close().catch(() => undefined);
+}
+
+/** `get_mx`: answers once; anything unexpected defers (fail closed, RFC 8461 §5.1), never lets Haraka go on without the plugin. */
+function getMx(state: PluginState, next: HarakaNext, hmail: unknown, domain: string): void {
+  const { log } = state;
+  let answered = false;
+  const reply = ([code, message]: Answer) => {
+    if (answered) return;
+    answered = true;
+    if (code === HARAKA.CONT) next();
+    else next(code, message);
+  };
+  let uuid: string | undefined;
+  try {
+    uuid = (hmail as HarakaHmail | undefined)?.todo?.uuid;
+    if (typeof hmail === 'object' && hmail !== null) removeOverrides(hmail as HarakaHmail);
+    const rt = state.runtime;
+    if (!rt) throw new Error('plugin not registered');
+    decideWithDeadline(rt, hmail as HarakaHmail, domain, state.configError, log).then(reply, (error: unknown) => {
+      log('crit', `mta-sts: domain=${domain} action=defer: ${String((error as Error)?.message ?? error)} (fail closed)`, uuid);
+      reply([HARAKA.DENYSOFT, `MTA-STS: could not apply the policy of ${domain}; will retry`]);
+    });
+  } catch (error) {
+    log('crit', `mta-sts: domain=${domain} action=defer: ${String((error as Error)?.message ?? error)} (fail closed)`, uuid);
+    reply([HARAKA.DENYSOFT, `MTA-STS: could not apply the policy of ${domain}; will retry`]);
+  }
 }
 
 /** Logs at CRIT when the running Haraka is outside the supported range (feature detection still decides, per message). */

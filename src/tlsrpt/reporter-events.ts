@@ -1,0 +1,156 @@
+/**
+ * The events of the TLS reporter (RFC 8460 §4.1 scheduling, §5 delivery, §5.5 retries), what one `flush()` did, the
+ * preview of pending reports, and the reporter's interface. Types only: the reporter is in `scheduler.ts`.
+ */
+import type { DroppedOutcomeReason, TlsRptAggregator } from './recorder.js';
+import type { TlsRptError } from './errors.js';
+import type { DeliveryState } from './store.js';
+import type { TlsRptReport } from './types.js';
+
+/** A destination that failed, and why. */
+export interface TlsRptDestinationFailure {
+  uri: string;
+  error: TlsRptError;
+}
+
+/** A report was accepted by at least one destination. */
+export interface TlsRptSentEvent {
+  type: 'sent';
+  day: string;
+  policyDomain: string;
+  reportId: string;
+  report: TlsRptReport;
+  /** The attempt that succeeded (1 = first). */
+  attempt: number;
+  /** URIs that accepted the report. */
+  delivered: string[];
+  /** URIs that did not (the report still counts as delivered, §3). */
+  failures: TlsRptDestinationFailure[];
+}
+
+/** Every destination failed; another attempt is scheduled. */
+export interface TlsRptFailedEvent {
+  type: 'failed';
+  day: string;
+  policyDomain: string;
+  reportId: string;
+  attempt: number;
+  nextAttemptAt: number;
+  /**
+   * False for a forced attempt (`flush()`) made before the report's next scheduled attempt: it does not count
+   * toward `retry.attempts` and leaves the schedule unchanged.
+   */
+  counted: boolean;
+  error: TlsRptError;
+  failures: TlsRptDestinationFailure[];
+}
+
+/**
+ * The report was not attempted because of a configuration or usage error (an unusable `mailTransport`, ...): no
+ * delivery state changed, nothing counts as an attempt; fix the configuration.
+ */
+export interface TlsRptNotAttemptedEvent {
+  type: 'not-attempted';
+  day: string;
+  policyDomain: string;
+  reportId: string;
+  error: TlsRptError;
+  failures: TlsRptDestinationFailure[];
+}
+
+/** Something about the configuration the operator should know (emitted once, at creation). */
+export interface TlsRptWarningEvent {
+  type: 'warning';
+  /** `TLSRPT_UNSIGNED_MAIL`: report mail is configured without DKIM (RFC 8460 §5.3). */
+  code: 'TLSRPT_UNSIGNED_MAIL';
+  message: string;
+}
+
+/** The report was given up. */
+export interface TlsRptDroppedEvent {
+  type: 'dropped';
+  day: string;
+  policyDomain: string;
+  reportId: string;
+  reason: 'retries-exhausted' | 'too-large';
+  attempts: number;
+  error: TlsRptError;
+}
+
+/** The policy domain has no usable TLSRPT record (none, several, or invalid): nothing is sent (§3). */
+export interface TlsRptSkippedNoRecordEvent {
+  type: 'skipped-no-record';
+  day: string;
+  policyDomain: string;
+  /** Why the record is unusable, when there is one (`TLSRPT_RECORD_MULTIPLE`, `TLSRPT_RECORD_INVALID`). */
+  error?: TlsRptError;
+}
+
+/** The record only has destinations this reporter cannot use (`mailto:` without a mail transport). */
+export interface TlsRptSkippedNoTransportEvent {
+  type: 'skipped-no-transport';
+  day: string;
+  policyDomain: string;
+  uris: string[];
+  /** True when the report stayed in the store (`keepUndeliverable`); otherwise it was removed. */
+  kept?: boolean;
+}
+
+/** Events of the reporter. */
+export type TlsRptEvent =
+  | TlsRptSentEvent
+  | TlsRptFailedEvent
+  | TlsRptDroppedEvent
+  | TlsRptSkippedNoRecordEvent
+  | TlsRptSkippedNoTransportEvent
+  | TlsRptNotAttemptedEvent
+  | TlsRptWarningEvent
+  | { type: 'spool-corrupt'; error: TlsRptError }
+  | { type: 'store-error'; error: TlsRptError }
+  | { type: 'outcomes-dropped'; reason: DroppedOutcomeReason; day?: string; policyDomain?: string };
+
+/** What one `flush()` (or scheduled check) did. */
+export interface FlushResult {
+  sent: TlsRptSentEvent[];
+  failed: TlsRptFailedEvent[];
+  dropped: TlsRptDroppedEvent[];
+  skipped: Array<TlsRptSkippedNoRecordEvent | TlsRptSkippedNoTransportEvent>;
+  /** Reports not attempted because of a configuration error (absent when there were none). */
+  notAttempted?: TlsRptNotAttemptedEvent[];
+}
+
+/** A report not sent yet, as it would be built now. */
+export interface PendingReport {
+  day: string;
+  policyDomain: string;
+  /** True when the day is over (the report is due, or waiting for its delay, jitter or a retry). */
+  closed: boolean;
+  /** The report as it would be built now (the id is final once delivery state exists). */
+  report: TlsRptReport;
+  delivery?: DeliveryState;
+}
+
+/** The reporter. */
+export interface TlsRptReporter {
+  /** Feed session outcomes here (see {@link TlsRptAggregator}). */
+  readonly recorder: TlsRptAggregator;
+  /**
+   * Sends every report of a closed day now, ignoring delay, jitter and backoff (for tests and CLIs). A failure
+   * ahead of the report's next scheduled attempt is reported (`failed` with `counted: false`) but does not count,
+   * so repeated runs never drop a report before its retry window (RFC 8460 §5.5) is over. Safe against a spool
+   * that live processes are writing to: only the counts that were sent are removed (`TlsRptStore.settle`).
+   */
+  flush(): Promise<FlushResult>;
+  /** Preview of the reports not sent yet (closed and current days), including unflushed counts. */
+  pending(): Promise<PendingReport[]>;
+  /** Starts the periodic check for due reports (timers are unref'ed). Idempotent. */
+  start(): void;
+  /**
+   * Stops the timers, writes pending counts, closes what the reporter created. Idempotent. Rejects with
+   * `TLSRPT_STORE_FAILED` (after closing everything) when the pending counts could not be written: its
+   * `details.unpersistedSessions` says how many recorded sessions were lost.
+   */
+  close(): Promise<void>;
+  /** Configuration warnings found at creation (also logged and emitted as `warning` events). */
+  readonly warnings: readonly TlsRptWarningEvent[];
+}
