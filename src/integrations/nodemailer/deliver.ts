@@ -6,6 +6,7 @@
  */
 import type { SMTPConnectionOptions, SMTPConnectionSendInfo, SMTPEnvelope } from 'nodemailer/lib/smtp-connection';
 import { normalizeDomainOrUndefined } from '../../domain.js';
+import type { Logger } from '../../logger.js';
 import { MtaStsSenderError, type MtaStsSenderErrorJSON, type TlsRptResultType } from '../../errors.js';
 import type { DeliveryPlan, EffectiveMode, MxCandidate } from '../../plan/plan.js';
 import type { PolicySource, PolicyStatus } from '../../types.js';
@@ -208,22 +209,8 @@ type AttemptFacts = Omit<MxAttempt, 'outcome' | 'stage' | 'reason'>;
 export async function deliverToDomain(options: DeliverOptions): Promise<DomainDeliveryResult> {
   const { hooks, plan } = options;
   const recipients = [...options.envelope.to];
-  const lookup = plan.lookup;
-  const policyId = lookup.status === 'policy' ? lookup.policy?.id : undefined;
-  const result: DomainDeliveryResult = {
-    domain: plan.domain,
-    recipients,
-    status: 'failed',
-    mode: plan.mode,
-    policyStatus: lookup.status,
-    ...(policyId !== undefined ? { policyId, policySource: lookup.source } : {}),
-    policyDomain: plan.domain,
-    secure: false,
-    validated: false,
-    accepted: [],
-    rejected: [...recipients],
-    attempts: [],
-  };
+  const result = pendingResult(plan, recipients);
+  const policyId = result.policyId;
   const run: DomainRun = { options, result, policyId, sessions: 0, lastError: undefined };
   if (plan.allowed.length === 0 && plan.noCandidate?.action === 'bounce') {
     const final = hooks.deliveryFailed(plan);
@@ -432,6 +419,15 @@ function recordSafely(hooks: MtaStsHooks, candidate: MxCandidate, result: Parame
   }
 }
 
+/** Re-emits a session outcome; a throwing `outcome` listener is a bug of the listener: it must not fail (or re-send) a delivery. */
+export function emitOutcome(emitter: { emit(event: 'outcome', outcome: unknown): boolean }, logger: Logger, outcome: unknown): void {
+  try {
+    emitter.emit('outcome', outcome);
+  } catch (error) {
+    logger.warn?.('mta-sts: an outcome listener threw', { error: String(error) });
+  }
+}
+
 /**
  * The result of a domain whose delivery threw (an exception of ours or of an injected seam): a temporary failure,
  * never a bounce and never "delivered" (RFC 8461 §5.1: defer; under `enforce`, nothing unverified went out, since the
@@ -456,9 +452,16 @@ export function failedUnexpectedly(hooks: MtaStsHooks, plan: DeliveryPlan, recip
   } catch {
     // The decision is informational; the deferral stands.
   }
+  return { ...pendingResult(plan, [...recipients]), rejectedErrors: [err], error: err };
+}
+
+/** A domain's result before any host took the message: failed, every recipient rejected, nothing tried yet. */
+function pendingResult(plan: DeliveryPlan, recipients: string[]): DomainDeliveryResult {
+  const lookup = plan.lookup;
+  const policyId = lookup.status === 'policy' ? lookup.policy?.id : undefined;
   return {
     domain: plan.domain,
-    recipients: [...recipients],
+    recipients,
     status: 'failed',
     mode: plan.mode,
     policyStatus: lookup.status,
@@ -468,9 +471,7 @@ export function failedUnexpectedly(hooks: MtaStsHooks, plan: DeliveryPlan, recip
     validated: false,
     accepted: [],
     rejected: [...recipients],
-    rejectedErrors: [err],
     attempts: [],
-    error: err,
   };
 }
 

@@ -40,7 +40,7 @@ import { MtaStsHooks, type MtaStsDecision, type MtaStsHooksOptions } from '../ho
 import type { SmtpConnectionClass } from './session.js';
 import { guardSessionOptions } from './guard-session.js';
 import { loadSmtpConnection, TRANSPORT_OPTION_SPEC } from './transport.js';
-import { buildSendResult, deliverToDomain, failedUnexpectedly, groupRecipients, MtaStsDeliveryError, type DeliverOptions, type DomainDeliveryResult } from './deliver.js';
+import { buildSendResult, deliverToDomain, emitOutcome, failedUnexpectedly, groupRecipients, MtaStsDeliveryError, type DeliverOptions, type DomainDeliveryResult } from './deliver.js';
 import { classifyDomain, deferredResult, type Classification, passThroughResult, relayDecisionReason, relayedShare, routeSmartHost, smartHostReason, type SmartHostNotice, type SmartHostRoute } from './relay.js';
 
 export type { SmartHostNotice } from './relay.js';
@@ -104,14 +104,7 @@ export class MtaStsGuard extends EventEmitter {
   private readonly smtpConnection: SmtpConnectionClass;
   private readonly notified = new Set<string>();
   private readonly forward = (decision: MtaStsDecision) => this.emit('decision', decision);
-  /** A throwing `outcome` listener is a bug of the listener: it must not fail (or re-send) a delivery. */
-  private readonly forwardOutcome = (outcome: unknown) => {
-    try {
-      this.emit('outcome', outcome);
-    } catch (error) {
-      this.hooks.logger.warn?.('mta-sts: an outcome listener threw', { error: String(error) });
-    }
-  };
+  private readonly forwardOutcome = (outcome: unknown) => emitOutcome(this, this.hooks.logger, outcome);
 
   constructor(transport: SmtpTransportLike, options: GuardTransportOptions) {
     super({ captureRejections: true });

@@ -41,7 +41,7 @@ import { requirePeer } from '../../peers.js';
 import { HOOKS_OPTION_SPEC, pickOptions, validateIntegrationOptions } from '../../option-specs.js';
 import { MtaStsHooks, type HooksDeliveryPlan, type MtaStsDecision, type MtaStsHooksOptions } from '../hooks.js';
 import type { SmtpConnectionClass } from './session.js';
-import { buildSendResult, deliverToDomain, failedUnexpectedly, groupRecipients, MtaStsDeliveryError, type DeliverOptions, type DomainDeliveryResult, type MtaStsSentMessageInfo } from './deliver.js';
+import { buildSendResult, deliverToDomain, emitOutcome, failedUnexpectedly, groupRecipients, MtaStsDeliveryError, type DeliverOptions, type DomainDeliveryResult, type MtaStsSentMessageInfo } from './deliver.js';
 
 /** The transport's version, reported to Nodemailer. */
 export const TRANSPORT_VERSION = '0.1.0';
@@ -139,14 +139,7 @@ export class MtaStsTransport extends EventEmitter implements Transport<MtaStsSen
   private readonly ownsHooks: boolean;
   private readonly smtpConnection: SmtpConnectionClass;
   private readonly forward = (decision: MtaStsDecision) => this.emit('decision', decision);
-  /** A throwing `outcome` listener is a bug of the listener: it must not fail (or re-send) a delivery. */
-  private readonly forwardOutcome = (outcome: unknown) => {
-    try {
-      this.emit('outcome', outcome);
-    } catch (error) {
-      this.hooks.logger.warn?.('mta-sts: an outcome listener threw', { error: String(error) });
-    }
-  };
+  private readonly forwardOutcome = (outcome: unknown) => emitOutcome(this, this.hooks.logger, outcome);
 
   constructor(options: MtaStsTransportOptions = {}) {
     super({ captureRejections: true });
