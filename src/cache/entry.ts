@@ -50,9 +50,17 @@ export function frozenEntry(entry: PolicyStoreEntry): PolicyStoreEntry {
 
 /** The policy as `getPolicy` returns it: frozen; its `mx` is the cache's frozen array, which no caller can edit. */
 export function toPolicy(entry: PolicyStoreEntry): ActivePolicy {
-  const p = frozenEntry(entry).policy;
-  return Object.freeze({ version: p.version, mode: p.mode, mx: p.mx, maxAge: p.maxAge, id: entry.id, text: entry.text, fetchedAt: entry.fetchedAt, expiresAt: entry.expiresAt });
+  const known = activePolicies.get(entry);
+  if (known) return known;
+  const frozen = frozenEntry(entry);
+  const p = frozen.policy;
+  const policy: ActivePolicy = Object.freeze({ version: p.version, mode: p.mode, mx: p.mx, maxAge: p.maxAge, id: entry.id, text: entry.text, fetchedAt: entry.fetchedAt, expiresAt: entry.expiresAt });
+  if (frozen === entry) activePolicies.set(entry, policy); // a frozen entry never changes: its policy is built once
+  return policy;
 }
+
+/** The frozen `ActivePolicy` of each frozen entry (the local tier's), built on first use; dropped with the entry. */
+const activePolicies = new WeakMap<PolicyStoreEntry, ActivePolicy>();
 
 /** True while the entry may be used (RFC 8461 §3.3: until `max_age` has passed). */
 export function isUnexpired(entry: PolicyStoreEntry | undefined, now: number): entry is PolicyStoreEntry {

@@ -111,6 +111,24 @@ export class Discovery {
     return Object.freeze(result);
   }
 
+  /**
+   * The answer without I/O, when there is one: a policy unexpired in the local tier whose TXT record was checked
+   * less than `txtCheckIntervalMs` ago, and no delivery-path discovery in flight for the domain. It is the answer
+   * `lookup(domain, { used: true, fetch: 'changed' }, trace)` gives (the same frozen result, source `cache`, the use
+   * recorded for the refresher, a `cache` step for `trace`), built synchronously, without the promises of a
+   * discovery (perf: bench/README.md, cached lookups). Undefined: call `lookup`.
+   */
+  answerFromCache(domain: string, trace?: DiscoveryTracer): PolicyLookup | undefined {
+    if (!this.#txtCheckedRecently(domain)) return undefined;
+    // A discovery in flight (e.g. fetching a new id) is joined by `lookup`, as before.
+    if (this.#inflight.size > 0 && this.#inflight.has(`${domain}\0changed\0true`)) return undefined;
+    const { cache, now } = this.#o;
+    const local = cache.peek(domain);
+    if (!isUnexpired(local, now())) return undefined;
+    cache.touch(domain);
+    return cached(local, 'cache', local.id, trace ? [trace] : undefined);
+  }
+
   forget(domain: string): void {
     this.#backoff.clear(domain);
     this.#lastTxtCheck.delete(domain);
@@ -258,9 +276,16 @@ export class Discovery {
   }
 }
 
+/** The `cache` result of each frozen entry, built once: every caller of {@link cached} passes the entry's own id. */
+const cacheResults = new WeakMap<PolicyStoreEntry, PolicyLookup>();
+
 function cached(entry: PolicyStoreEntry, source: 'cache', txtId: string, tracers: Tracers, decision: 'cached' | 'shared' = 'cached'): PolicyLookup {
   if (tracers) emitTrace(tracers, { step: 'cache', decision, source, id: txtId, expiresAt: entry.expiresAt });
-  return Object.freeze({ domain: entry.domain, status: 'policy', policy: toPolicy(entry), source, txtId });
+  const known = cacheResults.get(entry);
+  if (known && known.txtId === txtId) return known;
+  const result: PolicyLookup = Object.freeze({ domain: entry.domain, status: 'policy', policy: toPolicy(entry), source, txtId });
+  if (Object.isFrozen(entry) && txtId === entry.id) cacheResults.set(entry, result);
+  return result;
 }
 
 /** The fetch step of a failed fetch, from the error's details (url, HTTP status, content type, bytes). */

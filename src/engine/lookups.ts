@@ -39,14 +39,24 @@ export interface LookupSettings {
 }
 
 const DAY_MS = 86_400_000;
+/** Most input names whose normal form `getPolicy` remembers. */
+const MAX_NORMALIZED = 1_000;
 
 /** `getPolicy`: normalise, discover (shared per domain), and on the caller's abort fall back to the cached policy. */
 export function createGetPolicy(discovery: Discovery, s: LookupSettings): (domain: string, options?: GetPolicyOptions) => Promise<PolicyLookup> {
   const refreshing = new Set<string>();
+  // Recently normalised names (a sender looks the same domains up again and again); bounded, cleared when full.
+  const normalized = new Map<string, string>();
   return async (domainInput, opts = {}) => {
     let domain: string;
     try {
-      domain = normalizeDomain(domainInput);
+      const known = typeof domainInput === 'string' ? normalized.get(domainInput) : undefined;
+      if (known !== undefined) domain = known;
+      else {
+        domain = normalizeDomain(domainInput);
+        if (normalized.size >= MAX_NORMALIZED) normalized.clear();
+        normalized.set(domainInput, domain);
+      }
     } catch (error) {
       return Object.freeze({ domain: typeof domainInput === 'string' ? domainInput : '', status: 'invalid', source: 'fetched', error: error as MtaStsError });
     }
@@ -54,6 +64,14 @@ export function createGetPolicy(discovery: Discovery, s: LookupSettings): (domai
     // §3.3, §10.2: an abort is a discovery that did not complete: an unexpired cached policy still applies.
     const aborted = () => discovery.fallback(domain, new MtaStsError('MTASTS_ABORTED', 'policy lookup aborted', { domain, cause: signal?.reason }), 'temp-error', true);
     if (signal?.aborted) return aborted();
+    if (opts.refresh !== true) {
+      // A fresh local policy whose TXT record was checked recently: answered without I/O or discovery promises.
+      const hit = discovery.answerFromCache(domain, opts.trace);
+      if (hit) {
+        maybeRefreshInBackground(discovery, s, refreshing, hit);
+        return hit;
+      }
+    }
     const mode: DiscoveryMode = { used: true, fetch: opts.refresh === true ? 'always' : 'changed' };
     const pending = discovery.lookup(domain, mode, opts.trace).then((result) => {
       maybeRefreshInBackground(discovery, s, refreshing, result);

@@ -23,6 +23,20 @@ describe('MemoryPolicyStore bounds', () => {
     expect(store.size).toBe(10);
   });
 
+  it('the entry bound keeps the most recently used, and costs no memory up front (no slots preallocated)', () => {
+    const before = process.memoryUsage();
+    const store = new MemoryPolicyStore({ max: 1_000_000 });
+    store.set('first.test', entry('first.test', 'version: STSv1\nmode: none\nmax_age: 1\n'));
+    const after = process.memoryUsage();
+    // Preallocating a million slots takes about 24 MB (key, value, next and prev arrays); one entry takes bytes.
+    expect(after.heapUsed + after.arrayBuffers - (before.heapUsed + before.arrayBuffers)).toBeLessThan(4 * 1024 * 1024);
+    const small = new MemoryPolicyStore({ max: 3 });
+    for (const d of ['a', 'b', 'c']) small.set(`${d}.test`, entry(`${d}.test`, d));
+    small.touch('a.test', 1); // a is now the most recently used; b the least
+    small.set('d.test', entry('d.test', 'd'));
+    expect([...small.domains()].sort()).toEqual(['a.test', 'c.test', 'd.test']);
+  });
+
   it('the size estimate grows with the policy text', () => {
     expect(policySizeBytes(entry('a.test'))).toBeGreaterThan(2 * 65_000);
     expect(policySizeBytes(entry('a.test', 'short'))).toBeLessThan(1024);

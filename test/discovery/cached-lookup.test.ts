@@ -3,7 +3,8 @@
  * checked recently is answered without DNS; past the interval, after `forget()` or once expired, discovery runs again.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createMtaSts } from '../../src/engine.js';
+import { createMtaSts, type DiscoveryTraceStep } from '../../src/engine.js';
+import { MemoryPolicyStore } from '../../src/cache/store.js';
 import { createTestWorld, type TestWorld } from '../../src/testing/index.js';
 
 let world: TestWorld;
@@ -53,6 +54,36 @@ describe('cached lookups with txtCheckIntervalMs', () => {
         (first.policy as { mode: string }).mode = 'none';
       }).toThrow(TypeError); // results are frozen
       expect((await mta.getPolicy('hot.test')).policy?.mode).toBe('enforce');
+    } finally {
+      await mta.close();
+    }
+  });
+
+  it('are answered at once, without the discovery promises, keeping the last use, the trace step and frozen results', async () => {
+    let clock = Date.now();
+    const mta = createMtaSts({ ...world.mtaStsOptions(), txtCheckIntervalMs: 60_000, now: () => clock });
+    try {
+      await mta.getPolicy('hot.test');
+      // Resolved before two microtask turns: no discovery (whose promise chain takes several turns) ran.
+      let settled: unknown;
+      void mta.getPolicy('hot.test').then((r) => (settled = r));
+      await Promise.resolve();
+      await Promise.resolve();
+      expect(settled).toMatchObject({ status: 'policy', source: 'cache', txtId: 'h1' });
+      expect(Object.isFrozen(settled)).toBe(true);
+      expect(Object.isFrozen((settled as { policy: object }).policy)).toBe(true);
+      // The use is recorded for the refresher (RFC 8461 §5.1: refresh what is in use, purge what is not).
+      clock += 30_000;
+      await mta.getPolicy('hot.test');
+      expect((mta.store as MemoryPolicyStore).lastUsedAt('hot.test')).toBe(clock);
+      // A tracer still sees the cache decision.
+      const steps: DiscoveryTraceStep[] = [];
+      const traced = await mta.getPolicy('hot.test', { trace: (step) => steps.push(step) });
+      expect(traced.source).toBe('cache');
+      expect(steps).toEqual([{ step: 'cache', decision: 'cached', source: 'cache', id: 'h1', expiresAt: traced.policy!.expiresAt }]);
+      // An aborted signal still answers the cached policy as stale-cache (RFC 8461 §3.3), not the fast path.
+      const aborted = await mta.getPolicy('hot.test', { signal: AbortSignal.abort() });
+      expect(aborted).toMatchObject({ status: 'policy', source: 'stale-cache', error: { code: 'MTASTS_ABORTED' } });
     } finally {
       await mta.close();
     }
