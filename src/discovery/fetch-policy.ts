@@ -66,7 +66,7 @@ export async function fetchPolicy(domain: string, options: FetchPolicyOptions): 
     if (options.signal.aborted) controller.abort();
     else options.signal.addEventListener('abort', onAbort, { once: true });
   }
-  const fail = (code: ConstructorParameters<typeof MtaStsError>[0], message: string, extra: { cause?: unknown; details?: Record<string, string | number | boolean | undefined>; resultType?: MtaStsError['resultType'] } = {}) =>
+  const fail: Fail = (code, message, extra = {}) =>
     new MtaStsError(code, message, { domain, ...extra, details: { url, ...(extra.details ?? {}) } });
   try {
     let response: Dispatcher.ResponseData;
@@ -83,41 +83,12 @@ export async function fetchPolicy(domain: string, options: FetchPolicyOptions): 
     } catch (error) {
       throw classifyTransportError(error, timedOut, options, url, domain);
     }
-    const { statusCode, headers, body } = response;
-    const contentTypeHeader = headers['content-type'];
-    const contentType = Array.isArray(contentTypeHeader) ? contentTypeHeader[0] : contentTypeHeader;
-    if (statusCode >= 300 && statusCode < 400) {
-      discard(body);
-      const location = headers.location;
-      throw fail('MTASTS_HTTP_REDIRECT', `policy host answered ${statusCode} redirect; redirects are not followed (RFC 8461 §3.3)`, { details: { status: statusCode, location: Array.isArray(location) ? location[0] : location } });
-    }
-    if (statusCode !== 200) {
-      discard(body);
-      // §3.3: only 200 is success.
-      throw fail('MTASTS_HTTP_STATUS', `policy host answered HTTP ${statusCode}; only 200 is success (RFC 8461 §3.3)`, { details: { status: statusCode } });
-    }
-    if (options.requireTextPlain && !isTextPlain(contentType)) {
-      discard(body);
-      // §3.2: the policy is served as text/plain.
-      throw fail('MTASTS_CONTENT_TYPE', `policy served as ${contentType ?? '(no content type)'}; text/plain is required (RFC 8461 §3.2)`, { details: { contentType } });
-    }
-    const declared = Number(headers['content-length']);
-    if (Number.isFinite(declared) && declared > options.maxBytes) {
-      discard(body);
-      throw fail('MTASTS_BODY_TOO_LARGE', `policy of ${declared} bytes exceeds the limit of ${options.maxBytes} bytes`, { details: { bytes: declared, limit: options.maxBytes } });
-    }
-    const chunks: Buffer[] = [];
-    let bytes = 0;
+    const { statusCode, body } = response;
+    const contentType = checkResponse(response, options, fail);
+    let bytes: number;
+    let chunks: Buffer[];
     try {
-      for await (const chunk of body) {
-        const buf = chunk as Buffer;
-        bytes += buf.length;
-        if (bytes > options.maxBytes) {
-          discard(body);
-          throw fail('MTASTS_BODY_TOO_LARGE', `policy body exceeds the limit of ${options.maxBytes} bytes (RFC 8461 §3.3)`, { details: { limit: options.maxBytes } });
-        }
-        chunks.push(buf);
-      }
+      ({ chunks, bytes } = await readBody(body, options.maxBytes, fail));
     } catch (error) {
       if (error instanceof MtaStsError) throw error;
       throw classifyTransportError(error, timedOut, options, url, domain);
@@ -136,6 +107,50 @@ export async function fetchPolicy(domain: string, options: FetchPolicyOptions): 
     clearTimeout(timer);
     options.signal?.removeEventListener('abort', onAbort);
   }
+}
+
+type Fail = (code: ConstructorParameters<typeof MtaStsError>[0], message: string, extra?: { details?: Record<string, string | number | boolean | undefined> }) => MtaStsError;
+
+/** §3.3: only a 200 answer (no redirect) with, when required, `text/plain` (§3.2) and a declared size within the limit. */
+function checkResponse(response: Dispatcher.ResponseData, options: FetchPolicyOptions, fail: Fail): string | undefined {
+  const { statusCode, headers, body } = response;
+  const contentTypeHeader = headers['content-type'];
+  const contentType = Array.isArray(contentTypeHeader) ? contentTypeHeader[0] : contentTypeHeader;
+  if (statusCode >= 300 && statusCode < 400) {
+    discard(body);
+    const location = headers.location;
+    throw fail('MTASTS_HTTP_REDIRECT', `policy host answered ${statusCode} redirect; redirects are not followed (RFC 8461 §3.3)`, { details: { status: statusCode, location: Array.isArray(location) ? location[0] : location } });
+  }
+  if (statusCode !== 200) {
+    discard(body);
+    throw fail('MTASTS_HTTP_STATUS', `policy host answered HTTP ${statusCode}; only 200 is success (RFC 8461 §3.3)`, { details: { status: statusCode } });
+  }
+  if (options.requireTextPlain && !isTextPlain(contentType)) {
+    discard(body);
+    throw fail('MTASTS_CONTENT_TYPE', `policy served as ${contentType ?? '(no content type)'}; text/plain is required (RFC 8461 §3.2)`, { details: { contentType } });
+  }
+  const declared = Number(headers['content-length']);
+  if (Number.isFinite(declared) && declared > options.maxBytes) {
+    discard(body);
+    throw fail('MTASTS_BODY_TOO_LARGE', `policy of ${declared} bytes exceeds the limit of ${options.maxBytes} bytes`, { details: { bytes: declared, limit: options.maxBytes } });
+  }
+  return contentType;
+}
+
+/** Reads the body, stopping as soon as it exceeds `maxBytes` (§3.3: a server must not feed us without bound). */
+async function readBody(body: Dispatcher.ResponseData['body'], maxBytes: number, fail: Fail): Promise<{ chunks: Buffer[]; bytes: number }> {
+  const chunks: Buffer[] = [];
+  let bytes = 0;
+  for await (const chunk of body) {
+    const buf = chunk as Buffer;
+    bytes += buf.length;
+    if (bytes > maxBytes) {
+      discard(body);
+      throw fail('MTASTS_BODY_TOO_LARGE', `policy body exceeds the limit of ${maxBytes} bytes (RFC 8461 §3.3)`, { details: { limit: maxBytes } });
+    }
+    chunks.push(buf);
+  }
+  return { chunks, bytes };
 }
 
 /** Stops reading a body we will not use; the abort error it emits is expected and swallowed. */
