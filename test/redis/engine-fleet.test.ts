@@ -6,7 +6,6 @@
  * optional `PolicyStore` members they rely on. Each engine here has its own Redis client and store instance, as
  * separate MTAs would.
  */
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createMtaSts, type MtaSts, type MtaStsOptions } from '../../src/engine.js';
 import { createRedisPolicyStore } from '../../src/redis/index.js';
@@ -16,7 +15,6 @@ import { startRedis, type TestRedis } from './redis-server.js';
 
 let server: TestRedis;
 let world: TestWorld;
-const clients: Redis[] = [];
 const engines: MtaSts[] = [];
 
 beforeAll(async () => {
@@ -25,21 +23,13 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await Promise.all(engines.map((e) => e.close()));
-  for (const c of clients) c.disconnect();
   await world?.close();
   await server?.stop();
 });
 
-function client(): Redis {
-  const c = new Redis(server.url, { maxRetriesPerRequest: null, retryStrategy: () => 50 });
-  c.on('error', () => undefined); // reconnect noise while a test has Redis down
-  clients.push(c);
-  return c;
-}
-
 /** One fleet member: its own Redis connection and store, a shared prefix. */
 function member(prefix: string, extra: Partial<MtaStsOptions> = {}): MtaSts {
-  const engine = createMtaSts({ ...world.mtaStsOptions(), store: createRedisPolicyStore({ redis: client(), prefix, commandTimeoutMs: 300 }), ...extra });
+  const engine = createMtaSts({ ...world.mtaStsOptions(), store: createRedisPolicyStore({ redis: server.client(), prefix, commandTimeoutMs: 300 }), ...extra });
   engines.push(engine);
   return engine;
 }
@@ -81,7 +71,7 @@ describe('engines sharing a Redis policy store', () => {
     const cold = 'cold-proc.test';
     publish(warm);
     publish(cold);
-    const redis = client();
+    const redis = server.client();
     const options = JSON.stringify(world.mtaStsOptions());
     type Result = Array<{ domain: string; status: string; source: string; mode?: string }>;
     const run = async (prefix: string, groups: string[][]): Promise<Result[]> => {
@@ -107,7 +97,7 @@ describe('engines sharing a Redis policy store', () => {
   it('Redis killed mid-run: deliveries stay enforced, nothing throws, and Redis is repopulated when it returns', { timeout: 30_000 }, async () => {
     const domain = 'outage.test';
     publish(domain);
-    const redis = client();
+    const redis = server.client();
     const a = member('f3:');
     expect((await a.getPolicy(domain)).status).toBe('policy');
     blockDiscovery(domain); // the attacker blocks discovery while Redis is down
@@ -195,7 +185,7 @@ describe('engines sharing a Redis policy store', () => {
   it('a tampered shared entry is never trusted: the member fetches the real policy', async () => {
     const domain = 'tampered.test';
     publish(domain);
-    const redis = client();
+    const redis = server.client();
     const forged = { v: 1, domain, id: 'p1', text: 'version: STSv1\r\nmode: enforce\r\nmx: mx.attacker.example\r\nmax_age: 60\r\n', fetchedAt: Date.now(), expiresAt: Date.now() + 31_536_000_000 };
     await redis.set(`f8:policy:${domain}`, JSON.stringify(forged));
     const lookup = await member('f8:').getPolicy(domain);

@@ -7,20 +7,12 @@ import { startRedis, type TestRedis } from './redis-server.js';
 
 let server: TestRedis;
 let redis: Redis;
-const clients: Redis[] = [];
-const client = (): Redis => {
-  const c = new Redis(server.url, { maxRetriesPerRequest: null, retryStrategy: () => 50 });
-  c.on('error', () => undefined); // reconnect noise while a test has Redis down
-  clients.push(c);
-  return c;
-};
 
 beforeAll(async () => {
   server = await startRedis();
-  redis = client();
+  redis = server.client();
 });
 afterAll(async () => {
-  for (const c of clients) c.disconnect();
   await server?.stop();
 });
 
@@ -88,7 +80,7 @@ describe('createRedisPolicyStore', () => {
   });
 
   it('every call has a deadline: a paused Redis times out, a killed one fails, and it works again when back', async () => {
-    const c = client();
+    const c = server.client();
     const store = createRedisPolicyStore({ redis: c, prefix: 'to:', commandTimeoutMs: 200 });
     await store.set('t.example', entry('t.example'));
     server.pause();
@@ -116,8 +108,8 @@ describe('createRedisPolicyStore', () => {
   });
 
   it('leases: SET NX PX with a random token; only the holder unlocks; a lease expires', async () => {
-    const a = createRedisPolicyStore({ redis: client(), prefix: 'lk:' });
-    const b = createRedisPolicyStore({ redis: client(), prefix: 'lk:' });
+    const a = createRedisPolicyStore({ redis: server.client(), prefix: 'lk:' });
+    const b = createRedisPolicyStore({ redis: server.client(), prefix: 'lk:' });
     expect(await a.tryLock('fetch:l.example', 5000)).toBe(true);
     expect(await b.tryLock('fetch:l.example', 5000)).toBe(false);
     expect(await a.tryLock('fetch:l.example', 5000)).toBe(false); // not re-entrant
@@ -138,7 +130,7 @@ describe('createRedisPolicyStore', () => {
   it('shares the fetch-failure backoff (RFC 8461 §3.3) with a TTL, validated on read', async () => {
     const warnings: string[] = [];
     const a = createRedisPolicyStore({ redis, prefix: 'ff:', logger: { warn: (m) => warnings.push(m) } });
-    const b = createRedisPolicyStore({ redis: client(), prefix: 'ff:' });
+    const b = createRedisPolicyStore({ redis: server.client(), prefix: 'ff:' });
     const failure = { at: 1_700_000_000_000, id: 'abc123', code: 'MTASTS_FETCH_FAILED', message: 'connection refused' };
     await a.setFetchFailure('f.example', failure, 300_000);
     expect(await b.getFetchFailure('f.example')).toEqual(failure);

@@ -4,12 +4,15 @@
  * `restart()` brings it back on the same port (empty: it never persisted anything).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { Redis } from 'ioredis';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 export interface TestRedis {
+  /** A client that reconnects quickly and stays quiet while Redis is down; disconnected by `stop()`. */
+  client(): Redis;
   readonly port: number;
   readonly url: string;
   pid(): number;
@@ -79,7 +82,14 @@ export async function startRedis(): Promise<TestRedis> {
     await exited(c);
   };
   await launch();
+  const clients: Redis[] = [];
   return {
+    client() {
+      const c = new Redis(`redis://127.0.0.1:${port}`, { maxRetriesPerRequest: null, retryStrategy: () => 50 });
+      c.on('error', () => undefined); // reconnect noise while a test has Redis down
+      clients.push(c);
+      return c;
+    },
     port,
     url: `redis://127.0.0.1:${port}`,
     pid: () => child?.pid ?? -1,
@@ -91,6 +101,7 @@ export async function startRedis(): Promise<TestRedis> {
       await launch();
     },
     stop: async () => {
+      for (const c of clients) c.disconnect();
       await kill();
       rmSync(dir, { recursive: true, force: true });
     },

@@ -1,7 +1,6 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRedisTlsRptStore } from '../../src/redis/index.js';
 import { createTestWorld, type TestWorld } from '../../src/testing/index.js';
@@ -16,13 +15,6 @@ import { startRedis, type TestRedis } from './redis-server.js';
 let server: TestRedis;
 let world: TestWorld;
 let dir: string;
-const clients: Redis[] = [];
-const client = (): Redis => {
-  const c = new Redis(server.url, { maxRetriesPerRequest: null, retryStrategy: () => 50 });
-  c.on('error', () => undefined); // reconnect noise while a test has Redis down
-  clients.push(c);
-  return c;
-};
 const received = new Map<string, TlsRptReport[]>();
 
 beforeAll(async () => {
@@ -43,7 +35,6 @@ beforeAll(async () => {
   });
 });
 afterAll(async () => {
-  for (const c of clients) c.disconnect();
   await world?.close();
   await server?.stop();
   rmSync(dir, { recursive: true, force: true });
@@ -59,7 +50,7 @@ const publish = (domain: string) => world.dns.setRecords(`_smtp._tls.${domain}`,
 
 describe('createRedisTlsRptStore', () => {
   it('merges atomically with the same caps as the file spool (failure details fold into overflow)', async () => {
-    const store = createRedisTlsRptStore({ redis: client(), prefix: 'caps:' });
+    const store = createRedisTlsRptStore({ redis: server.client(), prefix: 'caps:' });
     const limits = { ...DEFAULT_AGGREGATION_LIMITS, maxPoliciesPerDomain: 2, maxFailureDetailsPerPolicy: 2 };
     const day = YESTERDAY();
     const deltas = [
@@ -80,7 +71,7 @@ describe('createRedisTlsRptStore', () => {
   });
 
   it('a record expires retentionMs after its UTC day ends; the index forgets it', async () => {
-    const redis = client();
+    const redis = server.client();
     const store = createRedisTlsRptStore({ redis, prefix: 'ret:', retentionMs: 2 * 86_400_000 });
     const day = YESTERDAY();
     await store.merge(counts(day, 'r.example', 1, []), DEFAULT_AGGREGATION_LIMITS);
@@ -92,8 +83,8 @@ describe('createRedisTlsRptStore', () => {
   });
 
   it('a closed day is claimed by one member at a time: the other sees nothing until it is released', async () => {
-    const a = createRedisTlsRptStore({ redis: client(), prefix: 'claim:' });
-    const b = createRedisTlsRptStore({ redis: client(), prefix: 'claim:' });
+    const a = createRedisTlsRptStore({ redis: server.client(), prefix: 'claim:' });
+    const b = createRedisTlsRptStore({ redis: server.client(), prefix: 'claim:' });
     const key = { day: YESTERDAY(), policyDomain: 'l.example' };
     await a.merge(counts(key.day, 'l.example', 2, []), DEFAULT_AGGREGATION_LIMITS);
     expect(await a.get(key)).toMatchObject({ policies: [{ successCount: 2 }] });
@@ -114,8 +105,8 @@ describe('createRedisTlsRptStore', () => {
   });
 
   it('counts merged after the report was read are not lost: they make a later, separate report', async () => {
-    const a = createRedisTlsRptStore({ redis: client(), prefix: 'late:' });
-    const b = createRedisTlsRptStore({ redis: client(), prefix: 'late:' });
+    const a = createRedisTlsRptStore({ redis: server.client(), prefix: 'late:' });
+    const b = createRedisTlsRptStore({ redis: server.client(), prefix: 'late:' });
     const key = { day: YESTERDAY(), policyDomain: 'late.example' };
     await a.merge(counts(key.day, 'late.example', 5, [['x', 2]]), DEFAULT_AGGREGATION_LIMITS);
     const read = await a.get(key);
@@ -129,7 +120,7 @@ describe('createRedisTlsRptStore', () => {
   });
 
   it('a malformed record is reported, moved aside and read as missing', async () => {
-    const redis = client();
+    const redis = server.client();
     const store = createRedisTlsRptStore({ redis, prefix: 'bad:' });
     const events: TlsRptStoreEvent[] = [];
     store.subscribe((e) => events.push(e));
@@ -143,7 +134,7 @@ describe('createRedisTlsRptStore', () => {
   });
 
   it('Redis down: merges fail fast (TLSRPT_STORE_FAILED), the recorder keeps the counts, and once Redis is back they are written exactly once', async () => {
-    const redis = client();
+    const redis = server.client();
     const store = createRedisTlsRptStore({ redis, prefix: 'down:', commandTimeoutMs: 200 });
     const events: TlsRptEvent[] = [];
     const reporter = createTlsRptReporter({ organizationName: 'O', contactInfo: 'c@sender.test', submitter: 's.test', store, flushDelayMs: 60_000, onEvent: (e) => events.push(e) });
@@ -182,7 +173,7 @@ describe('createRedisTlsRptStore', () => {
     const args = (ok: number, failed: number) => [server.url, 'fleet:', world.dns.servers[0] as string, String(world.httpsPort), caFile, domain, String(ok), String(failed)];
     const members = [spawnTs('../redis/fixtures/tlsrpt-member.ts', args(1234, 56)), spawnTs('../redis/fixtures/tlsrpt-member.ts', args(4321, 65))];
     await Promise.all(members.map((m) => m.waitFor(/^recorded$/, 60_000)));
-    await client().set('fleet:go', '1');
+    await server.client().set('fleet:go', '1');
     const results = await Promise.all(members.map(async (m) => JSON.parse((await m.waitFor(/^result /, 60_000)).slice('result '.length)) as { sent: number; failed: number }));
     await Promise.all(members.map((m) => m.exited));
     expect(results.reduce((n, r) => n + r.sent, 0)).toBe(1);
@@ -193,11 +184,11 @@ describe('createRedisTlsRptStore', () => {
     expect(summary).toEqual({ 'total-successful-session-count': 1234 + 4321, 'total-failure-session-count': 56 + 65 });
     expect(reports[0]?.policies[0]?.['failure-details']).toEqual([expect.objectContaining({ 'result-type': 'certificate-expired', 'failed-session-count': 121 })]);
     // Nothing left to send.
-    expect(await createRedisTlsRptStore({ redis: client(), prefix: 'fleet:' }).list()).toEqual([]);
+    expect(await createRedisTlsRptStore({ redis: server.client(), prefix: 'fleet:' }).list()).toEqual([]);
   });
 
   it('rejects bad options at creation', () => {
     expect(() => createRedisTlsRptStore({} as never)).toThrow(expect.objectContaining({ code: 'MTASTS_INVALID_OPTIONS' }));
-    expect(() => createRedisTlsRptStore({ redis: client(), reportLockMs: 5 })).toThrow(expect.objectContaining({ code: 'MTASTS_INVALID_OPTIONS' }));
+    expect(() => createRedisTlsRptStore({ redis: server.client(), reportLockMs: 5 })).toThrow(expect.objectContaining({ code: 'MTASTS_INVALID_OPTIONS' }));
   });
 });
