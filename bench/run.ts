@@ -47,20 +47,17 @@ const here = fileURLToPath(new URL('.', import.meta.url));
 const out = `${here}.out/`;
 mkdirSync(out, { recursive: true });
 
+/** esbuild settings shared by every child bundle: ESM for Node 20, dependencies left to node_modules. */
+const BUNDLE = { outExtension: { '.js': '.mjs' }, bundle: true, packages: 'external', platform: 'node', format: 'esm', target: 'node20', logLevel: 'error' } as const;
+
 /** Bundles each child to plain JavaScript so children run without a TypeScript loader (nothing extra in their RSS). */
 async function bundleChildren(): Promise<void> {
   if (before) {
     // The same children, built against another checkout's src/ (e.g. `git archive <commit> src | tar -x -C dir`).
     await build({
+      ...BUNDLE,
       entryPoints: ['cold', 'burst'].map((name) => `${here}children/${name}.ts`),
       outdir: `${out}before/`,
-      outExtension: { '.js': '.mjs' },
-      bundle: true,
-      packages: 'external',
-      platform: 'node',
-      format: 'esm',
-      target: 'node20',
-      logLevel: 'error',
       plugins: [
         {
           name: 'before-src',
@@ -71,17 +68,7 @@ async function bundleChildren(): Promise<void> {
       ],
     });
   }
-  await build({
-    entryPoints: ['cold', 'cached', 'deliver', 'burst'].map((name) => `${here}children/${name}.ts`),
-    outdir: out,
-    outExtension: { '.js': '.mjs' },
-    bundle: true,
-    packages: 'external',
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
-    logLevel: 'error',
-  });
+  await build({ ...BUNDLE, entryPoints: ['cold', 'cached', 'deliver', 'burst'].map((name) => `${here}children/${name}.ts`), outdir: out });
 }
 
 type ChildResult = Record<string, number | string | undefined>;
