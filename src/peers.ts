@@ -16,6 +16,7 @@ export const OPTIONAL_PEERS = Object.freeze({
   'smtp-server': '^3.13.0',
   'node-forge': '^1.3.0',
   'dns-packet': '^5.6.0',
+  'better-sqlite3': '^12.0.0',
 } as const);
 
 export type OptionalPeer = keyof typeof OPTIONAL_PEERS;
