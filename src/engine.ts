@@ -151,6 +151,10 @@ export interface MtaSts {
   forget(domain: string): Promise<void>;
   /** Subscribes to an engine event (see {@link MtaStsEvents}: `store-error`); returns the function that unsubscribes. */
   on<E extends MtaStsEventName>(event: E, listener: MtaStsListener<E>): () => void;
+  /**
+   * The engine's resolver: concurrent queries for a name share one query in flight, and positive MX/A/AAAA answers
+   * are reused for at most `dnsAnswerCacheMs`, never beyond their TTL (RFC 1035 §3.2.1).
+   */
   readonly resolver: DnsResolver;
   /** The configured `store` (the second tier), or the local in-memory tier when no second tier is configured. */
   readonly store: PolicyStore;
