@@ -43,6 +43,7 @@ import { HOOKS_OPTION_SPEC, pickOptions, validateIntegrationOptions } from '../.
 import { MtaStsHooks, type MtaStsDecision, type MtaStsHooksOptions } from '../hooks.js';
 import type { SmtpConnectionClass } from './session.js';
 import { guardSessionOptions } from './guard-session.js';
+import { SECURE_CONTEXT_HINT } from '../../tls/caller-tls.js';
 import { loadSmtpConnection, TRANSPORT_OPTION_SPEC } from './transport.js';
 import { buildSendResult, deliverToDomain, emitOutcome, failedUnexpectedly, groupRecipients, MtaStsDeliveryError, type DeliverOptions, type DomainDeliveryResult } from './deliver.js';
 import { classifyDomain, deferredResult, type Classification, type HostDeclaration, passThroughResult, relayDecisionReason, relayedShare, routeSmartHost, smartHostReason, type SmartHostNotice, type SmartHostRoute } from './relay.js';
@@ -288,8 +289,13 @@ export class MtaStsGuard extends EventEmitter {
 /**
  * Adds MTA-STS to an existing Nodemailer SMTP transport (the object `nodemailer.createTransport({ host, port })`
  * returns, or its `.transporter`). Returns the guard; `guard.unguard()` removes it.
- * Throws an `MtaStsError` `MTASTS_INVALID_OPTIONS` for a pooled or non-SMTP transport, an already guarded one, or a
- * bad option, and `MTASTS_MISSING_PEER` when `nodemailer` is not installed.
+ * Throws an `MtaStsError` `MTASTS_INVALID_OPTIONS` for a pooled or non-SMTP transport, an already guarded one, one
+ * with a `tls.secureContext` (pass the client certificate as `tls.cert`/`tls.key` instead), or a bad option, and
+ * `MTASTS_MISSING_PEER` when `nodemailer` is not installed.
+ *
+ * In a session validated under an `enforce` policy the transport's `tls` contributes only the client identity
+ * (`cert`, `key`, `pfx`, `passphrase`); its `ca`, `checkServerIdentity`, `rejectUnauthorized`, `minVersion`,
+ * `servername` and other settings do not apply there: the trust settings are the engine's (RFC 8461 §4.2).
  */
 export function guardTransport(transporter: Mail | SmtpTransportLike | { transporter: unknown }, options: GuardTransportOptions = {}): MtaStsGuard {
   validateIntegrationOptions('guardTransport()', options, GUARD_OPTION_SPEC);
@@ -305,6 +311,11 @@ export function guardTransport(transporter: Mail | SmtpTransportLike | { transpo
     throw refuse(`Nodemailer's SMTP transport`, `not ${JSON.stringify(transport.name)}`);
   }
   if ((transport as unknown as Record<symbol, unknown>)[GUARDED]) throw refuse('a transport not guarded yet', 'this transport is already guarded');
+  const secureContext = (transport.options.tls as { secureContext?: unknown } | undefined)?.secureContext;
+  if (secureContext !== undefined) {
+    // RFC 8461 §4.2: a validated session trusts the engine's roots only; an opaque context cannot be split (caller-tls.ts).
+    throw invalidOptionsError('guardTransport()', [{ option: 'transporter.options.tls.secureContext', value: describeValue(secureContext), expected: 'not set on a guarded transport', hint: SECURE_CONTEXT_HINT }]);
+  }
   return new MtaStsGuard(transport, options);
 }
 
