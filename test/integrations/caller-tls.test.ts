@@ -49,7 +49,6 @@ function guardedSend(host: string, tls: Record<string, unknown>, mtaSts: MtaSts,
 }
 
 interface TrustCase {
-  key: string;
   /** The transport's `tls`, given the world (its CA). */
   tls: (w: TestWorld) => Record<string, unknown>;
   engine: 'node-roots' | 'world';
@@ -58,28 +57,36 @@ interface TrustCase {
 }
 
 /** Each trust setting on the transport would, if it applied, make the session pass; the engine's settings refuse it. */
-const TRUST_CASES: TrustCase[] = [
+const TRUST_CASES: Record<string, TrustCase> = {
   // The issue's run: a CA the engine does not trust, configured on the transport, used to deliver `validated: true`.
-  { key: 'ca', tls: (w) => ({ ca: [w.ca.rootPem] }), engine: 'node-roots', mx: {}, resultType: 'certificate-not-trusted' },
-  { key: 'rejectUnauthorized', tls: () => ({ rejectUnauthorized: false }), engine: 'node-roots', mx: {}, resultType: 'certificate-not-trusted' },
-  { key: 'checkServerIdentity', tls: () => ({ checkServerIdentity: () => undefined }), engine: 'world', mx: { cert: 'wrong-name' }, resultType: 'certificate-host-mismatch' },
-  { key: 'servername', tls: () => ({ servername: 'wrong-name.invalid' }), engine: 'world', mx: { cert: 'wrong-name' }, resultType: 'certificate-host-mismatch' },
-  { key: 'minVersion', tls: () => ({ minVersion: 'TLSv1' }), engine: 'world', mx: { tls: 'legacy-only' } },
-];
+  ca: { tls: (w) => ({ ca: [w.ca.rootPem] }), engine: 'node-roots', mx: {}, resultType: 'certificate-not-trusted' },
+  rejectUnauthorized: { tls: () => ({ rejectUnauthorized: false }), engine: 'node-roots', mx: {}, resultType: 'certificate-not-trusted' },
+  checkServerIdentity: { tls: () => ({ checkServerIdentity: () => undefined }), engine: 'world', mx: { cert: 'wrong-name' }, resultType: 'certificate-host-mismatch' },
+  servername: { tls: () => ({ servername: 'wrong-name.invalid' }), engine: 'world', mx: { cert: 'wrong-name' }, resultType: 'certificate-host-mismatch' },
+  minVersion: { tls: () => ({ minVersion: 'TLSv1' }), engine: 'world', mx: { tls: 'legacy-only' } },
+};
+
+/** Sends to an enforce domain through a guarded transport with one trust setting: refused, nothing delivered. */
+async function refusedDespite(key: string): Promise<void> {
+  const { tls, engine: which, mx: mxOptions, resultType } = TRUST_CASES[key]!;
+  const d = `ct-${key.toLowerCase()}.test`;
+  const mx = await world.addMx(d, `mx1.${d}`, mxOptions);
+  world.publishPolicy(d, ENFORCE([`mx1.${d}`]));
+  const send = guardedSend(`mx1.${d}`, tls(world), which === 'world' ? engine : nodeRootsEngine);
+  const error = await sendError(() => send(mail(`ann@${d}`)));
+  expect(error).toMatchObject({ code: 'EMTASTS', responseCode: 451, temporary: true });
+  expect(error.attempts[0]).toMatchObject({ mx: `mx1.${d}`, outcome: 'refused' });
+  if (resultType) expect(error.attempts[0]).toMatchObject({ resultType });
+  expect(mx.messages).toHaveLength(0);
+  expect(mx.mailFrom).toHaveLength(0);
+}
 
 describe.concurrent('issue 16 item 2: a guarded transport\'s trust settings never apply in a validated session (RFC 8461 §4.2)', () => {
-  for (const { key, tls, engine: which, mx: mxOptions, resultType } of TRUST_CASES) it(`tls.${key} on the transport: refused under enforce, nothing delivered`, async () => {
-    const d = `ct-${key.toLowerCase()}.test`;
-    const mx = await world.addMx(d, `mx1.${d}`, mxOptions);
-    world.publishPolicy(d, ENFORCE([`mx1.${d}`]));
-    const send = guardedSend(`mx1.${d}`, tls(world), which === 'world' ? engine : nodeRootsEngine);
-    const error = await sendError(() => send(mail(`ann@${d}`)));
-    expect(error).toMatchObject({ code: 'EMTASTS', responseCode: 451, temporary: true });
-    expect(error.attempts[0]).toMatchObject({ mx: `mx1.${d}`, outcome: 'refused' });
-    if (resultType) expect(error.attempts[0]).toMatchObject({ resultType });
-    expect(mx.messages).toHaveLength(0);
-    expect(mx.mailFrom).toHaveLength(0);
-  });
+  it('tls.ca on the transport: refused under enforce, nothing delivered', () => refusedDespite('ca'));
+  it('tls.rejectUnauthorized on the transport: refused under enforce, nothing delivered', () => refusedDespite('rejectUnauthorized'));
+  it('tls.checkServerIdentity on the transport: refused under enforce, nothing delivered', () => refusedDespite('checkServerIdentity'));
+  it('tls.servername on the transport: refused under enforce, nothing delivered', () => refusedDespite('servername'));
+  it('tls.minVersion on the transport: refused under enforce, nothing delivered', () => refusedDespite('minVersion'));
 
   it('the same transport settings still apply outside enforce (testing: as without MTA-STS)', async () => {
     const d = 'ct-testing.test';
@@ -131,36 +138,33 @@ async function clientCertMx(domain: string) {
 const client = () => world.ca.issue({ names: ['sender.example'], extKeyUsage: ['clientAuth'] });
 
 describe.concurrent('issue 16 item 2: the client identity is still presented in a validated session', () => {
-  const identities = [
-    {
-      name: 'cert and key',
-      tls: () => {
-        const c = client();
-        return { cert: c.certPem, key: c.keyPem };
-      },
+  const identities: Record<string, () => Record<string, unknown>> = {
+    'cert and key': () => {
+      const c = client();
+      return { cert: c.certPem, key: c.keyPem };
     },
-    {
-      name: 'cert, an encrypted key and its passphrase',
-      tls: () => {
-        const c = client();
-        const key = createPrivateKey(c.keyPem).export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: 'secret' }).toString();
-        return { cert: c.certPem, key, passphrase: 'secret' };
-      },
+    'cert, an encrypted key and its passphrase': () => {
+      const c = client();
+      const key = createPrivateKey(c.keyPem).export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: 'secret' }).toString();
+      return { cert: c.certPem, key, passphrase: 'secret' };
     },
-  ];
+  };
 
-  for (const { name, tls } of identities) it(`guard: tls ${name} reach an MX that asks for a client certificate, with the engine's trust settings`, async () => {
-    const mx = await clientCertMx(`ct-mtls-${name.split(' ').length}.test`);
+  /** Delivers through a guarded transport with a client identity (and another CA, which must not apply). */
+  async function presented(name: string, domain: string): Promise<void> {
+    const mx = await clientCertMx(domain);
     try {
-      // The transport's ca (another CA) does not apply, its client certificate does.
-      const send = guardedSend(mx.host, { ...tls(), ca: [world.ca.certFor('other.invalid', 'self-signed').certPem] }, engine, mx.port);
-      const info = await send(mail(`cy@${mx.host.slice(4)}`));
-      expect(info.mtaSts[mx.host.slice(4)]).toMatchObject({ status: 'delivered', mode: 'enforce', validated: true });
+      const send = guardedSend(mx.host, { ...identities[name]!(), ca: [world.ca.certFor('other.invalid', 'self-signed').certPem] }, engine, mx.port);
+      const info = await send(mail(`cy@${domain}`));
+      expect(info.mtaSts[domain]).toMatchObject({ status: 'delivered', mode: 'enforce', validated: true });
       expect(mx.seen).toEqual(['sender.example']);
     } finally {
       await mx.close();
     }
-  });
+  }
+
+  it('guard: tls cert and key reach an MX that asks for a client certificate, with the engine\'s trust settings', () => presented('cert and key', 'ct-mtls-key.test'));
+  it('guard: tls cert, an encrypted key and its passphrase reach an MX that asks for a client certificate, with the engine\'s trust settings', () => presented('cert, an encrypted key and its passphrase', 'ct-mtls-passphrase.test'));
 
   it('hooks: tlsOptionsFor(candidate, { cert, key }) adds the client certificate to the engine\'s options and refuses trust settings', async () => {
     const mx = await clientCertMx('ct-mtls-hooks.test');
