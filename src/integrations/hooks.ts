@@ -9,7 +9,8 @@
  * 2. `addressesFor(candidate)`: the addresses of the MX host, resolved through the engine's resolver. Connect by IP.
  * 3. `tlsOptionsFor(candidate)`: the options for the STARTTLS upgrade (`tls.connect`): SNI and verification name =
  *    the MX host name that was dialled, TLS 1.2 or later, the trust roots, and under `enforce`
- *    `rejectUnauthorized: true` so that an invalid certificate aborts the handshake. Use STARTTLS whenever the
+ *    `rejectUnauthorized: true` so that an invalid certificate aborts the handshake. Use them unchanged: the trust
+ *    settings are the engine's; a client certificate goes in as `tlsOptionsFor(candidate, { cert, key })`. Use STARTTLS whenever the
  *    server offers it; under `enforce` (`candidate.requireTls`) never continue without it.
  * 4. After STARTTLS: `verifySession(candidate, tlsSocket)`, or `verifySession(candidate, null)` when the session
  *    stayed in plaintext; `handshakeFailed(candidate, error)` when STARTTLS was refused or the handshake failed.
