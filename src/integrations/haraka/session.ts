@@ -5,7 +5,8 @@
  * wraps the connection's socket (its own methods only; Haraka's code is not changed):
  *
  * - `socket.upgrade(options, cb)`, Haraka's STARTTLS: under `enforce` the TLS options become strict (SNI and
- *   certificate name = the MX host name, TLS 1.2 or later, the engine's trust roots, `rejectUnauthorized`); under
+ *   certificate name = the MX host name, TLS 1.2 or later, the engine's trust roots, `rejectUnauthorized`; of
+ *   Haraka's `tls.ini` options only the client identity is kept: `cert`, `key`, `pfx`, `passphrase`); under
  *   `testing` only SNI, trust roots and the strict name check are set so that the result tells what would have
  *   failed; without a policy the options are untouched. The finished (or failed) handshake is judged by the hooks
  *   (`verifySession` / `handshakeFailed`) and recorded once for TLS-RPT (RFC 8460).
@@ -20,6 +21,7 @@ import type { TlsRptResultType } from '../../errors.js';
 import type { MtaStsHooks } from '../hooks.js';
 import type { HarakaMx, HarakaSocket } from './internals.js';
 import type { HarakaLog } from './log.js';
+import { validatedSessionTls } from '../../tls/caller-tls.js';
 
 /** What every attempt shares: the hooks (engine, recorder) and the log. */
 export interface AttemptContext {
@@ -40,7 +42,6 @@ export interface Attempt {
 }
 
 const PRE_TLS_COMMANDS = new Set(['EHLO', 'LHLO', 'STARTTLS', 'QUIT']);
-const TLS_ORDER = ['TLSv1', 'TLSv1.1', 'TLSv1.2', 'TLSv1.3'];
 
 /** One connection to one MX address within a delivery attempt. */
 export class MxConnection {
@@ -182,15 +183,13 @@ export class MxConnection {
       this.refuse('validation-failure', `no TLS options for ${this.host}: ${String(error)}`);
       return undefined;
     }
-    // §4.2: SNI and the certificate check use the MX host name, with a strict DNS-ID check (no CN fallback).
+    // §4.2: in a validated session (enforce) the trust settings are the engine's alone (its roots, SNI and name check
+    // = the MX host, TLS 1.2+, rejectUnauthorized); tls.ini contributes only the client identity (cert, key, pfx,
+    // passphrase): the rule every integration applies (tls/caller-tls.ts).
+    if (enforce) return validatedSessionTls<Record<string, unknown>>({ ...ours }, options);
+    // testing: SNI and the certificate check use the MX host name, with a strict DNS-ID check (no CN fallback).
     const merged: Record<string, unknown> = { ...options, servername: ours.servername, checkServerIdentity: ours.checkServerIdentity };
     if (ours.ca !== undefined) merged.ca = ours.ca;
-    else if (enforce) delete merged.ca; // Node's roots, not a string from tls.ini
-    if (enforce) {
-      merged.rejectUnauthorized = true;
-      merged.minVersion = higherVersion(options.minVersion, ours.minVersion); // §4.2: TLS 1.2 or later
-      delete merged.secureContext;
-    }
     return merged;
   }
 
@@ -218,8 +217,4 @@ function commandOf(data: unknown): string {
   const head = (typeof data === 'string' ? data.slice(0, 16) : data.subarray(0, 16).toString('latin1')).toUpperCase();
   const match = /^([A-Z]+)(?:[ \r\n]|$)/.exec(head);
   return match ? match[1]! : '';
-}
-
-function higherVersion(a: unknown, b: string): string {
-  return typeof a === 'string' && TLS_ORDER.indexOf(a) > TLS_ORDER.indexOf(b) ? a : b;
 }

@@ -1,7 +1,9 @@
 /**
  * The options of an SMTP session the guard ({@link guardTransport}) runs itself (to an MX host of the recipient
  * domain, or to a smart host under its policy, RFC 8461 §3.4): the guarded transport's own settings (port, name,
- * timeouts, logger, `auth`, `tls`, STARTTLS behaviour), which the policy's TLS requirements override where it applies.
+ * timeouts, logger, `auth`, `tls`, STARTTLS behaviour), which the policy's TLS requirements override where it applies:
+ * in a validated session (enforce) only the client identity of `tls` is used (`cert`, `key`, `pfx`, `passphrase`),
+ * the trust settings are the engine's (RFC 8461 §4.2, `tls/caller-tls.ts`).
  */
 import type { MailMessage } from 'nodemailer';
 import type { SMTPConnectionOptions, SMTPEnvelope } from 'nodemailer/lib/smtp-connection';

@@ -14,6 +14,7 @@ export type SmtpConnectionClass = typeof SMTPConnection;
 import type { MxCandidate } from '../../plan/plan.js';
 import type { MtaStsHooks, SessionVerdict } from '../hooks.js';
 import { nodemailerHandshakeFailure } from './tls-failure.js';
+import { validatedSessionTls } from '../../tls/caller-tls.js';
 
 /** Where a session stopped. */
 export type SessionStage = 'connect' | 'tls' | 'policy' | 'auth' | 'smtp' | 'done';
@@ -37,7 +38,10 @@ export interface SessionRequest {
   auth?: Parameters<SMTPConnection['login']>[0] | false | null;
   /** Authenticate even when the server does not advertise AUTH (Nodemailer's `forceAuth`). */
   forceAuth?: boolean;
-  /** TLS options of the caller (e.g. a guarded transport's `tls`). Under enforce the policy's TLS options override them. */
+  /**
+   * TLS options of the caller (e.g. a guarded transport's `tls`). In a validated session (enforce) only its client
+   * identity is used (`cert`, `key`, `pfx`, `passphrase`); the trust settings are the engine's (`validatedSessionTls`).
+   */
   tlsBase?: SMTPConnectionOptions['tls'];
   /**
    * The caller's own STARTTLS settings (a guarded transport's). When given, they apply as they are wherever the
@@ -70,10 +74,11 @@ export interface SessionResult {
 const CONTEXT_KEYS = ['ca', 'cert', 'key', 'pfx', 'passphrase', 'ciphers', 'ecdhCurve', 'minVersion', 'maxVersion', 'secureProtocol', 'secureOptions', 'crl', 'sigalgs', 'dhparam', 'honorCipherOrder', 'privateKeyEngine', 'privateKeyIdentifier', 'clientCertEngine', 'secureContext'] as const;
 
 /**
- * Merges the policy's TLS options with the caller's. `callerWins` (outside enforce, a caller with its own settings):
- * the caller's options override, with Node's default `rejectUnauthorized: true`; otherwise the policy's override
- * (servername, minVersion, rejectUnauthorized, checkServerIdentity, ca). A caller option that belongs in the
- * SecureContext (client certificate, ciphers, ...) makes Node build the context from the merged options.
+ * Merges the policy's TLS options with the caller's outside a validated session (testing, no policy; a validated
+ * session takes `validatedSessionTls`). `callerWins` (a caller with its own settings, "as without MTA-STS"): the
+ * caller's options override, with Node's default `rejectUnauthorized: true`; otherwise the policy's override. A
+ * caller option that belongs in the SecureContext (client certificate, ciphers, ...) makes Node build the context
+ * from the merged options.
  */
 function mergeTls(policy: SMTPConnectionOptions['tls'] & object, base: SMTPConnectionOptions['tls'] | undefined, callerWins: boolean): SMTPConnectionOptions['tls'] {
   const merged: Record<string, unknown> = callerWins ? { ...policy, rejectUnauthorized: true, ...base } : { ...base, ...policy };
@@ -104,9 +109,9 @@ function sessionOptions(request: SessionRequest): { options: SMTPConnectionOptio
     requireTLS: requireTls,
     opportunisticTLS: caller ? caller.opportunisticTLS === true && !requireTls : !requireTls,
     ignoreTLS: request.plaintext === true || (caller !== undefined && caller.ignoreTLS === true && !requireTls),
-    // Under enforce the policy's options win over the caller's (servername, minVersion, rejectUnauthorized,
-    // checkServerIdentity, ca); otherwise a caller with its own settings keeps them (Node's default verifies).
-    tls: mergeTls(policyTls, request.tlsBase, caller !== undefined),
+    // RFC 8461 §4.2: in a validated session (enforce) the trust settings are the engine's alone, the caller adds
+    // only its client identity; otherwise a caller with its own settings keeps them (Node's default verifies).
+    tls: candidate.requireValidCertificate ? validatedSessionTls(policyTls, request.tlsBase) : mergeTls(policyTls, request.tlsBase, caller !== undefined),
   };
   return { options, requireTls };
 }
