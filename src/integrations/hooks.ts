@@ -162,6 +162,15 @@ export interface SessionContext {
    * Counted as `starttls-not-supported` (RFC 8461 §4.2 requires STARTTLS; RFC 8460 §4.3.1).
    */
   starttlsRefused?: StartTlsRefusal;
+  /**
+   * For {@link MtaStsHooks.handshakeFailed}: the client sent STARTTLS and no reply came: its wait for the reply ran
+   * out, or the connection ended first. The hooks cannot bound a client's wait: bound it yourself (a few seconds,
+   * not the whole socket timeout; the Nodemailer integrations use `starttlsTimeoutMs`, default 5000) and then say so
+   * here. Counted as `starttls-not-supported` (RFC 8461 §4.2 requires STARTTLS; RFC 8460 §4.3.1), with the
+   * `failure-reason-code` `starttls no reply`: a path attacker who strips STARTTLS and swallows the command is
+   * reported, not hidden as a connection failure. Takes precedence over `starttlsRefused` and the error.
+   */
+  starttlsNoReply?: boolean;
 }
 
 /** A session (or host) that failed, as {@link MtaStsHooks.deliveryFailed} reports it. */
@@ -393,7 +402,8 @@ export class MtaStsHooks extends EventEmitter {
   }
 
   /**
-   * Step 4, failure path: STARTTLS was refused (say so with `context.starttlsRefused`) or the TLS handshake failed
+   * Step 4, failure path: STARTTLS was refused (say so with `context.starttlsRefused`), went unanswered (say so with
+   * `context.starttlsNoReply`), or the TLS handshake failed
    * (with `rejectUnauthorized` under enforce, an invalid certificate ends here). Classifies the error as an RFC 8460
    * result type from its TLS `code` (also deep in its `cause` chain), an OpenSSL `reason`, or
    * `context.tlsSocket.authorizationError`. A Nodemailer `SMTPConnection` error is translated first with
@@ -402,7 +412,9 @@ export class MtaStsHooks extends EventEmitter {
    */
   handshakeFailed(candidate: MxCandidate, error: unknown, context: SessionContext = {}): SessionVerdict {
     const plan = this.requirePlan(candidate, context);
-    const { resultType, code, reason } = classifyTlsFailure(candidate.host, error, context.tlsSocket ?? undefined, context.starttlsRefused);
+    // RFC 8460 §4.3.1: a STARTTLS refused or never answered is `starttls-not-supported`.
+    const starttls = context.starttlsNoReply === true ? ({ noReply: true } as const) : context.starttlsRefused;
+    const { resultType, code, reason } = classifyTlsFailure(candidate.host, error, context.tlsSocket ?? undefined, starttls);
     const reply = context.starttlsRefused?.replyCode;
     const mode = plan.mode;
     const plaintextFallback = this.plaintextFallback && context.plaintextFallback !== false && mode !== 'enforce' && !candidate.requireTls && candidate.allowed;
@@ -411,7 +423,7 @@ export class MtaStsHooks extends EventEmitter {
     const verdict: SessionVerdict = { proceed: false, verdict: verification, domain: plan.domain, mx: candidate.host, mode, success: false, resultType, reason, plaintextFallback };
     if (context.ip !== undefined) verdict.ip = context.ip;
     // RFC 8460 §4.3: a short, stable reason (the TLS error code, or what is known of a refused STARTTLS).
-    verdict.failureReasonCode = sessionFailureReason({ resultType, ...(code !== undefined ? { code } : {}), ...(typeof reply === 'number' ? { starttlsReply: reply } : {}) });
+    verdict.failureReasonCode = sessionFailureReason({ resultType, ...(code !== undefined ? { code } : {}), ...(context.starttlsNoReply === true ? { starttlsNoReply: true } : typeof reply === 'number' ? { starttlsReply: reply } : {}) });
     this.emitDecision({
       stage: 'session',
       action: mode === 'enforce' || !plaintextFallback ? 'refuse' : 'fallback-plaintext',

@@ -10,6 +10,7 @@
  * [main]
  * loglevel=info              ; debug | info | notice | warn | error | crit: this plugin's own threshold
  * lookup_timeout_ms=20000    ; deadline of the policy + MX lookup of one delivery attempt (then: defer)
+ * starttls_timeout_ms=5000   ; wait for the reply to STARTTLS; unanswered: starttls-not-supported, next MX
  *
  * [engine]                   ; createMtaSts() options
  * dns_servers=192.0.2.53, 192.0.2.54
@@ -28,6 +29,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { MtaStsError } from '../../errors.js';
+import { DEFAULT_STARTTLS_TIMEOUT_MS } from '../../tls/handshake-failure.js';
 
 /** Haraka log levels the plugin writes at, lowest first. */
 export const HARAKA_LOG_LEVELS = ['debug', 'info', 'notice', 'warn', 'error', 'crit'] as const;
@@ -72,6 +74,13 @@ export interface HarakaMtaStsConfig {
   /** Deadline of the policy and MX lookup of one delivery attempt, in ms; past it the message is deferred. Default 20000. */
   lookupTimeoutMs: number;
   /**
+   * Time to wait for the MX's reply to STARTTLS, in ms (Haraka itself waits its whole socket timeout). Unanswered,
+   * the connection is closed and the session recorded as `starttls-not-supported` (RFC 8460 §4.3.1); Haraka then
+   * tries the next MX host. Applies to every connection the plugin watches (enforce, testing, and without a policy
+   * when TLS-RPT is on). Default 5000.
+   */
+  starttlsTimeoutMs: number;
+  /**
    * FOR TESTS ONLY: MX port (RFC 5321 fixes 25). When set, the plugin also answers `get_mx` for domains without an
    * enforce policy (with the MX hosts from its own resolver), since Haraka's own lookup always dials port 25.
    */
@@ -87,7 +96,7 @@ const DAY = 86_400_000;
 
 /** Every section and key the file may contain, with its type. */
 const SCHEMA: Record<string, Record<string, Kind>> = {
-  main: { loglevel: 'string', lookup_timeout_ms: ms(600_000, 1), mx_port: ms(65_535, 1) },
+  main: { loglevel: 'string', lookup_timeout_ms: ms(600_000, 1), starttls_timeout_ms: ms(600_000, 1), mx_port: ms(65_535, 1) },
   engine: {
     dns_servers: 'list',
     dns_timeout_ms: ms(600_000, 1),
@@ -193,6 +202,7 @@ export function parseHarakaConfig(lines: readonly string[]): HarakaMtaStsConfig 
   const config: HarakaMtaStsConfig = {
     logLevel: level as HarakaLogLevel,
     lookupTimeoutMs: (main.lookup_timeout_ms as number | undefined) ?? 20_000,
+    starttlsTimeoutMs: (main.starttls_timeout_ms as number | undefined) ?? DEFAULT_STARTTLS_TIMEOUT_MS,
     engine: {},
   };
   if (main.mx_port !== undefined) config.mxPort = main.mx_port as number;

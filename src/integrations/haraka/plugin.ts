@@ -269,7 +269,7 @@ async function decide(rt: Runtime, hmail: HarakaHmail, domain: string, configErr
 }
 
 function attempt(rt: Runtime, log: HarakaLog, domain: string, uuid: string | undefined, plan: Attempt['plan'], enforce: boolean): Attempt {
-  return { ctx: { hooks: rt.hooks, log }, domain, uuid, plan, enforce };
+  return { ctx: { hooks: rt.hooks, log, starttlsTimeoutMs: rt.config.starttlsTimeoutMs }, domain, uuid, plan, enforce };
 }
 
 /** Haraka MX entries for candidates, in preference order, one per address (the engine's resolver; §4.2 names). */

@@ -14,6 +14,10 @@
  *   session. A HELO (the MX refused EHLO, so it cannot offer STARTTLS) or any other command refuses the MX: the
  *   socket is destroyed and Haraka, seeing the connection close, tries the next MX host. Under `testing` and
  *   without a policy it only notes a MAIL FROM sent in plaintext (a `starttls-not-supported` session).
+ * - STARTTLS's reply is waited for `starttlsTimeoutMs` (Haraka would wait its whole socket timeout). A STARTTLS left
+ *   unanswered, by the timer or by the connection ending first, is recorded as `starttls-not-supported` (RFC 8460
+ *   §4.3.1; a path attacker who swallows the command is reported) and the socket is destroyed: Haraka, seeing the
+ *   connection close, tries the next MX host (under enforce, nothing was sent: §4.2).
  */
 import type { DeliveryPlan, MxCandidate } from '../../plan/plan.js';
 import type { OutcomeInput, SessionVerdict } from '../hooks.js';
@@ -27,6 +31,8 @@ import { validatedSessionTls } from '../../tls/caller-tls.js';
 export interface AttemptContext {
   hooks: MtaStsHooks;
   log: HarakaLog;
+  /** How long to wait for the reply to STARTTLS, in ms (`[main] starttls_timeout_ms`). */
+  starttlsTimeoutMs: number;
 }
 
 /** The state of one delivery attempt. */
@@ -42,6 +48,8 @@ export interface Attempt {
 }
 
 const PRE_TLS_COMMANDS = new Set(['EHLO', 'LHLO', 'STARTTLS', 'QUIT']);
+/** Socket events that end a connection (Haraka turns its socket timeout into an `error`). */
+const ENDING_EVENTS = new Set(['close', 'end', 'error', 'timeout']);
 
 /** One connection to one MX address within a delivery attempt. */
 export class MxConnection {
@@ -56,6 +64,8 @@ export class MxConnection {
   /** An outcome went to TLS-RPT. */
   recorded = false;
   lastCommand: string | undefined;
+  /** STARTTLS was sent and is not answered yet: the timer that ends the wait. */
+  private starttlsWait: NodeJS.Timeout | undefined;
   readonly host: string;
   readonly ip: string | undefined;
   readonly sendingIp: string | undefined;
@@ -107,6 +117,43 @@ export class MxConnection {
     }
   }
 
+  /** STARTTLS was sent: its reply is awaited `starttlsTimeoutMs` at most. */
+  private awaitStartTlsReply(): void {
+    if (this.starttlsWait !== undefined) return;
+    const ms = this.attempt.ctx.starttlsTimeoutMs;
+    this.starttlsWait = setTimeout(() => this.starttlsUnanswered(`no reply to STARTTLS after ${ms} ms`), ms);
+    this.starttlsWait.unref?.();
+  }
+
+  /** A reply (or the end of the connection) came: the wait is over. */
+  private stopStartTlsWait(): void {
+    if (this.starttlsWait !== undefined) clearTimeout(this.starttlsWait);
+    this.starttlsWait = undefined;
+  }
+
+  /**
+   * STARTTLS went unanswered: the wait ran out, or the connection ended while waiting. RFC 8461 §4.2 requires
+   * STARTTLS; RFC 8460 §4.3.1 counts a swallowed one as `starttls-not-supported` (failure reason `starttls no reply`).
+   * The session is recorded and the socket destroyed: Haraka then tries the next MX host.
+   */
+  private starttlsUnanswered(why: string): void {
+    this.stopStartTlsWait();
+    if (this.recorded || this.refused || this.ended) return;
+    const { hooks, log } = this.attempt.ctx;
+    try {
+      const v = hooks.handshakeFailed(this.candidate, new Error(why), { ...this.context, starttlsNoReply: true, plaintextFallback: false });
+      this.record(v, `${v.reason}; connection closed, Haraka tries the next MX host`);
+    } catch (error) {
+      log('error', `mta-sts: judging the unanswered STARTTLS of ${this.host} failed: ${String(error)}`, this.attempt.uuid);
+    }
+    this.refused = true;
+    try {
+      this.socket.destroy();
+    } catch {
+      // already gone
+    }
+  }
+
   /** Installs the socket wrappers. */
   wrapSocket(): void {
     const socket = this.socket;
@@ -119,6 +166,11 @@ export class MxConnection {
     // to HELO (plaintext, or a stuck message when TLS is forced), 4xx would defer it without trying the other MX
     // hosts. RFC 8461 §4.2 / §5.1: this MX is just not usable; swallow the reply and refuse the MX.
     socket.emit = function (this: HarakaSocket, event: string, ...args: unknown[]) {
+      if (conn.starttlsWait !== undefined) {
+        // The reply to STARTTLS came; or the connection ended (or timed out) without one: unanswered.
+        if (event === 'line') conn.stopStartTlsWait();
+        else if (ENDING_EVENTS.has(event)) conn.starttlsUnanswered(`the connection ended (${event}) before a reply to STARTTLS`);
+      }
       if (event === 'line' && conn.attempt.enforce && !conn.validated) {
         if (conn.refused) return true;
         const line = String(args[0] ?? '');
@@ -165,6 +217,7 @@ export class MxConnection {
           conn.record(v, `${v.reason}; delivering in plaintext (mode ${conn.plan.mode})`);
         }
         if (verb) conn.lastCommand = verb;
+        if (verb === 'STARTTLS' && !conn.tlsStarted) conn.awaitStartTlsReply();
       }
       return write.call(this, data, encoding, cb);
     };

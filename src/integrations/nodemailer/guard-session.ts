@@ -15,7 +15,7 @@ import type { SmtpConnectionClass } from './session.js';
 /** What {@link guardSessionOptions} takes. */
 export interface GuardSessionInput {
   transport: { options: SMTPConnectionOptions & { forceAuth?: boolean }; getAuth?(authOpts?: unknown): unknown };
-  options: { maxAddressesPerMx?: number; maxSessionsPerDomain?: number; plaintextFallback?: boolean };
+  options: { maxAddressesPerMx?: number; maxSessionsPerDomain?: number; plaintextFallback?: boolean; starttlsTimeoutMs?: number };
   hooks: MtaStsHooks;
   smtpConnection: SmtpConnectionClass;
   mail: MailMessage;
@@ -61,5 +61,6 @@ export function guardSessionOptions(input: GuardSessionInput): DeliverOptions {
     // retry would hand the password in clear to whoever broke the handshake.
     plaintextFallback: auth ? false : (input.options.plaintextFallback ?? input.hooks.plaintextFallback),
     ...(options.forceAuth ? { forceAuth: true } : {}),
+    ...(input.options.starttlsTimeoutMs !== undefined ? { starttlsTimeoutMs: input.options.starttlsTimeoutMs } : {}),
   };
 }

@@ -66,6 +66,11 @@ export interface GuardTransportOptions extends MtaStsHooksOptions {
   maxAddressesPerMx?: number;
   /** Sessions (connection attempts, a plaintext retry not counted) per recipient domain and message, 1 to 1000. Default 8. */
   maxSessionsPerDomain?: number;
+  /**
+   * In a session the guard runs, time to wait for the reply to STARTTLS, in ms. Default 5000. Unanswered: reported as
+   * `starttls-not-supported` (RFC 8460 §4.3.1) and, under `enforce`, deferred with 4.7.5.
+   */
+  starttlsTimeoutMs?: number;
 }
 
 /** Every option of {@link guardTransport}: the hooks' and the engine's, plus the guard's own. */
@@ -75,6 +80,7 @@ export const GUARD_OPTION_SPEC: OptionSpec = Object.freeze({
   relay: bool,
   maxAddressesPerMx: num(1, 64, { integer: true }),
   maxSessionsPerDomain: num(1, 1000, { integer: true }),
+  starttlsTimeoutMs: num(1, 600_000, { unit: 'ms' }),
   maxAddresses: notHere('renamed: maxAddressesPerMx (addresses tried per MX host) and maxSessionsPerDomain (sessions per domain and message) are separate options'),
 });
 

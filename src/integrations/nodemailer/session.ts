@@ -15,6 +15,8 @@ import type { MxCandidate } from '../../plan/plan.js';
 import type { MtaStsHooks, SessionVerdict } from '../hooks.js';
 import { nodemailerHandshakeFailure } from './tls-failure.js';
 import { validatedSessionTls } from '../../tls/caller-tls.js';
+import { DEFAULT_STARTTLS_TIMEOUT_MS } from '../../tls/handshake-failure.js';
+import { watchStartTlsReply } from './starttls-reply.js';
 
 /** Where a session stopped. */
 export type SessionStage = 'connect' | 'tls' | 'policy' | 'auth' | 'smtp' | 'done';
@@ -51,6 +53,11 @@ export interface SessionRequest {
   callerTls?: { requireTLS?: boolean; ignoreTLS?: boolean; opportunisticTLS?: boolean };
   /** Will the caller retry in plaintext after a failed handshake where allowed? Told to the hooks. Default true. */
   plaintextFallback?: boolean;
+  /**
+   * How long to wait for the reply to STARTTLS, in ms (default {@link DEFAULT_STARTTLS_TIMEOUT_MS}). Unanswered, or
+   * the connection ending before the reply, the session counts as `starttls-not-supported` (RFC 8460 §4.3.1).
+   */
+  starttlsTimeoutMs?: number;
 }
 
 export interface SessionResult {
@@ -129,20 +136,21 @@ export async function runSmtpSession(request: SessionRequest): Promise<SessionRe
 
   // Late or repeated errors (after the first, or after the session ended) must not become uncaught 'error' events.
   connection.on('error', () => undefined);
-  const connectError = await connectOnce(connection);
+  const { error: connectError, starttlsNoReply } = await connectOnce(connection, request.starttlsTimeoutMs ?? DEFAULT_STARTTLS_TIMEOUT_MS);
   const socket = connection._socket || undefined;
   localAddress ??= (socket as Socket | undefined)?.localAddress ?? undefined;
 
   if (connectError) {
     connection.close();
-    const duringTls = connection.upgrading === true || connectError.code === 'ETLS' || connectError.command === 'STARTTLS';
+    const duringTls = starttlsNoReply || connection.upgrading === true || connectError.code === 'ETLS' || connectError.command === 'STARTTLS';
     if (duringTls) {
       // The caller retries in plaintext only when it allows it and TLS is not required of this session.
       const fallback = request.plaintextFallback !== false && !requireTls;
       const failure = nodemailerHandshakeFailure(connectError);
+      const signal = starttlsNoReply ? { starttlsNoReply: true } : failure.starttlsRefused ? { starttlsRefused: failure.starttlsRefused } : {};
       let verdict: SessionVerdict;
       try {
-        verdict = hooks.handshakeFailed(candidate, failure.error, { ...context(), plaintextFallback: fallback, tlsSocket: (socket as TLSSocket | undefined) ?? null, ...(failure.starttlsRefused ? { starttlsRefused: failure.starttlsRefused } : {}) });
+        verdict = hooks.handshakeFailed(candidate, failure.error, { ...context(), plaintextFallback: fallback, tlsSocket: (socket as TLSSocket | undefined) ?? null, ...signal });
       } catch (error) {
         return hookFailed(connection, 'handshakeFailed', error, { secure: false, ...(localAddress ? { localAddress } : {}) });
       }
@@ -190,16 +198,26 @@ export async function runSmtpSession(request: SessionRequest): Promise<SessionRe
   return { delivered: true, stage: 'done', ...base, ...(sent.info ? { info: sent.info } : {}), tryNext: false };
 }
 
-/** Connects (greeting, EHLO, STARTTLS); resolves with the error that ended it, if any. */
-function connectOnce(connection: SMTPConnection): Promise<ClientError | undefined> {
+/**
+ * Connects (greeting, EHLO, STARTTLS); resolves with the error that ended it, if any. `starttlsNoReply`: the session
+ * ended after STARTTLS was sent and before any reply to it: the reply did not come within `starttlsTimeoutMs`, or
+ * the server closed the connection (or the socket timed out) first. RFC 8461 §4.2 requires STARTTLS; a command that
+ * is swallowed is a STARTTLS that is not supported (RFC 8460 §4.3.1), whoever swallowed it.
+ */
+function connectOnce(connection: SMTPConnection, starttlsTimeoutMs: number): Promise<{ error?: ClientError; starttlsNoReply: boolean }> {
   // A connection-level error may arrive through the connect callback or the 'error' event; take the first.
-  return new Promise<ClientError | undefined>((resolve) => {
+  return new Promise((resolve) => {
     let settled = false;
     const done = (error?: ClientError) => {
       if (settled) return;
       settled = true;
-      resolve(error);
+      watch.stop();
+      resolve({ ...(error ? { error } : {}), starttlsNoReply: error !== undefined && watch.awaitingReply });
     };
+    const watch = watchStartTlsReply(connection, starttlsTimeoutMs, (error) => {
+      done(error);
+      connection.close();
+    });
     connection.once('error', (error: ClientError) => done(error));
     connection.once('end', () => done(Object.assign(new Error('connection closed before the session was set up'), { code: 'ECONNECTION' })));
     try {
