@@ -8,7 +8,8 @@
  *   (`[192.0.2.1]`, `[IPv6:2001:db8::1]`, RFC 5321 §4.1.3).
  * - `failure-reason-code`: printable US-ASCII text, at most {@link MAX_FAILURE_REASON_LENGTH} characters (longer
  *   codes are cut, control characters such as CR, LF or NUL make it invalid).
- * A value that does not fit is left out of the detail (the session still counts).
+ * A value that does not fit, or an address or host name longer than `maxFieldLength`, is left out of the detail
+ * (the session still counts).
  */
 import { isIP } from 'node:net';
 import { normalizeDomainOrUndefined } from '../domain.js';
@@ -37,6 +38,8 @@ function addressLiteral(value: string): string | undefined {
  * `additionalInformation` (§4.4: a URI) is only cut to `maxLength`.
  */
 export function checkFailureField(name: FailureFieldName, value: string, maxLength: number): string | undefined {
+  // An address or a host name cut short would name another host: one longer than the cap is left out instead.
+  if (value.length > maxLength && name !== 'failureReasonCode' && name !== 'additionalInformation') return undefined;
   switch (name) {
     case 'sendingMtaIp':
     case 'receivingIp':
