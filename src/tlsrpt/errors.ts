@@ -40,8 +40,9 @@ import { MtaStsSenderError, type MtaStsSenderErrorOptions } from '../errors.js';
  *   Reported through the store's `onCorrupt` callback / the reporter's `spool-corrupt` event, never thrown to the
  *   code that records sessions.
  * - `TLSRPT_COUNTS_LOST`: counts the store had accepted vanished (a Redis that evicts keys: set
- *   `maxmemory-policy noeviction`). Reported as a `store-error` event with `details.day`, `details.policyDomain` and
- *   `details.sessions` (how many sessions are missing); the report, if any, goes out without them.
+ *   `maxmemory-policy noeviction`). Reported as a `store-error` event with `details.sessions` (how many sessions are
+ *   missing), `details.unknown`, `details.records` and the first record's `details.day` / `details.policyDomain`;
+ *   the report, if any, goes out without them.
  * - `TLSRPT_STORE_EVICTION`: never thrown; carried by a `warning` event when a store starts: it may lose counts (a
  *   Redis whose `maxmemory-policy` is not `noeviction`, `details.policy`, or whose policy could not be read). Set
  *   `maxmemory-policy noeviction` on that Redis.

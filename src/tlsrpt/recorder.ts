@@ -265,21 +265,15 @@ export class TlsRptAggregator implements TlsRptRecorder {
     if (batch.size === 0) return;
     this.pending = new Map();
     this.unflushedSessions = 0;
+    const deltas: DomainDayCounts[] = [];
+    for (const byDomain of batch.values()) for (const acc of byDomain.values()) if (!acc.empty) deltas.push(acc.toCounts());
     let firstError: TlsRptError | undefined;
-    for (const byDomain of batch.values()) {
-      for (const acc of byDomain.values()) {
-        if (acc.empty) continue;
-        const delta = acc.toCounts();
-        try {
-          await this.store.merge(delta, this.limits);
-        } catch (error) {
-          const wrapped = toTlsRptError(error, 'TLSRPT_STORE_FAILED', `writing TLS-RPT counts for ${delta.policyDomain} ${delta.day} failed`, { domain: delta.policyDomain });
-          firstError ??= wrapped;
-          this.counters.storeErrors += 1;
-          this.restore(delta);
-          this.unflushedSessions += totalSessions(delta);
-        }
-      }
+    for (const { delta, error } of await this.write(deltas)) {
+      const wrapped = toTlsRptError(error, 'TLSRPT_STORE_FAILED', `writing TLS-RPT counts for ${delta.policyDomain} ${delta.day} failed`, { domain: delta.policyDomain });
+      firstError ??= wrapped;
+      this.counters.storeErrors += 1;
+      this.restore(delta);
+      this.unflushedSessions += totalSessions(delta);
     }
     if (firstError) {
       this.backoffUntil = performance.now() + Math.max(this.flushDelayMs, 1000);
@@ -288,6 +282,23 @@ export class TlsRptAggregator implements TlsRptRecorder {
       this.scheduleFlush();
       throw firstError;
     }
+  }
+
+  /**
+   * Hands the deltas of one flush to the store: all at once through `mergeMany` when the store has it (one deadline
+   * for the batch), else one `merge` after another. Resolves with those not stored.
+   */
+  private async write(deltas: DomainDayCounts[]): Promise<Array<{ delta: DomainDayCounts; error: unknown }>> {
+    if (this.store.mergeMany) {
+      try {
+        return await this.store.mergeMany(deltas, this.limits);
+      } catch (error) {
+        return deltas.map((delta) => ({ delta, error }));
+      }
+    }
+    const failed: Array<{ delta: DomainDayCounts; error: unknown }> = [];
+    for (const delta of deltas) await this.store.merge(delta, this.limits).catch((error: unknown) => failed.push({ delta, error }));
+    return failed;
   }
 
   /** Puts counts whose write failed back into the pending map (merging with what was recorded meanwhile). */

@@ -75,8 +75,9 @@ export interface TlsRptStore {
  * An event of a {@link TlsRptStore}:
  * - `corrupt`: a record that did not validate was skipped (`TLSRPT_SPOOL_CORRUPT`, with `details.path` and
  *   `details.movedTo`); the reporter re-emits it as `spool-corrupt`;
- * - `lost`: counts the store had accepted are gone (`TLSRPT_COUNTS_LOST`, with `details.day`,
- *   `details.policyDomain`, `details.sessions`), e.g. evicted by Redis; the reporter re-emits it as `store-error`;
+ * - `lost`: counts the store had accepted are gone, e.g. evicted by Redis (`TLSRPT_COUNTS_LOST`: `details.sessions`
+ *   how many, `details.unknown` true when more of an unknown number may be, `details.records` in how many records,
+ *   `details.day` / `details.policyDomain` the first of them); the reporter re-emits it as `store-error`;
  * - `warning`: the store is set up so that it may lose counts (`TLSRPT_STORE_EVICTION`: Redis may evict keys); the
  *   reporter re-emits it as a `warning` event with that code.
  */
