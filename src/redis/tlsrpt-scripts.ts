@@ -25,9 +25,11 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)`;
  * new details past `maxDetails` fold into the overflow detail of their result type. Keeps the record's session
  * total (`n`) and its checksum (the `checksums` hash, `member` -> sessions) in step.
  *
- * Returns {dropped sessions (-1: the record is new and the index already holds maxRecords; -2: refused), lost}:
- * `lost` > 0 is the number of sessions the checksum remembers for a record that is gone before its expiry (Redis
- * evicted it); -1 when the checksum is gone while the record exists (Redis evicted the checksums).
+ * Returns {dropped sessions (-1: the record is new and the index already holds maxRecords; -2: refused), lost,
+ * checksums existed}: `lost` > 0 is the number of sessions the checksum remembers for a record that is gone before
+ * its expiry (Redis evicted it); -1 when the checksum is gone while the record exists (Redis evicted the checksums).
+ * The checksums hash keeps a field `_` once created, so it never disappears by itself: a member that saw it and
+ * finds it gone knows Redis evicted it.
  */
 export const MERGE_SCRIPT = `
 local k = KEYS[1]
@@ -38,6 +40,7 @@ redis.call('PEXPIRE', KEYS[4], ARGV[7])
 ${REDIS_NOW}
 local exists = redis.call('EXISTS', k) == 1
 if not exists and redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[6]) then return {-1, 0} end
+local sumsExisted = redis.call('EXISTS', KEYS[3])
 local sum = redis.call('HGET', KEYS[3], member)
 local lost = 0
 if exists and sum == false then
@@ -88,7 +91,8 @@ redis.call('HINCRBY', k, 'rev', 1)
 redis.call('PEXPIREAT', k, ARGV[4])
 redis.call('ZADD', KEYS[2], ARGV[4], member)
 if lost == -1 then redis.call('HSET', KEYS[3], member, n) else redis.call('HINCRBY', KEYS[3], member, added) end
-return {dropped, lost}
+redis.call('HSETNX', KEYS[3], '_', '1')
+return {dropped, lost, sumsExisted}
 `;
 
 /**
@@ -107,7 +111,8 @@ return 0
  * KEYS: index, checksums. ARGV: record key prefix (`<prefix>tlsrpt:`). Run by `list()`, against Redis's clock:
  * forgets expired records, then checks every record against its checksum. A record gone before its expiry, or
  * holding fewer sessions than its checksum, lost counts (Redis evicted it); a checksum or an index entry that is
- * gone while its record exists is evidence of eviction (the record is re-indexed, the checksum re-seeded).
+ * gone while its record exists, or a record gone with its checksum, is evidence of eviction of an unknown number of
+ * sessions (the record is re-indexed, the checksum re-seeded).
  * Returns {index members, {member, sessions lost (-1: unknown), ...}}.
  */
 export const AUDIT_SCRIPT = `
@@ -127,7 +132,8 @@ for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   if key == nil or redis.call('EXISTS', key) == 0 then
     redis.call('ZREM', KEYS[1], m)
     redis.call('HDEL', KEYS[2], m)
-    if key ~= nil and want ~= false and tonumber(want) > 0 then table.insert(lost, m); table.insert(lost, want) end
+    if key ~= nil and want == false then table.insert(lost, m); table.insert(lost, '-1')
+    elseif key ~= nil and tonumber(want) > 0 then table.insert(lost, m); table.insert(lost, want) end
   else
     table.insert(keep, m)
     local have = redis.call('HGET', key, 'n') or want or '0'
@@ -143,7 +149,7 @@ end
 local sums = redis.call('HGETALL', KEYS[2])
 for i = 1, #sums, 2 do
   local m = sums[i]
-  if not seen[m] then
+  if m ~= '_' and not seen[m] then
     local key = recordKey(m)
     local ttl = key and redis.call('PTTL', key) or -2
     if ttl > 0 then

@@ -98,6 +98,8 @@ export class RedisTlsRptStore implements TlsRptStore {
   readonly #token = randomBytes(16).toString('hex');
   /** Number of this member's last merge. */
   #seq = 0;
+  /** A merge of this member saw (or created) the checksums hash. */
+  #sumsSeen = false;
   /** What `get()` read per record (revision and counts), for `delete()`; bounded. */
   readonly #seen = new LRUCache<string, Seen>({ max: 10_000 });
   readonly #listeners = new Set<(event: TlsRptStoreEvent) => void>();
@@ -205,7 +207,10 @@ export class RedisTlsRptStore implements TlsRptStore {
       throw error;
     }
     this.#pending.delete(k.id); // the recorder passed everything it held for this record: nothing left to subtract
-    const [dropped, lost] = Array.isArray(reply) ? reply.map(Number) : [Number.NaN, 0];
+    const [dropped, lostInRecord, sumsExisted] = Array.isArray(reply) ? reply.map(Number) : [Number.NaN, 0, 1];
+    // The checksums hash never disappears by itself once created: gone after this member saw it, Redis evicted it.
+    const lost = lostInRecord || (sumsExisted === 0 && this.#sumsSeen ? -1 : 0);
+    this.#sumsSeen = true;
     if (dropped === -2 || !Number.isFinite(dropped)) throw new TlsRptError('TLSRPT_STORE_FAILED', `TLS-RPT Redis store: merge ${seq} for ${delta.policyDomain} ${delta.day} was refused (${JSON.stringify(reply)})`);
     if (dropped! > 0 || dropped === -1) this.#logger?.warn?.(`tlsrpt: Redis store dropped ${dropped! < 0 ? 'every' : dropped} session(s) for ${delta.policyDomain} ${delta.day} (cap reached)`);
     return lost ? { day: delta.day, policyDomain: delta.policyDomain, sessions: lost } : undefined;
