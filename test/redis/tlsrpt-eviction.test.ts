@@ -45,13 +45,23 @@ async function scanKeys(redis: Redis, pattern: string): Promise<string[]> {
 }
 
 describe('Redis TLS-RPT store: eviction, outages, bounded bookkeeping', () => {
-  it('maxmemory 3mb + allkeys-lru: a warning at start, and every session is either reported or reported lost', { timeout: 120_000 }, async () => {
+  it('maxmemory 3mb + allkeys-lru: a warning at start (event and log)', async () => {
+    const server = await redisServer(['--maxmemory', '3mb', '--maxmemory-policy', 'allkeys-lru']);
+    const events: TlsRptEvent[] = [];
+    const logged: string[] = [];
+    const logger = { warn: (message: string) => logged.push(message) };
+    const reporter = createTlsRptReporter({ ...REPORTER, store: createRedisTlsRptStore({ redis: server.client(), prefix: 'w:', logger }), onEvent: (e) => events.push(e) });
+    await until('the eviction warning', () => events.some((e) => e.type === 'warning' && e.code === 'TLSRPT_STORE_EVICTION'));
+    expect(events.find((e) => e.type === 'warning')).toMatchObject({ message: expect.stringMatching(/allkeys-lru, not noeviction/) });
+    expect(logged).toEqual([expect.stringMatching(/^tlsrpt: Redis maxmemory-policy is allkeys-lru, not noeviction/)]);
+    await reporter.close();
+  });
+
+  it('maxmemory 3mb + allkeys-lru, 30 000 outcomes while a neighbour fills Redis: every session is either reported or reported lost', { timeout: 120_000 }, async () => {
     const server = await redisServer(['--maxmemory', '3mb', '--maxmemory-policy', 'allkeys-lru']);
     const redis = server.client();
     const events: TlsRptEvent[] = [];
     const reporter = createTlsRptReporter({ ...REPORTER, store: createRedisTlsRptStore({ redis, prefix: 'ev:' }), flushDelayMs: 600_000, onEvent: (e) => events.push(e) });
-    await until('the eviction warning', () => events.some((e) => e.type === 'warning' && e.code === 'TLSRPT_STORE_EVICTION'));
-    expect(events.find((e) => e.type === 'warning')).toMatchObject({ message: expect.stringMatching(/allkeys-lru, not noeviction/) });
 
     // Outcomes for 3 000 domains in rounds, while a neighbour sharing the Redis writes 3 MB of its own keys.
     let recorded = 0;
