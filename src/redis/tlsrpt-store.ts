@@ -47,6 +47,7 @@ import { TlsRptError } from '../tlsrpt/errors.js';
 import { utcDayKey, utcDayStart } from '../tlsrpt/report.js';
 import type { DeliveryState, StoredDomainDay, TlsRptStore, TlsRptStoreEvent } from '../tlsrpt/store.js';
 import type { TlsRptLogger } from '../tlsrpt/types.js';
+import { IdleDeadline, scriptSha } from './batch.js';
 import { checkRedisOptions, redisCall, type RedisClientLike } from './client.js';
 import { evictionWarning, readEvictionPolicy } from './eviction-policy.js';
 import { decodeRecord, encodeDelta, subtractCounts } from './tlsrpt-record.js';
@@ -62,7 +63,7 @@ export interface RedisTlsRptStoreOptions {
   redis: RedisClientLike;
   /** Prefix of every key. Default `mta-sts:`. */
   prefix?: string;
-  /** Deadline of one Redis command, in ms; also of all the merges of one flush together. Default 2000. */
+  /** Deadline of one Redis command, in ms; the merges of one flush fail together once Redis gave no reply for this long. Default 2000. */
   commandTimeoutMs?: number;
   /** How long a member holds a report it is sending, in ms. Default 900000 (15 minutes); must exceed one attempt. */
   reportLockMs?: number;
@@ -107,6 +108,8 @@ export class RedisTlsRptStore implements TlsRptStore {
   #warning: TlsRptStoreEvent | undefined;
   /** Per record: merges that failed (applied or not: fenced before the next merge) and those known applied. */
   readonly #pending = new LRUCache<string, { uncertain: Array<{ seq: number; sent: DomainDayCounts }>; applied: DomainDayCounts[] }>({ max: 10_000 });
+  /** Per script SHA1: whether `SCRIPT LOAD` gave it to Redis. */
+  readonly #scripts = new Map<string, Promise<boolean>>();
   /** Resolves once the `maxmemory-policy` was read (and warned about). */
   readonly evictionChecked: Promise<void>;
 
@@ -126,12 +129,37 @@ export class RedisTlsRptStore implements TlsRptStore {
     this.evictionChecked = this.#checkEvictionPolicy();
   }
 
-  /** One command; `deadline` (performance.now() ms) shares one deadline among concurrent commands. */
-  #call(command: string, args: Array<string | number>, deadline?: number): Promise<unknown> {
-    const timeoutMs = deadline === undefined ? this.#timeoutMs : Math.max(1, Math.ceil(deadline - performance.now()));
-    return redisCall(this.#redis, timeoutMs, command, args).catch((error: unknown) => {
+  /**
+   * One command with the command deadline, or, in a `batch`, with the batch's (see `batch.ts`). Rejects with
+   * `TLSRPT_STORE_FAILED`.
+   */
+  #call(command: string, args: Array<string | number>, batch?: IdleDeadline): Promise<unknown> {
+    const call = batch ? batch.run(this.#redis, command, args) : redisCall(this.#redis, this.#timeoutMs, command, args);
+    return call.catch((error: unknown) => {
       throw new TlsRptError('TLSRPT_STORE_FAILED', `TLS-RPT Redis store: ${(error as Error).message}`, { cause: error });
     });
+  }
+
+  /**
+   * Runs a Lua script by its SHA1 once Redis has it (`SCRIPT LOAD` the first time), so thousands of merges do not
+   * send the script text each; falls back to `EVAL` when Redis does not have it (restarted, another cluster node).
+   */
+  async #eval(script: string, keys: string[], args: Array<string | number>, batch?: IdleDeadline): Promise<unknown> {
+    const sha = scriptSha(script);
+    let loaded = this.#scripts.get(sha);
+    if (!loaded) {
+      loaded = this.#call('SCRIPT', ['LOAD', script], batch).then((reply) => reply === sha, () => false);
+      this.#scripts.set(sha, loaded);
+    }
+    if (await loaded) {
+      try {
+        return await this.#call('EVALSHA', [sha, keys.length, ...keys, ...args], batch);
+      } catch (error) {
+        if (!/NOSCRIPT/.test((error as Error).message)) throw error;
+        this.#scripts.delete(sha);
+      }
+    }
+    return this.#call('EVAL', [script, keys.length, ...keys, ...args], batch);
   }
 
   #keys(key: DomainDayKey): { record: string; lock: string; index: string; sums: string; seq: string; member: string; id: string } {
@@ -157,26 +185,30 @@ export class RedisTlsRptStore implements TlsRptStore {
    * most once (see the module comment). Counts found vanished are reported as a `lost` event.
    */
   async merge(delta: DomainDayCounts, limits: AggregationLimits): Promise<void> {
-    const lost = await this.#mergeOne(delta, limits, performance.now() + this.#timeoutMs);
+    const lost = await this.#mergeOne(delta, limits);
     if (lost) this.#reportLost([lost]);
   }
 
   /**
-   * The merges of one flush, all at once (ioredis pipelines them) under one deadline of `commandTimeoutMs`: a Redis
-   * that is down fails the whole flush within that time, whatever the number of records.
+   * The merges of one flush, all at once (ioredis pipelines them) under one deadline that follows progress (see
+   * `batch.ts`): a Redis that is down fails the whole flush within `commandTimeoutMs`, whatever the number of records.
    */
   async mergeMany(deltas: readonly DomainDayCounts[], limits: AggregationLimits): Promise<Array<{ delta: DomainDayCounts; error: unknown }>> {
-    const deadline = performance.now() + this.#timeoutMs;
+    const batch = new IdleDeadline(this.#timeoutMs);
     const failed: Array<{ delta: DomainDayCounts; error: unknown }> = [];
     const lost: Lost[] = [];
-    await Promise.all(
-      deltas.map((delta) =>
-        this.#mergeOne(delta, limits, deadline).then(
-          (l) => void (l && lost.push(l)),
-          (error: unknown) => void failed.push({ delta, error }),
+    try {
+      await Promise.all(
+        deltas.map((delta) =>
+          this.#mergeOne(delta, limits, batch).then(
+            (l) => void (l && lost.push(l)),
+            (error: unknown) => void failed.push({ delta, error }),
+          ),
         ),
-      ),
-    );
+      );
+    } finally {
+      batch.end();
+    }
     if (lost.length > 0) this.#reportLost(lost);
     return failed;
   }
@@ -185,11 +217,11 @@ export class RedisTlsRptStore implements TlsRptStore {
    * Fences the record's merges whose outcome is unknown (learning which were applied: their counts are taken out of
    * `delta`, which the recorder folded them back into), then merges. Returns what vanished, if anything.
    */
-  async #mergeOne(delta: DomainDayCounts, limits: AggregationLimits, deadline: number): Promise<Lost | undefined> {
+  async #mergeOne(delta: DomainDayCounts, limits: AggregationLimits, batch?: IdleDeadline): Promise<Lost | undefined> {
     const k = this.#keys(delta);
     const state = this.#pending.get(k.id) ?? { uncertain: [], applied: [] };
     for (const u of [...state.uncertain]) {
-      const applied = await this.#call('EVAL', [FENCE_SCRIPT, 1, k.seq, delta.policyDomain, u.seq, SEQUENCE_MS], deadline);
+      const applied = await this.#eval(FENCE_SCRIPT, [k.seq], [delta.policyDomain, u.seq, SEQUENCE_MS], batch);
       state.uncertain.splice(state.uncertain.indexOf(u), 1);
       if (applied === 1) state.applied.push(u.sent);
     }
@@ -200,7 +232,7 @@ export class RedisTlsRptStore implements TlsRptStore {
     const maxRecords = limits.maxDomainsPerDay * Math.ceil(1 + this.#retentionMs / DAY_MS);
     let reply: unknown;
     try {
-      reply = await this.#call('EVAL', [MERGE_SCRIPT, 4, k.record, k.index, k.sums, k.seq, JSON.stringify(encodeDelta(toSend)), limits.maxPoliciesPerDomain, limits.maxFailureDetailsPerPolicy, expireAt, k.member, maxRecords, SEQUENCE_MS, delta.policyDomain, seq], deadline);
+      reply = await this.#eval(MERGE_SCRIPT, [k.record, k.index, k.sums, k.seq], [JSON.stringify(encodeDelta(toSend)), limits.maxPoliciesPerDomain, limits.maxFailureDetailsPerPolicy, expireAt, k.member, maxRecords, SEQUENCE_MS, delta.policyDomain, seq], batch);
     } catch (error) {
       if (state.uncertain.length < 100) state.uncertain.push({ seq, sent: toSend });
       this.#pending.set(k.id, state);
@@ -221,7 +253,7 @@ export class RedisTlsRptStore implements TlsRptStore {
    * that vanished are reported as a `lost` event), then answers the index.
    */
   async list(): Promise<DomainDayKey[]> {
-    const reply = await this.#call('EVAL', [AUDIT_SCRIPT, 2, `${this.prefix}tlsrpt:index`, `${this.prefix}tlsrpt:sums`, `${this.prefix}tlsrpt:`]);
+    const reply = await this.#eval(AUDIT_SCRIPT, [`${this.prefix}tlsrpt:index`, `${this.prefix}tlsrpt:sums`], [`${this.prefix}tlsrpt:`]);
     if (!Array.isArray(reply) || !Array.isArray(reply[0]) || !Array.isArray(reply[1])) throw new TlsRptError('TLSRPT_STORE_FAILED', 'TLS-RPT Redis store: unexpected reply to the index audit');
     const keyOf = (member: unknown): DomainDayKey | undefined => {
       const bar = typeof member === 'string' ? member.indexOf('|') : -1;
@@ -259,7 +291,7 @@ export class RedisTlsRptStore implements TlsRptStore {
   async get(key: DomainDayKey): Promise<StoredDomainDay | undefined> {
     const k = this.#keys(key);
     const claim = key.day < utcDayKey(this.#now()) ? '1' : '0';
-    const reply = await this.#call('EVAL', [GET_SCRIPT, 2, k.record, k.lock, this.#token, this.#lockMs, claim]);
+    const reply = await this.#eval(GET_SCRIPT, [k.record, k.lock], [this.#token, this.#lockMs, claim]);
     if (reply === 0 || !Array.isArray(reply) || reply.length === 0) return undefined;
     const fields = new Map<string, string>();
     for (let i = 0; i + 1 < reply.length; i += 2) fields.set(String(reply[i]), String(reply[i + 1]));
@@ -278,7 +310,7 @@ export class RedisTlsRptStore implements TlsRptStore {
   /** One EVAL; only the member holding the report changes its delivery state. */
   async setDelivery(key: DomainDayKey, state: DeliveryState): Promise<void> {
     const k = this.#keys(key);
-    const reply = await this.#call('EVAL', [SET_DELIVERY_SCRIPT, 2, k.record, k.lock, this.#token, JSON.stringify(state)]);
+    const reply = await this.#eval(SET_DELIVERY_SCRIPT, [k.record, k.lock], [this.#token, JSON.stringify(state)]);
     if (reply === -1) this.#logger?.warn?.(`tlsrpt: report for ${key.policyDomain} ${key.day} is held by another member; delivery state not changed`);
   }
 
@@ -287,7 +319,7 @@ export class RedisTlsRptStore implements TlsRptStore {
     const k = this.#keys(key);
     const seen = this.#seen.get(k.id);
     this.#seen.delete(k.id);
-    const reply = await this.#call('EVAL', [DELETE_SCRIPT, 4, k.record, k.lock, k.index, k.sums, this.#token, seen?.rev ?? '', k.member, JSON.stringify(seen?.counts ?? {})]);
+    const reply = await this.#eval(DELETE_SCRIPT, [k.record, k.lock, k.index, k.sums], [this.#token, seen?.rev ?? '', k.member, JSON.stringify(seen?.counts ?? {})]);
     if (reply === -1) this.#logger?.warn?.(`tlsrpt: report for ${key.policyDomain} ${key.day} is held by another member; not deleted`);
   }
 
