@@ -148,7 +148,14 @@ export class RedisTlsRptStore implements TlsRptStore {
     const sha = scriptSha(script);
     let loaded = this.#scripts.get(sha);
     if (!loaded) {
-      loaded = this.#call('SCRIPT', ['LOAD', script], batch).then((reply) => reply === sha, () => false);
+      loaded = this.#call('SCRIPT', ['LOAD', script], batch).then(
+        (reply) => reply === sha,
+        (error: unknown) => {
+          // SCRIPT refused (ACL, renamed): EVAL from now on; any other failure (Redis down): try again next time.
+          if (!/NOPERM|unknown command/i.test((error as Error).message)) this.#scripts.delete(sha);
+          return false;
+        },
+      );
       this.#scripts.set(sha, loaded);
     }
     if (await loaded) {
