@@ -24,7 +24,7 @@ import { toTlsRptError, type TlsRptError } from './errors.js';
 import type { FailureFieldName } from './failure-fields.js';
 import { utcDayKey } from './report.js';
 import type { TlsRptStore } from './store.js';
-import type { SessionOutcome, TlsRptLogger, TlsRptRecorder } from './types.js';
+import type { SessionOutcome, TlsRptFailure, TlsRptLogger, TlsRptRecorder } from './types.js';
 
 /** What is known about the report delivery in progress (see {@link runAsReportDelivery}). */
 export interface ReportDeliveryContext {
@@ -90,7 +90,7 @@ export interface TlsRptAggregatorOptions {
    * `sendingMtaIp` / `receivingIp` not an IP address, a host name not a host name, a reason code not printable
    * ASCII). The outcome still counts.
    */
-  onInvalidField?: (info: { field: FailureFieldName; day: string; policyDomain: string }) => void;
+  onInvalidField?: (info: { field: Exclude<keyof TlsRptFailure, 'resultType'>; day: string; policyDomain: string }) => void;
 }
 
 /**
