@@ -39,6 +39,13 @@ import { MtaStsSenderError, type MtaStsSenderErrorOptions } from '../errors.js';
  * - `TLSRPT_SPOOL_CORRUPT`: a spool file could not be parsed. It was moved aside and skipped; its counts are lost.
  *   Reported through the store's `onCorrupt` callback / the reporter's `spool-corrupt` event, never thrown to the
  *   code that records sessions.
+ * - `TLSRPT_COUNTS_LOST`: counts the store had accepted vanished (a Redis that evicts keys: set
+ *   `maxmemory-policy noeviction`). Reported as a `store-error` event with `details.sessions` (how many sessions are
+ *   missing), `details.unknown`, `details.records` and the first record's `details.day` / `details.policyDomain`;
+ *   the report, if any, goes out without them.
+ * - `TLSRPT_STORE_EVICTION`: never thrown; carried by a `warning` event when a store starts: it may lose counts (a
+ *   Redis whose `maxmemory-policy` is not `noeviction`, `details.policy`, or whose policy could not be read). Set
+ *   `maxmemory-policy noeviction` on that Redis.
  * - `TLSRPT_STORE_FAILED`: the store threw (disk full, permissions). Recorded counts stay in memory and are written
  *   on the next flush; look at `cause`. From `reporter.close()`: the counts could not be written and are lost
  *   (`details.unpersistedSessions`).
@@ -55,6 +62,8 @@ export type TlsRptErrorCode =
   | 'TLSRPT_TOO_LARGE'
   | 'TLSRPT_REPORT_INVALID'
   | 'TLSRPT_SPOOL_CORRUPT'
+  | 'TLSRPT_COUNTS_LOST'
+  | 'TLSRPT_STORE_EVICTION'
   | 'TLSRPT_STORE_FAILED'
   | 'TLSRPT_TRANSPORT_UNUSABLE';
 
@@ -71,6 +80,8 @@ export const TLSRPT_ERROR_CODES: readonly TlsRptErrorCode[] = Object.freeze([
   'TLSRPT_TOO_LARGE',
   'TLSRPT_REPORT_INVALID',
   'TLSRPT_SPOOL_CORRUPT',
+  'TLSRPT_COUNTS_LOST',
+  'TLSRPT_STORE_EVICTION',
   'TLSRPT_STORE_FAILED',
   'TLSRPT_TRANSPORT_UNUSABLE',
 ]);

@@ -58,12 +58,23 @@ export interface TlsRptNotAttemptedEvent {
   failures: TlsRptDestinationFailure[];
 }
 
-/** Something about the configuration the operator should know (emitted once, at creation). */
+/** Something the operator should know. */
 export interface TlsRptWarningEvent {
   type: 'warning';
-  /** `TLSRPT_UNSIGNED_MAIL`: report mail is configured without DKIM (RFC 8460 §5.3). */
-  code: 'TLSRPT_UNSIGNED_MAIL';
+  /**
+   * - `TLSRPT_UNSIGNED_MAIL`: report mail is configured without DKIM (RFC 8460 §5.3); emitted once, at creation;
+   * - `TLSRPT_FIELD_INVALID`: a failure field of a recorded outcome had not its RFC 8460 §4.4 syntax (`field`) and
+   *   was left out (the session still counts); once per UTC day and field;
+   * - `TLSRPT_STORE_EVICTION`: the store may lose counts (a Redis whose `maxmemory-policy` is not `noeviction`, or
+   *   whose policy could not be read); once, when the store starts.
+   */
+  code: 'TLSRPT_UNSIGNED_MAIL' | 'TLSRPT_FIELD_INVALID' | 'TLSRPT_STORE_EVICTION';
   message: string;
+  /** `TLSRPT_FIELD_INVALID`: the field left out (`sendingMtaIp`, `receivingIp`, `receivingMxHostname`, ...). */
+  field?: string;
+  /** `TLSRPT_FIELD_INVALID`: the UTC day and policy domain of the first outcome concerned. */
+  day?: string;
+  policyDomain?: string;
 }
 
 /** The report was given up. */
@@ -106,6 +117,7 @@ export type TlsRptEvent =
   | TlsRptNotAttemptedEvent
   | TlsRptWarningEvent
   | { type: 'spool-corrupt'; error: TlsRptError }
+  /** A store failure (`TLSRPT_STORE_FAILED`), or counts that vanished from the store (`TLSRPT_COUNTS_LOST`). */
   | { type: 'store-error'; error: TlsRptError }
   | { type: 'outcomes-dropped'; reason: DroppedOutcomeReason; day?: string; policyDomain?: string };
 

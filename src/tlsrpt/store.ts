@@ -56,19 +56,33 @@ export interface TlsRptStore {
    * {@link subtractDomainDayCounts} in the same WATCH/MULTI loop (or Lua script) as `merge`.
    */
   settle?(key: DomainDayKey, sent: DomainDayCounts): Promise<void>;
+  /**
+   * Optional: merges the deltas of many records (one flush of the recorder) concurrently, under one deadline for the
+   * whole batch. Resolves with the deltas that were not stored, each with its error (an empty array: all stored).
+   * Without it the recorder calls `merge` once per record, one after another.
+   */
+  mergeMany?(deltas: readonly DomainDayCounts[], limits: AggregationLimits): Promise<Array<{ delta: DomainDayCounts; error: unknown }>>;
   /** Releases resources. */
   close?(): Promise<void>;
   /**
-   * Optional: subscribes to store events (a corrupt record that was skipped). Returns the unsubscribe function.
-   * The reporter subscribes and re-emits them as `spool-corrupt` events.
+   * Optional: subscribes to store events (a corrupt record that was skipped, counts that vanished, a risky setup).
+   * Returns the unsubscribe function. The reporter subscribes and re-emits them (see {@link TlsRptStoreEvent}).
    */
   subscribe?(listener: (event: TlsRptStoreEvent) => void): () => void;
 }
 
-/** An event of a {@link TlsRptStore}. */
+/**
+ * An event of a {@link TlsRptStore}:
+ * - `corrupt`: a record that did not validate was skipped (`TLSRPT_SPOOL_CORRUPT`, with `details.path` and
+ *   `details.movedTo`); the reporter re-emits it as `spool-corrupt`;
+ * - `lost`: counts the store had accepted are gone, e.g. evicted by Redis (`TLSRPT_COUNTS_LOST`: `details.sessions`
+ *   how many, `details.unknown` true when more of an unknown number may be, `details.records` in how many records,
+ *   `details.day` / `details.policyDomain` the first of them); the reporter re-emits it as `store-error`;
+ * - `warning`: the store is set up so that it may lose counts (`TLSRPT_STORE_EVICTION`: Redis may evict keys); the
+ *   reporter re-emits it as a `warning` event with that code.
+ */
 export interface TlsRptStoreEvent {
-  type: 'corrupt';
-  /** `TLSRPT_SPOOL_CORRUPT`, with `details.path` and `details.movedTo`. */
+  type: 'corrupt' | 'lost' | 'warning';
   error: TlsRptError;
 }
 
