@@ -49,14 +49,8 @@ export function createReportSender(options: TlsRptReporterOptions, settings: Rep
     });
     return ownDispatcher;
   };
-  let mail: Promise<OwnedMailTransport> | undefined;
-  const mailTransport = (): Promise<OwnedMailTransport> => {
-    // A transport that cannot even be created is a configuration error, not a failed delivery.
-    mail ??= createMailTransport(options.mailTransport as TlsRptMailTransportInput).catch((error: unknown) => {
-      throw new TlsRptError('TLSRPT_TRANSPORT_UNUSABLE', `mailTransport is not usable: ${error instanceof Error ? error.message : String(error)}`, { cause: error, details: { option: 'mailTransport' } });
-    });
-    return mail;
-  };
+  const mail = lazyMailTransport(options.mailTransport as TlsRptMailTransportInput);
+  const mailTransport = mail.get;
 
   const deliverTo = async (destination: TlsRptDestination, report: TlsRptReport, gz: Buffer, key: DomainDayKey, filename: string, deadline: Deadline): Promise<void> => {
     const context = { policyDomain: key.policyDomain, reportId: report['report-id'] };
@@ -85,7 +79,9 @@ export function createReportSender(options: TlsRptReporterOptions, settings: Rep
       await deliverTo(destination, report, gz, key, filename, deadline);
       return undefined;
     } catch (error) {
-      const e = (deadline.signal.aborted || deadline.remainingMs() <= 0) && !isUsageError(error) ? deadlineError(uri, settings.sendTimeoutMs, error) : error;
+      // A failure caused by the deadline says so; a refusal, an HTTP status or a usage error keeps its own code.
+      const byDeadline = (deadline.signal.aborted || deadline.remainingMs() <= 0) && !isUsageError(error) && !(error instanceof TlsRptError && error.code !== 'TLSRPT_DELIVERY_FAILED');
+      const e = byDeadline ? deadlineError(uri, settings.sendTimeoutMs, error) : error;
       return { uri, error: toTlsRptError(e, isUsageError(e) ? 'TLSRPT_TRANSPORT_UNUSABLE' : 'TLSRPT_DELIVERY_FAILED', `delivery to ${uri} failed`, { domain: key.policyDomain }) };
     }
   };
@@ -103,12 +99,27 @@ export function createReportSender(options: TlsRptReporterOptions, settings: Rep
       }
     },
     async close() {
-      if (mail) {
-        const m = await mail.catch(() => undefined);
-        if (m?.owned) m.transport.close?.();
-      }
+      await mail.close();
       // destroy, not close: a connection attempt given up at a deadline would otherwise hold close() until it times out.
       if (ownDispatcher) await ownDispatcher.destroy().catch(() => undefined);
+    },
+  };
+}
+
+/** The mail transport, created on first use; `close()` closes it when it was created here. */
+function lazyMailTransport(input: TlsRptMailTransportInput): { get(): Promise<OwnedMailTransport>; close(): Promise<void> } {
+  let mail: Promise<OwnedMailTransport> | undefined;
+  return {
+    get() {
+      // A transport that cannot even be created is a configuration error, not a failed delivery.
+      mail ??= createMailTransport(input).catch((error: unknown) => {
+        throw new TlsRptError('TLSRPT_TRANSPORT_UNUSABLE', `mailTransport is not usable: ${error instanceof Error ? error.message : String(error)}`, { cause: error, details: { option: 'mailTransport' } });
+      });
+      return mail;
+    },
+    async close() {
+      const m = await mail?.catch(() => undefined);
+      if (m?.owned) m.transport.close?.();
     },
   };
 }

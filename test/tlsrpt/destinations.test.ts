@@ -237,8 +237,9 @@ describe('slow destinations do not stall the others beyond the bound', () => {
     expect(events.filter((e) => e.type === 'failed')).toHaveLength(1);
   });
 
-  it('sendTimeoutMs and sendConcurrency are validated at creation', () => {
+  it('sendTimeoutMs, sendConcurrency and allowInternalDestinations are options, validated at creation', async () => {
     const base = { organizationName: 'o', contactInfo: 'c@o.example.com', submitter: 'o.example.com' };
+    await createTlsRptReporter({ ...base, sendTimeoutMs: 30_000, sendConcurrency: 2, allowInternalDestinations: false, maxDestinationsPerReport: 5 }).close();
     expect(() => createTlsRptReporter({ ...base, sendTimeoutMs: 0 })).toThrow(/sendTimeoutMs/);
     expect(() => createTlsRptReporter({ ...base, sendConcurrency: 0.5 })).toThrow(/sendConcurrency/);
     expect(() => createTlsRptReporter({ ...base, allowInternalDestinations: 'yes' as never })).toThrow(/allowInternalDestinations/);
