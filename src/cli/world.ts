@@ -73,6 +73,7 @@ export function formatWorldInfo(info: WorldInfo, colors: boolean): string {
     '',
     c.bold('Try'),
     `  mta-sts check --probe ${info.args.join(' ')} ${info.domains.map((d) => d.domain).join(' ')}`,
+    c.dim('  (mta-sts tlsrpt send to these report endpoints needs --allow-internal-destinations: they are on loopback)'),
     '',
   ].join('\n');
 }

@@ -25,6 +25,10 @@ import { MtaStsSenderError, type MtaStsSenderErrorOptions } from '../errors.js';
  *   error or timeout). Retry later (RFC 8460 §5.5).
  * - `TLSRPT_HTTP_STATUS`: the HTTPS report endpoint answered with a status other than 2xx (redirects are not
  *   followed, RFC 8460 §5.4). Retry later.
+ * - `TLSRPT_DESTINATION_REFUSED`: a `rua` destination points into the sender's own network or at a name that is not
+ *   public (an internal address at connect time, `https://user:pass@…` userinfo, `mailto:root@localhost`, …;
+ *   `details.reason`). Nothing was sent to it; the report still goes to the other destinations. Permanent for that
+ *   destination; allow such targets only in test worlds (`allowInternalDestinations`).
  * - `TLSRPT_NO_TRANSPORT`: a `mailto:` destination exists but no mail transport was configured. Configure
  *   `mailTransport` or accept that this destination is skipped.
  * - `TLSRPT_TRANSPORT_UNUSABLE`: the configured means of delivery turned out unusable when a report went out:
@@ -58,6 +62,7 @@ export type TlsRptErrorCode =
   | 'TLSRPT_ABORTED'
   | 'TLSRPT_DELIVERY_FAILED'
   | 'TLSRPT_HTTP_STATUS'
+  | 'TLSRPT_DESTINATION_REFUSED'
   | 'TLSRPT_NO_TRANSPORT'
   | 'TLSRPT_TOO_LARGE'
   | 'TLSRPT_REPORT_INVALID'
@@ -76,6 +81,7 @@ export const TLSRPT_ERROR_CODES: readonly TlsRptErrorCode[] = Object.freeze([
   'TLSRPT_ABORTED',
   'TLSRPT_DELIVERY_FAILED',
   'TLSRPT_HTTP_STATUS',
+  'TLSRPT_DESTINATION_REFUSED',
   'TLSRPT_NO_TRANSPORT',
   'TLSRPT_TOO_LARGE',
   'TLSRPT_REPORT_INVALID',

@@ -3,6 +3,7 @@
  * preview of pending reports, and the reporter's interface. Types only: the reporter is in `scheduler.ts`.
  */
 import type { DroppedOutcomeReason, TlsRptAggregator } from './recorder.js';
+import type { TlsRptRefusalReason } from './destination-policy.js';
 import type { TlsRptError } from './errors.js';
 import type { DeliveryState } from './store.js';
 import type { TlsRptReport } from './types.js';
@@ -107,6 +108,39 @@ export interface TlsRptSkippedNoTransportEvent {
   kept?: boolean;
 }
 
+/**
+ * A destination of the record that this report was not sent to because it points inside the sender's network or
+ * at a name that is not public (see `allowInternalDestinations`); the report still goes to the others.
+ */
+export interface TlsRptDestinationRefusedEvent {
+  type: 'destination-refused';
+  day: string;
+  policyDomain: string;
+  reportId: string;
+  /** `mailto:<address>` or the `https:` URI as published. */
+  destination: string;
+  /** `internal-address` (an IP literal, or found at connect time), `userinfo`, or `non-public-name`. */
+  reason: TlsRptRefusalReason;
+  /** `TLSRPT_DESTINATION_REFUSED`, with `details.reason`. */
+  error: TlsRptError;
+}
+
+/** The record named more distinct destinations than `maxDestinationsPerReport`: the rest were left out. */
+export interface TlsRptDestinationsLimitedEvent {
+  type: 'destinations-limited';
+  day: string;
+  policyDomain: string;
+  reportId: string;
+  /** Destinations in the record (a `mailto:` list counted per address). */
+  published: number;
+  /** Duplicates among them (removed). */
+  duplicates: number;
+  /** `maxDestinationsPerReport`. */
+  limit: number;
+  /** Distinct destinations left out. */
+  leftOut: number;
+}
+
 /** Events of the reporter. */
 export type TlsRptEvent =
   | TlsRptSentEvent
@@ -116,6 +150,8 @@ export type TlsRptEvent =
   | TlsRptSkippedNoTransportEvent
   | TlsRptNotAttemptedEvent
   | TlsRptWarningEvent
+  | TlsRptDestinationRefusedEvent
+  | TlsRptDestinationsLimitedEvent
   | { type: 'spool-corrupt'; error: TlsRptError }
   /** A store failure (`TLSRPT_STORE_FAILED`), or counts that vanished from the store (`TLSRPT_COUNTS_LOST`). */
   | { type: 'store-error'; error: TlsRptError }
@@ -129,6 +165,10 @@ export interface FlushResult {
   skipped: Array<TlsRptSkippedNoRecordEvent | TlsRptSkippedNoTransportEvent>;
   /** Reports not attempted because of a configuration error (absent when there were none). */
   notAttempted?: TlsRptNotAttemptedEvent[];
+  /** Destinations refused (absent when there were none). */
+  refused?: TlsRptDestinationRefusedEvent[];
+  /** Reports whose destinations were capped at `maxDestinationsPerReport` (absent when there were none). */
+  limited?: TlsRptDestinationsLimitedEvent[];
 }
 
 /** A report not sent yet, as it would be built now. */

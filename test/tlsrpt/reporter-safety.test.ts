@@ -59,6 +59,7 @@ function reporter(extra: Partial<TlsRptReporterOptions> = {}) {
     resolver,
     ca: world.ca.rootPem,
     httpsPort: world.httpsPort,
+    allowInternalDestinations: true, // the test world's report endpoints are on loopback
     now: c.now,
     onEvent: (e) => events.push(e),
     ...extra,
