@@ -159,4 +159,24 @@ describe('two processes sharing one database file (WAL)', () => {
     expect(rb.mode).toBe('enforce');
     expect(fetchesOf(domain)).toBe(1);
   });
+  it('processes creating the same new file at the same moment all open it (the schema is created once, under the write lock)', { timeout: 120_000 }, async () => {
+    // Two files, four processes each, all started at once (before the fix about one file in three failed to open in one process).
+    const paths = [0, 1].map((k) => join(dir, `created-${k}.db`));
+    const kids = paths.flatMap((path) =>
+      ['p0', 'p1', 'p2', 'p3'].map((name) => {
+        const child = spawnTs('./fixtures/sqlite-open.ts', [path, name]);
+        children.push(child);
+        return child;
+      }),
+    );
+    await Promise.all(kids.map((k) => k.waitFor(/^ready$/, 90_000)));
+    for (const path of paths) writeFileSync(`${path}.go`, '');
+    const events = await Promise.all(kids.map(async (k) => JSON.parse((await k.waitFor(/^events /, 60_000)).slice('events '.length)) as string[]));
+    expect(events).toEqual(kids.map(() => ['opened']));
+    for (const path of paths) {
+      const store = createSqlitePolicyStore({ path });
+      expect(store.domains().sort()).toEqual(['p0.example', 'p1.example', 'p2.example', 'p3.example']);
+      store.close();
+    }
+  });
 });
