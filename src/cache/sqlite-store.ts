@@ -134,7 +134,7 @@ export class SqlitePolicyStore implements PolicyStore {
       try {
         entry = decodeStoredPolicy({ v: STORED_POLICY_VERSION, domain: row.domain, id: row.id, text: row.text, fetchedAt: row.fetched_at, expiresAt: row.expires_at }, domain);
       } catch (error) {
-        o.st.delete.run(domain);
+        this.#quietly(() => o.st.delete.run(domain));
         this.#corrupt(`policy store ${this.path} held an invalid row for ${domain} (deleted): ${(error as Error).message}`, { domain });
         return undefined;
       }
@@ -204,8 +204,11 @@ export class SqlitePolicyStore implements PolicyStore {
 
   /** Policies in the file (expired ones not yet swept included); undefined while the file is not open. */
   get size(): number | undefined {
-    if (!this.#open) return undefined;
-    return (this.#open.st.count.get() as { entries: number }).entries;
+    try {
+      return this.#open ? (this.#open.st.count.get() as { entries: number }).entries : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   /** Deletes expired rows and evicts beyond the bounds now (also done on its own). Throws like every call. */
@@ -330,8 +333,13 @@ export class SqlitePolicyStore implements PolicyStore {
 
   /** Renews the last use (eviction order); a failure here (busy, read-only file) is not the read's failure. */
   #touch(o: OpenDatabase, domain: string, now: number): void {
+    this.#quietly(() => o.st.touch.run(now, domain, now - TOUCH_GRANULARITY_MS));
+  }
+
+  /** A write a read does on the side (renewing the last use, deleting an invalid row): only damage is its failure. */
+  #quietly(write: () => unknown): void {
     try {
-      o.st.touch.run(now, domain, now - TOUCH_GRANULARITY_MS);
+      write();
     } catch (error) {
       if (isNotADatabase(error)) throw error;
     }

@@ -3,7 +3,7 @@
  * single update writes, validation on read (RFC 8461 §3.2, §3.3), the bounds, damaged and foreign files, and the
  * fleet methods across two connections to one file.
  */
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -210,6 +210,30 @@ describe('createSqlitePolicyStore', () => {
     expect(readFileSync(newer).equals(before)).toBe(true);
     expect(readdirSync(join(newer, '..')).some((f) => f.includes('.corrupt-'))).toBe(false);
     refused.close();
+  });
+
+  it('damage found while the file is in use: the file is moved aside, the call runs again on a fresh one, and writes go on', () => {
+    const path = freshPath();
+    const events: SqlitePolicyStoreEvent[] = [];
+    const store = createSqlitePolicyStore({ path, onEvent: (e) => events.push(e) });
+    for (let i = 0; i < 300; i++) store.set(`d${i}.example`, entry(`d${i}.example`));
+    // Garble every page but the first, then change the schema from another connection so the store reads the pages again.
+    const other = new Database(path);
+    other.pragma('wal_checkpoint(TRUNCATE)');
+    const size = statSync(path).size;
+    const fd = openSync(path, 'r+');
+    writeSync(fd, Buffer.alloc(size - 4096, 0xee), 0, size - 4096, 4096);
+    closeSync(fd);
+    other.exec('CREATE TABLE bump (x)');
+    other.close();
+    expect(store.get('d1.example')).toBeUndefined();
+    const corrupt = events.find((e) => e.type === 'corrupt');
+    expect(corrupt).toMatchObject({ type: 'corrupt', error: { code: 'MTASTS_STORE_CORRUPT', message: expect.stringMatching(/malformed/) } });
+    expect(corrupt?.type === 'corrupt' && corrupt.movedTo && existsSync(corrupt.movedTo)).toBe(true);
+    store.set('d1.example', entry('d1.example', Date.now(), 'again1'));
+    expect(store.get('d1.example')?.id).toBe('again1');
+    expect(store.size).toBe(1);
+    store.close();
   });
 
   it('keeps at most three moved-aside copies per path', () => {
