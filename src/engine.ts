@@ -65,7 +65,7 @@ export interface MtaStsOptions {
   /** Reject a policy not served as `text/plain` (RFC 8461 §3.2). Default true. */
   requireTextPlain?: boolean;
   /**
-   * The second cache tier: a persistent or shared store (file, Redis) implementing {@link PolicyStore}. The engine
+   * The second cache tier: a persistent or shared store (SQLite, Redis) implementing {@link PolicyStore}. The engine
    * always keeps its own bounded in-memory copy in front of it. A {@link MemoryPolicyStore} given here becomes that
    * local copy itself (no second tier). Default: none (local memory only).
    */

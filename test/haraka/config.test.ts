@@ -42,6 +42,7 @@ describe('mta-sts.ini', () => {
       'dns_timeout_ms=2000',
       'system_roots=false',
       `ca_file=${ca}`,
+      'policy_db=/var/lib/haraka/mta-sts-policies.db ; SQLite',
       '[tlsrpt]',
       'enabled=yes',
       'organization_name=Example Inc.',
@@ -57,7 +58,7 @@ describe('mta-sts.ini', () => {
       logLevel: 'warn',
       lookupTimeoutMs: 5000,
       starttlsTimeoutMs: 1500,
-      engine: { dnsServers: ['127.0.0.1:53', '192.0.2.1'], dnsTimeoutMs: 2000, systemRoots: false },
+      engine: { dnsServers: ['127.0.0.1:53', '192.0.2.1'], dnsTimeoutMs: 2000, systemRoots: false, policyDb: '/var/lib/haraka/mta-sts-policies.db' },
       tlsrpt: { organizationName: 'Example Inc.', submitter: 'mta.example.com', mailHost: 'relay.example.com', mailPort: 587, dkim: { domainName: 'example.com', keySelector: 's1', privateKey: 'KEY' } },
     });
     expect(config.engine.ca).toContain('BEGIN CERTIFICATE');

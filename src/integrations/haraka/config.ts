@@ -17,6 +17,7 @@
  * dns_timeout_ms=5000
  * fetch_timeout_ms=15000
  * ca_file=/etc/haraka/extra-roots.pem
+ * policy_db=/var/lib/haraka/mta-sts-policies.db   ; policies kept across restarts, shared by the workers (SQLite)
  *
  * [tlsrpt]                   ; RFC 8460 reporting (createTlsRptReporter)
  * enabled=true
@@ -50,6 +51,11 @@ export interface HarakaEngineConfig {
   /** PEM text read from `ca_file`. */
   ca?: string;
   httpsPort?: number;
+  /**
+   * `policy_db`: the SQLite file of `createSqlitePolicyStore` (RFC 8461 §3.3: cached policies survive a restart of
+   * Haraka, and its worker processes share them). Not an engine option: the plugin creates the store.
+   */
+  policyDb?: string;
 }
 
 /** The TLS-RPT reporter settings (see `TlsRptReporterOptions`). */
@@ -110,6 +116,7 @@ const SCHEMA: Record<string, Record<string, Kind>> = {
     system_roots: 'bool',
     ca_file: 'file',
     https_port: ms(65_535, 1),
+    policy_db: 'string',
   },
   tlsrpt: {
     enabled: 'bool',
@@ -222,6 +229,7 @@ export function parseHarakaConfig(lines: readonly string[]): HarakaMtaStsConfig 
   copy('systemRoots', 'system_roots');
   copy('ca', 'ca_file');
   copy('httpsPort', 'https_port');
+  copy('policyDb', 'policy_db');
   if (e.ca !== undefined && !e.ca.includes('-----BEGIN CERTIFICATE-----')) throw invalid('[engine] ca_file holds no PEM certificate', 'ca_file');
   if (e.systemRoots === false && e.ca === undefined) throw invalid('[engine] system_roots=false needs ca_file (otherwise no certificate could validate)', 'system_roots');
   const tlsrpt = parseTlsRpt(s.tlsrpt);
