@@ -11,7 +11,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { MtaSts } from '../../src/engine.js';
 import { guardTransport, type GuardTransportOptions, type MtaStsSentMessageInfo } from '../../src/integrations/nodemailer/index.js';
 import type { TestWorld } from '../../src/testing/index.js';
-import { FAST, mail, MemoryRecorder, sendError, startWorld, stopWorld } from '../integrations/helpers.js';
+import { mail, MemoryRecorder, sendError, startWorld, stopWorld } from '../integrations/helpers.js';
+
+/** Roomier than the shared FAST deadlines: a refusal must be the policy's, not a greeting timeout on a busy machine. */
+const TIMEOUTS = { connectionTimeout: 8000, greetingTimeout: 8000, socketTimeout: 12_000 } as const;
 
 let world: TestWorld;
 let engine: MtaSts;
@@ -26,7 +29,7 @@ afterAll(async () => {
 const ENFORCE = (mx: string[], id = 'i16') => ({ id, mode: 'enforce' as const, mx, maxAge: 86400 });
 
 function guarded(transportOptions: Record<string, unknown>, guardOptions: GuardTransportOptions = {}) {
-  const transporter = nodemailer.createTransport({ port: world.smtpPort, name: 'sender.example', ...FAST, ...transportOptions } as never);
+  const transporter = nodemailer.createTransport({ port: world.smtpPort, name: 'sender.example', ...TIMEOUTS, ...transportOptions } as never);
   const recorder = new MemoryRecorder();
   guardTransport(transporter, { mtaSts: engine, recorder, ...guardOptions });
   return { recorder, send: (m: ReturnType<typeof mail>) => transporter.sendMail(m) as unknown as Promise<MtaStsSentMessageInfo> };
