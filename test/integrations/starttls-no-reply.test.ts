@@ -28,8 +28,10 @@ afterAll(async () => {
 });
 
 const ENFORCE = (mx: string[]) => ({ id: 'sw1', mode: 'enforce' as const, mx, maxAge: 86400 });
+/** The STARTTLS bound of these tests: room for a compliant MX on a loaded machine, far below the socket timeout. */
+const STARTTLS_TIMEOUT_MS = 1_500;
 /** The socket timeout of these tests: far above the STARTTLS bound, so an answer in time proves the bound works. */
-const SOCKET_TIMEOUT_MS = 15_000;
+const SOCKET_TIMEOUT_MS = 30_000;
 
 function transport(extra: Partial<MtaStsTransportOptions> = {}) {
   const recorder = new MemoryRecorder();
@@ -58,7 +60,7 @@ function expectUntouched(mx: TestMxHost, domain: string) {
 async function transportCase(domain: string, behaviour: MxHostOptions) {
   const mx = await world.addMx(domain, `mx1.${domain}`, behaviour);
   world.publishPolicy(domain, ENFORCE([`mx1.${domain}`]));
-  const { send, recorder } = transport({ starttlsTimeoutMs: 300 });
+  const { send, recorder } = transport({ starttlsTimeoutMs: STARTTLS_TIMEOUT_MS });
   const { value: error, ms } = await timed(() => sendError(() => send(mail(`ann@${domain}`))));
 
   expect(ms).toBeLessThan(SOCKET_TIMEOUT_MS / 2);
@@ -66,13 +68,13 @@ async function transportCase(domain: string, behaviour: MxHostOptions) {
   expect(error).toMatchObject({ code: 'EMTASTS', responseCode: 451, temporary: true });
   expect(error.response).toMatch(/^451 4\.7\.5 /);
   expect(error.attempts).toEqual([expect.objectContaining({ mx: `mx1.${domain}`, ip: mx.ip, outcome: 'refused', stage: 'tls', resultType: 'starttls-not-supported' })]);
-  expect(error.attempts[0]!.reason).toMatch(/did not answer STARTTLS \(no reply to STARTTLS after 300 ms\)/);
+  expect(error.attempts[0]!.reason).toContain(`did not answer STARTTLS (no reply to STARTTLS after ${STARTTLS_TIMEOUT_MS} ms)`);
   expect(recorder.of(domain)).toEqual([
     expect.objectContaining({ success: false, failure: expect.objectContaining({ resultType: 'starttls-not-supported', failureReasonCode: 'starttls no reply', receivingMxHostname: `mx1.${domain}`, receivingIp: mx.ip }) }),
   ]);
 }
 
-describe.concurrent('createMtaStsTransport: an MX that never answers STARTTLS', () => {
+describe.concurrent('createMtaStsTransport: an MX that never answers STARTTLS', { timeout: 40_000 }, () => {
   it('RFC 8461 §4.2 enforce, MX omits STARTTLS from its EHLO and swallows the command the client sends anyway: starttls-not-supported, 451 4.7.5 after starttlsTimeoutMs', async () => {
     await transportCase('sw-omit.test', { starttls: false, starttlsNoReply: true });
   });
@@ -87,7 +89,7 @@ describe.concurrent('createMtaStsTransport: an MX that never answers STARTTLS', 
     const { send, recorder } = transport();
     const { value: error, ms } = await timed(() => sendError(() => send(mail('bea@sw-default.test'))));
     expect(ms).toBeGreaterThanOrEqual(4_900);
-    expect(ms).toBeLessThan(SOCKET_TIMEOUT_MS - 2_000);
+    expect(ms).toBeLessThan(SOCKET_TIMEOUT_MS - 10_000);
     expectUntouched(mx, 'sw-default.test');
     expect(error).toMatchObject({ code: 'EMTASTS', responseCode: 451 });
     expect(error.attempts[0]!.reason).toMatch(/after 5000 ms/);
@@ -98,7 +100,7 @@ describe.concurrent('createMtaStsTransport: an MX that never answers STARTTLS', 
     const bad = await world.addMx('sw-next.test', 'mx1.sw-next.test', { priority: 10, starttlsNoReply: true });
     const good = await world.addMx('sw-next.test', 'mx2.sw-next.test', { priority: 20 });
     world.publishPolicy('sw-next.test', ENFORCE(['*.sw-next.test']));
-    const { send, recorder } = transport({ starttlsTimeoutMs: 300 });
+    const { send, recorder } = transport({ starttlsTimeoutMs: STARTTLS_TIMEOUT_MS });
     const info = await send(mail('cid@sw-next.test'));
     expect(bad).toMatchObject({ starttlsSwallowed: 1, mailFrom: [], messages: [] });
     expect(good.messages).toHaveLength(1);
@@ -113,7 +115,7 @@ describe.concurrent('createMtaStsTransport: an MX that never answers STARTTLS', 
   it('§5 testing, STARTTLS advertised and swallowed: reported, then delivered as without MTA-STS (plaintext retry)', async () => {
     const mx = await world.addMx('sw-testing.test', 'mx1.sw-testing.test', { starttlsNoReply: true });
     world.publishPolicy('sw-testing.test', { id: 'swt', mode: 'testing', mx: ['mx1.sw-testing.test'], maxAge: 86400 });
-    const { send, recorder } = transport({ starttlsTimeoutMs: 300 });
+    const { send, recorder } = transport({ starttlsTimeoutMs: STARTTLS_TIMEOUT_MS });
     const info = await send(mail('dee@sw-testing.test'));
     expect(mx.messages).toHaveLength(1);
     expect(mx.messages[0]!.secure).toBe(false);
@@ -142,7 +144,7 @@ async function guardCase(domain: string, behaviour: MxHostOptions) {
   world.publishPolicy(domain, ENFORCE([`mx1.${domain}`]));
   const transporter = nodemailer.createTransport({ host: `mx1.${domain}`, port: world.smtpPort, name: 'sender.example', ...FAST, socketTimeout: SOCKET_TIMEOUT_MS } as never);
   const recorder = new MemoryRecorder();
-  const guard = guardTransport(transporter, { mtaSts: engine, recorder, starttlsTimeoutMs: 300 });
+  const guard = guardTransport(transporter, { mtaSts: engine, recorder, starttlsTimeoutMs: STARTTLS_TIMEOUT_MS });
   closers.push(() => guard.unguard());
   const { value: error, ms } = await timed(() => sendError(() => transporter.sendMail(mail(`eve@${domain}`))));
 
@@ -154,7 +156,7 @@ async function guardCase(domain: string, behaviour: MxHostOptions) {
   expect(recorder.of(domain)[0]!.failure).toMatchObject({ resultType: 'starttls-not-supported', failureReasonCode: 'starttls no reply', receivingIp: mx.ip });
 }
 
-describe.concurrent('guardTransport: the transport points at an MX that never answers STARTTLS', () => {
+describe.concurrent('guardTransport: the transport points at an MX that never answers STARTTLS', { timeout: 40_000 }, () => {
   it('RFC 8461 §4.2 guard, enforce, MX omits STARTTLS from its EHLO and swallows the command: starttls-not-supported, 451 4.7.5 after starttlsTimeoutMs', async () => {
     await guardCase('sw-g-omit.test', { starttls: false, starttlsNoReply: true });
   });
@@ -192,9 +194,9 @@ async function customClientStartTls(ip: string, port: number, waitMs: number): P
       check();
     });
   try {
-    await nextReply(2000);
+    await nextReply(10_000);
     socket.write('EHLO client.example\r\n');
-    await nextReply(2000);
+    await nextReply(10_000);
     socket.write('STARTTLS\r\n');
     const reply = await nextReply(waitMs);
     return reply !== undefined ? { reply } : { error: Object.assign(new Error(`no reply to STARTTLS within ${waitMs} ms`), { code: 'ETIMEDOUT' }) };
@@ -203,7 +205,7 @@ async function customClientStartTls(ip: string, port: number, waitMs: number): P
   }
 }
 
-describe('hooks: a custom client says "no reply to STARTTLS" (context.starttlsNoReply)', () => {
+describe('hooks: a custom client says "no reply to STARTTLS" (context.starttlsNoReply)', { timeout: 40_000 }, () => {
   it('RFC 8460 §4.3.1 handshakeFailed(…, { starttlsNoReply: true }): starttls-not-supported, reason code "starttls no reply", deferred 4.7.5 under enforce', async () => {
     const mx = await world.addMx('sw-hooks.test', 'mx1.sw-hooks.test', { starttlsNoReply: true });
     world.publishPolicy('sw-hooks.test', ENFORCE(['mx1.sw-hooks.test']));
@@ -213,7 +215,7 @@ describe('hooks: a custom client says "no reply to STARTTLS" (context.starttlsNo
     const candidate = plan.allowed[0]!;
     const [ip] = await hooks.addressesFor(candidate);
 
-    const { reply, error } = await customClientStartTls(ip!, world.smtpPort, 300);
+    const { reply, error } = await customClientStartTls(ip!, world.smtpPort, STARTTLS_TIMEOUT_MS);
     expect(reply).toBeUndefined();
     expect(mx.starttlsSwallowed).toBe(1);
 
