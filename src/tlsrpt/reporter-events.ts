@@ -89,12 +89,15 @@ export interface TlsRptDroppedEvent {
   error: TlsRptError;
 }
 
-/** The policy domain has no usable TLSRPT record (none, several, or invalid): nothing is sent (§3). */
+/**
+ * The policy domain has no usable TLSRPT record (none, several, invalid, or every destination refused:
+ * `TLSRPT_DESTINATION_REFUSED`): nothing is sent (§3).
+ */
 export interface TlsRptSkippedNoRecordEvent {
   type: 'skipped-no-record';
   day: string;
   policyDomain: string;
-  /** Why the record is unusable, when there is one (`TLSRPT_RECORD_MULTIPLE`, `TLSRPT_RECORD_INVALID`). */
+  /** Why the record is unusable, when there is one (`TLSRPT_RECORD_MULTIPLE`, `TLSRPT_RECORD_INVALID`, `TLSRPT_DESTINATION_REFUSED`). */
   error?: TlsRptError;
 }
 
