@@ -242,22 +242,9 @@ export class TlsRptAggregator implements TlsRptRecorder {
     if (batch.size === 0) return;
     this.pending = new Map();
     this.unflushedSessions = 0;
-    let firstError: TlsRptError | undefined;
-    for (const byDomain of batch.values()) {
-      for (const acc of byDomain.values()) {
-        if (acc.empty) continue;
-        const delta = acc.toCounts();
-        try {
-          await this.store.merge(delta, this.limits);
-        } catch (error) {
-          const wrapped = toTlsRptError(error, 'TLSRPT_STORE_FAILED', `writing TLS-RPT counts for ${delta.policyDomain} ${delta.day} failed`, { domain: delta.policyDomain });
-          firstError ??= wrapped;
-          this.counters.storeErrors += 1;
-          this.restore(delta);
-          this.unflushedSessions += totalSessions(delta);
-        }
-      }
-    }
+    const deltas: DomainDayCounts[] = [];
+    for (const byDomain of batch.values()) for (const acc of byDomain.values()) if (!acc.empty) deltas.push(acc.toCounts());
+    const firstError = this.store.mergeAll ? await this.writeAll(this.store.mergeAll.bind(this.store), deltas) : await this.writeEach(deltas);
     if (firstError) {
       this.backoffUntil = performance.now() + Math.max(this.flushDelayMs, 1000);
       this.logger?.error?.('tlsrpt: store write failed; counts kept for the next flush', { error: firstError.message });
@@ -265,6 +252,38 @@ export class TlsRptAggregator implements TlsRptRecorder {
       this.scheduleFlush();
       throw firstError;
     }
+  }
+
+  /** One atomic write of the whole flush (a store with `mergeAll`): on failure every delta is kept. */
+  private async writeAll(mergeAll: NonNullable<TlsRptStore['mergeAll']>, deltas: DomainDayCounts[]): Promise<TlsRptError | undefined> {
+    try {
+      await mergeAll(deltas, this.limits);
+      return undefined;
+    } catch (error) {
+      this.counters.storeErrors += 1;
+      for (const delta of deltas) this.keepUnwritten(delta);
+      return toTlsRptError(error, 'TLSRPT_STORE_FAILED', `writing TLS-RPT counts of ${deltas.length} record(s) failed`);
+    }
+  }
+
+  /** One `merge` per record; the failed ones are kept. */
+  private async writeEach(deltas: DomainDayCounts[]): Promise<TlsRptError | undefined> {
+    let firstError: TlsRptError | undefined;
+    for (const delta of deltas) {
+      try {
+        await this.store.merge(delta, this.limits);
+      } catch (error) {
+        firstError ??= toTlsRptError(error, 'TLSRPT_STORE_FAILED', `writing TLS-RPT counts for ${delta.policyDomain} ${delta.day} failed`, { domain: delta.policyDomain });
+        this.counters.storeErrors += 1;
+        this.keepUnwritten(delta);
+      }
+    }
+    return firstError;
+  }
+
+  private keepUnwritten(delta: DomainDayCounts): void {
+    this.restore(delta);
+    this.unflushedSessions += totalSessions(delta);
   }
 
   /** Puts counts whose write failed back into the pending map (merging with what was recorded meanwhile). */

@@ -12,9 +12,10 @@
  * early; an error of configuration (an unusable `mailTransport`) is no delivery attempt at all.
  * Each due report is attempted at most once per check, so nothing loops; all timers are `unref()`ed.
  *
- * Counts and delivery state live in a {@link TlsRptStore}: a {@link FileSpoolStore} under `spoolDir` (survives
- * restarts: a restart neither loses flushed counts nor changes a report's id), or {@link MemoryTlsRptStore} when no
- * directory is given, or any store passed as `store`.
+ * Counts and delivery state live in a {@link TlsRptStore}: an SQLite file when `store` is a path (survives
+ * restarts: a restart neither loses flushed counts nor changes a report's id; several processes may share it and
+ * each report is sent by one of them, see `createSqliteTlsRptStore`), any store passed as `store`, or a
+ * {@link MemoryTlsRptStore} when none is given.
  * The report id is `<day>_<policy-domain>_<unique-id>@<submitter>`; the random unique id is drawn when a report
  * first becomes due and kept across retries (a receiver can drop duplicates). Sessions recorded for a day after its
  * report went out (a late `at`) make a second, separate report with its own id.

@@ -7,10 +7,8 @@
  *
  * The interface is small and asynchronous so that other backends fit:
  * - {@link MemoryTlsRptStore}: in process, for tests and short-lived tools;
- * - {@link FileSpoolStore} (`file-spool.ts`): the default, one JSON file per record in a spool directory, written
- *   atomically;
- * - a Redis store would keep one key per record (`tlsrpt:<day>:<domain>`), do `merge` with WATCH/MULTI (or port
- *   {@link mergeDomainDayCounts} to a Lua script), `list` with SCAN, and `delete` with DEL.
+ * - `createSqliteTlsRptStore` (`src/sqlite/tlsrpt-store.ts`): one SQLite file on one host, shared by its processes;
+ * - `createRedisTlsRptStore` (`mta-sts-sender/redis`): one Redis shared by a fleet.
  */
 import { mergeDomainDayCounts, subtractDomainDayCounts, totalSessions, type AggregationLimits, type DomainDayCounts, type DomainDayKey } from './aggregate.js';
 import type { TlsRptError } from './errors.js';
@@ -40,6 +38,11 @@ export interface StoredDomainDay extends DomainDayCounts {
 export interface TlsRptStore {
   /** Adds `delta` to the record of (`delta.day`, `delta.policyDomain`), creating it; atomic per record. */
   merge(delta: DomainDayCounts, limits: AggregationLimits): Promise<void>;
+  /**
+   * Optional: adds every delta in one atomic step (all stored, or none). The recorder writes a flush with it when
+   * present, otherwise with one `merge` per record.
+   */
+  mergeAll?(deltas: readonly DomainDayCounts[], limits: AggregationLimits): Promise<void>;
   /** All stored records' keys, any order. */
   list(): Promise<DomainDayKey[]>;
   /** One record, or `undefined` when missing (or corrupt: a store reports and discards corrupt records). */
@@ -56,6 +59,16 @@ export interface TlsRptStore {
    * {@link subtractDomainDayCounts} in the same WATCH/MULTI loop (or Lua script) as `merge`.
    */
   settle?(key: DomainDayKey, sent: DomainDayCounts): Promise<void>;
+  /**
+   * Optional: claims a scheduled report (one whose delivery state was set) for sending, so that of several senders
+   * sharing the store exactly one delivers it. Returns the report to send, with the delivery state as stored (its
+   * `uniqueId` makes the report id), or `undefined` when another sender holds it or there is nothing to send. The
+   * reporter claims every report right before its attempt, calls `settle` after a delivery and `release` at the
+   * end of the attempt. A store that claims inside `get` (the Redis store) does not need it.
+   */
+  claim?(key: DomainDayKey): Promise<StoredDomainDay | undefined>;
+  /** Optional: gives back a report claimed with `claim` (after a failed, skipped or kept attempt). */
+  release?(key: DomainDayKey): Promise<void>;
   /** Releases resources. */
   close?(): Promise<void>;
   /**

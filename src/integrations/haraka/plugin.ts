@@ -198,7 +198,7 @@ function createReporter(config: HarakaMtaStsConfig, logger: ReturnType<typeof li
     organizationName: t.organizationName,
     contactInfo: t.contactInfo,
     submitter: t.submitter,
-    ...(t.spoolDir !== undefined ? { spoolDir: t.spoolDir } : {}),
+    ...(t.dbFile !== undefined ? { store: t.dbFile } : {}),
     ...(t.mailHost !== undefined ? { mailTransport: { host: t.mailHost, port: t.mailPort ?? 25, secure: t.mailSecure ?? false } } : {}),
     ...(t.mailFrom !== undefined ? { mailFrom: t.mailFrom } : {}),
     ...(t.dkim ? { dkim: t.dkim } : {}),
