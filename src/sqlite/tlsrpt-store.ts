@@ -143,9 +143,16 @@ export class SqliteTlsRptStore implements TlsRptStore {
     if (dropped > 0) this.#logger?.warn?.(`tlsrpt: SQLite store dropped ${dropped} session(s): maxPoliciesPerDomain (${limits.maxPoliciesPerDomain}) reached`);
   }
 
-  /** Every record, by day then domain; first deletes the records of days past the retention. */
+  /** Every record, by day then domain; first deletes the records of days past the retention (when it can). */
   async list(): Promise<DomainDayKey[]> {
-    if (!this.readOnly && !this.#closed) this.#expire();
+    if (!this.readOnly && !this.#closed) {
+      try {
+        this.#expire();
+      } catch (error) {
+        // A read-only or full disk: the records are still listed (previews, sending attempts report the failure).
+        this.#logger?.warn?.(`tlsrpt: ${(error as Error).message}`);
+      }
+    }
     const rows = this.#read('listing', () => this.#s.keys.all() as Array<{ day: string; policy_domain: string }>);
     return rows.map((r) => ({ day: r.day, policyDomain: r.policy_domain }));
   }

@@ -131,13 +131,19 @@ async function processDueReports(processor: ReportProcessor, recorder: TlsRptAgg
   }
   const today = utcDayKey(now());
   keys.sort(byDayThenDomain);
-  for (const key of keys) {
-    // §4.1: only closed UTC days are reported.
-    if (key.day >= today) continue;
+  // §4.1: only closed UTC days are reported.
+  const due = keys.filter((key) => key.day < today);
+  for (const [i, key] of due.entries()) {
     try {
       await processReport(processor, key, force, result);
     } catch (error) {
-      emit({ type: 'store-error', error: toTlsRptError(error, 'TLSRPT_STORE_FAILED', `processing ${key.policyDomain} ${key.day} failed`, { domain: key.policyDomain }) });
+      const e = toTlsRptError(error, 'TLSRPT_STORE_FAILED', `processing ${key.policyDomain} ${key.day} failed`, { domain: key.policyDomain });
+      emit({ type: 'store-error', error: e });
+      // A store that cannot write (a full or read-only disk) fails every report alike: one event per pass, no loop.
+      if (e.code === 'TLSRPT_STORE_FAILED' && i < due.length - 1) {
+        processor.settings.logger?.error?.(`tlsrpt: the TLS-RPT store failed; ${due.length - i - 1} other report(s) wait for the next check: ${e.message}`);
+        break;
+      }
     }
   }
   return result;
