@@ -37,7 +37,7 @@ export interface TlsRptReporterOptions {
   /**
    * Where counts and delivery state live: a {@link TlsRptStore} (e.g. `createSqliteTlsRptStore({ path })`,
    * `createRedisTlsRptStore({ redis })` for a fleet), or the path of an SQLite database file, shorthand for
-   * `createSqliteTlsRptStore({ path, logger })` (the reporter then closes it). Recommended in production.
+   * `createSqliteTlsRptStore({ path, logger, now })` (the reporter then closes it). Recommended in production.
    * Default: a new {@link MemoryTlsRptStore} (lost on restart).
    */
   store?: TlsRptStore | string;
@@ -135,7 +135,7 @@ export interface ReporterSettings {
  */
 export function resolveReporterSettings(options: TlsRptReporterOptions): ReporterSettings {
   const logger = options.logger;
-  const store: TlsRptStore = typeof options.store === 'string' ? createSqliteTlsRptStore({ path: options.store, ...(logger ? { logger } : {}) }) : (options.store ?? new MemoryTlsRptStore());
+  const store: TlsRptStore = typeof options.store === 'string' ? createSqliteTlsRptStore({ path: options.store, ...(logger ? { logger } : {}), ...(options.now ? { now: options.now } : {}) }) : (options.store ?? new MemoryTlsRptStore());
   const submitter = options.submitter.toLowerCase().replace(/\.$/, '');
   return {
     now: options.now ?? Date.now,
