@@ -1,6 +1,6 @@
 /**
  * `mta-sts world` as a process: it starts the loopback world, prints options that work, and stops cleanly on
- * SIGTERM. Also what the README promises about the CLI (the world snippet, the default spool path, option names).
+ * SIGTERM. Also what the README promises about the CLI (the world snippet, the default TLS-RPT database path, option names).
  */
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -83,12 +83,18 @@ describe('mta-sts world', { timeout: 60_000 }, () => {
 });
 
 describe('the README and --help agree', { timeout: 30_000 }, () => {
-  it('the default spool path in tlsrpt --help is the one the README uses', async () => {
+  it('tlsrpt preview|send take the database: --db, default /var/lib/mta-sts-sender/tlsrpt.db', async () => {
     const [preview, send] = await Promise.all([runMtaSts(['tlsrpt', 'preview', '--help']), runMtaSts(['tlsrpt', 'send', '--help'])]);
-    for (const r of [preview, send]) expect(r.stdout).toMatch(/--spool <dir> +the spool directory \(FileSpoolStore\) \(default:\s+"\/var\/spool\/mta-sts-sender\/tlsrpt"\)/);
+    for (const r of [preview, send]) {
+      expect(r.stdout).toMatch(/--db <file> +the TLS-RPT database \(SQLite file of\s+createSqliteTlsRptStore\)\s+\(default:\s+"\/var\/lib\/mta-sts-sender\/tlsrpt\.db"\)/);
+      expect(r.stdout).not.toContain('--spool');
+    }
+  });
+
+  it('the default TLS-RPT database path in tlsrpt --help is the one the README uses', () => {
     const section = readmeCliSection();
-    expect(section).toContain('/var/spool/mta-sts-sender/tlsrpt');
-    expect(section).not.toMatch(/\/var\/spool\/(?!mta-sts-sender\/tlsrpt)/);
+    expect(section).toContain('/var/lib/mta-sts-sender/tlsrpt.db');
+    expect(section).not.toMatch(/--spool|\/var\/spool\//);
   });
 
   it('the README shows how to run against the world from the README alone: mta-sts world, its options, smtpPort', () => {
