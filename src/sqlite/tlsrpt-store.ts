@@ -157,7 +157,7 @@ export class SqliteTlsRptStore implements TlsRptStore {
     return rows.map((r) => ({ day: r.day, policyDomain: r.policy_domain }));
   }
 
-  /** Deletes the records of days that ended more than `retentionMs` ago. */
+  /** Deletes the records of days that ended more than `retentionMs` ago (past any RFC 8460 §5.5 retry window). */
   #expire(): void {
     const lastExpiredDay = utcDayKey(this.#now() - this.#retentionMs - DAY_MS);
     const { reports, counters } = this.#write('deleting expired records', () => {
@@ -236,7 +236,8 @@ export class SqliteTlsRptStore implements TlsRptStore {
           s.deleteReport.run(key.day, key.policyDomain);
           return undefined;
         }
-        // The report's content is fixed from here on, like its id: counters recorded later make the next report.
+        // RFC 8460 §4.1/§5.1: one report per domain and day, one report id; its content is fixed from here on, like
+        // its unique id, so a resend is the same report; counters recorded later make the next report.
         s.freezeReport.run(JSON.stringify(counts.policies), this.#owner, leaseUntil, key.day, key.policyDomain);
         deleteCounts(s, key);
       }
@@ -261,6 +262,7 @@ export class SqliteTlsRptStore implements TlsRptStore {
       this.#write('marking a report sent', () => {
         const row = s.report.get(key.day, key.policyDomain) as ReportRow | undefined;
         if (row?.policies != null) {
+          // Sent once (RFC 8460 §4.1): the claimed report is gone; live counters recorded meanwhile stay.
           if (uniqueId === undefined || row.unique_id === uniqueId) s.deleteReport.run(key.day, key.policyDomain);
           return;
         }
