@@ -15,7 +15,7 @@ const library = {
   'redis/index': 'src/redis/index.ts',
 };
 
-const common = { target: 'node20', splitting: true, shims: true, sourcemap: false, clean: false } as const;
+const common = { target: 'node22', splitting: true, shims: true, sourcemap: false, clean: false } as const;
 
 export default defineConfig([
   { ...common, entry: { ...library, 'cli/main': 'src/cli/main.ts' }, format: ['esm'], dts: { entry: library } },

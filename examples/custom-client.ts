@@ -12,9 +12,9 @@
 import diagnosticsChannel from 'node:diagnostics_channel';
 import type { TLSSocket } from 'node:tls';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
-import { createMtaStsHooks, DECISION_CHANNEL, type MtaStsDecision } from '../src/integrations/hooks.js';
-import { nodemailerHandshakeFailure } from '../src/integrations/nodemailer/index.js';
-import { createTestWorld } from '../src/testing/index.js';
+import { createMtaStsHooks, DECISION_CHANNEL, type MtaStsDecision } from 'mta-sts-sender/hooks';
+import { nodemailerHandshakeFailure } from 'mta-sts-sender/nodemailer';
+import { createTestWorld } from 'mta-sts-sender/testing';
 
 const world = await createTestWorld();
 await world.addMx('bank.example', 'mx0.attacker.example', { priority: 0 }); // injected MX record, not in the policy

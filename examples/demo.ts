@@ -74,6 +74,7 @@ try {
     resolver: createDefaultResolver({ dnsServers: options.dnsServers }),
     ca: options.ca,
     httpsPort: world.httpsPort, // FOR TESTS: the world's HTTPS port instead of 443
+    allowInternalDestinations: true, // FOR TESTS: the world's report endpoints are on loopback
     now: () => Date.now() + clockShift,
     delayMs: 0,
     jitterMs: 0,

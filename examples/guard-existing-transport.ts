@@ -6,7 +6,7 @@
  * 1. A transport that talks straight to a recipient's MX host (`mx1.partner.example`, enforce policy): the guard
  *    enforces the policy for that host (STARTTLS, TLS 1.2+, certificate valid for the host name). When the host's
  *    certificate breaks, the message is refused with a temporary EMTASTS error instead of going to an impostor.
- * 2. A transport that relays through a smart host: RFC 8461 §3.4 makes the smart host's domain the policy domain.
+ * 2. A transport that relays through a smart host (`relay: true`): RFC 8461 §3.4 makes the smart host's domain the policy domain.
  *    Without a policy of its own, the guard passes the message through and says so once; once the smart host
  *    publishes an enforce policy, the guard applies it to the hop (validated TLS with SNI = the smart host).
  */
@@ -53,7 +53,9 @@ try {
     tls: { ca: world.ca.rootPem },
     getSocket: (_options, callback) => callback(null, { connection: net.connect(world.smtpPort, relay.ip) }),
   });
-  const relayGuard = guardTransport(viaRelay, { mtaSts });
+  // relay: true says the host is a smart host: the MX answer (unauthenticated) cannot tell, so without it mail to an
+  // enforce domain whose policy does not list the host (here partner.example) is deferred.
+  const relayGuard = guardTransport(viaRelay, { mtaSts, relay: true });
   relayGuard.on('smart-host', (notice) => console.log(`smart-host notice: ${notice.reason}`));
   await viaRelay.sendMail({ from: 'app@sender.example', to: 'orders@partner.example', subject: 'order 3', text: 'via relay' });
   await viaRelay.sendMail({ from: 'app@sender.example', to: 'orders@partner.example', subject: 'order 4', text: 'via relay' });

@@ -1,11 +1,9 @@
 /**
  * The core engine on its own: discover a domain's policy, plan delivery, and judge each MX host's TLS.
- * Runs against the loopback test world: `npx tsx examples/policy-lookup.ts`.
+ * Runs against the loopback test world: `node --import tsx examples/policy-lookup.ts`.
  */
-import { createMtaSts } from '../src/index.js';
-import { probeStartTls } from '../src/tls/starttls-probe.js';
-import { resolveAddresses } from '../src/discovery/lookup.js';
-import { createTestWorld } from '../src/testing/index.js';
+import { createMtaSts, probeStartTls } from 'mta-sts-sender';
+import { createTestWorld } from 'mta-sts-sender/testing';
 
 const world = await createTestWorld();
 try {
@@ -22,8 +20,8 @@ try {
   for (const candidate of plan.candidates) {
     console.log(`  MX ${candidate.priority} ${candidate.host}: ${candidate.allowed ? 'allowed' : 'REFUSED'} (${candidate.reason})`);
     if (!candidate.allowed) continue;
-    const [address] = await resolveAddresses(mtaSts.resolver, candidate.host, 5000);
-    const probe = await probeStartTls(candidate.host, { address: address!.address, smtpPort: world.smtpPort, tls: candidate.tls, timeoutMs: 5000 });
+    const [address] = await mtaSts.resolver.resolve4(candidate.host);
+    const probe = await probeStartTls(candidate.host, { address: address!, smtpPort: world.smtpPort, tls: candidate.tls, timeoutMs: 5000 });
     console.log(`    STARTTLS ${probe.starttlsOffered ? 'offered' : 'missing'}, ${probe.protocol ?? 'no TLS'}: ${probe.verification.ok ? 'certificate valid for the MX name' : `${probe.verification.resultType}: ${probe.verification.reason}`}`);
   }
   if (plan.noCandidate) console.log(`  no permitted MX: ${plan.noCandidate.action} (${plan.noCandidate.reason})`);

@@ -44,7 +44,13 @@ export interface MtaStsOptions {
   dnsServers?: readonly string[];
   /** Deadline for one DNS query, in ms (the default resolver's own retries end by it too). Default 10000. */
   dnsTimeoutMs?: number;
-  /** Reuse positive MX, A and AAAA answers for at most this long, in ms; concurrent queries for a name always share one. Default 5000; 0: no reuse. */
+  /**
+   * Reuse positive MX, A and AAAA answers for at most this long, in ms, and never beyond their TTL (RFC 1035 §3.2.1,
+   * RFC 2181 §8: a TTL 0 answer is never reused); concurrent queries for a name always share one query in flight.
+   * A/AAAA answers without a TTL (from a `resolver` that reports none) are not reused. `node:dns` reports no MX TTL:
+   * an MX answer is then reused for at most this long, and asked for again at once when it disagrees with the
+   * policy in force (the policy id changed since, or no MX host matches the policy). Default 5000; 0: no reuse.
+   */
   dnsAnswerCacheMs?: number;
   /** Extra trust roots (PEM) for the policy HTTPS fetch and MX TLS. Default: none (Node's bundled roots only). */
   ca?: string | Buffer | ReadonlyArray<string | Buffer>;
@@ -59,7 +65,7 @@ export interface MtaStsOptions {
   /** Reject a policy not served as `text/plain` (RFC 8461 §3.2). Default true. */
   requireTextPlain?: boolean;
   /**
-   * The second cache tier: a persistent or shared store (file, Redis) implementing {@link PolicyStore}. The engine
+   * The second cache tier: a persistent or shared store (SQLite, Redis) implementing {@link PolicyStore}. The engine
    * always keeps its own bounded in-memory copy in front of it. A {@link MemoryPolicyStore} given here becomes that
    * local copy itself (no second tier). Default: none (local memory only).
    */
@@ -145,6 +151,10 @@ export interface MtaSts {
   forget(domain: string): Promise<void>;
   /** Subscribes to an engine event (see {@link MtaStsEvents}: `store-error`); returns the function that unsubscribes. */
   on<E extends MtaStsEventName>(event: E, listener: MtaStsListener<E>): () => void;
+  /**
+   * The engine's resolver: concurrent queries for a name share one query in flight, and positive MX/A/AAAA answers
+   * are reused for at most `dnsAnswerCacheMs`, never beyond their TTL (RFC 1035 §3.2.1).
+   */
   readonly resolver: DnsResolver;
   /** The configured `store` (the second tier), or the local in-memory tier when no second tier is configured. */
   readonly store: PolicyStore;
@@ -228,7 +238,8 @@ type Settings = ReturnType<typeof settingsOf>;
 /** Every option with its default applied. */
 function settingsOf(options: MtaStsOptions) {
   const dnsTimeoutMs = options.dnsTimeoutMs ?? 10_000;
-  // Single flight and short reuse of MX/A/AAAA answers per name; close() cancels the default resolver's queries.
+  // Single flight and short reuse (never beyond the TTL) of MX/A/AAAA answers per name; close() cancels the default
+  // resolver's queries.
   const ownResolver = options.resolver === undefined;
   const resolver = shareAnswers(options.resolver ?? createDefaultResolver({ ...(options.dnsServers ? { dnsServers: options.dnsServers } : {}), deadlineMs: dnsTimeoutMs }), { answerTtlMs: options.dnsAnswerCacheMs ?? 5_000, cancelOnClose: ownResolver });
   const extraCa = options.ca === undefined ? undefined : Array.isArray(options.ca) ? [...(options.ca as ReadonlyArray<string | Buffer>)] : [options.ca as string | Buffer];

@@ -72,8 +72,9 @@ export const TLSRPT_RESULT_TYPES: readonly TlsRptResultType[] = Object.freeze([
  *   and what was expected. Fix the configuration.
  * - `MTASTS_MISSING_PEER`: the feature needs an optional peer dependency that is not installed (`details.package`).
  *   Install it.
- * - `MTASTS_STORE_CORRUPT`: a persisted policy cache (file, Redis entry) did not validate and was ignored. Nothing to
- *   do on the delivery path (policies are fetched again); look at `details.path` / `details.key` for the cause.
+ * - `MTASTS_STORE_CORRUPT`: a persisted policy cache (an SQLite file or row, a Redis entry) did not validate and was
+ *   ignored (a damaged file is moved aside, `details.movedTo`). Nothing to do on the delivery path (policies are
+ *   fetched again); look at `details.path` / `details.key` for the cause.
  * - `MTASTS_STORE_FAILED`: a policy store could not be read or written (I/O error, Redis error). The sender keeps
  *   working from memory; fix the store (permissions, disk space, Redis).
  * - `MTASTS_STORE_TIMEOUT`: a policy store call took longer than its timeout and was abandoned; same as above.

@@ -29,8 +29,8 @@ export type { ErrorDetails, MtaStsSenderErrorOptions, MtaStsSenderErrorJSON, Mta
 // Policy stores.
 export { MemoryPolicyStore } from './cache/store.js';
 export type { PolicyStoreEntry, PolicyStore, StoredFetchFailure, MemoryPolicyStoreOptions } from './cache/store.js';
-export { createFilePolicyStore, FilePolicyStore } from './cache/file-store.js';
-export type { FilePolicyStoreOptions, FilePolicyStoreEvent } from './cache/file-store.js';
+export { createSqlitePolicyStore, SqlitePolicyStore } from './cache/sqlite-store.js';
+export type { SqlitePolicyStoreOptions, SqlitePolicyStoreEvent } from './cache/sqlite-store.js';
 // The DNS seam.
 export { createDefaultResolver } from './discovery/resolver.js';
 export type { DnsResolver, MxRecord, DefaultResolver, DefaultResolverOptions } from './discovery/resolver.js';

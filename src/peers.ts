@@ -61,3 +61,27 @@ export function assertPeer(peer: OptionalPeer, feature: string): void {
     throw error;
   }
 }
+
+/**
+ * Checks several peers at once and names every missing one in one `MTASTS_MISSING_PEER` error (one
+ * `npm install a b c` line), rather than one per attempt.
+ */
+export function assertPeers(peers: readonly OptionalPeer[], feature: string): void {
+  const missing: OptionalPeer[] = [];
+  for (const peer of peers) {
+    try {
+      assertPeer(peer, feature);
+    } catch (error) {
+      if ((error as { code?: unknown }).code !== 'MTASTS_MISSING_PEER') throw error;
+      missing.push(peer);
+    }
+  }
+  if (missing.length <= 1) {
+    if (missing.length === 1) assertPeer(missing[0]!, feature);
+    return;
+  }
+  const list = missing.map((peer) => `${peer} (${OPTIONAL_PEERS[peer]})`).join(', ');
+  throw new MtaStsError('MTASTS_MISSING_PEER', `${feature} needs the optional peer dependencies ${list}, which are not installed: run npm install ${missing.join(' ')}`, {
+    details: { package: missing.join(' ') },
+  });
+}

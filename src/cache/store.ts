@@ -2,8 +2,8 @@
  * Policy stores: where fetched policies live between deliveries (RFC 8461 §3.3, §5.1).
  *
  * A policy is cached until `max_age` seconds after it was fetched. The engine always keeps a local, in-memory copy
- * (a {@link MemoryPolicyStore}, bounded by entries and bytes) and can sit in front of one more store (a file, Redis,
- * SQL) implementing {@link PolicyStore}: the second tier survives restarts and is shared by a fleet. Stores hold
+ * (a {@link MemoryPolicyStore}, bounded by entries and bytes) and can sit in front of one more store (SQLite, Redis,
+ * your own) implementing {@link PolicyStore}: the second tier survives restarts and is shared by a fleet. Stores hold
  * data only; expiry, refresh and trust decisions are the engine's (entries read back are validated, never trusted).
  */
 import { LRUCache } from 'lru-cache';

@@ -1,5 +1,5 @@
 /**
- * The persisted form of a cached policy, shared by the file store and the Redis store.
+ * The persisted form of a cached policy: the Redis store keeps it as JSON, the SQLite store validates its rows with it.
  *
  * A persisted entry is read back by another process, another version of this library, or after a crash; it may
  * also have been written by something else entirely (a shared Redis). So an entry is never trusted: the policy is

@@ -1,7 +1,7 @@
 /**
  * The engine's two-tier policy cache (RFC 8461 §3.3: a cached policy applies until it expires).
  *
- * Tier 1 is local memory (a bounded {@link MemoryPolicyStore}); tier 2 is the optional configured store (a file,
+ * Tier 1 is local memory (a bounded {@link MemoryPolicyStore}); tier 2 is the optional configured store (SQLite,
  * Redis). Every policy this process has seen stays in tier 1, so it keeps applying when tier 2 is down, slow or
  * wiped. Every tier-2 call is bounded by `storeTimeoutMs`; a failure or timeout becomes a `store-error` report and a
  * logger warning, never an exception or a missing policy. Writes that failed are replayed when tier 2 answers again,

@@ -31,6 +31,7 @@ import type { PolicyLookup } from '../types.js';
 import { probeHost, type ProbeSetup } from './check-probe.js';
 import { judge } from './check-rules.js';
 import type { CheckCategory, CheckResult, ErrorInfo, MxTrace, PolicyTrace, TlsRptTrace, TxtTrace } from './check-types.js';
+import { quoted } from './printable.js';
 
 export type * from './check-types.js';
 
@@ -57,7 +58,7 @@ export function errorInfo(error: unknown): ErrorInfo {
 
 /** Why `input` is not a domain name, with a suggestion when one is obvious (an e-mail address, a URL). */
 export function invalidDomainMessage(input: string): string {
-  const shown = JSON.stringify(input.length > 100 ? `${input.slice(0, 100)}…` : input);
+  const shown = quoted(input.length > 100 ? `${input.slice(0, 100)}…` : input);
   const at = input.lastIndexOf('@');
   if (at > 0 && !/\s/.test(input)) {
     const domain = normalizeDomainOrUndefined(input.slice(at + 1));

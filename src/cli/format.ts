@@ -4,6 +4,7 @@
  */
 import type pc from 'picocolors';
 import type { CheckCategory, CheckResult, MxHostTrace, TxtTrace } from './check-types.js';
+import { printable } from './printable.js';
 
 /** A picocolors instance (`pc.createColors(enabled)`). */
 export type Colors = ReturnType<typeof pc.createColors>;
@@ -100,8 +101,9 @@ function mxHostLines(c: Colors, h: MxHostTrace, width: number): string[] {
 /** The full decision trace of one domain, as printed by `mta-sts check <domain>`. */
 export function formatCheck(c: Colors, r: CheckResult): string {
   const out: string[] = [];
-  const head = r.domain ?? r.input;
-  out.push(`${c.bold(head)}${r.domain && r.domain !== r.input.toLowerCase().replace(/\.$/, '') ? c.dim(` (${r.input})`) : ''}  ${categoryLabel(c, r.category)}`);
+  // The input is printed escaped (an entry of a --file list may hold ESC, NUL or invalid UTF-8).
+  const head = printable(r.domain ?? r.input);
+  out.push(`${c.bold(head)}${r.domain && r.domain !== r.input.toLowerCase().replace(/\.$/, '') ? c.dim(` (${printable(r.input)})`) : ''}  ${categoryLabel(c, r.category)}`);
   if (r.txt) out.push(...txtLines(c, r.txt));
   if (r.policy) {
     const p = r.policy;
@@ -120,7 +122,7 @@ export function formatCheck(c: Colors, r: CheckResult): string {
   }
   if (r.mx) {
     const m = r.mx;
-    const label = `  ${c.bold('MX')}      ${r.domain ?? r.input}`;
+    const label = `  ${c.bold('MX')}      ${printable(r.domain ?? r.input)}`;
     switch (m.verdict) {
       case 'ok':
         out.push(label);
@@ -166,7 +168,8 @@ export function formatCheck(c: Colors, r: CheckResult): string {
 
 /** One line per domain, for batch mode. */
 export function formatCompact(c: Colors, r: CheckResult, width: number): string {
-  const name = (r.domain ?? (r.source !== undefined ? `${r.source}: ${r.input}` : r.input)).padEnd(width);
+  // The entry label is input text (a line of a --file list): printed escaped, never raw.
+  const name = printable(r.domain ?? (r.source !== undefined ? `${r.source}: ${r.input}` : r.input)).padEnd(width);
   const cat = categoryLabel(c, r.category);
   const pad = ' '.repeat(Math.max(0, 10 - r.category.length));
   const notes = r.problems.length > 0 ? r.problems.map((p) => p.message).join('; ') : r.wouldFailUnderEnforce.length > 0 ? c.magenta(r.wouldFailUnderEnforce.map((f) => f.message).join('; ')) : r.warnings.length > 0 ? c.yellow(r.warnings.map((w) => w.message).join('; ')) : c.dim(r.mode === null ? 'no policy' : `mode ${r.mode}, ${r.mx?.hosts.length ?? 0} MX`);

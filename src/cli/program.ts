@@ -209,6 +209,7 @@ function addTlsRptCommands(program: Command, io: CliIo, cwd: string, setExit: (c
     .option('--dkim-domain <domain>', 'DKIM-sign report mail for this domain (RFC 8460 §5.3 requires a signature)')
     .option('--dkim-selector <selector>', 'DKIM selector')
     .option('--dkim-key <file>', 'DKIM private key (PEM)')
+    .option('--allow-internal-destinations', 'also send to report destinations inside this network (loopback, private addresses, names like localhost or *.test): for test worlds only')
   addPortOptions(send, 'report endpoints (https: rua)');
   send
     .action(async (opts: TlsRptCommandOptions) => {

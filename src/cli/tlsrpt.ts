@@ -37,6 +37,8 @@ export interface TlsRptCommandOptions {
   dkimSelector?: string;
   dkimKey?: string;
   httpsPort?: number;
+  /** `--allow-internal-destinations`: the reporter's `allowInternalDestinations` (test worlds). */
+  allowInternalDestinations?: boolean;
   /** Old name of `httpsPort` (hidden option `--policy-port`). */
   policyPort?: number;
 }
@@ -231,6 +233,7 @@ export async function runTlsRptSend(opts: TlsRptCommandOptions, io: CliIo, cwd: 
       ...(opts.from !== undefined ? { mailFrom: opts.from } : {}),
       ...(dkim ? { dkim } : {}),
       ...(httpsPort !== undefined ? { httpsPort } : {}),
+      ...(opts.allowInternalDestinations === true ? { allowInternalDestinations: true } : {}),
     });
   } catch (error) {
     await store.close();
@@ -247,6 +250,7 @@ export async function runTlsRptSend(opts: TlsRptCommandOptions, io: CliIo, cwd: 
     await store.close();
   }
   printSendResult(result, opts, c, io);
+  printDestinationWarnings(result, io);
   for (const e of corrupt) io.stderr.write(`mta-sts: warning: ${e.message}\n`);
   // A full or read-only disk: reported once per problem, never retried in a loop.
   for (const e of storeErrors) io.stderr.write(`mta-sts: error: ${e.message}\n`);
@@ -258,6 +262,17 @@ export async function runTlsRptSend(opts: TlsRptCommandOptions, io: CliIo, cwd: 
     return EXIT_USAGE;
   }
   return result.failed.length > 0 || result.dropped.length > 0 || storeErrors.length > 0 ? EXIT_PROBLEM : EXIT_OK;
+}
+
+/** Destinations left out (`maxDestinationsPerReport`) or refused (internal targets), as warnings on stderr. */
+function printDestinationWarnings(result: FlushResult, io: CliIo): void {
+  for (const e of result.limited ?? []) {
+    io.stderr.write(`mta-sts: warning: ${e.policyDomain} ${e.day}: the record names ${e.published} report destinations (${e.duplicates} duplicates); sent to the first ${e.limit}, ${e.leftOut} left out\n`);
+  }
+  for (const e of result.refused ?? []) {
+    // JSON quoting: a decoded mailto: address may hold control characters.
+    io.stderr.write(`mta-sts: warning: ${e.policyDomain} ${e.day}: destination ${JSON.stringify(e.destination)} refused (${e.reason}); --allow-internal-destinations allows it in test worlds\n`);
+  }
 }
 
 /** Prints what `tlsrpt send` did: one line (or JSON object) per report, then a count. */

@@ -73,17 +73,18 @@ export function formatWorldInfo(info: WorldInfo, colors: boolean): string {
     '',
     c.bold('Try'),
     `  mta-sts check --probe ${info.args.join(' ')} ${info.domains.map((d) => d.domain).join(' ')}`,
+    c.dim('  (mta-sts tlsrpt send to these report endpoints needs --allow-internal-destinations: they are on loopback)'),
     '',
   ].join('\n');
 }
 
 export async function runWorld(opts: WorldCommandOptions, io: CliIo, cwd: string): Promise<number> {
   const testing = await loadTesting();
-  const tmp = opts.caFile === undefined ? mkdtempSync(join(tmpdir(), 'mta-sts-world-')) : undefined;
-  const caFile = opts.caFile === undefined ? join(tmp!, 'ca.pem') : resolvePath(cwd, opts.caFile);
   // Listening from the start: an interrupt during start-up stops the world as soon as it is up, and cleans up.
   const stopped = untilSignal();
-  const world = await testing.createTestWorld();
+  const world = await startWorld(testing);
+  const tmp = opts.caFile === undefined ? mkdtempSync(join(tmpdir(), 'mta-sts-world-')) : undefined;
+  const caFile = opts.caFile === undefined ? join(tmp!, 'ca.pem') : resolvePath(cwd, opts.caFile);
   try {
     const domains = await testing.addExampleDomains(world);
     try {
@@ -100,5 +101,15 @@ export async function runWorld(opts: WorldCommandOptions, io: CliIo, cwd: string
   } finally {
     await world.close();
     if (tmp) rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+/** Starts the world; missing optional packages are a usage error naming all of them in one line. */
+async function startWorld(testing: TestingModule): Promise<Awaited<ReturnType<TestingModule['createTestWorld']>>> {
+  try {
+    return await testing.createTestWorld();
+  } catch (error) {
+    if ((error as { code?: unknown }).code === 'MTASTS_MISSING_PEER') throw new UsageError(`mta-sts world: ${(error as Error).message}`);
+    throw error;
   }
 }

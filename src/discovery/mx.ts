@@ -4,7 +4,7 @@
  */
 import { normalizeDomainOrUndefined } from '../domain.js';
 import type { MtaStsError } from '../errors.js';
-import { queryDns, type DnsResolver, type MxRecord } from './resolver.js';
+import { queryDns, type MxRecord } from './resolver.js';
 
 /**
  * What the MX query said:
@@ -29,9 +29,12 @@ export function classifyMxRecords(records: MxRecord[]): MxLookup {
   return isNullMx(records) ? { kind: 'null-mx' } : { kind: 'ok', records };
 }
 
-/** Looks up the MX records of `domain` through the resolver, bounded by `deadlineMs`. Never throws. */
-export async function lookupMx(resolver: DnsResolver, domain: string, deadlineMs: number, signal?: AbortSignal): Promise<MxLookup> {
-  const answer = await queryDns(() => resolver.resolveMx(domain), { name: domain, type: 'MX', domain }, deadlineMs, signal);
+/**
+ * Looks up the MX records of `domain` with `query` (e.g. `() => resolver.resolveMx(domain)`), bounded by
+ * `deadlineMs`. Never throws.
+ */
+export async function lookupMx(query: () => Promise<MxRecord[]>, domain: string, deadlineMs: number, signal?: AbortSignal): Promise<MxLookup> {
+  const answer = await queryDns(query, { name: domain, type: 'MX', domain }, deadlineMs, signal);
   if (answer.kind === 'error') return { kind: 'error', error: answer.error };
   if (answer.kind === 'not-found') return answer.nxdomain ? { kind: 'nxdomain' } : { kind: 'implicit', records: [{ exchange: domain, priority: 0 }] };
   return classifyMxRecords(answer.value);

@@ -12,9 +12,27 @@ import { MtaStsError } from '../errors.js';
 export interface MxRecord {
   exchange: string;
   priority: number;
+  /**
+   * The record's TTL in seconds, when the resolver reports it (`node:dns` does not for MX). With it, the engine
+   * reuses the answer no longer than the TTL (RFC 1035 §3.2.1); see the engine's `dnsAnswerCacheMs`.
+   */
+  ttl?: number;
 }
 
-/** The resolver interface. `node:dns/promises` `Resolver` satisfies it as is. */
+/** An A or AAAA record with its TTL in seconds: what `node:dns` answers to `resolve4(name, { ttl: true })`. */
+export interface AddressWithTtl {
+  address: string;
+  ttl: number;
+}
+
+/**
+ * The resolver interface. `node:dns/promises` `Resolver` satisfies it as is.
+ *
+ * TTLs (RFC 1035 §3.2.1): the engine reuses a positive answer no longer than its TTL. It asks `resolve4` and
+ * `resolve6` with a second argument `{ ttl: true }` and takes `{ address, ttl }` records as `node:dns` answers
+ * them; a resolver that ignores the argument and answers plain addresses gets its A/AAAA answers shared only while
+ * a query is in flight, never reused after it. MX records may carry `ttl` (see {@link MxRecord}).
+ */
 export interface DnsResolver {
   /** TXT records; each record is the list of its character-strings (RFC 1035), to be concatenated. */
   resolveTxt(name: string): Promise<string[][]>;
@@ -95,11 +113,15 @@ class DeadlineResolver implements DefaultResolver {
   resolveMx(name: string): Promise<MxRecord[]> {
     return this.run(this.inner.resolveMx(name), name);
   }
-  resolve4(name: string): Promise<string[]> {
-    return this.run(this.inner.resolve4(name), name);
+  resolve4(name: string): Promise<string[]>;
+  resolve4(name: string, options: { ttl: true }): Promise<AddressWithTtl[]>;
+  resolve4(name: string, options?: { ttl: true }): Promise<string[] | AddressWithTtl[]> {
+    return this.run<string[] | AddressWithTtl[]>(options?.ttl === true ? this.inner.resolve4(name, { ttl: true }) : this.inner.resolve4(name), name);
   }
-  resolve6(name: string): Promise<string[]> {
-    return this.run(this.inner.resolve6(name), name);
+  resolve6(name: string): Promise<string[]>;
+  resolve6(name: string, options: { ttl: true }): Promise<AddressWithTtl[]>;
+  resolve6(name: string, options?: { ttl: true }): Promise<string[] | AddressWithTtl[]> {
+    return this.run<string[] | AddressWithTtl[]>(options?.ttl === true ? this.inner.resolve6(name, { ttl: true }) : this.inner.resolve6(name), name);
   }
   getServers(): string[] {
     return this.inner.getServers();

@@ -9,7 +9,8 @@
  * 2. `addressesFor(candidate)`: the addresses of the MX host, resolved through the engine's resolver. Connect by IP.
  * 3. `tlsOptionsFor(candidate)`: the options for the STARTTLS upgrade (`tls.connect`): SNI and verification name =
  *    the MX host name that was dialled, TLS 1.2 or later, the trust roots, and under `enforce`
- *    `rejectUnauthorized: true` so that an invalid certificate aborts the handshake. Use STARTTLS whenever the
+ *    `rejectUnauthorized: true` so that an invalid certificate aborts the handshake. Use them unchanged: the trust
+ *    settings are the engine's; a client certificate goes in as `tlsOptionsFor(candidate, { cert, key })`. Use STARTTLS whenever the
  *    server offers it; under `enforce` (`candidate.requireTls`) never continue without it.
  * 4. After STARTTLS: `verifySession(candidate, tlsSocket)`, or `verifySession(candidate, null)` when the session
  *    stayed in plaintext; `handshakeFailed(candidate, error)` when STARTTLS was refused or the handshake failed.
@@ -39,6 +40,8 @@ import { silentLogger, type Logger } from '../logger.js';
 import { safeLogger } from '../engine/safe-logger.js';
 import { planForReportDelivery, type DeliveryPlan, type EffectiveMode, type MxCandidate, type NoCandidateAction } from '../plan/plan.js';
 import { sharedSecureContext, type MxTlsOptions } from '../tls/connect-options.js';
+import { CLIENT_TLS_OPTION_SPEC, validatedSessionTls, type ClientTlsIdentity } from '../tls/caller-tls.js';
+import { validateOptions } from '../options.js';
 import { classifyTlsFailure, type StartTlsRefusal } from '../tls/handshake-failure.js';
 import { verifyTls, type TlsSessionInfo, type TlsVerification } from '../tls/verify.js';
 import { markFallbackToCachedPolicy, policyFailureReason, sessionFailureReason } from '../tlsrpt/reason-codes.js';
@@ -159,6 +162,15 @@ export interface SessionContext {
    * Counted as `starttls-not-supported` (RFC 8461 §4.2 requires STARTTLS; RFC 8460 §4.3.1).
    */
   starttlsRefused?: StartTlsRefusal;
+  /**
+   * For {@link MtaStsHooks.handshakeFailed}: the client sent STARTTLS and no reply came: its wait for the reply ran
+   * out, or the connection ended first. The hooks cannot bound a client's wait: bound it yourself (a few seconds,
+   * not the whole socket timeout; the Nodemailer integrations use `starttlsTimeoutMs`, default 5000) and then say so
+   * here. Counted as `starttls-not-supported` (RFC 8461 §4.2 requires STARTTLS; RFC 8460 §4.3.1), with the
+   * `failure-reason-code` `starttls no reply`: a path attacker who strips STARTTLS and swallows the command is
+   * reported, not hidden as a connection failure. Takes precedence over `starttlsRefused` and the error.
+   */
+  starttlsNoReply?: boolean;
 }
 
 /** A session (or host) that failed, as {@link MtaStsHooks.deliveryFailed} reports it. */
@@ -310,14 +322,18 @@ export class MtaStsHooks extends EventEmitter {
   /**
    * Step 3: the TLS options for the STARTTLS upgrade with this candidate (a fresh copy: `servername` = the MX host
    * name, `minVersion: 'TLSv1.2'`, `rejectUnauthorized` true under enforce, strict `checkServerIdentity`, `ca`).
-   * Pass them to `tls.connect({ socket, ...options })` or to the client's TLS settings.
+   * Pass them to `tls.connect({ socket, ...options })` or to the client's TLS settings, unchanged: the trust settings
+   * are the engine's (RFC 8461 §4.2). To present a client certificate, pass it as `client` (`cert`, `key`, `pfx`,
+   * `passphrase`; anything else is refused with `MTASTS_INVALID_OPTIONS`): Node ignores `cert`/`key` added next to
+   * the returned `secureContext`, so the options come back without one.
    */
-  tlsOptionsFor(candidate: MxCandidate): MxTlsOptions {
+  tlsOptionsFor(candidate: MxCandidate, client?: ClientTlsIdentity): MxTlsOptions {
+    if (client !== undefined) validateOptions('tlsOptionsFor()', client, CLIENT_TLS_OPTION_SPEC);
     const options: MxTlsOptions = { ...candidate.tls };
     // Node builds a SecureContext per connection from `ca`, parsing every root PEM (Node's ~140 plus the extra
     // ones) each time; one shared context per trust-root set makes a session several times cheaper.
     if (!options.secureContext) options.secureContext = sharedSecureContext(options.ca, options.minVersion, options.maxVersion);
-    return options;
+    return client === undefined ? options : validatedSessionTls(options, client);
   }
 
   /** The plan a candidate was returned in by {@link planDelivery}. */
@@ -386,7 +402,8 @@ export class MtaStsHooks extends EventEmitter {
   }
 
   /**
-   * Step 4, failure path: STARTTLS was refused (say so with `context.starttlsRefused`) or the TLS handshake failed
+   * Step 4, failure path: STARTTLS was refused (say so with `context.starttlsRefused`), went unanswered (say so with
+   * `context.starttlsNoReply`), or the TLS handshake failed
    * (with `rejectUnauthorized` under enforce, an invalid certificate ends here). Classifies the error as an RFC 8460
    * result type from its TLS `code` (also deep in its `cause` chain), an OpenSSL `reason`, or
    * `context.tlsSocket.authorizationError`. A Nodemailer `SMTPConnection` error is translated first with
@@ -395,7 +412,9 @@ export class MtaStsHooks extends EventEmitter {
    */
   handshakeFailed(candidate: MxCandidate, error: unknown, context: SessionContext = {}): SessionVerdict {
     const plan = this.requirePlan(candidate, context);
-    const { resultType, code, reason } = classifyTlsFailure(candidate.host, error, context.tlsSocket ?? undefined, context.starttlsRefused);
+    // RFC 8460 §4.3.1: a STARTTLS refused or never answered is `starttls-not-supported`.
+    const starttls = context.starttlsNoReply === true ? ({ noReply: true } as const) : context.starttlsRefused;
+    const { resultType, code, reason } = classifyTlsFailure(candidate.host, error, context.tlsSocket ?? undefined, starttls);
     const reply = context.starttlsRefused?.replyCode;
     const mode = plan.mode;
     const plaintextFallback = this.plaintextFallback && context.plaintextFallback !== false && mode !== 'enforce' && !candidate.requireTls && candidate.allowed;
@@ -404,7 +423,7 @@ export class MtaStsHooks extends EventEmitter {
     const verdict: SessionVerdict = { proceed: false, verdict: verification, domain: plan.domain, mx: candidate.host, mode, success: false, resultType, reason, plaintextFallback };
     if (context.ip !== undefined) verdict.ip = context.ip;
     // RFC 8460 §4.3: a short, stable reason (the TLS error code, or what is known of a refused STARTTLS).
-    verdict.failureReasonCode = sessionFailureReason({ resultType, ...(code !== undefined ? { code } : {}), ...(typeof reply === 'number' ? { starttlsReply: reply } : {}) });
+    verdict.failureReasonCode = sessionFailureReason({ resultType, ...(code !== undefined ? { code } : {}), ...(context.starttlsNoReply === true ? { starttlsNoReply: true } : typeof reply === 'number' ? { starttlsReply: reply } : {}) });
     this.emitDecision({
       stage: 'session',
       action: mode === 'enforce' || !plaintextFallback ? 'refuse' : 'fallback-plaintext',

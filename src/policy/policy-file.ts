@@ -57,7 +57,8 @@ export interface ParsePolicyOptions {
  *     sts-policy-ext-value   = sts-policy-vchar [*(%x20 / sts-policy-vchar) sts-policy-vchar]
  *     sts-policy-term        = LF / CRLF
  *
- * Field names and values are case-sensitive (%s). Decisions where the RFC leaves room:
+ * Field names and values are case-sensitive (%s). Decisions where the RFC leaves room (the library's full list:
+ * docs/conformance.md, "Decisions where the RFC leaves a choice"):
  * - A field other than `mx` that appears more than once: the first occurrence counts, later ones are ignored
  *   (§3.2), though each line must still be a well-formed field.
  * - A `max_age` above 31557600 does not conform and makes the policy invalid (no silent clamping).

@@ -16,7 +16,8 @@
  *     sts-ext-name    = (ALPHA / DIGIT) *31(ALPHA / DIGIT / "_" / "-" / ".")
  *     sts-ext-value   = 1*(%x21-3A / %x3C / %x3E-7E)
  *
- * Decisions where the RFC leaves room: a field named `id` is the sts-id and must be valid wherever it appears; when
+ * Decisions where the RFC leaves room (the library's full list: docs/conformance.md, "Decisions where the RFC leaves
+ * a choice"): a field named `id` is the sts-id and must be valid wherever it appears; when
  * it appears more than once, the first one counts (§3.2: "all entries except for the first SHALL be ignored");
  * whitespace after the last field is tolerated. Parsing is pure and separate from the lookup.
  */

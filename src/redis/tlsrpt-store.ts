@@ -5,7 +5,7 @@
  * each keep their own spool sends one per member. With this store every member's counts go to one Redis record
  * per (day, policy domain), incremented atomically by a Lua script (`HINCRBY` inside it), so the report carries the
  * exact sum; and a per-report lock lets one member at a time build and send a closed day's report, which is then
- * deleted: sent once. It implements the same {@link TlsRptStore} interface as the file spool, so
+ * deleted: sent once. It implements the same {@link TlsRptStore} interface as the other stores, so
  * `createTlsRptReporter({ store })` needs nothing else.
  *
  * How "sent once" works through that interface: `get()` of a record of a closed UTC day claims the report (a lock
@@ -17,31 +17,45 @@
  *
  * Keys (under `prefix`, default `mta-sts:`):
  * - `<prefix>tlsrpt:<day>:<policy-domain>`: the record, a hash (fields in `tlsrpt-scripts.ts`), expiring
- *   `retentionMs` after the day ends;
+ *   `retentionMs` after the day ends (an absolute time, judged by Redis's clock);
  * - `<prefix>tlsrpt:index`: sorted set of `<day>|<policy-domain>`, scored by expiry (`list()` reads it);
+ * - `<prefix>tlsrpt:sums`: hash of `<day>|<policy-domain>` -> sessions in that record, the checksum that reveals
+ *   counts Redis evicted;
+ * - `<prefix>tlsrpt:seq:<member token>:<day>`: hash of policy domain -> number of this member's last merge, which
+ *   makes each merge apply at most once; one per member process and day, expiring a day after its last merge;
  * - `<prefix>tlsrpt:lock:<day>:<policy-domain>`: the report lock;
  * - `<prefix>tlsrpt:corrupt:<day>:<policy-domain>`: a record that did not validate, kept 7 days for inspection.
  * The scripts touch several keys: on a Redis Cluster, use a prefix with a hash tag (`{tlsrpt}:`).
  *
+ * Eviction: counts must not vanish, so Redis should run with `maxmemory-policy noeviction` (a full Redis then
+ * refuses writes: the merge fails, the recorder keeps its counts and `close()` rejects). The store reads the policy
+ * when it is created and warns (`warning` event, `TLSRPT_STORE_EVICTION`, and the logger) unless it is
+ * `noeviction`. Under an evicting policy, the checksums reveal what vanished: a record gone before its expiry, or
+ * re-created with fewer sessions than its checksum, is reported (`lost` event, `TLSRPT_COUNTS_LOST`, with the
+ * number of sessions) by the next merge of that record or the next `list()`, never silently.
+ *
  * Durability is Redis's: with `appendonly yes` (fsync every second) counts survive a Redis restart; without
  * persistence they survive a member's crash but not Redis's. A merge that times out may still be applied by Redis
- * later, while the recorder keeps the counts for its next flush: after a Redis stall longer than the command
- * timeout, counts may be over-counted by what one flush held.
+ * later; before the next merge of that record the store fences it (so it is applied at most once) and learns
+ * whether it was applied, so an outage neither loses nor doubles a count.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
 import { MtaStsError } from '../errors.js';
-import { failureKey, parseDomainDayCounts, policyKey, TRUNCATED_FAILURE_REASON, type AggregationLimits, type DomainDayCounts, type DomainDayKey } from '../tlsrpt/aggregate.js';
+import type { AggregationLimits, DomainDayCounts, DomainDayKey } from '../tlsrpt/aggregate.js';
 import { TlsRptError } from '../tlsrpt/errors.js';
 import { utcDayKey, utcDayStart } from '../tlsrpt/report.js';
 import type { DeliveryState, StoredDomainDay, TlsRptStore, TlsRptStoreEvent } from '../tlsrpt/store.js';
-import type { AggregatedPolicy, TlsRptLogger } from '../tlsrpt/types.js';
+import type { TlsRptLogger } from '../tlsrpt/types.js';
+import { IdleDeadline, scriptSha } from './batch.js';
 import { checkRedisOptions, redisCall, type RedisClientLike } from './client.js';
-import { DELETE_SCRIPT, GET_SCRIPT, MERGE_SCRIPT, SET_DELIVERY_SCRIPT } from './tlsrpt-scripts.js';
+import { evictionWarning, readEvictionPolicy } from './eviction-policy.js';
+import { decodeRecord, encodeDelta, subtractCounts } from './tlsrpt-record.js';
+import { AUDIT_SCRIPT, DELETE_SCRIPT, FENCE_SCRIPT, GET_SCRIPT, MERGE_SCRIPT, SET_DELIVERY_SCRIPT } from './tlsrpt-scripts.js';
 
 const DAY_MS = 86_400_000;
-/** How long a merge marker lives: longer than any reconnect after which ioredis could replay the merge. */
-const MARKER_MS = DAY_MS;
+/** How long a member's merge numbers are kept after its last merge: longer than any reconnect after which ioredis could replay a merge. */
+const SEQUENCE_MS = DAY_MS;
 
 /** Options of {@link createRedisTlsRptStore}. */
 export interface RedisTlsRptStoreOptions {
@@ -49,13 +63,13 @@ export interface RedisTlsRptStoreOptions {
   redis: RedisClientLike;
   /** Prefix of every key. Default `mta-sts:`. */
   prefix?: string;
-  /** Deadline of one Redis command, in ms. Default 2000. */
+  /** Deadline of one Redis command, in ms; the merges of one flush fail together once Redis gave no reply for this long. Default 2000. */
   commandTimeoutMs?: number;
   /** How long a member holds a report it is sending, in ms. Default 900000 (15 minutes); must exceed one attempt. */
   reportLockMs?: number;
   /** How long a record is kept after its UTC day ends, in ms. Default 259200000 (3 days: delay, jitter, §5.5 retries). */
   retentionMs?: number;
-  /** Clock, epoch ms (decides which days are closed). Default `Date.now`. */
+  /** Clock, epoch ms: decides which days are closed (record expiries are judged by Redis's clock). Default `Date.now`. */
   now?: () => number;
   logger?: TlsRptLogger;
 }
@@ -65,7 +79,12 @@ interface Seen {
   counts: Record<string, string>;
 }
 
-const hashOf = (text: string): string => createHash('sha256').update(text).digest('hex').slice(0, 24);
+/** Sessions that vanished from one record (-1: an unknown number). */
+interface Lost {
+  day: string;
+  policyDomain: string;
+  sessions: number;
+}
 
 /** The store returned by {@link createRedisTlsRptStore}. */
 export class RedisTlsRptStore implements TlsRptStore {
@@ -76,13 +95,23 @@ export class RedisTlsRptStore implements TlsRptStore {
   readonly #retentionMs: number;
   readonly #now: () => number;
   readonly #logger: TlsRptLogger | undefined;
-  /** This member's token for report locks. */
+  /** This member's token for report locks and merge numbers. */
   readonly #token = randomBytes(16).toString('hex');
+  /** Number of this member's last merge. */
+  #seq = 0;
+  /** A merge of this member saw (or created) the checksums hash. */
+  #sumsSeen = false;
   /** What `get()` read per record (revision and counts), for `delete()`; bounded. */
   readonly #seen = new LRUCache<string, Seen>({ max: 10_000 });
   readonly #listeners = new Set<(event: TlsRptStoreEvent) => void>();
+  /** The eviction warning found at start, replayed to later subscribers. */
+  #warning: TlsRptStoreEvent | undefined;
   /** Per record: merges that failed (applied or not: fenced before the next merge) and those known applied. */
-  readonly #pending = new LRUCache<string, { uncertain: Array<{ id: string; sent: DomainDayCounts }>; applied: DomainDayCounts[] }>({ max: 10_000 });
+  readonly #pending = new LRUCache<string, { uncertain: Array<{ seq: number; sent: DomainDayCounts }>; applied: DomainDayCounts[] }>({ max: 10_000 });
+  /** Per script SHA1: whether `SCRIPT LOAD` gave it to Redis. */
+  readonly #scripts = new Map<string, Promise<boolean>>();
+  /** Resolves once the `maxmemory-policy` was read (and warned about). */
+  readonly evictionChecked: Promise<void>;
 
   constructor(options: RedisTlsRptStoreOptions) {
     checkRedisOptions('createRedisTlsRptStore', options);
@@ -97,71 +126,169 @@ export class RedisTlsRptStore implements TlsRptStore {
     this.#retentionMs = positive('retentionMs', options.retentionMs ?? 3 * DAY_MS, 30 * DAY_MS);
     this.#now = options.now ?? Date.now;
     this.#logger = options.logger;
+    this.evictionChecked = this.#checkEvictionPolicy();
   }
 
-  #call(command: string, args: Array<string | number>): Promise<unknown> {
-    return redisCall(this.#redis, this.#timeoutMs, command, args).catch((error: unknown) => {
+  /**
+   * One command with the command deadline, or, in a `batch`, with the batch's (see `batch.ts`). Rejects with
+   * `TLSRPT_STORE_FAILED`.
+   */
+  #call(command: string, args: Array<string | number>, batch?: IdleDeadline): Promise<unknown> {
+    const call = batch ? batch.run(this.#redis, command, args) : redisCall(this.#redis, this.#timeoutMs, command, args);
+    return call.catch((error: unknown) => {
       throw new TlsRptError('TLSRPT_STORE_FAILED', `TLS-RPT Redis store: ${(error as Error).message}`, { cause: error });
     });
   }
 
-  #keys(key: DomainDayKey): { record: string; lock: string; index: string; member: string; id: string } {
+  /**
+   * Runs a Lua script by its SHA1 once Redis has it (`SCRIPT LOAD` the first time), so thousands of merges do not
+   * send the script text each; falls back to `EVAL` when Redis does not have it (restarted, another cluster node).
+   */
+  async #eval(script: string, keys: string[], args: Array<string | number>, batch?: IdleDeadline): Promise<unknown> {
+    const sha = scriptSha(script);
+    let loaded = this.#scripts.get(sha);
+    if (!loaded) {
+      loaded = this.#call('SCRIPT', ['LOAD', script], batch).then(
+        (reply) => reply === sha,
+        (error: unknown) => {
+          // SCRIPT refused (ACL, renamed): EVAL from now on; any other failure (Redis down): try again next time.
+          if (!/NOPERM|unknown command/i.test((error as Error).message)) this.#scripts.delete(sha);
+          return false;
+        },
+      );
+      this.#scripts.set(sha, loaded);
+    }
+    if (await loaded) {
+      try {
+        return await this.#call('EVALSHA', [sha, keys.length, ...keys, ...args], batch);
+      } catch (error) {
+        if (!/NOSCRIPT/.test((error as Error).message)) throw error;
+        this.#scripts.delete(sha);
+      }
+    }
+    return this.#call('EVAL', [script, keys.length, ...keys, ...args], batch);
+  }
+
+  #keys(key: DomainDayKey): { record: string; lock: string; index: string; sums: string; seq: string; member: string; id: string } {
     if (!/^\d{4}-\d{2}-\d{2}$/.test(key.day) || typeof key.policyDomain !== 'string' || key.policyDomain === '' || key.policyDomain.includes('|')) {
       throw new TlsRptError('TLSRPT_STORE_FAILED', `invalid record key ${JSON.stringify(key)}`);
     }
     const id = `${key.day}:${key.policyDomain}`;
-    return { record: `${this.prefix}tlsrpt:${id}`, lock: `${this.prefix}tlsrpt:lock:${id}`, index: `${this.prefix}tlsrpt:index`, member: `${key.day}|${key.policyDomain}`, id };
+    const t = `${this.prefix}tlsrpt:`;
+    return { record: `${t}${id}`, lock: `${t}lock:${id}`, index: `${t}index`, sums: `${t}sums`, seq: `${t}seq:${this.#token}:${key.day}`, member: `${key.day}|${key.policyDomain}`, id };
+  }
+
+  /** `maxmemory-policy` other than `noeviction` (or unreadable): a warning event and a log line. Never rejects. */
+  async #checkEvictionPolicy(): Promise<void> {
+    const warning = evictionWarning(await readEvictionPolicy((command, args) => this.#call(command, args)), 'TLS-RPT counts');
+    if (warning === undefined) return;
+    this.#logger?.warn?.(`tlsrpt: ${warning}`);
+    this.#warning = { type: 'warning', error: new TlsRptError('TLSRPT_STORE_EVICTION', warning) };
+    this.#emit(this.#warning);
   }
 
   /**
    * One EVAL: adds `delta` to the record atomically (the caps of `mergeDomainDayCounts` applied in the script), at
-   * most once. A merge that failed or timed out may still be applied by Redis later (ioredis replays queued
-   * commands after a reconnect) while the recorder keeps its counts and passes them again: before the next merge of
-   * that record, a fence on the failed merge's marker tells whether it was applied, and if so its counts are taken
-   * out of the new delta. So an outage neither loses nor doubles a count.
+   * most once (see the module comment). Counts found vanished are reported as a `lost` event.
    */
   async merge(delta: DomainDayCounts, limits: AggregationLimits): Promise<void> {
+    const lost = await this.#mergeOne(delta, limits);
+    if (lost) this.#reportLost([lost]);
+  }
+
+  /**
+   * The merges of one flush, all at once (ioredis pipelines them) under one deadline that follows progress (see
+   * `batch.ts`): a Redis that is down fails the whole flush within `commandTimeoutMs`, whatever the number of records.
+   */
+  async mergeMany(deltas: readonly DomainDayCounts[], limits: AggregationLimits): Promise<Array<{ delta: DomainDayCounts; error: unknown }>> {
+    const batch = new IdleDeadline(this.#timeoutMs);
+    const failed: Array<{ delta: DomainDayCounts; error: unknown }> = [];
+    const lost: Lost[] = [];
+    try {
+      await Promise.all(
+        deltas.map((delta) =>
+          this.#mergeOne(delta, limits, batch).then(
+            (l) => void (l && lost.push(l)),
+            (error: unknown) => void failed.push({ delta, error }),
+          ),
+        ),
+      );
+    } finally {
+      batch.end();
+    }
+    if (lost.length > 0) this.#reportLost(lost);
+    return failed;
+  }
+
+  /**
+   * Fences the record's merges whose outcome is unknown (learning which were applied: their counts are taken out of
+   * `delta`, which the recorder folded them back into), then merges. Returns what vanished, if anything.
+   */
+  async #mergeOne(delta: DomainDayCounts, limits: AggregationLimits, batch?: IdleDeadline): Promise<Lost | undefined> {
     const k = this.#keys(delta);
     const state = this.#pending.get(k.id) ?? { uncertain: [], applied: [] };
     for (const u of [...state.uncertain]) {
-      // Fenced (OK): the abandoned merge can never apply. Taken (null): it was applied.
-      const fenced = await this.#call('SET', [this.#markerKey(u.id), 'fenced', 'NX', 'PX', MARKER_MS]);
+      const applied = await this.#eval(FENCE_SCRIPT, [k.seq], [delta.policyDomain, u.seq, SEQUENCE_MS], batch);
       state.uncertain.splice(state.uncertain.indexOf(u), 1);
-      if (fenced !== 'OK') state.applied.push(u.sent);
+      if (applied === 1) state.applied.push(u.sent);
     }
     const toSend = state.applied.reduce((d, applied) => subtractCounts(d, applied), delta);
-    const id = randomBytes(12).toString('hex');
+    const seq = ++this.#seq;
+    // An absolute time from the day: every member sets the same expiry, and Redis judges it by its own clock.
     const expireAt = utcDayStart(delta.day) + DAY_MS + this.#retentionMs;
     const maxRecords = limits.maxDomainsPerDay * Math.ceil(1 + this.#retentionMs / DAY_MS);
-    let dropped: number;
+    let reply: unknown;
     try {
-      dropped = Number(await this.#call('EVAL', [MERGE_SCRIPT, 3, k.record, k.index, this.#markerKey(id), JSON.stringify(encodeDelta(toSend)), limits.maxPoliciesPerDomain, limits.maxFailureDetailsPerPolicy, expireAt, k.member, maxRecords, MARKER_MS]));
+      reply = await this.#eval(MERGE_SCRIPT, [k.record, k.index, k.sums, k.seq], [JSON.stringify(encodeDelta(toSend)), limits.maxPoliciesPerDomain, limits.maxFailureDetailsPerPolicy, expireAt, k.member, maxRecords, SEQUENCE_MS, delta.policyDomain, seq], batch);
     } catch (error) {
-      if (state.uncertain.length < 100) state.uncertain.push({ id, sent: toSend });
+      if (state.uncertain.length < 100) state.uncertain.push({ seq, sent: toSend });
       this.#pending.set(k.id, state);
       throw error;
     }
     this.#pending.delete(k.id); // the recorder passed everything it held for this record: nothing left to subtract
-    if (dropped > 0 || dropped === -1) this.#logger?.warn?.(`tlsrpt: Redis store dropped ${dropped < 0 ? 'every' : dropped} session(s) for ${delta.policyDomain} ${delta.day} (cap reached)`);
+    const [dropped, lostInRecord, sumsExisted] = Array.isArray(reply) ? reply.map(Number) : [Number.NaN, 0, 1];
+    // The checksums hash never disappears by itself once created: gone after this member saw it, Redis evicted it.
+    const lost = lostInRecord || (sumsExisted === 0 && this.#sumsSeen ? -1 : 0);
+    this.#sumsSeen = true;
+    if (dropped === -2 || !Number.isFinite(dropped)) throw new TlsRptError('TLSRPT_STORE_FAILED', `TLS-RPT Redis store: merge ${seq} for ${delta.policyDomain} ${delta.day} was refused (${JSON.stringify(reply)})`);
+    if (dropped! > 0 || dropped === -1) this.#logger?.warn?.(`tlsrpt: Redis store dropped ${dropped! < 0 ? 'every' : dropped} session(s) for ${delta.policyDomain} ${delta.day} (cap reached)`);
+    return lost ? { day: delta.day, policyDomain: delta.policyDomain, sessions: lost } : undefined;
   }
 
-  #markerKey(id: string): string {
-    return `${this.prefix}tlsrpt:merge:${id}`;
-  }
-
-  /** Two commands: drops index entries of expired records, then reads the index. */
+  /**
+   * One EVAL, judged by Redis's clock: forgets expired records, checks every record against its checksum (counts
+   * that vanished are reported as a `lost` event), then answers the index.
+   */
   async list(): Promise<DomainDayKey[]> {
-    const index = `${this.prefix}tlsrpt:index`;
-    await this.#call('ZREMRANGEBYSCORE', [index, '-inf', this.#now()]);
-    const members = (await this.#call('ZRANGE', [index, 0, -1])) as unknown;
-    if (!Array.isArray(members)) throw new TlsRptError('TLSRPT_STORE_FAILED', 'Redis ZRANGE returned an unexpected reply');
-    const keys: DomainDayKey[] = [];
-    for (const member of members) {
-      if (typeof member !== 'string') continue;
-      const bar = member.indexOf('|');
-      if (bar === 10) keys.push({ day: member.slice(0, bar), policyDomain: member.slice(bar + 1) });
+    const reply = await this.#eval(AUDIT_SCRIPT, [`${this.prefix}tlsrpt:index`, `${this.prefix}tlsrpt:sums`], [`${this.prefix}tlsrpt:`]);
+    if (!Array.isArray(reply) || !Array.isArray(reply[0]) || !Array.isArray(reply[1])) throw new TlsRptError('TLSRPT_STORE_FAILED', 'TLS-RPT Redis store: unexpected reply to the index audit');
+    const keyOf = (member: unknown): DomainDayKey | undefined => {
+      const bar = typeof member === 'string' ? member.indexOf('|') : -1;
+      return bar === 10 ? { day: (member as string).slice(0, bar), policyDomain: (member as string).slice(bar + 1) } : undefined;
+    };
+    const lost: Lost[] = [];
+    for (let i = 0; i + 1 < reply[1].length; i += 2) {
+      const key = keyOf(reply[1][i]);
+      if (key) lost.push({ ...key, sessions: Number(reply[1][i + 1]) });
     }
-    return keys;
+    if (lost.length > 0) this.#reportLost(lost);
+    return reply[0].map(keyOf).filter((k): k is DomainDayKey => k !== undefined);
+  }
+
+  /** One `lost` event (`TLSRPT_COUNTS_LOST`) and one error log line for what vanished. */
+  #reportLost(lost: Lost[]): void {
+    const known = lost.reduce((n, l) => n + Math.max(0, l.sessions), 0);
+    const unknown = lost.some((l) => l.sessions < 0);
+    const first = lost[0]!;
+    const named = lost.slice(0, 5).map((l) => `${l.policyDomain} ${l.day}${l.sessions >= 0 ? `: ${l.sessions}` : ''}`);
+    const where = lost.length === 1 ? named[0] : `${lost.length} records (${named.join(', ')}${lost.length > 5 ? ', ...' : ''})`;
+    const message = `TLS-RPT counts vanished from Redis (evicted: set maxmemory-policy noeviction): ${known} session(s)${unknown ? ' and an unknown number more' : ''} of ${where} will not be reported`;
+    const error = new TlsRptError('TLSRPT_COUNTS_LOST', message, {
+      ...(lost.length === 1 ? { domain: first.policyDomain } : {}),
+      details: { sessions: known, unknown, records: lost.length, day: first.day, policyDomain: first.policyDomain },
+    });
+    this.#logger?.error?.(`tlsrpt: ${message}`);
+    this.#emit({ type: 'lost', error });
   }
 
   /**
@@ -171,7 +298,7 @@ export class RedisTlsRptStore implements TlsRptStore {
   async get(key: DomainDayKey): Promise<StoredDomainDay | undefined> {
     const k = this.#keys(key);
     const claim = key.day < utcDayKey(this.#now()) ? '1' : '0';
-    const reply = await this.#call('EVAL', [GET_SCRIPT, 2, k.record, k.lock, this.#token, this.#lockMs, claim]);
+    const reply = await this.#eval(GET_SCRIPT, [k.record, k.lock], [this.#token, this.#lockMs, claim]);
     if (reply === 0 || !Array.isArray(reply) || reply.length === 0) return undefined;
     const fields = new Map<string, string>();
     for (let i = 0; i + 1 < reply.length; i += 2) fields.set(String(reply[i]), String(reply[i + 1]));
@@ -182,7 +309,7 @@ export class RedisTlsRptStore implements TlsRptStore {
       this.#seen.set(k.id, { rev: fields.get('rev') ?? '', counts });
       return record;
     } catch (error) {
-      await this.#quarantine(key, k.record, error);
+      await this.#quarantine(key, error);
       return undefined;
     }
   }
@@ -190,7 +317,7 @@ export class RedisTlsRptStore implements TlsRptStore {
   /** One EVAL; only the member holding the report changes its delivery state. */
   async setDelivery(key: DomainDayKey, state: DeliveryState): Promise<void> {
     const k = this.#keys(key);
-    const reply = await this.#call('EVAL', [SET_DELIVERY_SCRIPT, 2, k.record, k.lock, this.#token, JSON.stringify(state)]);
+    const reply = await this.#eval(SET_DELIVERY_SCRIPT, [k.record, k.lock], [this.#token, JSON.stringify(state)]);
     if (reply === -1) this.#logger?.warn?.(`tlsrpt: report for ${key.policyDomain} ${key.day} is held by another member; delivery state not changed`);
   }
 
@@ -199,124 +326,51 @@ export class RedisTlsRptStore implements TlsRptStore {
     const k = this.#keys(key);
     const seen = this.#seen.get(k.id);
     this.#seen.delete(k.id);
-    const reply = await this.#call('EVAL', [DELETE_SCRIPT, 3, k.record, k.lock, k.index, this.#token, seen?.rev ?? '', k.member, JSON.stringify(seen?.counts ?? {})]);
+    const reply = await this.#eval(DELETE_SCRIPT, [k.record, k.lock, k.index, k.sums], [this.#token, seen?.rev ?? '', k.member, JSON.stringify(seen?.counts ?? {})]);
     if (reply === -1) this.#logger?.warn?.(`tlsrpt: report for ${key.policyDomain} ${key.day} is held by another member; not deleted`);
   }
 
+  /** Subscribes to the store's events; a warning found at start is delivered to late subscribers too. */
   subscribe(listener: (event: TlsRptStoreEvent) => void): () => void {
     this.#listeners.add(listener);
+    const warning = this.#warning;
+    if (warning) queueMicrotask(() => this.#listeners.has(listener) && safely(listener, warning));
     return () => this.#listeners.delete(listener);
   }
 
-  async #quarantine(key: DomainDayKey, recordKey: string, cause: unknown): Promise<void> {
+  #emit(event: TlsRptStoreEvent): void {
+    for (const listener of [...this.#listeners]) safely(listener, event);
+  }
+
+  async #quarantine(key: DomainDayKey, cause: unknown): Promise<void> {
+    const k = this.#keys(key);
     const movedTo = `${this.prefix}tlsrpt:corrupt:${key.day}:${key.policyDomain}`;
     let moved: string | undefined;
     try {
-      await this.#call('RENAME', [recordKey, movedTo]);
+      await this.#call('RENAME', [k.record, movedTo]);
       await this.#call('PEXPIRE', [movedTo, 7 * DAY_MS]);
+      await this.#call('HDEL', [k.sums, k.member]); // reported here as corrupt, not again as vanished
       moved = movedTo;
     } catch {
       // reported below either way
     }
-    const error = new TlsRptError('TLSRPT_SPOOL_CORRUPT', `corrupt TLS-RPT Redis record ${recordKey} skipped: ${cause instanceof Error ? cause.message : String(cause)}`, { cause, domain: key.policyDomain, details: { path: recordKey, movedTo: moved, day: key.day } });
-    this.#logger?.error?.(error.message, { key: recordKey, movedTo: moved });
-    for (const listener of [...this.#listeners]) {
-      try {
-        listener({ type: 'corrupt', error });
-      } catch {
-        // a throwing listener must not break the store
-      }
-    }
+    const error = new TlsRptError('TLSRPT_SPOOL_CORRUPT', `corrupt TLS-RPT Redis record ${k.record} skipped: ${cause instanceof Error ? cause.message : String(cause)}`, { cause, domain: key.policyDomain, details: { path: k.record, movedTo: moved, day: key.day } });
+    this.#logger?.error?.(error.message, { key: k.record, movedTo: moved });
+    this.#emit({ type: 'corrupt', error });
   }
 }
 
-/** The script's view of a delta: hashed identities, counts as strings. */
-function encodeDelta(delta: DomainDayCounts): unknown[] {
-  return delta.policies.map((p) => ({
-    ph: hashOf(policyKey(p.policy)),
-    p: JSON.stringify(p.policy),
-    s: String(p.successCount),
-    f: String(p.failureCount),
-    d: p.failures
-      .filter((f) => f.count > 0)
-      .map((f) => {
-        const { count, ...detail } = f;
-        const overflow = { resultType: f.resultType, failureReasonCode: TRUNCATED_FAILURE_REASON };
-        return { fh: hashOf(failureKey(f)), j: JSON.stringify(detail), c: String(count), ov: f.failureReasonCode === TRUNCATED_FAILURE_REASON && Object.keys(f).length === 3, o: hashOf(failureKey(overflow)), oj: JSON.stringify(overflow) };
-      }),
-  }));
-}
-
-/**
- * `delta` without the counts of `applied` (a merge Redis applied although the caller saw it fail; the recorder folded
- * those counts back into `delta`). A failure detail the recorder folded into its overflow detail is taken from there.
- */
-export function subtractCounts(delta: DomainDayCounts, applied: DomainDayCounts): DomainDayCounts {
-  const out = structuredClone(delta);
-  for (const a of applied.policies) {
-    const target = out.policies.find((p) => policyKey(p.policy) === policyKey(a.policy));
-    if (!target) continue;
-    target.successCount = Math.max(0, target.successCount - a.successCount);
-    target.failureCount = Math.max(0, target.failureCount - a.failureCount);
-    for (const af of a.failures) {
-      let left = af.count;
-      const same = target.failures.find((f) => failureKey(f) === failureKey(af));
-      const overflow = target.failures.find((f) => f.resultType === af.resultType && f.failureReasonCode === TRUNCATED_FAILURE_REASON && Object.keys(f).length === 3);
-      for (const f of [same, overflow]) {
-        if (!f || left === 0) continue;
-        const take = Math.min(f.count, left);
-        f.count -= take;
-        left -= take;
-      }
-    }
-    target.failures = target.failures.filter((f) => f.count > 0);
+function safely(listener: (event: TlsRptStoreEvent) => void, event: TlsRptStoreEvent): void {
+  try {
+    listener(event);
+  } catch {
+    // a throwing listener must not break the store
   }
-  out.policies = out.policies.filter((p) => p.successCount + p.failureCount > 0 || p.failures.length > 0);
-  return out;
-}
-
-/** Rebuilds and validates a record from its hash fields; throws a `TypeError` when malformed. */
-function decodeRecord(key: DomainDayKey, fields: Map<string, string>): StoredDomainDay {
-  if (fields.get('v') !== '1') throw new TypeError(`unknown record format ${JSON.stringify(fields.get('v'))}`);
-  const count = (field: string): number => {
-    const n = Number(fields.get(field) ?? '0');
-    if (!Number.isSafeInteger(n) || n < 0) throw new TypeError(`bad count in ${field}`);
-    return n;
-  };
-  const policies: AggregatedPolicy[] = [];
-  for (const [field, json] of fields) {
-    if (!field.startsWith('p:')) continue;
-    const ph = field.slice(2);
-    const failures = [];
-    for (const [df, dj] of fields) {
-      if (!df.startsWith(`d:${ph}:`)) continue;
-      const c = count(`c:${df.slice(2)}`);
-      if (c > 0) failures.push({ ...(JSON.parse(dj) as object), count: c });
-    }
-    const successCount = count(`s:${ph}`);
-    const failureCount = count(`f:${ph}`);
-    if (successCount + failureCount === 0 && failures.length === 0) continue;
-    policies.push({ policy: JSON.parse(json), successCount, failureCount, failures } as AggregatedPolicy);
-  }
-  const counts = parseDomainDayCounts({ day: key.day, policyDomain: key.policyDomain, policies });
-  const delivery = fields.get('delivery');
-  return { ...counts, ...(delivery !== undefined ? { delivery: parseDelivery(JSON.parse(delivery)) } : {}) };
-}
-
-function parseDelivery(value: unknown): DeliveryState {
-  const v = (typeof value === 'object' && value !== null ? value : {}) as Record<string, unknown>;
-  const num = (n: unknown): n is number => typeof n === 'number' && Number.isFinite(n);
-  if (typeof v.uniqueId !== 'string' || !/^[A-Za-z0-9]{1,64}$/.test(v.uniqueId)) throw new TypeError('malformed delivery state: uniqueId');
-  if (!num(v.dueAt) || !num(v.attempts) || !num(v.nextAttemptAt)) throw new TypeError('malformed delivery state: times');
-  const out: DeliveryState = { uniqueId: v.uniqueId, dueAt: v.dueAt, attempts: v.attempts, nextAttemptAt: v.nextAttemptAt };
-  if (num(v.firstAttemptAt)) out.firstAttemptAt = v.firstAttemptAt;
-  if (typeof v.lastError === 'string') out.lastError = v.lastError.slice(0, 1000);
-  return out;
 }
 
 /**
  * Creates a TLS-RPT store shared through Redis (see the module comment): pass it as `store` to
- * `createTlsRptReporter` on every member of the fleet.
+ * `createTlsRptReporter` on every member of the fleet. Run that Redis with `maxmemory-policy noeviction`.
  *
  * @example
  * ```ts

@@ -95,10 +95,22 @@ export function applySchema(db: SqliteDatabase, schema: SqliteSchema, readonly: 
   }
   if (version === current || readonly) return;
   db.transaction(() => {
-    for (const step of schema.migrations) if (step.version > version) db.exec(step.sql);
+    // Read again under the write lock: another process opening the same new file may have created or migrated it
+    // between the check above and this transaction (its CREATE TABLEs must not run twice).
+    const now = readStamp(db);
+    if (now.applicationId === schema.applicationId && now.version === current) return;
+    if (now.applicationId !== 0 && now.applicationId !== schema.applicationId) {
+      throw new SqliteSchemaError(`the database belongs to another application (application_id ${now.applicationId})`, 'foreign');
+    }
+    if (now.version > current) throw new SqliteSchemaError(`the database has schema version ${now.version}; this release knows up to ${current}`, 'newer');
+    for (const step of schema.migrations) if (step.version > now.version) db.exec(step.sql);
     db.pragma(`application_id = ${schema.applicationId}`);
     db.pragma(`user_version = ${current}`);
-  })();
+  }).immediate();
+}
+
+function readStamp(db: SqliteDatabase): { applicationId: number; version: number } {
+  return { applicationId: db.pragma('application_id', { simple: true }) as number, version: db.pragma('user_version', { simple: true }) as number };
 }
 
 function hasTables(db: SqliteDatabase): boolean {

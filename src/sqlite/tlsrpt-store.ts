@@ -4,7 +4,7 @@
  * restarts). Several processes (MTA workers, Haraka workers, `mta-sts tlsrpt send` beside a running MTA) share the
  * file: SQLite serialises their write transactions (WAL mode, see `openSqlite`).
  *
- * - Recording: a flush of the recorder is ONE transaction (`mergeAll`) whatever the number of domains, adding to
+ * - Recording: a flush of the recorder is ONE transaction (`mergeMany`) whatever the number of domains, adding to
  *   counter rows (see `tlsrpt-rows.ts`): a crash loses at most what was not flushed yet, never a half-written flush.
  * - Sending exactly once: a sender `claim`s a due report in a transaction. The first claim freezes the report: the
  *   counters move into the report row, next to the report's `unique-id` (RFC 8460 §5.1, part of the report id) fixed
@@ -134,11 +134,24 @@ export class SqliteTlsRptStore implements TlsRptStore {
   }
 
   async merge(delta: DomainDayCounts, limits: AggregationLimits): Promise<void> {
-    await this.mergeAll([delta], limits);
+    this.#mergeAll([delta], limits);
   }
 
-  /** Adds every delta in ONE transaction (a recorder's flush): all of them are stored, or none. */
-  async mergeAll(deltas: readonly DomainDayCounts[], limits: AggregationLimits): Promise<void> {
+  /**
+   * Adds every delta in ONE transaction (a recorder's flush): all of them are stored, or none. Resolves with the
+   * deltas not stored (all of them, each with the error, when the transaction failed).
+   */
+  async mergeMany(deltas: readonly DomainDayCounts[], limits: AggregationLimits): Promise<Array<{ delta: DomainDayCounts; error: unknown }>> {
+    try {
+      this.#mergeAll(deltas, limits);
+      return [];
+    } catch (error) {
+      return deltas.map((delta) => ({ delta, error }));
+    }
+  }
+
+  #mergeAll(deltas: readonly DomainDayCounts[], limits: AggregationLimits): void {
+    if (deltas.length === 0) return;
     const dropped = this.#write('recording counts', () => deltas.reduce((n, delta) => n + addCounts(this.#s, delta, limits), 0));
     if (dropped > 0) this.#logger?.warn?.(`tlsrpt: SQLite store dropped ${dropped} session(s): maxPoliciesPerDomain (${limits.maxPoliciesPerDomain}) reached`);
   }

@@ -3,8 +3,8 @@
  *
  * Real resolvers (`node:dns`, c-ares) talk to it over the wire, so tests exercise the same code paths as production:
  * NXDOMAIN vs NODATA, SERVFAIL, timeouts, TXT records split into several character-strings, CNAME chains and
- * truncation with a retry over TCP. Every answer has TTL 0 because tests change records mid-test and c-ares may
- * cache by TTL.
+ * truncation with a retry over TCP. Answers have TTL 0 unless a name's records set `ttl`: tests change records
+ * mid-test, and a resolver may reuse an answer for its TTL.
  */
 import dgram from 'node:dgram';
 import net from 'node:net';

@@ -25,6 +25,11 @@ export interface DnsRecords {
   txt?: Array<string | string[]>;
   /** The canonical name this name is an alias of. */
   cname?: string;
+  /**
+   * The TTL of every record of this name, in seconds (0 to 2147483647, RFC 2181 §8). Default 0: resolvers must not
+   * reuse the answers (RFC 1035 §3.2.1), so a test can change records at any time.
+   */
+  ttl?: number;
 }
 
 /** Lower case, trailing dot removed: the key of a name. */
@@ -51,7 +56,7 @@ export function resolveAnswers(zone: Map<string, DnsRecords>, qname: string, qty
       answers.push(...direct);
       break;
     }
-    answers.push({ type: 'CNAME', name: ownerName, ttl: 0, class: 'IN', data: records.cname });
+    answers.push({ type: 'CNAME', name: ownerName, ttl: records.ttl ?? 0, class: 'IN', data: records.cname });
     ownerName = records.cname;
     records = zone.get(normalizeDnsName(records.cname));
   }
@@ -59,7 +64,7 @@ export function resolveAnswers(zone: Map<string, DnsRecords>, qname: string, qty
 }
 
 function recordsOfType(name: string, records: DnsRecords, qtype: string): dnsPacket.Answer[] {
-  const base = { name, ttl: 0, class: 'IN' as const };
+  const base = { name, ttl: records.ttl ?? 0, class: 'IN' as const };
   switch (qtype) {
     case 'A':
       return (records.a ?? []).map((data) => ({ ...base, type: 'A', data }));
@@ -93,6 +98,9 @@ function characterStrings(txt: string | string[]): Buffer[] {
 
 /** Checks records before they go into the zone (addresses, MX priorities, explicit TXT string lengths); returns a copy. */
 export function validateRecords(records: DnsRecords): DnsRecords {
+  if (records.ttl !== undefined && !(Number.isInteger(records.ttl) && records.ttl >= 0 && records.ttl <= 0x7fffffff)) {
+    throw new RangeError(`bad TTL: ${records.ttl} (seconds, 0 to 2147483647)`);
+  }
   for (const ip of records.a ?? []) if (!net.isIPv4(ip)) throw new TypeError(`not an IPv4 address: ${ip}`);
   for (const ip of records.aaaa ?? []) if (!net.isIPv6(ip)) throw new TypeError(`not an IPv6 address: ${ip}`);
   for (const mx of records.mx ?? []) {
@@ -114,6 +122,7 @@ export function copyRecords(r: DnsRecords): DnsRecords {
   if (r.mx) out.mx = r.mx.map((mx) => ({ exchange: mx.exchange, priority: mx.priority }));
   if (r.txt) out.txt = r.txt.map((t) => (Array.isArray(t) ? [...t] : t));
   if (r.cname !== undefined) out.cname = r.cname;
+  if (r.ttl !== undefined) out.ttl = r.ttl;
   return out;
 }
 
@@ -135,6 +144,7 @@ export function mergeRecords(current: DnsRecords, added: DnsRecords): DnsRecords
     mx: union(current.mx, added.mx, (x, y) => normalizeDnsName(x.exchange) === normalizeDnsName(y.exchange)),
     txt: union(current.txt, added.txt, (x, y) => JSON.stringify(x) === JSON.stringify(y)),
     cname: added.cname ?? current.cname,
+    ttl: added.ttl ?? current.ttl,
   };
   return copyRecords(merged);
 }

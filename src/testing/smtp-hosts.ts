@@ -30,6 +30,13 @@ export interface MxHostOptions {
   rejectRecipients?: readonly string[];
   /** Answer STARTTLS (still advertised) with this 5xx code instead of starting TLS, e.g. `554`. */
   starttlsRejectCode?: number;
+  /**
+   * Never answer the STARTTLS command: the connection stays open and silent until the client gives up (a path
+   * attacker who strips STARTTLS and swallows the command). STARTTLS stays advertised unless `starttls: false` hides it
+   * too (the MX then omits STARTTLS from its EHLO reply and swallows the command a client requiring TLS sends anyway).
+   * The host counts the swallowed commands in `starttlsSwallowed`.
+   */
+  starttlsNoReply?: boolean;
   /** Answer EHLO with this 5xx code (HELO still works), e.g. `502`: an MX that cannot advertise STARTTLS. */
   ehloRejectCode?: number;
 }
@@ -68,6 +75,8 @@ export interface TestMxHost {
   readonly openConnections: number;
   /** Every MAIL FROM this host received (accepted or not), with whether the session was over TLS at the time. */
   readonly mailFrom: ReadonlyArray<{ address: string; secure: boolean }>;
+  /** STARTTLS commands left unanswered so far (`starttlsNoReply`). */
+  readonly starttlsSwallowed: number;
   /** Presents a certificate of another variant from the next STARTTLS on. */
   setCert(variant: CertVariant): void;
   /** Stops the host and drops its connections. Its DNS records stay, so clients then see "connection refused". Idempotent. */
@@ -98,13 +107,15 @@ interface MxHostState {
   connections: number;
   /** Connections open now: counted up on connect, down in `onClose`. */
   open: number;
+  /** STARTTLS commands left unanswered (`starttlsNoReply`). */
+  swallowed: number;
 }
 
 /** Starts one MX host listening on `ip:port`. Rejects (e.g. `EADDRINUSE`) when it cannot listen. */
 export async function startMxHost(options: StartMxHostOptions): Promise<TestMxHost> {
   const { host, ip, port, ca } = options;
   const logger = options.logger ?? silentLogger;
-  const state: MxHostState = { messages: [], tlsInfo: new WeakMap(), sockets: new Set(), mailFrom: [], connections: 0, open: 0 };
+  const state: MxHostState = { messages: [], tlsInfo: new WeakMap(), sockets: new Set(), mailFrom: [], connections: 0, open: 0, swallowed: 0 };
   const certFor = (variant: CertVariant): { key: string; cert: string } => {
     const issued = ca.certFor(host, variant);
     return { key: issued.keyPem, cert: issued.certPem };
@@ -140,6 +151,9 @@ export async function startMxHost(options: StartMxHostOptions): Promise<TestMxHo
       return state.open;
     },
     mailFrom: state.mailFrom,
+    get starttlsSwallowed() {
+      return state.swallowed;
+    },
     setCert(variant) {
       smtp.updateSecureContext(certFor(variant));
     },
@@ -167,7 +181,8 @@ function serverOptions(options: StartMxHostOptions, state: MxHostState, cert: { 
     banner: `${host} test MX`,
     logger: false,
     authOptional: true,
-    disabledCommands: starttls ? ['AUTH'] : ['AUTH', 'STARTTLS'],
+    // A host that swallows STARTTLS must receive the command (not answer it 502 as a disabled one).
+    disabledCommands: starttls || options.starttlsNoReply ? ['AUTH'] : ['AUTH', 'STARTTLS'],
     hideSTARTTLS: !starttls,
     disableReverseLookup: true,
     size: MAX_MESSAGE_BYTES,
@@ -179,7 +194,7 @@ function serverOptions(options: StartMxHostOptions, state: MxHostState, cert: { 
     onConnect(session, callback) {
       state.connections++;
       state.open++;
-      if (options.starttlsRejectCode !== undefined || options.ehloRejectCode !== undefined) rejectCommands(smtp(), session, options);
+      if (options.starttlsRejectCode !== undefined || options.ehloRejectCode !== undefined || options.starttlsNoReply) rejectCommands(smtp(), session, options, state);
       callback();
     },
     onClose() {
@@ -247,13 +262,22 @@ interface SmtpConnectionInternals {
   handler_EHLO?: (command: Buffer, callback: () => void) => void;
 }
 
-/** Makes one connection answer STARTTLS / EHLO with the configured 5xx code (smtp-server has no option for it). */
-function rejectCommands(smtp: SMTPServerClass, session: SMTPServerSession, options: MxHostOptions): void {
+/**
+ * Makes one connection answer STARTTLS / EHLO with the configured 5xx code, or never answer STARTTLS (smtp-server has
+ * no option for either).
+ */
+function rejectCommands(smtp: SMTPServerClass, session: SMTPServerSession, options: MxHostOptions, state: MxHostState): void {
   const connections = (smtp as unknown as { connections: Set<SmtpConnectionInternals> }).connections;
   for (const connection of connections) {
     if (connection.session !== session) continue;
     const { starttlsRejectCode, ehloRejectCode } = options;
-    if (starttlsRejectCode !== undefined) {
+    if (options.starttlsNoReply) {
+      // No reply and no callback: smtp-server reads no further command on this connection; the client's timeout
+      // (or the server's socketTimeout) ends it.
+      connection.handler_STARTTLS = () => {
+        state.swallowed++;
+      };
+    } else if (starttlsRejectCode !== undefined) {
       connection.handler_STARTTLS = (_command, callback) => {
         connection.send(starttlsRejectCode, '5.7.0 TLS not available');
         callback();

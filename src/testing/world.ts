@@ -8,7 +8,7 @@
  * library does. `close()` tears it all down without leaving handles behind.
  */
 import { createTestCa, type TestCa } from './ca.js';
-import { assertPeer } from '../peers.js';
+import { assertPeers } from '../peers.js';
 import { normalizeDnsName, startTestDnsServer, type TestDnsServer } from './dns-server.js';
 import { startTestHttpsServer, type TestHttpsServer, type HttpsHostOptions, type HttpsRequestLogEntry } from './https-hosts.js';
 import { silentLogger, type TestWorldLogger } from './logger.js';
@@ -102,7 +102,7 @@ const POLICY_HOST_IP = '127.0.0.1';
  */
 export async function createTestWorld(options: TestWorldOptions = {}): Promise<TestWorld> {
   // The world's servers are built on optional peers: say which one to install before starting anything.
-  for (const peer of ['node-forge', 'dns-packet', 'smtp-server'] as const) assertPeer(peer, 'createTestWorld() (mta-sts-sender/testing)');
+  assertPeers(['node-forge', 'dns-packet', 'smtp-server'], 'createTestWorld() (mta-sts-sender/testing)');
   const logger = options.logger ?? silentLogger;
   const ca = createTestCa();
   const { dns, https, addresses, smtpPort } = await startServers(ca, logger);

@@ -9,6 +9,13 @@
 import { errorCodeOf, type TlsRptResultType } from '../errors.js';
 import { isProtocolVersionError, resultTypeForTlsError } from './tls-errors.js';
 
+/**
+ * Default bound, in ms, of a client's wait for the reply to STARTTLS (the Nodemailer integrations' and the Haraka
+ * plugin's `starttlsTimeoutMs`). A server answers STARTTLS at once; waiting a whole socket timeout (minutes) for a
+ * swallowed command only hides a STARTTLS-stripping attacker. Unanswered: `starttls-not-supported` (RFC 8460 §4.3.1).
+ */
+export const DEFAULT_STARTTLS_TIMEOUT_MS = 5_000;
+
 /** The server's answer to STARTTLS when it refused the upgrade (or did not offer it: no reply). */
 export interface StartTlsRefusal {
   /** The SMTP reply code (e.g. 454), when the server answered. */
@@ -24,10 +31,15 @@ export interface HandshakeFailureClass {
   reason: string;
 }
 
-/** Classifies a failed handshake with `host` (see the module documentation). */
-export function classifyTlsFailure(host: string, error: unknown, tlsSocket?: { authorizationError?: unknown }, starttls?: StartTlsRefusal): HandshakeFailureClass {
+/** Classifies a failed handshake with `host` (see the module documentation). `noReply`: STARTTLS went unanswered. */
+export function classifyTlsFailure(host: string, error: unknown, tlsSocket?: { authorizationError?: unknown }, starttls?: StartTlsRefusal | { noReply: true }): HandshakeFailureClass {
   const e = (typeof error === 'object' && error !== null ? error : {}) as { resultType?: unknown; message?: unknown };
   const message = typeof e.message === 'string' ? e.message : String(error);
+  if (starttls && 'noReply' in starttls) {
+    // RFC 8461 §4.2 requires STARTTLS; a command swallowed (by the MX or a path attacker) is not supported.
+    const detail = typeof e.message === 'string' && e.message !== '' ? ` (${e.message.slice(0, 120)})` : '';
+    return { resultType: 'starttls-not-supported', reason: `${host} did not answer STARTTLS${detail}` };
+  }
   if (starttls) {
     const text = starttls.text?.trim().slice(0, 200);
     return { resultType: 'starttls-not-supported', reason: `${host} refused STARTTLS${text ? `: ${text}` : starttls.replyCode !== undefined ? ` (${starttls.replyCode})` : ''}` };

@@ -14,10 +14,12 @@
  *   this because §4.4 defines it as a URI);
  * - distinct policies per domain and day, and policy domains per day: past the cap, outcomes are dropped and
  *   counted in the recorder's stats (a report cannot carry counts of another policy or domain);
- * - string lengths: failure fields are cut to `maxFieldLength`, policy text to `maxPolicyStringLength`.
+ * - failure fields: checked for their RFC 8460 §4.4 syntax (`failure-fields.ts`; invalid ones are left out), cut to
+ *   `maxFieldLength` (the reason code to at most 255 characters); policy text to `maxPolicyStringLength`.
  */
 import { MtaStsError, TLSRPT_RESULT_TYPES } from '../errors.js';
 import type { TlsRptResultType } from '../errors.js';
+import { copyFailureFields, type FailureFieldName } from './failure-fields.js';
 import type { AggregatedFailure, AggregatedPolicy, TlsRptFailure, TlsRptPolicyRef } from './types.js';
 
 /** Everything counted for one policy domain on one UTC day: the content of one report. */
@@ -93,33 +95,17 @@ export function failureKey(failure: TlsRptFailure): string {
 }
 
 /**
- * Copies the known failure fields only, cut to `maxFieldLength`; anything else a caller put on the object (a
- * recipient, a message) is never looked at. An unknown result type becomes `validation-failure`, the §4.3.3
- * catch-all for failures that fit no other category.
+ * Copies the known failure fields only, each checked for its RFC 8460 §4.4 syntax (`failure-fields.ts`): an invalid
+ * value (an IP field that is no IP address, a host name that is no host name, a reason code with control
+ * characters) is left out and passed to `onInvalid`; anything else a caller put on the object (a recipient, a
+ * message) is never looked at. An unknown result type becomes `validation-failure`, the §4.3.3 catch-all for
+ * failures that fit no other category.
  */
-export function sanitizeFailure(failure: TlsRptFailure | undefined, limits: AggregationLimits): TlsRptFailure {
+export function sanitizeFailure(failure: TlsRptFailure | undefined, limits: AggregationLimits, onInvalid?: (field: FailureFieldName) => void): TlsRptFailure {
   const resultType: TlsRptResultType =
     failure && TLSRPT_RESULT_TYPES.includes(failure.resultType) ? failure.resultType : 'validation-failure';
-  const out: TlsRptFailure = { resultType };
-  if (!failure) return out;
-  const copy = (value: unknown): string | undefined => {
-    if (typeof value !== 'string') return undefined;
-    const trimmed = value.trim();
-    return trimmed === '' ? undefined : trimmed.slice(0, limits.maxFieldLength);
-  };
-  const sendingMtaIp = copy(failure.sendingMtaIp);
-  const receivingMxHostname = copy(failure.receivingMxHostname);
-  const receivingMxHelo = copy(failure.receivingMxHelo);
-  const receivingIp = copy(failure.receivingIp);
-  const additionalInformation = copy(failure.additionalInformation);
-  const failureReasonCode = copy(failure.failureReasonCode);
-  if (sendingMtaIp) out.sendingMtaIp = sendingMtaIp;
-  if (receivingMxHostname) out.receivingMxHostname = receivingMxHostname.toLowerCase().replace(/\.$/, '');
-  if (receivingMxHelo) out.receivingMxHelo = receivingMxHelo;
-  if (receivingIp) out.receivingIp = receivingIp;
-  if (additionalInformation) out.additionalInformation = additionalInformation;
-  if (failureReasonCode) out.failureReasonCode = failureReasonCode;
-  return out;
+  if (!failure) return { resultType };
+  return { resultType, ...copyFailureFields(failure, limits.maxFieldLength, onInvalid) };
 }
 
 /**

@@ -24,6 +24,7 @@ import { Agent, request, type Dispatcher } from 'undici';
 import { createResolverLookup } from '../discovery/lookup.js';
 import type { DnsResolver } from '../discovery/resolver.js';
 import { errorCodeOf } from '../errors.js';
+import { guardedConnector, publicAddressLookup } from './internal-address.js';
 import { TlsRptError, toTlsRptError } from './errors.js';
 import { runAsReportDelivery } from './recorder.js';
 import type { TlsRptReport } from './types.js';
@@ -271,7 +272,7 @@ export async function postTlsRptReport(url: string, gzipped: Uint8Array, options
   }
   const context = options.context ?? { policyDomain: target.hostname, reportId: '' };
   try {
-    const response = await runAsReportDelivery(context, () =>
+    const pending = runAsReportDelivery(context, () =>
       request(target, {
         method: 'POST',
         // §5.4: the gzipped report SHOULD use the media type application/tlsrpt+gzip.
@@ -283,6 +284,12 @@ export async function postTlsRptReport(url: string, gzipped: Uint8Array, options
         ...(options.dispatcher ? { dispatcher: options.dispatcher } : {}),
       }),
     );
+    // undici leaves a request queued behind a connection attempt until the connect timeout, whatever the signal says:
+    // the deadline is kept here (the late answer, if any, is dropped).
+    const response = await Promise.race([pending, rejectOnAbort(controller.signal)]).catch((error: unknown) => {
+      void pending.then((late) => late.body.destroy(), () => undefined);
+      throw error;
+    });
     const status = response.statusCode;
     // The answer's body is of no use; read and drop a bounded amount so the connection can be reused.
     await response.body.dump({ limit: 64 * 1024 }).catch(() => undefined);
@@ -304,6 +311,14 @@ export async function postTlsRptReport(url: string, gzipped: Uint8Array, options
   }
 }
 
+/** A promise that rejects when `signal` fires (never resolves). */
+function rejectOnAbort(signal: AbortSignal): Promise<never> {
+  return new Promise<never>((_, reject) => {
+    if (signal.aborted) reject(new Error('aborted'));
+    else signal.addEventListener('abort', () => reject(new Error('aborted')), { once: true });
+  });
+}
+
 /** Options of {@link createReportHttpsAgent}. */
 export interface ReportHttpsAgentOptions {
   /** Resolve report hosts through this resolver (the library's DNS seam) instead of the operating system. */
@@ -314,18 +329,27 @@ export interface ReportHttpsAgentOptions {
   dnsTimeoutMs?: number;
   /** Connect timeout. Default 30 000 ms. */
   connectTimeoutMs?: number;
+  /** Connect to internal addresses too (loopback, private, link-local, …): test worlds only. Default false. */
+  allowInternalDestinations?: boolean;
 }
 
-/** An undici Agent for report POSTs: resolves through `resolver`, trusts `ca`, keeps no idle sockets for long. */
+/**
+ * An undici Agent for report POSTs: resolves through `resolver`, trusts `ca`, keeps no idle sockets for long, and
+ * (unless `allowInternalDestinations`) never connects to an internal address, checked at connect time on the
+ * address the socket uses (see `internal-address.ts`).
+ */
 export function createReportHttpsAgent(options: ReportHttpsAgentOptions = {}): Agent {
+  const dnsTimeoutMs = options.dnsTimeoutMs ?? 10_000;
+  const connect = {
+    ...(options.ca !== undefined ? { ca: options.ca } : {}),
+    timeout: options.connectTimeoutMs ?? 30_000,
+  };
   return new Agent({
-    connect: {
-      ...(options.ca !== undefined ? { ca: options.ca } : {}),
-      ...(options.resolver ? { lookup: createResolverLookup(options.resolver, options.dnsTimeoutMs ?? 10_000) as never } : {}),
-      timeout: options.connectTimeoutMs ?? 30_000,
-    },
+    connect:
+      options.allowInternalDestinations === true
+        ? { ...connect, ...(options.resolver ? { lookup: createResolverLookup(options.resolver, dnsTimeoutMs) as never } : {}) }
+        : guardedConnector({ ...connect, lookup: publicAddressLookup(options.resolver, dnsTimeoutMs) as never }),
     keepAliveTimeout: 1_000,
     keepAliveMaxTimeout: 5_000,
   });
 }
-

@@ -25,6 +25,10 @@ import { MtaStsSenderError, type MtaStsSenderErrorOptions } from '../errors.js';
  *   error or timeout). Retry later (RFC 8460 §5.5).
  * - `TLSRPT_HTTP_STATUS`: the HTTPS report endpoint answered with a status other than 2xx (redirects are not
  *   followed, RFC 8460 §5.4). Retry later.
+ * - `TLSRPT_DESTINATION_REFUSED`: a `rua` destination points into the sender's own network or at a name that is not
+ *   public (an internal address at connect time, `https://user:pass@…` userinfo, `mailto:root@localhost`, …;
+ *   `details.reason`). Nothing was sent to it; the report still goes to the other destinations. Permanent for that
+ *   destination; allow such targets only in test worlds (`allowInternalDestinations`).
  * - `TLSRPT_NO_TRANSPORT`: a `mailto:` destination exists but no mail transport was configured. Configure
  *   `mailTransport` or accept that this destination is skipped.
  * - `TLSRPT_TRANSPORT_UNUSABLE`: the configured means of delivery turned out unusable when a report went out:
@@ -39,10 +43,18 @@ import { MtaStsSenderError, type MtaStsSenderErrorOptions } from '../errors.js';
  * - `TLSRPT_SPOOL_CORRUPT`: a stored record (an SQLite row, a Redis hash) did not validate. It was removed or moved
  *   aside and skipped; its counts are lost. Reported through the store's `subscribe` listeners / the reporter's
  *   `spool-corrupt` event, never thrown to the code that records sessions.
+ * - `TLSRPT_COUNTS_LOST`: counts the store had accepted vanished (a Redis that evicts keys: set
+ *   `maxmemory-policy noeviction`). Reported as a `store-error` event with `details.sessions` (how many sessions are
+ *   missing), `details.unknown`, `details.records` and the first record's `details.day` / `details.policyDomain`;
+ *   the report, if any, goes out without them.
+ * - `TLSRPT_STORE_EVICTION`: never thrown; carried by a `warning` event when a store starts: it may lose counts (a
+ *   Redis whose `maxmemory-policy` is not `noeviction`, `details.policy`, or whose policy could not be read). Set
+ *   `maxmemory-policy noeviction` on that Redis.
  * - `TLSRPT_STORE_FAILED`: the store threw (disk full, read-only, permissions), or refused its file
  *   (`details.reason`: not SQLite, another application's, a newer schema). Recorded counts stay in memory and are
  *   written on the next flush; look at `cause`. A report delivered whose "sent" state could not be saved is not
- *   counted as sent and not sent again by that process. From `reporter.close()`: the counts could not be written and are lost
+ *   counted as sent and not sent again by that process. From `reporter.close()`: the counts could not be written
+ *   and are lost
  *   (`details.unpersistedSessions`).
  */
 export type TlsRptErrorCode =
@@ -53,10 +65,13 @@ export type TlsRptErrorCode =
   | 'TLSRPT_ABORTED'
   | 'TLSRPT_DELIVERY_FAILED'
   | 'TLSRPT_HTTP_STATUS'
+  | 'TLSRPT_DESTINATION_REFUSED'
   | 'TLSRPT_NO_TRANSPORT'
   | 'TLSRPT_TOO_LARGE'
   | 'TLSRPT_REPORT_INVALID'
   | 'TLSRPT_SPOOL_CORRUPT'
+  | 'TLSRPT_COUNTS_LOST'
+  | 'TLSRPT_STORE_EVICTION'
   | 'TLSRPT_STORE_FAILED'
   | 'TLSRPT_TRANSPORT_UNUSABLE';
 
@@ -69,10 +84,13 @@ export const TLSRPT_ERROR_CODES: readonly TlsRptErrorCode[] = Object.freeze([
   'TLSRPT_ABORTED',
   'TLSRPT_DELIVERY_FAILED',
   'TLSRPT_HTTP_STATUS',
+  'TLSRPT_DESTINATION_REFUSED',
   'TLSRPT_NO_TRANSPORT',
   'TLSRPT_TOO_LARGE',
   'TLSRPT_REPORT_INVALID',
   'TLSRPT_SPOOL_CORRUPT',
+  'TLSRPT_COUNTS_LOST',
+  'TLSRPT_STORE_EVICTION',
   'TLSRPT_STORE_FAILED',
   'TLSRPT_TRANSPORT_UNUSABLE',
 ]);

@@ -48,10 +48,13 @@ export type { TlsRptErrorCode, TlsRptErrorOptions } from './errors.js';
 // The reporter (recorder, persistence, scheduling, delivery) and its events.
 export { createTlsRptReporter } from './scheduler.js';
 export type { TlsRptReporterOptions, TlsRptRetryOptions } from './reporter-options.js';
+export type { TlsRptRefusalReason } from './destination-policy.js';
 export type {
   FlushResult,
   PendingReport,
   TlsRptDestinationFailure,
+  TlsRptDestinationRefusedEvent,
+  TlsRptDestinationsLimitedEvent,
   TlsRptDroppedEvent,
   TlsRptEvent,
   TlsRptFailedEvent,

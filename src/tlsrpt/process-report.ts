@@ -5,10 +5,11 @@
  * {@link FlushResult} and emitted as an event.
  */
 import { totalSessions, type DomainDayKey } from './aggregate.js';
+import { chooseDestinations, destinationLabel, type TlsRptRefusalReason } from './destination-policy.js';
 import { lookupTlsRptRecord, type TlsRptDestination } from './discovery.js';
 import { TlsRptError, toTlsRptError } from './errors.js';
 import { DAY_MS, type ReporterSettings, type TlsRptReporterOptions } from './reporter-options.js';
-import type { FlushResult, TlsRptDestinationFailure, TlsRptDroppedEvent, TlsRptFailedEvent, TlsRptNotAttemptedEvent, TlsRptSentEvent, TlsRptSkippedNoRecordEvent, TlsRptSkippedNoTransportEvent } from './reporter-events.js';
+import type { FlushResult, TlsRptDestinationFailure, TlsRptDestinationRefusedEvent, TlsRptDestinationsLimitedEvent, TlsRptDroppedEvent, TlsRptFailedEvent, TlsRptNotAttemptedEvent, TlsRptSentEvent, TlsRptSkippedNoRecordEvent, TlsRptSkippedNoTransportEvent } from './reporter-events.js';
 import { isUsageError, type ReportSender } from './report-sender.js';
 import { buildTlsRptReport, gzipTlsRptReport, makeTlsRptReportId, randomUniqueId, tlsRptFileName, utcDayRange, utcDayStart } from './report.js';
 import type { DeliveryState, StoredDomainDay } from './store.js';
@@ -66,6 +67,8 @@ async function attempt(p: ReportProcessor, key: DomainDayKey, record: StoredDoma
   const built = await buildReport(turn);
   if (!built) return;
   const outcome = await p.sender.deliverAll(usable, built.report, built.gz, key, built.filename);
+  // Refused at connect time: the name resolved to an internal address.
+  for (const f of outcome.failures) if (f.error.code === 'TLSRPT_DESTINATION_REFUSED') refused(turn, f.uri, f.error);
   await settle(turn, built.report, outcome.delivered, outcome.failures);
 }
 
@@ -97,9 +100,11 @@ async function usableDestinations(turn: ReportTurn): Promise<TlsRptDestination[]
     if (e.temporary) return void (await fail(turn, e, []));
     return void (await skip(turn, { type: 'skipped-no-record', day: key.day, policyDomain: key.policyDomain, error: e }));
   }
-  const usable = rua.filter((d) => d.kind === 'https' || p.options.mailTransport !== undefined);
+  const allowed = await allowedDestinations(turn, rua);
+  if (!allowed) return undefined;
+  const usable = allowed.filter((d) => d.kind === 'https' || p.options.mailTransport !== undefined);
   if (usable.length > 0) return usable;
-  const event: TlsRptSkippedNoTransportEvent = { type: 'skipped-no-transport', day: key.day, policyDomain: key.policyDomain, uris: rua.map((d) => d.uri) };
+  const event: TlsRptSkippedNoTransportEvent = { type: 'skipped-no-transport', day: key.day, policyDomain: key.policyDomain, uris: allowed.map(destinationLabel) };
   if (p.options.keepUndeliverable !== true) return void (await skip(turn, event));
   // Kept for a run with a mail transport: neither removed nor counted as an attempt.
   const kept: TlsRptSkippedNoTransportEvent = { ...event, kept: true };
@@ -107,6 +112,45 @@ async function usableDestinations(turn: ReportTurn): Promise<TlsRptDestination[]
   turn.result.skipped.push(kept);
   p.settings.emit(kept);
   return undefined;
+}
+
+/**
+ * The destinations this report may go to: duplicates removed, at most `maxDestinationsPerReport`, internal targets
+ * refused (each with an event); undefined when every one was refused (the report is skipped: §3 no usable
+ * destination).
+ */
+async function allowedDestinations(turn: ReportTurn, rua: TlsRptDestination[]): Promise<TlsRptDestination[] | undefined> {
+  const { p, key } = turn;
+  const chosen = chooseDestinations(rua, p.settings);
+  if (chosen.overLimit > 0) limited(turn, chosen.published, chosen.duplicates, chosen.overLimit);
+  for (const r of chosen.refused) refused(turn, destinationLabel(r.destination), r.error);
+  if (chosen.use.length > 0) return chosen.use;
+  const reasons = [...new Set(chosen.refused.map((r) => String(r.error.details.reason)))].join(', ');
+  const error = new TlsRptError('TLSRPT_DESTINATION_REFUSED', `every report destination of ${key.policyDomain} was refused (${reasons})`, {
+    domain: key.policyDomain,
+    details: { reason: 'all-refused', refused: chosen.refused.length },
+  });
+  return void (await skip(turn, { type: 'skipped-no-record', day: key.day, policyDomain: key.policyDomain, error }));
+}
+
+/** The record named more destinations than `maxDestinationsPerReport` (RFC 8460 §7 "Reports as DDoS"). */
+function limited(turn: ReportTurn, published: number, duplicates: number, leftOut: number): void {
+  const { p, key, reportId } = turn;
+  const limit = p.settings.maxDestinationsPerReport;
+  const event: TlsRptDestinationsLimitedEvent = { type: 'destinations-limited', day: key.day, policyDomain: key.policyDomain, reportId, published, duplicates, limit, leftOut };
+  p.settings.logger?.warn?.(`tlsrpt: ${key.policyDomain} publishes ${published} report destinations (${duplicates} duplicates): the report for ${key.day} goes to the first ${limit}, ${leftOut} left out (maxDestinationsPerReport)`);
+  (turn.result.limited ??= []).push(event);
+  p.settings.emit(event);
+}
+
+/** A destination refused because it points inside the sender's network (see `allowInternalDestinations`). */
+function refused(turn: ReportTurn, destination: string, error: TlsRptError): void {
+  const { p, key, reportId } = turn;
+  const reason = (error.details.reason ?? 'internal-address') as TlsRptRefusalReason;
+  const event: TlsRptDestinationRefusedEvent = { type: 'destination-refused', day: key.day, policyDomain: key.policyDomain, reportId, destination, reason, error };
+  p.settings.logger?.warn?.(`tlsrpt: report destination ${destination} of ${key.policyDomain} refused: ${error.message}`, { code: error.code, reason });
+  (turn.result.refused ??= []).push(event);
+  p.settings.emit(event);
 }
 
 /** §4.4 the report, §5.2 gzipped, §5.3 its file name; undefined when it was too large and dropped. */

@@ -7,7 +7,8 @@
  * - an MX host not covered by the policy: `mx not in policy` (RFC 8461 §4.1);
  * - a TLS failure: the OpenSSL / Node code (`CERT_HAS_EXPIRED`, `ERR_SSL_UNSUPPORTED_PROTOCOL`, ...), or, when the
  *   check was ours (`verifyTls`), `certificate expired`, `certificate not yet valid`, `certificate name mismatch`,
- *   `certificate not trusted`, `tls version TLSv1.1`, `starttls not offered`, `starttls refused 454`;
+ *   `certificate not trusted`, `tls version TLSv1.1`, `starttls not offered`, `starttls refused 454`,
+ *   `starttls no reply`;
  * - a policy failure (RFC 8461 §3.3): `http status 404`, `http redirect 301`, `content type text/html`,
  *   `policy too large`, `policy fetch timeout`, `policy syntax error`, the policy host's certificate code
  *   (`CERT_HAS_EXPIRED`), the connection error (`ECONNREFUSED`), `txt record invalid`, `multiple txt records`,
@@ -95,6 +96,8 @@ export interface SessionFailureFacts {
   reason?: string;
   /** The SMTP reply code to STARTTLS, when the server refused it. */
   starttlsReply?: number;
+  /** STARTTLS was sent and never answered. */
+  starttlsNoReply?: boolean;
 }
 
 /** The reason code of a failed session (RFC 8460 §4.3). Always a short string. */
@@ -103,6 +106,7 @@ export function sessionFailureReason(facts: SessionFailureFacts): string {
   if (facts.code) return clip(facts.code);
   switch (facts.resultType) {
     case 'starttls-not-supported':
+      if (facts.starttlsNoReply) return 'starttls no reply';
       return facts.starttlsReply !== undefined ? `starttls refused ${facts.starttlsReply}` : 'starttls not offered';
     case 'certificate-expired':
       return 'certificate expired';

@@ -21,9 +21,10 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { normalizeDomainOrUndefined } from '../domain.js';
 import { DomainDayAccumulator, resolveLimits, sanitizeFailure, sanitizePolicy, totalSessions, type AggregationLimits, type DomainDayCounts } from './aggregate.js';
 import { toTlsRptError, type TlsRptError } from './errors.js';
+import type { FailureFieldName } from './failure-fields.js';
 import { utcDayKey } from './report.js';
 import type { TlsRptStore } from './store.js';
-import type { SessionOutcome, TlsRptLogger, TlsRptRecorder } from './types.js';
+import type { SessionOutcome, TlsRptFailure, TlsRptLogger, TlsRptRecorder } from './types.js';
 
 /** What is known about the report delivery in progress (see {@link runAsReportDelivery}). */
 export interface ReportDeliveryContext {
@@ -60,6 +61,8 @@ export interface TlsRptAggregatorStats {
   dropped: Record<DroppedOutcomeReason, number>;
   /** Failed store writes (the counts were kept and retried). */
   storeErrors: number;
+  /** Failure fields left out of counted outcomes because their value had not the RFC 8460 §4.4 syntax. */
+  invalidFields: number;
 }
 
 /** Options of {@link TlsRptAggregator}. */
@@ -82,6 +85,12 @@ export interface TlsRptAggregatorOptions {
   /** Called once per UTC day and reason when outcomes start being dropped, and on store errors. */
   onDrop?: (info: { reason: DroppedOutcomeReason; day?: string; policyDomain?: string }) => void;
   onStoreError?: (error: TlsRptError) => void;
+  /**
+   * Called once per UTC day and field when a failure field is left out because its value is invalid (RFC 8460 §4.4:
+   * `sendingMtaIp` / `receivingIp` not an IP address, a host name not a host name, a reason code not printable
+   * ASCII). The outcome still counts.
+   */
+  onInvalidField?: (info: { field: Exclude<keyof TlsRptFailure, 'resultType'>; day: string; policyDomain: string }) => void;
 }
 
 /**
@@ -96,6 +105,7 @@ export class TlsRptAggregator implements TlsRptRecorder {
   private readonly logger: TlsRptLogger | undefined;
   private readonly onDrop: TlsRptAggregatorOptions['onDrop'];
   private readonly onStoreError: TlsRptAggregatorOptions['onStoreError'];
+  private readonly onInvalidField: TlsRptAggregatorOptions['onInvalidField'];
   /** Counts not yet written to the store: day -> policy domain -> accumulator. */
   private pending = new Map<string, Map<string, DomainDayAccumulator>>();
   /** Domains admitted per day (for `maxDomainsPerDay`); only today's and yesterday's are kept. */
@@ -114,6 +124,7 @@ export class TlsRptAggregator implements TlsRptRecorder {
     recorded: 0,
     dropped: { 'report-session': 0, invalid: 0, 'out-of-range': 0, 'domain-cap': 0, 'policy-cap': 0, closed: 0 },
     storeErrors: 0,
+    invalidFields: 0,
   };
 
   constructor(options: TlsRptAggregatorOptions) {
@@ -126,6 +137,7 @@ export class TlsRptAggregator implements TlsRptRecorder {
     this.logger = options.logger;
     this.onDrop = options.onDrop;
     this.onStoreError = options.onStoreError;
+    this.onInvalidField = options.onInvalidField;
   }
 
   /** Counts one outcome. Synchronous, never throws; see the module doc for what is excluded. */
@@ -181,7 +193,7 @@ export class TlsRptAggregator implements TlsRptRecorder {
     // Only counts and the RFC 8460 §4.4 failure fields are taken from the outcome; nothing else is read.
     const added = outcome.success === true
       ? acc.add(policy, 1, [], this.limits)
-      : acc.add(policy, 0, [{ ...sanitizeFailure(outcome.failure, this.limits), count: 1 }], this.limits);
+      : acc.add(policy, 0, [{ ...sanitizeFailure(outcome.failure, this.limits, (field) => this.invalidField(field, day, policyDomain)), count: 1 }], this.limits);
     if (!added) {
       if (acc.empty) byDomain.delete(policyDomain);
       return this.drop('policy-cap', day, policyDomain);
@@ -211,6 +223,17 @@ export class TlsRptAggregator implements TlsRptRecorder {
     this.warned.add(key);
     this.logger?.warn?.(`tlsrpt: outcomes are being dropped (${reason})`, { reason, day, policyDomain });
     this.onDrop?.({ reason, ...(day ? { day } : {}), ...(policyDomain ? { policyDomain } : {}) });
+  }
+
+  /** A failure field left out (RFC 8460 §4.4 syntax): counted, warned once per day and field. */
+  private invalidField(field: FailureFieldName, day: string, policyDomain: string): void {
+    this.counters.invalidFields += 1;
+    const key = `${day}|invalid:${field}`;
+    if (this.warned.has(key)) return;
+    if (this.warned.size > 1000) this.warned.clear();
+    this.warned.add(key);
+    this.logger?.warn?.(`tlsrpt: invalid ${field} left out of a failure detail (RFC 8460 §4.4)`, { field, day, policyDomain });
+    this.onInvalidField?.({ field, day, policyDomain });
   }
 
   private scheduleFlush(): void {
@@ -244,7 +267,14 @@ export class TlsRptAggregator implements TlsRptRecorder {
     this.unflushedSessions = 0;
     const deltas: DomainDayCounts[] = [];
     for (const byDomain of batch.values()) for (const acc of byDomain.values()) if (!acc.empty) deltas.push(acc.toCounts());
-    const firstError = this.store.mergeAll ? await this.writeAll(this.store.mergeAll.bind(this.store), deltas) : await this.writeEach(deltas);
+    let firstError: TlsRptError | undefined;
+    for (const { delta, error } of await this.write(deltas)) {
+      const wrapped = toTlsRptError(error, 'TLSRPT_STORE_FAILED', `writing TLS-RPT counts for ${delta.policyDomain} ${delta.day} failed`, { domain: delta.policyDomain });
+      firstError ??= wrapped;
+      this.counters.storeErrors += 1;
+      this.restore(delta);
+      this.unflushedSessions += totalSessions(delta);
+    }
     if (firstError) {
       this.backoffUntil = performance.now() + Math.max(this.flushDelayMs, 1000);
       this.logger?.error?.('tlsrpt: store write failed; counts kept for the next flush', { error: firstError.message });
@@ -254,36 +284,21 @@ export class TlsRptAggregator implements TlsRptRecorder {
     }
   }
 
-  /** One atomic write of the whole flush (a store with `mergeAll`): on failure every delta is kept. */
-  private async writeAll(mergeAll: NonNullable<TlsRptStore['mergeAll']>, deltas: DomainDayCounts[]): Promise<TlsRptError | undefined> {
-    try {
-      await mergeAll(deltas, this.limits);
-      return undefined;
-    } catch (error) {
-      this.counters.storeErrors += 1;
-      for (const delta of deltas) this.keepUnwritten(delta);
-      return toTlsRptError(error, 'TLSRPT_STORE_FAILED', `writing TLS-RPT counts of ${deltas.length} record(s) failed`);
-    }
-  }
-
-  /** One `merge` per record; the failed ones are kept. */
-  private async writeEach(deltas: DomainDayCounts[]): Promise<TlsRptError | undefined> {
-    let firstError: TlsRptError | undefined;
-    for (const delta of deltas) {
+  /**
+   * Hands the deltas of one flush to the store: all at once through `mergeMany` when the store has it (one deadline
+   * for the batch), else one `merge` after another. Resolves with those not stored.
+   */
+  private async write(deltas: DomainDayCounts[]): Promise<Array<{ delta: DomainDayCounts; error: unknown }>> {
+    if (this.store.mergeMany) {
       try {
-        await this.store.merge(delta, this.limits);
+        return await this.store.mergeMany(deltas, this.limits);
       } catch (error) {
-        firstError ??= toTlsRptError(error, 'TLSRPT_STORE_FAILED', `writing TLS-RPT counts for ${delta.policyDomain} ${delta.day} failed`, { domain: delta.policyDomain });
-        this.counters.storeErrors += 1;
-        this.keepUnwritten(delta);
+        return deltas.map((delta) => ({ delta, error }));
       }
     }
-    return firstError;
-  }
-
-  private keepUnwritten(delta: DomainDayCounts): void {
-    this.restore(delta);
-    this.unflushedSessions += totalSessions(delta);
+    const failed: Array<{ delta: DomainDayCounts; error: unknown }> = [];
+    for (const delta of deltas) await this.store.merge(delta, this.limits).catch((error: unknown) => failed.push({ delta, error }));
+    return failed;
   }
 
   /** Puts counts whose write failed back into the pending map (merging with what was recorded meanwhile). */

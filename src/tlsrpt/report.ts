@@ -17,7 +17,8 @@ import { gunzip as gunzipCb, gzip as gzipCb } from 'node:zlib';
 import { normalizeDomainOrUndefined } from '../domain.js';
 import { TLSRPT_RESULT_TYPES } from '../errors.js';
 import { TlsRptError } from './errors.js';
-import type { AggregatedPolicy, TlsRptReport, TlsRptReportFailureDetail, TlsRptReportPolicy } from './types.js';
+import { copyFailureFields } from './failure-fields.js';
+import type { AggregatedFailure, AggregatedPolicy, TlsRptReport, TlsRptReportFailureDetail, TlsRptReportPolicy } from './types.js';
 
 const gzipAsync = promisify(gzipCb);
 const gunzipAsync = promisify(gunzipCb);
@@ -41,7 +42,10 @@ export interface BuildTlsRptReportInput {
 
 /**
  * Builds the RFC 8460 §4.4 report object. Optional fields that have no value are omitted, never written as `null`;
- * failure details with a zero count are dropped, and `failure-details` is omitted when there are none.
+ * failure details with a zero count are dropped, and `failure-details` is omitted when there are none. A failure
+ * field whose value does not have its §4.4 syntax (an IP field that is no IP address, a host name that is no host
+ * name, a reason code that is not printable ASCII) is omitted too, and `total-failure-session-count` is the sum of
+ * the failure details' counts whenever there are details (`failureCount` only when there are none).
  *
  * @throws {TlsRptError} `TLSRPT_REPORT_INVALID` when the input is not a valid report (empty names, end before
  *   start, negative or fractional counts, unknown result types).
@@ -103,36 +107,48 @@ function buildPolicy(p: AggregatedPolicy, index: number): TlsRptReportPolicy {
     ...(mxHost ? { 'mx-host': mxHost } : {}),
   };
 
-  const details: TlsRptReportFailureDetail[] = [];
-  for (const [j, f] of (p.failures ?? []).entries()) {
-    const at = `${where}.failures[${j}]`;
-    if (!TLSRPT_RESULT_TYPES.includes(f.resultType)) throw invalid(`${at}.resultType is not an RFC 8460 §4.3 result type`);
-    const count = requireCount(f.count, `${at}.count`);
-    if (count === 0) continue;
-    // §4.4: optional members are omitted when unknown, never null.
-    const detail: TlsRptReportFailureDetail = {
-      'result-type': f.resultType,
-      ...(f.sendingMtaIp ? { 'sending-mta-ip': f.sendingMtaIp } : {}),
-      ...(f.receivingMxHostname ? { 'receiving-mx-hostname': f.receivingMxHostname } : {}),
-      ...(f.receivingMxHelo ? { 'receiving-mx-helo': f.receivingMxHelo } : {}),
-      ...(f.receivingIp ? { 'receiving-ip': f.receivingIp } : {}),
-      'failed-session-count': count,
-      ...(f.additionalInformation ? { 'additional-information': f.additionalInformation } : {}),
-      ...(f.failureReasonCode ? { 'failure-reason-code': f.failureReasonCode } : {}),
-    };
-    details.push(detail);
-  }
+  const details = buildFailureDetails(p.failures ?? [], where);
+  // §4.2.2: total-failure-session-count is the number of failed sessions, which the failure details break down;
+  // taken from their counts whenever there are details, so a report never states a total its details contradict.
+  const failureTotal = details.length > 0 ? details.reduce((n, d) => n + d['failed-session-count'], 0) : failureCount;
 
   const out: TlsRptReportPolicy = {
     policy,
     // §4.2.1 / §4.2.2: the session totals for this policy over the period.
     summary: {
       'total-successful-session-count': successCount,
-      'total-failure-session-count': failureCount,
+      'total-failure-session-count': failureTotal,
     },
   };
   if (details.length > 0) out['failure-details'] = details;
   return out;
+}
+
+/**
+ * The §4.4 failure-details of one policy: zero counts dropped, each field checked for its §4.4 syntax (an invalid
+ * value, e.g. from a store edited by hand, is left out rather than reported; see `failure-fields.ts`).
+ */
+function buildFailureDetails(failures: readonly AggregatedFailure[], where: string): TlsRptReportFailureDetail[] {
+  const details: TlsRptReportFailureDetail[] = [];
+  for (const [j, f] of failures.entries()) {
+    const at = `${where}.failures[${j}]`;
+    if (!TLSRPT_RESULT_TYPES.includes(f.resultType)) throw invalid(`${at}.resultType is not an RFC 8460 §4.3 result type`);
+    const count = requireCount(f.count, `${at}.count`);
+    if (count === 0) continue;
+    const v = copyFailureFields(f, Number.MAX_SAFE_INTEGER);
+    // §4.4: optional members are omitted when unknown, never null.
+    details.push({
+      'result-type': f.resultType,
+      ...(v.sendingMtaIp ? { 'sending-mta-ip': v.sendingMtaIp } : {}),
+      ...(v.receivingMxHostname ? { 'receiving-mx-hostname': v.receivingMxHostname } : {}),
+      ...(v.receivingMxHelo ? { 'receiving-mx-helo': v.receivingMxHelo } : {}),
+      ...(v.receivingIp ? { 'receiving-ip': v.receivingIp } : {}),
+      'failed-session-count': count,
+      ...(v.additionalInformation ? { 'additional-information': v.additionalInformation } : {}),
+      ...(v.failureReasonCode ? { 'failure-reason-code': v.failureReasonCode } : {}),
+    });
+  }
+  return details;
 }
 
 /**

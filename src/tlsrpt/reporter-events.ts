@@ -3,6 +3,7 @@
  * preview of pending reports, and the reporter's interface. Types only: the reporter is in `scheduler.ts`.
  */
 import type { DroppedOutcomeReason, TlsRptAggregator } from './recorder.js';
+import type { TlsRptRefusalReason } from './destination-policy.js';
 import type { TlsRptError } from './errors.js';
 import type { DeliveryState } from './store.js';
 import type { TlsRptReport } from './types.js';
@@ -58,12 +59,23 @@ export interface TlsRptNotAttemptedEvent {
   failures: TlsRptDestinationFailure[];
 }
 
-/** Something about the configuration the operator should know (emitted once, at creation). */
+/** Something the operator should know. */
 export interface TlsRptWarningEvent {
   type: 'warning';
-  /** `TLSRPT_UNSIGNED_MAIL`: report mail is configured without DKIM (RFC 8460 §5.3). */
-  code: 'TLSRPT_UNSIGNED_MAIL';
+  /**
+   * - `TLSRPT_UNSIGNED_MAIL`: report mail is configured without DKIM (RFC 8460 §5.3); emitted once, at creation;
+   * - `TLSRPT_FIELD_INVALID`: a failure field of a recorded outcome had not its RFC 8460 §4.4 syntax (`field`) and
+   *   was left out (the session still counts); once per UTC day and field;
+   * - `TLSRPT_STORE_EVICTION`: the store may lose counts (a Redis whose `maxmemory-policy` is not `noeviction`, or
+   *   whose policy could not be read); once, when the store starts.
+   */
+  code: 'TLSRPT_UNSIGNED_MAIL' | 'TLSRPT_FIELD_INVALID' | 'TLSRPT_STORE_EVICTION';
   message: string;
+  /** `TLSRPT_FIELD_INVALID`: the field left out (`sendingMtaIp`, `receivingIp`, `receivingMxHostname`, ...). */
+  field?: string;
+  /** `TLSRPT_FIELD_INVALID`: the UTC day and policy domain of the first outcome concerned. */
+  day?: string;
+  policyDomain?: string;
 }
 
 /** The report was given up. */
@@ -96,6 +108,39 @@ export interface TlsRptSkippedNoTransportEvent {
   kept?: boolean;
 }
 
+/**
+ * A destination of the record that this report was not sent to because it points inside the sender's network or
+ * at a name that is not public (see `allowInternalDestinations`); the report still goes to the others.
+ */
+export interface TlsRptDestinationRefusedEvent {
+  type: 'destination-refused';
+  day: string;
+  policyDomain: string;
+  reportId: string;
+  /** `mailto:<address>` or the `https:` URI as published. */
+  destination: string;
+  /** `internal-address` (an IP literal, or found at connect time), `userinfo`, or `non-public-name`. */
+  reason: TlsRptRefusalReason;
+  /** `TLSRPT_DESTINATION_REFUSED`, with `details.reason`. */
+  error: TlsRptError;
+}
+
+/** The record named more distinct destinations than `maxDestinationsPerReport`: the rest were left out. */
+export interface TlsRptDestinationsLimitedEvent {
+  type: 'destinations-limited';
+  day: string;
+  policyDomain: string;
+  reportId: string;
+  /** Destinations in the record (a `mailto:` list counted per address). */
+  published: number;
+  /** Duplicates among them (removed). */
+  duplicates: number;
+  /** `maxDestinationsPerReport`. */
+  limit: number;
+  /** Distinct destinations left out. */
+  leftOut: number;
+}
+
 /** Events of the reporter. */
 export type TlsRptEvent =
   | TlsRptSentEvent
@@ -105,7 +150,10 @@ export type TlsRptEvent =
   | TlsRptSkippedNoTransportEvent
   | TlsRptNotAttemptedEvent
   | TlsRptWarningEvent
+  | TlsRptDestinationRefusedEvent
+  | TlsRptDestinationsLimitedEvent
   | { type: 'spool-corrupt'; error: TlsRptError }
+  /** A store failure (`TLSRPT_STORE_FAILED`), or counts that vanished from the store (`TLSRPT_COUNTS_LOST`). */
   | { type: 'store-error'; error: TlsRptError }
   | { type: 'outcomes-dropped'; reason: DroppedOutcomeReason; day?: string; policyDomain?: string };
 
@@ -117,6 +165,10 @@ export interface FlushResult {
   skipped: Array<TlsRptSkippedNoRecordEvent | TlsRptSkippedNoTransportEvent>;
   /** Reports not attempted because of a configuration error (absent when there were none). */
   notAttempted?: TlsRptNotAttemptedEvent[];
+  /** Destinations refused (absent when there were none). */
+  refused?: TlsRptDestinationRefusedEvent[];
+  /** Reports whose destinations were capped at `maxDestinationsPerReport` (absent when there were none). */
+  limited?: TlsRptDestinationsLimitedEvent[];
 }
 
 /** A report not sent yet, as it would be built now. */

@@ -8,6 +8,7 @@ import type { Dispatcher } from 'undici';
 import { createDefaultResolver, type DnsResolver } from '../discovery/resolver.js';
 import { MtaStsError } from '../errors.js';
 import type { AggregationLimits } from './aggregate.js';
+import { DEFAULT_MAX_DESTINATIONS_PER_REPORT } from './destination-policy.js';
 import type { TlsRptMailTransportInput } from './deliver.js';
 import type { TlsRptEvent, TlsRptWarningEvent } from './reporter-events.js';
 import { createSqliteTlsRptStore } from '../sqlite/tlsrpt-store.js';
@@ -72,8 +73,30 @@ export interface TlsRptReporterOptions {
   dispatcher?: Dispatcher;
   /** Trust anchors for the default dispatcher (PEM). Default: Node's roots. */
   ca?: string | Buffer | Array<string | Buffer>;
-  /** Deadline of one HTTPS POST. Default 60 000 ms. */
+  /** Deadline of one HTTPS POST (never beyond what is left of `sendTimeoutMs`). Default 60 000 ms. */
   httpsTimeoutMs?: number;
+  /**
+   * Deadline of delivering one report to all its destinations, which are sent to in parallel (`sendConcurrency` at a
+   * time). A destination still running at the deadline fails (a mail already handed to the transport may still go
+   * out; the report keeps its id, so a receiver drops the duplicate of a retry). Default 120 000 ms.
+   */
+  sendTimeoutMs?: number;
+  /** Destinations of one report sent to at the same time. Default 4. */
+  sendConcurrency?: number;
+  /**
+   * Most destinations one report goes to (RFC 8460 §3 `rua`, a `mailto:` list counted per address), after
+   * duplicates are removed, in published order; the rest are left out with a `destinations-limited` event and a
+   * warning. Default 10.
+   */
+  maxDestinationsPerReport?: number;
+  /**
+   * Send to destinations inside the sender's own network: `https:` endpoints at loopback, private (RFC 1918,
+   * fc00::/7), link-local, unspecified, CGNAT, multicast or broadcast addresses (checked on the address connected
+   * to), and `mailto:` or `https:` names that are not public (`localhost`, single-label names, `.local`, `.test`,
+   * ...). FOR TEST WORLDS: default false, and such destinations are refused with a `destination-refused` event.
+   * The check applies to the reporter's own HTTPS dispatcher: a `dispatcher` you pass makes its own connections.
+   */
+  allowInternalDestinations?: boolean;
   /** Deadline of one DNS lookup. Default 10 000 ms. */
   dnsTimeoutMs?: number;
   /** Clock, ms since the epoch. Default `Date.now`. */
@@ -125,6 +148,10 @@ export interface ReporterSettings {
   checkIntervalMs: number;
   maxReportBytes: number;
   dnsTimeoutMs: number;
+  sendTimeoutMs: number;
+  sendConcurrency: number;
+  maxDestinationsPerReport: number;
+  allowInternalDestinations: boolean;
   /** Calls `onEvent`; a throwing listener is ignored. */
   emit: (event: TlsRptEvent) => void;
 }
@@ -156,6 +183,10 @@ export function resolveReporterSettings(options: TlsRptReporterOptions): Reporte
     checkIntervalMs: Math.max(10, options.checkIntervalMs ?? 5 * 60_000),
     maxReportBytes: options.maxReportBytes ?? 10 * 1024 * 1024,
     dnsTimeoutMs: options.dnsTimeoutMs ?? 10_000,
+    sendTimeoutMs: options.sendTimeoutMs ?? 120_000,
+    sendConcurrency: options.sendConcurrency ?? 4,
+    maxDestinationsPerReport: options.maxDestinationsPerReport ?? DEFAULT_MAX_DESTINATIONS_PER_REPORT,
+    allowInternalDestinations: options.allowInternalDestinations === true,
     emit: (event) => {
       try {
         options.onEvent?.(event);

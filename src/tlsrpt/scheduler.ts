@@ -27,7 +27,8 @@ import { byDayThenDomain, pendingReports } from './pending.js';
 import { processReport, type ReportProcessor } from './process-report.js';
 import { TlsRptAggregator } from './recorder.js';
 import { configurationWarnings, resolveReporterSettings, type ReporterSettings, type TlsRptReporterOptions } from './reporter-options.js';
-import type { FlushResult, TlsRptReporter } from './reporter-events.js';
+import type { FlushResult, TlsRptEvent, TlsRptReporter } from './reporter-events.js';
+import type { TlsRptStoreEvent } from './store.js';
 import { createReportSender, type ReportSender } from './report-sender.js';
 import { utcDayKey } from './report.js';
 
@@ -45,7 +46,7 @@ export function createTlsRptReporter(options: TlsRptReporterOptions): TlsRptRepo
   const settings = resolveReporterSettings(options);
   const { store, logger, emit, now } = settings;
   const recorder = createRecorder(options, settings);
-  const unsubscribe = store.subscribe?.((event) => emit({ type: 'spool-corrupt', error: event.error }));
+  const unsubscribe = store.subscribe?.((event) => emit(reporterEventOf(event)));
   const warnings = configurationWarnings(options);
   for (const warning of warnings) {
     logger?.warn?.(`tlsrpt: ${warning.message}`, { code: warning.code });
@@ -113,7 +114,14 @@ function createRecorder(options: TlsRptReporterOptions, { store, now, logger, em
     ...(logger ? { logger } : {}),
     onDrop: (info) => emit({ type: 'outcomes-dropped', ...info }),
     onStoreError: (error) => emit({ type: 'store-error', error }),
+    onInvalidField: ({ field, day, policyDomain }) => emit({ type: 'warning', code: 'TLSRPT_FIELD_INVALID', message: `invalid ${field} left out of a failure detail (RFC 8460 §4.4)`, field, day, policyDomain }),
   });
+}
+
+/** A store's event as the reporter emits it (see {@link TlsRptStoreEvent}). */
+function reporterEventOf(event: TlsRptStoreEvent): TlsRptEvent {
+  if (event.type === 'warning') return { type: 'warning', code: 'TLSRPT_STORE_EVICTION', message: event.error.message };
+  return event.type === 'corrupt' ? { type: 'spool-corrupt', error: event.error } : { type: 'store-error', error: event.error };
 }
 
 /** One pass: every report of a closed UTC day (§4.1), in order; `force` ignores delay, jitter and backoff. */

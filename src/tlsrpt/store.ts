@@ -38,11 +38,6 @@ export interface StoredDomainDay extends DomainDayCounts {
 export interface TlsRptStore {
   /** Adds `delta` to the record of (`delta.day`, `delta.policyDomain`), creating it; atomic per record. */
   merge(delta: DomainDayCounts, limits: AggregationLimits): Promise<void>;
-  /**
-   * Optional: adds every delta in one atomic step (all stored, or none). The recorder writes a flush with it when
-   * present, otherwise with one `merge` per record.
-   */
-  mergeAll?(deltas: readonly DomainDayCounts[], limits: AggregationLimits): Promise<void>;
   /** All stored records' keys, any order. */
   list(): Promise<DomainDayKey[]>;
   /** One record, or `undefined` when missing (or corrupt: a store reports and discards corrupt records). */
@@ -69,19 +64,34 @@ export interface TlsRptStore {
   claim?(key: DomainDayKey): Promise<StoredDomainDay | undefined>;
   /** Optional: gives back a report claimed with `claim` (after a failed, skipped or kept attempt). */
   release?(key: DomainDayKey): Promise<void>;
+  /**
+   * Optional: merges the deltas of many records (one flush of the recorder) at once: concurrently under one deadline
+   * for the whole batch (Redis), or in one transaction (SQLite: all stored, or none). Resolves with the deltas that
+   * were not stored, each with its error (an empty array: all stored). Without it the recorder calls `merge` once per
+   * record, one after another.
+   */
+  mergeMany?(deltas: readonly DomainDayCounts[], limits: AggregationLimits): Promise<Array<{ delta: DomainDayCounts; error: unknown }>>;
   /** Releases resources. */
   close?(): Promise<void>;
   /**
-   * Optional: subscribes to store events (a corrupt record that was skipped). Returns the unsubscribe function.
-   * The reporter subscribes and re-emits them as `spool-corrupt` events.
+   * Optional: subscribes to store events (a corrupt record that was skipped, counts that vanished, a risky setup).
+   * Returns the unsubscribe function. The reporter subscribes and re-emits them (see {@link TlsRptStoreEvent}).
    */
   subscribe?(listener: (event: TlsRptStoreEvent) => void): () => void;
 }
 
-/** An event of a {@link TlsRptStore}. */
+/**
+ * An event of a {@link TlsRptStore}:
+ * - `corrupt`: a record that did not validate was skipped (`TLSRPT_SPOOL_CORRUPT`, with `details.path` and
+ *   `details.movedTo`); the reporter re-emits it as `spool-corrupt`;
+ * - `lost`: counts the store had accepted are gone, e.g. evicted by Redis (`TLSRPT_COUNTS_LOST`: `details.sessions`
+ *   how many, `details.unknown` true when more of an unknown number may be, `details.records` in how many records,
+ *   `details.day` / `details.policyDomain` the first of them); the reporter re-emits it as `store-error`;
+ * - `warning`: the store is set up so that it may lose counts (`TLSRPT_STORE_EVICTION`: Redis may evict keys); the
+ *   reporter re-emits it as a `warning` event with that code.
+ */
 export interface TlsRptStoreEvent {
-  type: 'corrupt';
-  /** `TLSRPT_SPOOL_CORRUPT`, with `details.path` and `details.movedTo`. */
+  type: 'corrupt' | 'lost' | 'warning';
   error: TlsRptError;
 }
 

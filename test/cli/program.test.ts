@@ -220,3 +220,40 @@ describe('batch helpers', () => {
     expect(() => parseDnsServer('ns.example')).toThrow(/expected an IP address/);
   });
 });
+
+describe('input text is printed escaped (issue 16 item 5)', () => {
+  /** A domain list with an ESC sequence, a NUL, invalid UTF-8 bytes, a bidi override and a backslash, plus one good domain. */
+  const hostile = Buffer.concat([
+    Buffer.from('ev\x1b[31mil.test\n', 'latin1'),
+    Buffer.from('nul\x00x.test\n', 'latin1'),
+    Buffer.from([0x62, 0x61, 0x64, 0xff, 0xfe, 0xc3, 0x2e, 0x74, 0x65, 0x73, 0x74, 0x0a]), // "bad", 0xff 0xfe 0xc3, ".test"
+    Buffer.from('rtl\u202eabc.test\nback\\u001bslash.test\nd0.test\n', 'utf8'),
+  ]);
+  /** Every byte a terminal would act on or mis-render: C0 controls but LF, DEL, C1 (as UTF-8), U+FFFD, bidi controls. */
+  const raw = /[\x00-\x09\x0b-\x1f\x7f\u0080-\u009f\ufffd\u202a-\u202e\u2066-\u2069]/u;
+
+  it('mta-sts check --file: ESC, NUL and invalid UTF-8 of a line appear as \\u escapes in the entry label, never raw', async () => {
+    const file = join(tmp, 'hostile-domains.txt');
+    writeFileSync(file, hostile);
+    const { io, stdout } = fakeIo();
+    expect(await runCli(['check', '--no-color', '--file', file, ...worldArgs], io)).toBe(1);
+    const out = stdout.text();
+    expect(out).not.toMatch(raw);
+    const labels = out.split('\n').slice(0, 6).map((line) => line.slice(0, line.search(/ {2,}/)));
+    expect(labels).toEqual([
+      `${file}:1: ev\\u001b[31mil.test`,
+      `${file}:2: nul\\u0000x.test`,
+      `${file}:3: bad\\ufffd\\ufffd\\ufffd.test`,
+      `${file}:4: rtl\\u202eabc.test`,
+      `${file}:5: back\\\\u001bslash.test`,
+      'd0.test',
+    ]);
+  });
+
+  it('mta-sts check <domain>: the heading of the full trace is escaped too', async () => {
+    const { io, stdout } = fakeIo();
+    expect(await runCli(['check', '--no-color', 'ev\x1b]0;title\x07il.test', ...worldArgs], io)).toBe(1);
+    expect(stdout.text()).not.toMatch(raw);
+    expect(stdout.text().split('\n')[0]).toBe('ev\\u001b]0;title\\u0007il.test  broken');
+  });
+});

@@ -29,7 +29,7 @@ const today = () => utcDayKey(Date.now());
 async function makeDb(entries: Array<[day: string, domain: string]>): Promise<string> {
   const path = join(mkdtempSync(join(tmp, 'db-')), 'tlsrpt.db');
   const store = createSqliteTlsRptStore({ path });
-  await store.mergeAll(
+  await store.mergeMany(
     entries.map(([day, domain]) => ({
       day,
       policyDomain: domain,
@@ -67,7 +67,7 @@ beforeAll(async () => {
   tmp = mkdtempSync(join(tmpdir(), 'mta-sts-cli-tlsrpt-'));
   writeFileSync(join(tmp, 'ca.pem'), world.ca.rootPem);
   const o = world.mtaStsOptions();
-  netArgs = ['--dns-server', o.dnsServers[0]!, '--ca', join(tmp, 'ca.pem'), '--https-port', String(o.httpsPort), '--timeout', '3000', '--submitter', 'mta.sender.test', '--org', 'Sender Test', '--contact', 'tlsrpt@sender.test'];
+  netArgs = ['--dns-server', o.dnsServers[0]!, '--ca', join(tmp, 'ca.pem'), '--https-port', String(o.httpsPort), '--timeout', '3000', '--allow-internal-destinations', '--submitter', 'mta.sender.test', '--org', 'Sender Test', '--contact', 'tlsrpt@sender.test'];
 
   // https.test: reports by HTTPS POST, accepted.
   world.dns.addRecords('_smtp._tls.https.test', { txt: ['v=TLSRPTv1; rua=https://reports.https.test/v1/tlsrpt'] });

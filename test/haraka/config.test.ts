@@ -23,8 +23,8 @@ function rejects(lines: string[], message: RegExp) {
 
 describe('mta-sts.ini', () => {
   it('an absent or empty file gives every default', () => {
-    expect(parseHarakaConfig([])).toEqual({ logLevel: 'info', lookupTimeoutMs: 20_000, engine: {} });
-    expect(parseHarakaConfig(['; comment', '', '# another', '[main]'])).toEqual({ logLevel: 'info', lookupTimeoutMs: 20_000, engine: {} });
+    expect(parseHarakaConfig([])).toEqual({ logLevel: 'info', lookupTimeoutMs: 20_000, starttlsTimeoutMs: 5_000, engine: {} });
+    expect(parseHarakaConfig(['; comment', '', '# another', '[main]'])).toEqual({ logLevel: 'info', lookupTimeoutMs: 20_000, starttlsTimeoutMs: 5_000, engine: {} });
   });
 
   it('reads engine options, log level and TLS-RPT settings', () => {
@@ -36,17 +36,19 @@ describe('mta-sts.ini', () => {
       '[main]',
       'loglevel = WARN',
       'lookup_timeout_ms=5000 ; inline comment',
+      'starttls_timeout_ms=1500',
       '[engine]',
       'dns_servers=127.0.0.1:53, 192.0.2.1',
       'dns_timeout_ms=2000',
       'system_roots=false',
       `ca_file=${ca}`,
+      'policy_db=/var/lib/haraka/mta-sts-policies.db ; SQLite',
       '[tlsrpt]',
       'enabled=yes',
       'organization_name=Example Inc.',
       'contact_info=tlsrpt@example.com',
       'submitter=mta.example.com',
-      'db_file=/var/lib/haraka/tlsrpt.db',
+      'db=/var/lib/haraka/tlsrpt.db',
       'mail_host=relay.example.com',
       'mail_port=587',
       'dkim_domain=example.com',
@@ -56,8 +58,9 @@ describe('mta-sts.ini', () => {
     expect(config).toMatchObject({
       logLevel: 'warn',
       lookupTimeoutMs: 5000,
-      engine: { dnsServers: ['127.0.0.1:53', '192.0.2.1'], dnsTimeoutMs: 2000, systemRoots: false },
-      tlsrpt: { organizationName: 'Example Inc.', submitter: 'mta.example.com', dbFile: '/var/lib/haraka/tlsrpt.db', mailHost: 'relay.example.com', mailPort: 587, dkim: { domainName: 'example.com', keySelector: 's1', privateKey: 'KEY' } },
+      starttlsTimeoutMs: 1500,
+      engine: { dnsServers: ['127.0.0.1:53', '192.0.2.1'], dnsTimeoutMs: 2000, systemRoots: false, policyDb: '/var/lib/haraka/mta-sts-policies.db' },
+      tlsrpt: { organizationName: 'Example Inc.', submitter: 'mta.example.com', db: '/var/lib/haraka/tlsrpt.db', mailHost: 'relay.example.com', mailPort: 587, dkim: { domainName: 'example.com', keySelector: 's1', privateKey: 'KEY' } },
     });
     expect(config.engine.ca).toContain('BEGIN CERTIFICATE');
   });
@@ -74,6 +77,7 @@ describe('mta-sts.ini', () => {
     rejects(['[engine]', 'system_roots=ture'], /system_roots must be true or false/);
     rejects(['[engine]', 'dns_timeout_ms=10s'], /dns_timeout_ms must be a whole number/);
     rejects(['[engine]', 'dns_timeout_ms=0'], /from 1 to 600000/);
+    rejects(['[main]', 'starttls_timeout_ms=0'], /starttls_timeout_ms must be a whole number from 1 to 600000/);
     rejects(['[main]', 'loglevel=verbose'], /loglevel must be one of/);
     rejects(['[engine]', 'ca_file=/nonexistent/ca.pem'], /cannot read/);
     rejects(['[engine]', 'system_roots=false'], /needs ca_file/);

@@ -37,7 +37,7 @@ export function iniFor(world: TestWorld, caFile: string, dbFile: string): string
     'organization_name=Haraka Test',
     'contact_info=tlsrpt@haraka-sender.test',
     'submitter=haraka-sender.test',
-    `db_file=${dbFile}`,
+    `db=${dbFile}`,
     'flush_delay_ms=0',
   ];
 }

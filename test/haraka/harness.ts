@@ -61,6 +61,8 @@ export interface HarakaOptions {
   linkPackage?: boolean;
   /** Run in an existing directory (already `haraka -i`'d), e.g. one with the package installed. */
   dir?: string;
+  /** outbound.ini local_mx_ok. Default true: the test MX hosts live on loopback addresses. */
+  localMxOk?: boolean;
 }
 
 /** A running Haraka. */
@@ -111,7 +113,7 @@ export async function startHaraka(options: HarakaOptions): Promise<RunningHaraka
   const port = await freePort();
   const cfg = (name: string, text: string) => writeFileSync(join(dir, 'config', name), text);
   cfg('smtp.ini', `[main]\nlisten=127.0.0.1:${port}\nnodes=0\n`);
-  cfg('outbound.ini', `[main]\nlocal_mx_ok=true\ntemp_fail_intervals=${options.tempFailIntervals ?? '1h'}\n`);
+  cfg('outbound.ini', `[main]\nlocal_mx_ok=${options.localMxOk ?? true}\ntemp_fail_intervals=${options.tempFailIntervals ?? '1h'}\n`);
   cfg('log.ini', `[main]\nlevel=${process.env.HARAKA_LOG_LEVEL ?? 'info'}\ntimestamps=false\nformat=default\n`);
   cfg('relay.ini', '[relay]\nacl=true\n');
   cfg('relay_acl_allow', '127.0.0.1/32\n');

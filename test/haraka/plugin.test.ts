@@ -170,3 +170,44 @@ describe('Haraka plugin: fail closed', () => {
     plugin.shutdown.call({});
   });
 });
+
+describe('Haraka plugin: [engine] policy_db (RFC 8461 §3.3 across restarts)', () => {
+  it('a Haraka restart while discovery is blocked still enforces the policy cached in policy_db; without it the restart forgets it', async () => {
+    await world.addMx('db.test', 'mx1.db.test');
+    world.publishPolicy('db.test', { id: 'd1', mode: 'enforce', mx: ['*.db.test'], maxAge: 86400 });
+    const db = join(dir, 'policies.db');
+    const hmail = () => Object.assign(new FakeHmail(), { todo: { domain: 'db.test', uuid: 'U9' } });
+    const first = registered(ini([]).concat([`policy_db=${db}`]));
+    expect((await getMx(first.plugin, {}, hmail(), 'db.test')).code).toBe(HARAKA.OK);
+    first.plugin.shutdown.call({});
+
+    world.setPolicyHost('db.test', { kind: 'status', status: 503 });
+    world.dns.fail('_mta-sts.db.test', 'servfail');
+    const restarted = registered(ini([]).concat([`policy_db=${db}`]));
+    const answer = await getMx(restarted.plugin, {}, hmail(), 'db.test');
+    expect(answer.code).toBe(HARAKA.OK);
+    expect(answer.value).toEqual([expect.objectContaining({ from_dns: 'mx1.db.test' })]);
+    restarted.plugin.shutdown.call({});
+
+    // Control: the same restart without policy_db steps aside (Haraka would deliver without MTA-STS).
+    const forgetful = registered(ini());
+    expect((await getMx(forgetful.plugin, {}, hmail(), 'db.test')).code).toBeUndefined();
+    forgetful.plugin.shutdown.call({});
+  });
+
+  it('a reload that adds policy_db writes the policies held in memory into it; a reload that changes it keeps the open file until restart', async () => {
+    const db = join(dir, 'reload.db');
+    const { plugin, state, logs } = registered(ini());
+    expect((await getMx(plugin, {}, Object.assign(new FakeHmail(), { todo: { domain: 'enf.test' } }), 'enf.test')).code).toBe(HARAKA.OK);
+    state.lines = [...ini(), `policy_db=${db}`];
+    state.reload!();
+    state.lines = [...ini(), `policy_db=${join(dir, 'other.db')}`];
+    state.reload!();
+    expect(logs.some(([level, m]) => level === 'warn' && m.includes('still using') && m.includes('reload.db'))).toBe(true);
+    plugin.shutdown.call({});
+    const { createSqlitePolicyStore } = await import('../../src/index.js');
+    const store = createSqlitePolicyStore({ path: db });
+    expect(store.get('enf.test')?.policy.mode).toBe('enforce');
+    store.close();
+  });
+});

@@ -172,7 +172,7 @@ describe.concurrent('guardTransport: smart host (RFC 8461 §3.4: the smart host 
   it('§3.4 a smart host given by IP has no policy domain: passed through untouched, one warning saying why, relay decisions', async () => {
     const relay = await world.addMx('relay-owner.test', 'relay.smart.test');
     world.publishPolicy('r-enforce.test', ENFORCE(['mx1.r-enforce.test']));
-    const { send, smartHost, decisions } = guarded({ host: relay.ip, tls: { servername: 'relay.smart.test', ca: world.ca.rootPem } });
+    const { send, smartHost, decisions } = guarded({ host: relay.ip, tls: { servername: 'relay.smart.test', ca: world.ca.rootPem } }, { relay: true });
     const info = await send(mail('fred@r-enforce.test'));
     await send(mail('fred@r-enforce.test', 'again'));
     expect(info.mtaSts['r-enforce.test']).toMatchObject({ status: 'delivered', mode: 'none', relay: { host: relay.ip } });
@@ -193,7 +193,7 @@ describe.concurrent('guardTransport: smart host (RFC 8461 §3.4: the smart host 
     const relay = await world.addMx('relay2-owner.test', 'relay2.smart.test');
     const mx = await world.addMx('r2-enforce.test', 'mx1.r2-enforce.test');
     world.publishPolicy('r2-enforce.test', ENFORCE(['mx1.r2-enforce.test']));
-    const { send, smartHost, decisions } = guarded({ host: 'relay2.smart.test', getSocket: socketTo(relay.ip), tls: { ca: world.ca.rootPem } });
+    const { send, smartHost, decisions } = guarded({ host: 'relay2.smart.test', getSocket: socketTo(relay.ip), tls: { ca: world.ca.rootPem } }, { relay: true });
     const info = await send(mail('gil@r2-enforce.test'));
     expect(info.accepted).toEqual(['gil@r2-enforce.test']);
     expect(relay.messages).toHaveLength(1);

@@ -15,7 +15,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const PEERS = new Set(['nodemailer', 'smtp-server', 'node-forge', 'dns-packet']);
+const PEERS = new Set(['nodemailer', 'smtp-server', 'node-forge', 'dns-packet', 'better-sqlite3']);
 
 const SCRIPT = `
 const out = {};
@@ -72,7 +72,24 @@ describe('missing optional peers: say what to install, at creation', () => {
     expect(out.hooks).toBe('ok');
     expect(out.reporterByMail).toMatchObject({ code: 'MTASTS_MISSING_PEER', package: 'nodemailer', message: expect.stringMatching(/createTlsRptReporter\(\) with mailTransport/) });
     expect(out.reporterHttpsOnly).toBe('ok');
-    expect(out.world).toMatchObject({ code: 'MTASTS_MISSING_PEER', package: 'node-forge' });
+    // Every missing package of the world in one error, one install line.
+    expect(out.world).toMatchObject({ code: 'MTASTS_MISSING_PEER', package: 'node-forge dns-packet smtp-server', message: expect.stringMatching(/npm install node-forge dns-packet smtp-server$/) });
     expect(out.ca).toMatchObject({ code: 'MTASTS_MISSING_PEER', package: 'node-forge', message: expect.stringMatching(/npm install node-forge/) });
+  }, 60_000);
+
+  it('mta-sts world names every missing package in one plain line, exit 2, and leaves no temporary directory', async () => {
+    const tmp = await mkdtemp(path.join(tmpdir(), 'mta-sts-peers-tmp-'));
+    try {
+      const result = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'world'], { cwd: app, timeout: 30_000, env: { ...process.env, TMPDIR: tmp, NO_COLOR: '1' } }).then(
+        () => ({ code: 0, stderr: '' }),
+        (error: { code?: number; stderr?: string }) => ({ code: error.code, stderr: error.stderr ?? '' }),
+      );
+      expect(result.code).toBe(2);
+      expect(result.stderr).toMatch(/^mta-sts: error: mta-sts world: .*npm install node-forge dns-packet smtp-server\n/);
+      expect(result.stderr).not.toMatch(/internal error|\n\s+at /);
+      expect((await readdir(tmp)).filter((name) => name.startsWith('mta-sts'))).toEqual([]); // tsx keeps its own cache here
+    } finally {
+      await rm(tmp, { recursive: true, force: true });
+    }
   }, 60_000);
 });

@@ -58,12 +58,13 @@ async function waitForPing(port: number, deadlineMs: number): Promise<void> {
   }
 }
 
-export async function startRedis(): Promise<TestRedis> {
+/** Starts one; `extraArgs` are more `redis-server` options (`['--maxmemory', '3mb']`). */
+export async function startRedis(extraArgs: readonly string[] = []): Promise<TestRedis> {
   const dir = mkdtempSync(join(tmpdir(), 'mta-sts-redis-'));
   const port = await freePort();
   let child: ChildProcess | undefined;
   const launch = async (): Promise<void> => {
-    const c = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--daemonize', 'no', '--loglevel', 'warning'], { stdio: 'ignore' });
+    const c = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--daemonize', 'no', '--loglevel', 'warning', ...extraArgs], { stdio: 'ignore' });
     child = c;
     const failed = new Promise<never>((_, reject) => {
       c.once('error', (error) => reject(new Error(`cannot start redis-server (${error.message}): install it with \`apt-get install redis-server\` (.ci/run does)`)));

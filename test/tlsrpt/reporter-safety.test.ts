@@ -60,6 +60,7 @@ function reporter(extra: Partial<TlsRptReporterOptions> = {}) {
     resolver,
     ca: world.ca.rootPem,
     httpsPort: world.httpsPort,
+    allowInternalDestinations: true, // the test world's report endpoints are on loopback
     now: c.now,
     onEvent: (e) => events.push(e),
     ...extra,
@@ -186,7 +187,7 @@ describe('a read-only store (preview) changes nothing', () => {
     const writable = createSqliteTlsRptStore({ path, now: () => DAY_START + 30 * HOUR });
     const limits = new TlsRptAggregator({ store: writable }).limits;
     const counts = (domain: string) => ({ day: DAY, policyDomain: domain, policies: [{ policy: stsPolicy(domain), successCount: 3, failureCount: 0, failures: [] }] });
-    await writable.mergeAll([counts('ok.test'), counts('broken.test')], limits);
+    await writable.mergeMany([counts('ok.test'), counts('broken.test')], limits);
     await writable.close();
     const raw = new Database(path);
     raw.prepare("UPDATE tlsrpt_policy SET policy_key = '{ not json' WHERE policy_domain = 'broken.test'").run();

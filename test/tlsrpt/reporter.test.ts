@@ -79,6 +79,7 @@ function reporter(extra: Partial<TlsRptReporterOptions> = {}): { r: TlsRptReport
     resolver,
     ca: world.ca.rootPem,
     httpsPort: world.httpsPort,
+    allowInternalDestinations: true, // the test world's report endpoints are on loopback
     mailTransport: { host: mx.ip, port: world.smtpPort, tls: { ca: [world.ca.rootPem], servername: 'mx.mail.test' } },
     transportSignsDkim: true, // the test MX does not check DKIM (signing is tested in deliver.test.ts)
     now: c.now,

@@ -117,6 +117,7 @@ describe('sending a live database from another process', () => {
       resolver: createDefaultResolver({ dnsServers: world.dns.servers, timeoutMs: 1000, tries: 1 }),
       ca: world.ca.rootPem,
       httpsPort: world.httpsPort,
+      allowInternalDestinations: true, // the test world's report endpoints are on loopback
       now: () => Date.now() + DAY_MS,
       delayMs: 0,
       jitterMs: 0,

@@ -87,6 +87,7 @@ function inProcessSender(extra: Partial<TlsRptReporterOptions>) {
     resolver: createDefaultResolver({ dnsServers: world.dns.servers, timeoutMs: 2000, tries: 2 }),
     ca: world.ca.rootPem,
     httpsPort: world.httpsPort,
+    allowInternalDestinations: true, // the test world's report endpoints are on loopback
     now: () => Date.now() + DAY_MS,
     delayMs: 0,
     jitterMs: 0,

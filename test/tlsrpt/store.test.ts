@@ -102,7 +102,7 @@ describe('createSqliteTlsRptStore', () => {
     const store = open();
     const events: TlsRptStoreEvent[] = [];
     store.subscribe((e) => events.push(e));
-    await store.mergeAll([one('good.example', 2), one('bad.example'), one('edited.example')], limits);
+    await store.mergeMany([one('good.example', 2), one('bad.example'), one('edited.example')], limits);
     const raw = new Database(db());
     raw.prepare("UPDATE tlsrpt_policy SET policy_key = '[\"sts\",' WHERE policy_domain = 'bad.example'").run();
     raw.prepare("UPDATE tlsrpt_policy SET success_count = -4 WHERE policy_domain = 'edited.example'").run();

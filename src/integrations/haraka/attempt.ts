@@ -53,15 +53,27 @@ export function installAttempt(hmail: HarakaHmail, attempt: Attempt | undefined,
   });
   override(hmail, 'temp_fail', function (this: HarakaHmail, err, extra) {
     if (skipMx(this, attempt, `Haraka would defer the message: ${String(err)}`)) return undefined;
-    if (/Tried all MXs/.test(String(err))) {
-      attempt.ctx.log('warn', `mta-sts: domain=${attempt.domain} mode=enforce action=defer: no MX host passed the policy checks; deferring, never bouncing (RFC 8461 §5.1)`, attempt.uuid);
-    }
+    if (/Tried all MXs/.test(String(err))) attempt.ctx.log('warn', triedAllMessage(attempt), attempt.uuid);
     return prototypeMethod(this, 'temp_fail')!.call(this, err, extra);
   });
   override(hmail, 'bounce', function (this: HarakaHmail, err, opts) {
     if (skipMx(this, attempt, `Haraka would bounce the message: ${String(err)}`)) return undefined;
     return prototypeMethod(this, 'bounce')!.call(this, err, opts);
   });
+}
+
+/**
+ * Why Haraka ran out of MX hosts. When it never opened a connection, Haraka itself dropped every MX host the policy
+ * allowed (an address on this machine with `local_mx_ok=false`, or an address lookup that failed): saying "no MX
+ * passed the policy checks" would blame the policy for Haraka's own filter.
+ */
+function triedAllMessage(attempt: Attempt): string {
+  const prefix = `mta-sts: domain=${attempt.domain} mode=enforce action=defer:`;
+  if (attempt.current === undefined) {
+    const hosts = attempt.plan.candidates.filter((c) => c.allowed).map((c) => c.host);
+    return `${prefix} Haraka connected to none of the MX hosts the policy allows (${hosts.join(', ') || 'none'}): it skips an MX whose address is on this machine unless outbound.ini has local_mx_ok=true, and an MX whose address lookup failed; deferring, never bouncing (RFC 8461 §5.1)`;
+  }
+  return `${prefix} no MX host passed the policy checks; deferring, never bouncing (RFC 8461 §5.1)`;
 }
 
 /**

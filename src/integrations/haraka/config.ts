@@ -10,24 +10,27 @@
  * [main]
  * loglevel=info              ; debug | info | notice | warn | error | crit: this plugin's own threshold
  * lookup_timeout_ms=20000    ; deadline of the policy + MX lookup of one delivery attempt (then: defer)
+ * starttls_timeout_ms=5000   ; wait for the reply to STARTTLS; unanswered: starttls-not-supported, next MX
  *
  * [engine]                   ; createMtaSts() options
  * dns_servers=192.0.2.53, 192.0.2.54
  * dns_timeout_ms=5000
  * fetch_timeout_ms=15000
  * ca_file=/etc/haraka/extra-roots.pem
+ * policy_db=/var/lib/haraka/mta-sts-policies.db   ; policies kept across restarts, shared by the workers (SQLite)
  *
  * [tlsrpt]                   ; RFC 8460 reporting (createTlsRptReporter)
  * enabled=true
  * organization_name=Example Sender Inc.
  * contact_info=tlsrpt@sender.example
  * submitter=mta.sender.example
- * db_file=/var/lib/haraka/tlsrpt.db   ; counts and delivery state (SQLite, shared by the workers)
+ * db=/var/lib/haraka/tlsrpt.db        ; counts and delivery state (SQLite, shared by the workers)
  * mail_host=relay.internal   ; report mail relay: must NOT enforce MTA-STS (RFC 8460 §5.3)
  * ```
  */
 import { readFileSync } from 'node:fs';
 import { MtaStsError } from '../../errors.js';
+import { DEFAULT_STARTTLS_TIMEOUT_MS } from '../../tls/handshake-failure.js';
 
 /** Haraka log levels the plugin writes at, lowest first. */
 export const HARAKA_LOG_LEVELS = ['debug', 'info', 'notice', 'warn', 'error', 'crit'] as const;
@@ -48,6 +51,11 @@ export interface HarakaEngineConfig {
   /** PEM text read from `ca_file`. */
   ca?: string;
   httpsPort?: number;
+  /**
+   * `policy_db`: the SQLite file of `createSqlitePolicyStore` (RFC 8461 §3.3: cached policies survive a restart of
+   * Haraka, and its worker processes share them). Not an engine option: the plugin creates the store.
+   */
+  policyDb?: string;
 }
 
 /** The TLS-RPT reporter settings (see `TlsRptReporterOptions`). */
@@ -56,7 +64,7 @@ export interface HarakaTlsRptConfig {
   contactInfo: string;
   submitter: string;
   /** The SQLite database of the reporter's store (`createSqliteTlsRptStore`). */
-  dbFile?: string;
+  db?: string;
   mailHost?: string;
   mailPort?: number;
   mailSecure?: boolean;
@@ -73,6 +81,13 @@ export interface HarakaMtaStsConfig {
   /** Deadline of the policy and MX lookup of one delivery attempt, in ms; past it the message is deferred. Default 20000. */
   lookupTimeoutMs: number;
   /**
+   * Time to wait for the MX's reply to STARTTLS, in ms (Haraka itself waits its whole socket timeout). Unanswered,
+   * the connection is closed and the session recorded as `starttls-not-supported` (RFC 8460 §4.3.1); Haraka then
+   * tries the next MX host. Applies to every connection the plugin watches (enforce, testing, and without a policy
+   * when TLS-RPT is on). Default 5000.
+   */
+  starttlsTimeoutMs: number;
+  /**
    * FOR TESTS ONLY: MX port (RFC 5321 fixes 25). When set, the plugin also answers `get_mx` for domains without an
    * enforce policy (with the MX hosts from its own resolver), since Haraka's own lookup always dials port 25.
    */
@@ -88,7 +103,7 @@ const DAY = 86_400_000;
 
 /** Every section and key the file may contain, with its type. */
 const SCHEMA: Record<string, Record<string, Kind>> = {
-  main: { loglevel: 'string', lookup_timeout_ms: ms(600_000, 1), mx_port: ms(65_535, 1) },
+  main: { loglevel: 'string', lookup_timeout_ms: ms(600_000, 1), starttls_timeout_ms: ms(600_000, 1), mx_port: ms(65_535, 1) },
   engine: {
     dns_servers: 'list',
     dns_timeout_ms: ms(600_000, 1),
@@ -102,13 +117,14 @@ const SCHEMA: Record<string, Record<string, Kind>> = {
     system_roots: 'bool',
     ca_file: 'file',
     https_port: ms(65_535, 1),
+    policy_db: 'string',
   },
   tlsrpt: {
     enabled: 'bool',
     organization_name: 'string',
     contact_info: 'string',
     submitter: 'string',
-    db_file: 'string',
+    db: 'string',
     mail_host: 'string',
     mail_port: ms(65_535, 1),
     mail_secure: 'bool',
@@ -194,6 +210,7 @@ export function parseHarakaConfig(lines: readonly string[]): HarakaMtaStsConfig 
   const config: HarakaMtaStsConfig = {
     logLevel: level as HarakaLogLevel,
     lookupTimeoutMs: (main.lookup_timeout_ms as number | undefined) ?? 20_000,
+    starttlsTimeoutMs: (main.starttls_timeout_ms as number | undefined) ?? DEFAULT_STARTTLS_TIMEOUT_MS,
     engine: {},
   };
   if (main.mx_port !== undefined) config.mxPort = main.mx_port as number;
@@ -213,6 +230,7 @@ export function parseHarakaConfig(lines: readonly string[]): HarakaMtaStsConfig 
   copy('systemRoots', 'system_roots');
   copy('ca', 'ca_file');
   copy('httpsPort', 'https_port');
+  copy('policyDb', 'policy_db');
   if (e.ca !== undefined && !e.ca.includes('-----BEGIN CERTIFICATE-----')) throw invalid('[engine] ca_file holds no PEM certificate', 'ca_file');
   if (e.systemRoots === false && e.ca === undefined) throw invalid('[engine] system_roots=false needs ca_file (otherwise no certificate could validate)', 'system_roots');
   const tlsrpt = parseTlsRpt(s.tlsrpt);
@@ -227,7 +245,7 @@ function parseTlsRpt(section: Record<string, Value> | undefined): HarakaTlsRptCo
     if (str(key) === undefined) throw invalid(`[tlsrpt] ${key} is required when enabled=true`, key);
   }
   const config: HarakaTlsRptConfig = { organizationName: str('organization_name')!, contactInfo: str('contact_info')!, submitter: str('submitter')! };
-  if (str('db_file') !== undefined) config.dbFile = str('db_file')!;
+  if (str('db') !== undefined) config.db = str('db')!;
   if (str('mail_host') !== undefined) config.mailHost = str('mail_host')!;
   if (section.mail_port !== undefined) config.mailPort = section.mail_port as number;
   if (section.mail_secure !== undefined) config.mailSecure = section.mail_secure as boolean;

@@ -15,6 +15,8 @@
  * Every failure of the plugin itself is caught: a `get_mx` that throws would make Haraka continue without the
  * plugin (fail open), so everything unexpected becomes DENYSOFT.
  */
+import { createSqlitePolicyStore, type SqlitePolicyStore } from '../../cache/sqlite-store.js';
+import { MemoryPolicyStore, type PolicyStore } from '../../cache/store.js';
 import { createDefaultResolver } from '../../discovery/resolver.js';
 import { MtaStsError } from '../../errors.js';
 import type { MtaStsOptions } from '../../engine.js';
@@ -64,6 +66,8 @@ interface PluginState {
   options: HarakaPluginOptions;
   runtime?: Runtime | undefined;
   configError?: MtaStsError | undefined;
+  /** The `[engine] policy_db` store, opened once and kept across reloads; closed at shutdown. */
+  policyStore?: SqlitePolicyStore | undefined;
   log: HarakaLog;
 }
 
@@ -88,6 +92,8 @@ export function createHarakaPlugin(options: HarakaPluginOptions = {}): HarakaMta
     shutdown() {
       closeRuntime(state.runtime);
       state.runtime = undefined;
+      state.policyStore?.close();
+      state.policyStore = undefined;
     },
   };
 }
@@ -133,18 +139,46 @@ function buildRuntime(state: PluginState, config: HarakaMtaStsConfig, previous: 
   const logger = libraryLogger(state.log);
   const reporter = config.tlsrpt && !options.recorder ? createReporter(config, logger) : undefined;
   const recorder = options.recorder ?? reporter?.recorder;
-  const { ca, ...engine } = config.engine;
+  const { ca, policyDb, ...engine } = config.engine;
+  // A reload keeps the cached policies: never forget an enforce policy because a setting changed.
+  const store = options.engine?.store ? undefined : policyStoreFor(state, policyDb, previous?.hooks.mtaSts.store);
   const hooks = createMtaStsHooks({
     ...engine,
     ...(ca !== undefined ? { ca } : {}),
-    // A reload keeps the cached policies: never forget an enforce policy because a setting changed.
-    ...(previous ? { store: previous.hooks.mtaSts.store } : {}),
+    ...(store ? { store } : {}),
     ...options.engine,
     logger,
     ...(recorder ? { recorder } : {}),
   });
   reporter?.start();
   return { config, hooks, reporter, recorder };
+}
+
+/**
+ * The `[engine] policy_db` store (RFC 8461 §3.3: policies survive a restart; Haraka's workers share the file). Opened
+ * at the first load that names it and kept until shutdown: a reload that names another file keeps the open one (a
+ * warning says the change applies at the next restart). A database added by a reload receives the policies the
+ * running engine holds in memory, so none is forgotten.
+ */
+function policyStoreFor(state: PluginState, path: string | undefined, previous: PolicyStore | undefined): PolicyStore | undefined {
+  if (state.policyStore) {
+    if (state.policyStore.path !== path) state.log('warn', `mta-sts: [engine] policy_db ${path === undefined ? 'removed' : `changed to ${path}`}; still using ${state.policyStore.path} until Haraka restarts`);
+    return state.policyStore;
+  }
+  if (path === undefined) return previous;
+  const store = createSqlitePolicyStore({ path, logger: libraryLogger(state.log) });
+  if (previous instanceof MemoryPolicyStore) {
+    for (const domain of previous.domains()) {
+      const entry = previous.peek(domain);
+      try {
+        if (entry) store.set(domain, entry);
+      } catch {
+        break; // the database is not writable: the store has logged why; the engine keeps reporting it
+      }
+    }
+  }
+  state.policyStore = store;
+  return store;
 }
 
 function closeRuntime(rt: Runtime | undefined): void {
@@ -198,7 +232,7 @@ function createReporter(config: HarakaMtaStsConfig, logger: ReturnType<typeof li
     organizationName: t.organizationName,
     contactInfo: t.contactInfo,
     submitter: t.submitter,
-    ...(t.dbFile !== undefined ? { store: t.dbFile } : {}),
+    ...(t.db !== undefined ? { store: t.db } : {}),
     ...(t.mailHost !== undefined ? { mailTransport: { host: t.mailHost, port: t.mailPort ?? 25, secure: t.mailSecure ?? false } } : {}),
     ...(t.mailFrom !== undefined ? { mailFrom: t.mailFrom } : {}),
     ...(t.dkim ? { dkim: t.dkim } : {}),
@@ -269,7 +303,7 @@ async function decide(rt: Runtime, hmail: HarakaHmail, domain: string, configErr
 }
 
 function attempt(rt: Runtime, log: HarakaLog, domain: string, uuid: string | undefined, plan: Attempt['plan'], enforce: boolean): Attempt {
-  return { ctx: { hooks: rt.hooks, log }, domain, uuid, plan, enforce };
+  return { ctx: { hooks: rt.hooks, log, starttlsTimeoutMs: rt.config.starttlsTimeoutMs }, domain, uuid, plan, enforce };
 }
 
 /** Haraka MX entries for candidates, in preference order, one per address (the engine's resolver; §4.2 names). */

@@ -5,7 +5,8 @@
  * wraps the connection's socket (its own methods only; Haraka's code is not changed):
  *
  * - `socket.upgrade(options, cb)`, Haraka's STARTTLS: under `enforce` the TLS options become strict (SNI and
- *   certificate name = the MX host name, TLS 1.2 or later, the engine's trust roots, `rejectUnauthorized`); under
+ *   certificate name = the MX host name, TLS 1.2 or later, the engine's trust roots, `rejectUnauthorized`; of
+ *   Haraka's `tls.ini` options only the client identity is kept: `cert`, `key`, `pfx`, `passphrase`); under
  *   `testing` only SNI, trust roots and the strict name check are set so that the result tells what would have
  *   failed; without a policy the options are untouched. The finished (or failed) handshake is judged by the hooks
  *   (`verifySession` / `handshakeFailed`) and recorded once for TLS-RPT (RFC 8460).
@@ -13,6 +14,10 @@
  *   session. A HELO (the MX refused EHLO, so it cannot offer STARTTLS) or any other command refuses the MX: the
  *   socket is destroyed and Haraka, seeing the connection close, tries the next MX host. Under `testing` and
  *   without a policy it only notes a MAIL FROM sent in plaintext (a `starttls-not-supported` session).
+ * - STARTTLS's reply is waited for `starttlsTimeoutMs` (Haraka would wait its whole socket timeout). A STARTTLS left
+ *   unanswered, by the timer or by the connection ending first, is recorded as `starttls-not-supported` (RFC 8460
+ *   §4.3.1; a path attacker who swallows the command is reported) and the socket is destroyed: Haraka, seeing the
+ *   connection close, tries the next MX host (under enforce, nothing was sent: §4.2).
  */
 import type { DeliveryPlan, MxCandidate } from '../../plan/plan.js';
 import type { OutcomeInput, SessionVerdict } from '../hooks.js';
@@ -20,11 +25,14 @@ import type { TlsRptResultType } from '../../errors.js';
 import type { MtaStsHooks } from '../hooks.js';
 import type { HarakaMx, HarakaSocket } from './internals.js';
 import type { HarakaLog } from './log.js';
+import { validatedSessionTls } from '../../tls/caller-tls.js';
 
 /** What every attempt shares: the hooks (engine, recorder) and the log. */
 export interface AttemptContext {
   hooks: MtaStsHooks;
   log: HarakaLog;
+  /** How long to wait for the reply to STARTTLS, in ms (`[main] starttls_timeout_ms`). */
+  starttlsTimeoutMs: number;
 }
 
 /** The state of one delivery attempt. */
@@ -40,7 +48,8 @@ export interface Attempt {
 }
 
 const PRE_TLS_COMMANDS = new Set(['EHLO', 'LHLO', 'STARTTLS', 'QUIT']);
-const TLS_ORDER = ['TLSv1', 'TLSv1.1', 'TLSv1.2', 'TLSv1.3'];
+/** Socket events that end a connection (Haraka turns its socket timeout into an `error`). */
+const ENDING_EVENTS = new Set(['close', 'end', 'error', 'timeout']);
 
 /** One connection to one MX address within a delivery attempt. */
 export class MxConnection {
@@ -55,6 +64,8 @@ export class MxConnection {
   /** An outcome went to TLS-RPT. */
   recorded = false;
   lastCommand: string | undefined;
+  /** STARTTLS was sent and is not answered yet: the timer that ends the wait. */
+  private starttlsWait: NodeJS.Timeout | undefined;
   readonly host: string;
   readonly ip: string | undefined;
   readonly sendingIp: string | undefined;
@@ -106,6 +117,43 @@ export class MxConnection {
     }
   }
 
+  /** STARTTLS was sent: its reply is awaited `starttlsTimeoutMs` at most. */
+  private awaitStartTlsReply(): void {
+    if (this.starttlsWait !== undefined) return;
+    const ms = this.attempt.ctx.starttlsTimeoutMs;
+    this.starttlsWait = setTimeout(() => this.starttlsUnanswered(`no reply to STARTTLS after ${ms} ms`), ms);
+    this.starttlsWait.unref?.();
+  }
+
+  /** A reply (or the end of the connection) came: the wait is over. */
+  private stopStartTlsWait(): void {
+    if (this.starttlsWait !== undefined) clearTimeout(this.starttlsWait);
+    this.starttlsWait = undefined;
+  }
+
+  /**
+   * STARTTLS went unanswered: the wait ran out, or the connection ended while waiting. RFC 8461 §4.2 requires
+   * STARTTLS; RFC 8460 §4.3.1 counts a swallowed one as `starttls-not-supported` (failure reason `starttls no reply`).
+   * The session is recorded and the socket destroyed: Haraka then tries the next MX host.
+   */
+  private starttlsUnanswered(why: string): void {
+    this.stopStartTlsWait();
+    if (this.recorded || this.refused || this.ended) return;
+    const { hooks, log } = this.attempt.ctx;
+    try {
+      const v = hooks.handshakeFailed(this.candidate, new Error(why), { ...this.context, starttlsNoReply: true, plaintextFallback: false });
+      this.record(v, `${v.reason}; connection closed, Haraka tries the next MX host`);
+    } catch (error) {
+      log('error', `mta-sts: judging the unanswered STARTTLS of ${this.host} failed: ${String(error)}`, this.attempt.uuid);
+    }
+    this.refused = true;
+    try {
+      this.socket.destroy();
+    } catch {
+      // already gone
+    }
+  }
+
   /** Installs the socket wrappers. */
   wrapSocket(): void {
     const socket = this.socket;
@@ -118,6 +166,11 @@ export class MxConnection {
     // to HELO (plaintext, or a stuck message when TLS is forced), 4xx would defer it without trying the other MX
     // hosts. RFC 8461 §4.2 / §5.1: this MX is just not usable; swallow the reply and refuse the MX.
     socket.emit = function (this: HarakaSocket, event: string, ...args: unknown[]) {
+      if (conn.starttlsWait !== undefined) {
+        // The reply to STARTTLS came; or the connection ended (or timed out) without one: unanswered.
+        if (event === 'line') conn.stopStartTlsWait();
+        else if (ENDING_EVENTS.has(event)) conn.starttlsUnanswered(`the connection ended (${event}) before a reply to STARTTLS`);
+      }
       if (event === 'line' && conn.attempt.enforce && !conn.validated) {
         if (conn.refused) return true;
         const line = String(args[0] ?? '');
@@ -164,6 +217,7 @@ export class MxConnection {
           conn.record(v, `${v.reason}; delivering in plaintext (mode ${conn.plan.mode})`);
         }
         if (verb) conn.lastCommand = verb;
+        if (verb === 'STARTTLS' && !conn.tlsStarted) conn.awaitStartTlsReply();
       }
       return write.call(this, data, encoding, cb);
     };
@@ -182,15 +236,13 @@ export class MxConnection {
       this.refuse('validation-failure', `no TLS options for ${this.host}: ${String(error)}`);
       return undefined;
     }
-    // §4.2: SNI and the certificate check use the MX host name, with a strict DNS-ID check (no CN fallback).
+    // §4.2: in a validated session (enforce) the trust settings are the engine's alone (its roots, SNI and name check
+    // = the MX host, TLS 1.2+, rejectUnauthorized); tls.ini contributes only the client identity (cert, key, pfx,
+    // passphrase): the rule every integration applies (tls/caller-tls.ts).
+    if (enforce) return validatedSessionTls<Record<string, unknown>>({ ...ours }, options);
+    // testing: SNI and the certificate check use the MX host name, with a strict DNS-ID check (no CN fallback).
     const merged: Record<string, unknown> = { ...options, servername: ours.servername, checkServerIdentity: ours.checkServerIdentity };
     if (ours.ca !== undefined) merged.ca = ours.ca;
-    else if (enforce) delete merged.ca; // Node's roots, not a string from tls.ini
-    if (enforce) {
-      merged.rejectUnauthorized = true;
-      merged.minVersion = higherVersion(options.minVersion, ours.minVersion); // §4.2: TLS 1.2 or later
-      delete merged.secureContext;
-    }
     return merged;
   }
 
@@ -218,8 +270,4 @@ function commandOf(data: unknown): string {
   const head = (typeof data === 'string' ? data.slice(0, 16) : data.subarray(0, 16).toString('latin1')).toUpperCase();
   const match = /^([A-Z]+)(?:[ \r\n]|$)/.exec(head);
   return match ? match[1]! : '';
-}
-
-function higherVersion(a: unknown, b: string): string {
-  return typeof a === 'string' && TLS_ORDER.indexOf(a) > TLS_ORDER.indexOf(b) ? a : b;
 }

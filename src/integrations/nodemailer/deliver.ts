@@ -184,6 +184,8 @@ export interface DeliverOptions {
   /** Allow the plaintext retry after a failed handshake where the hooks allow it. Default true. */
   plaintextFallback?: boolean;
   requireTls?: boolean;
+  /** Bound of the wait for the reply to STARTTLS, in ms (see `SessionRequest.starttlsTimeoutMs`). */
+  starttlsTimeoutMs?: number;
   maxAddressesPerMx: number;
   maxSessions: number;
 }
@@ -276,6 +278,7 @@ function sessionRequest(options: DeliverOptions, candidate: MxCandidate, ip: str
     ...(options.callerTls ? { callerTls: options.callerTls } : {}),
     ...(options.requireTls ? { requireTls: true } : {}),
     ...(options.plaintextFallback === false ? { plaintextFallback: false } : {}),
+    ...(options.starttlsTimeoutMs !== undefined ? { starttlsTimeoutMs: options.starttlsTimeoutMs } : {}),
   };
 }
 

@@ -1,7 +1,9 @@
 /**
  * The options of an SMTP session the guard ({@link guardTransport}) runs itself (to an MX host of the recipient
  * domain, or to a smart host under its policy, RFC 8461 §3.4): the guarded transport's own settings (port, name,
- * timeouts, logger, `auth`, `tls`, STARTTLS behaviour), which the policy's TLS requirements override where it applies.
+ * timeouts, logger, `auth`, `tls`, STARTTLS behaviour), which the policy's TLS requirements override where it applies:
+ * in a validated session (enforce) only the client identity of `tls` is used (`cert`, `key`, `pfx`, `passphrase`),
+ * the trust settings are the engine's (RFC 8461 §4.2, `tls/caller-tls.ts`).
  */
 import type { MailMessage } from 'nodemailer';
 import type { SMTPConnectionOptions, SMTPEnvelope } from 'nodemailer/lib/smtp-connection';
@@ -13,7 +15,7 @@ import type { SmtpConnectionClass } from './session.js';
 /** What {@link guardSessionOptions} takes. */
 export interface GuardSessionInput {
   transport: { options: SMTPConnectionOptions & { forceAuth?: boolean }; getAuth?(authOpts?: unknown): unknown };
-  options: { maxAddressesPerMx?: number; maxSessionsPerDomain?: number; plaintextFallback?: boolean };
+  options: { maxAddressesPerMx?: number; maxSessionsPerDomain?: number; plaintextFallback?: boolean; starttlsTimeoutMs?: number };
   hooks: MtaStsHooks;
   smtpConnection: SmtpConnectionClass;
   mail: MailMessage;
@@ -59,5 +61,6 @@ export function guardSessionOptions(input: GuardSessionInput): DeliverOptions {
     // retry would hand the password in clear to whoever broke the handshake.
     plaintextFallback: auth ? false : (input.options.plaintextFallback ?? input.hooks.plaintextFallback),
     ...(options.forceAuth ? { forceAuth: true } : {}),
+    ...(input.options.starttlsTimeoutMs !== undefined ? { starttlsTimeoutMs: input.options.starttlsTimeoutMs } : {}),
   };
 }

@@ -16,7 +16,11 @@
  *   `tls.servername` = the host, `rejectUnauthorized: true`, `minVersion: 'TLSv1.2'` and a strict
  *   `checkServerIdentity`, connecting to the host's address from the engine's resolver. Under `testing` / none it
  *   delivers with opportunistic TLS and reports. Sessions are recorded for TLS-RPT.
- * - No (a smart host, or `relay: true`): RFC 8461 §3.4 makes the smart host's domain the Policy Domain. The guard
+ * - Not an MX host the domain's `enforce` policy lists, and the guard was not told the host is a smart host: the
+ *   domain is deferred (`EMTASTS`, 451 4.7.5), whatever the MX answer says. The MX answer is not authenticated: an
+ *   attacker who leaves the host out of it must not turn a refused delivery into a relay without the domain's policy.
+ * - No (a smart host: `relay: true`, or a domain without an `enforce` policy whose MX hosts do not include the
+ *   transport's host): RFC 8461 §3.4 makes the smart host's domain the Policy Domain. The guard
  *   discovers the policy of the host's name and applies it to the hop, the smart host being its one MX host: under
  *   `enforce` the host must match the policy's `mx` patterns and the session needs STARTTLS, TLS 1.2+ and a
  *   certificate valid for the host name (SNI = the host), else the mail is deferred (451, never bounced, never sent
@@ -39,9 +43,10 @@ import { HOOKS_OPTION_SPEC, pickOptions, validateIntegrationOptions } from '../.
 import { MtaStsHooks, type MtaStsDecision, type MtaStsHooksOptions } from '../hooks.js';
 import type { SmtpConnectionClass } from './session.js';
 import { guardSessionOptions } from './guard-session.js';
+import { SECURE_CONTEXT_HINT } from '../../tls/caller-tls.js';
 import { loadSmtpConnection, TRANSPORT_OPTION_SPEC } from './transport.js';
 import { buildSendResult, deliverToDomain, emitOutcome, failedUnexpectedly, groupRecipients, MtaStsDeliveryError, type DeliverOptions, type DomainDeliveryResult } from './deliver.js';
-import { classifyDomain, deferredResult, type Classification, passThroughResult, relayDecisionReason, relayedShare, routeSmartHost, smartHostReason, type SmartHostNotice, type SmartHostRoute } from './relay.js';
+import { classifyDomain, deferredResult, type Classification, type HostDeclaration, passThroughResult, relayDecisionReason, relayedShare, routeSmartHost, smartHostReason, type SmartHostNotice, type SmartHostRoute } from './relay.js';
 
 export type { SmartHostNotice } from './relay.js';
 
@@ -50,14 +55,22 @@ export interface GuardTransportOptions extends MtaStsHooksOptions {
   /** Hooks to use (shared events, recorder). Default: new hooks around `mtaSts`. */
   hooks?: MtaStsHooks;
   /**
-   * Declare the transport's host a smart host: skip the per-domain MX check (saves the MX lookups). The smart host's
-   * name is then the policy domain of every message (RFC 8461 §3.4); a host given by IP address has none.
+   * The transport's host is a smart host (a relay, RFC 8461 §3.4), not an MX host of the recipient domains. Its name
+   * is then the policy domain of the hop (a host given by IP address has none), and no MX lookups are made. Without
+   * it, a recipient domain whose `enforce` policy does not list the host is deferred (451 4.7.5, `EMTASTS`): the MX
+   * answer is not authenticated and cannot prove the host is a smart host. A domain whose policy lists the host is
+   * delivered under that policy either way. Default false.
    */
   relay?: boolean;
   /** Addresses (A/AAAA) of the transport's host tried for a session the guard runs, an integer from 1 to 64. Default 2. */
   maxAddressesPerMx?: number;
   /** Sessions (connection attempts, a plaintext retry not counted) per recipient domain and message, 1 to 1000. Default 8. */
   maxSessionsPerDomain?: number;
+  /**
+   * In a session the guard runs, time to wait for the reply to STARTTLS, in ms. Default 5000. Unanswered: reported as
+   * `starttls-not-supported` (RFC 8460 §4.3.1) and, under `enforce`, deferred with 4.7.5.
+   */
+  starttlsTimeoutMs?: number;
 }
 
 /** Every option of {@link guardTransport}: the hooks' and the engine's, plus the guard's own. */
@@ -67,6 +80,7 @@ export const GUARD_OPTION_SPEC: OptionSpec = Object.freeze({
   relay: bool,
   maxAddressesPerMx: num(1, 64, { integer: true }),
   maxSessionsPerDomain: num(1, 1000, { integer: true }),
+  starttlsTimeoutMs: num(1, 600_000, { unit: 'ms' }),
   maxAddresses: notHere('renamed: maxAddressesPerMx (addresses tried per MX host) and maxSessionsPerDomain (sessions per domain and message) are separate options'),
 });
 
@@ -82,6 +96,9 @@ type SendCallback = (error: Error | null, info?: unknown) => void;
 type SentInfo = { accepted?: string[]; rejected?: string[]; rejectedErrors?: Error[]; response?: string };
 
 const GUARDED = Symbol.for('mta-sts-sender.guard');
+
+/** The route of a smart host given by IP address (or `localhost`): no policy domain, nothing to discover (§3.4). */
+const NO_POLICY_DOMAIN: SmartHostRoute = Object.freeze({ kind: 'none', policy: Object.freeze({ mode: 'none', status: 'none' }) }) as SmartHostRoute;
 
 /** The recipient domains of one message, sorted by route. */
 interface Routes {
@@ -192,12 +209,8 @@ export class MtaStsGuard extends EventEmitter {
     const policyDomain = hostName !== undefined && hostName !== 'localhost' ? hostName : undefined;
     // No recipient domain to route (no or only invalid recipients): Nodemailer's own answer, as without the guard.
     if (domains.length === 0) return this.passThrough(mail);
-    if (policyDomain === undefined) {
-      this.announceRelay(domains, undefined, undefined);
-      return this.relayUntouched(mail, domains, groups, undefined, undefined);
-    }
-    const routes: Routes = this.options.relay ? { direct: new Map(), deferred: new Map(), relayed: domains } : await this.sortDomains(groups, policyDomain);
-    const route = routes.relayed.length > 0 ? await routeSmartHost(this.hooks, policyDomain) : undefined;
+    const routes = await this.sortDomains(groups, hostName ?? this.host, { named: policyDomain !== undefined, smartHost: this.options.relay === true });
+    const route = routes.relayed.length === 0 ? undefined : policyDomain === undefined ? NO_POLICY_DOMAIN : await routeSmartHost(this.hooks, policyDomain);
     if (route) this.announceRelay(routes.relayed, policyDomain, route);
     if (routes.direct.size === 0 && routes.deferred.size === 0 && route?.kind === 'none') return this.relayUntouched(mail, routes.relayed, groups, policyDomain, route);
 
@@ -228,15 +241,15 @@ export class MtaStsGuard extends EventEmitter {
   }
 
   /** Which domains does this transport deliver to directly (its host is one of their MX hosts), relay, or defer? */
-  private async sortDomains(groups: Map<string, string[]>, host: string): Promise<Routes> {
+  private async sortDomains(groups: Map<string, string[]>, host: string, declared: HostDeclaration): Promise<Routes> {
     const domains = [...groups.keys()];
     const found = await Promise.all(
-      domains.map((domain) => classifyDomain(this.hooks, domain, host).catch((error: unknown): Classification => ({ policy: { mode: 'none', status: 'temp-error' }, defer: error ?? new Error('classification failed') }))),
+      domains.map((domain) => classifyDomain(this.hooks, domain, host, declared).catch((error: unknown): Classification => ({ policy: { mode: 'none', status: 'temp-error' }, defer: error ?? new Error('classification failed') }))),
     );
     const routes: Routes = { direct: new Map(), deferred: new Map(), relayed: [] };
     domains.forEach((domain, i) => {
-      const { plan, candidate, policy, defer } = found[i]!;
-      if (defer !== undefined) routes.deferred.set(domain, deferredResult(this.hooks, this.host, domain, groups.get(domain)!, policy, defer));
+      const { plan, candidate, policy, defer, reason } = found[i]!;
+      if (defer !== undefined) routes.deferred.set(domain, deferredResult(this.hooks, this.host, domain, groups.get(domain)!, policy, defer, domain, reason));
       else if (plan && candidate) routes.direct.set(domain, { plan, candidate });
       else routes.relayed.push(domain);
     });
@@ -247,9 +260,9 @@ export class MtaStsGuard extends EventEmitter {
    * The relayed domains, in one transaction with the smart host: under its policy (RFC 8461 §3.4), deferred when
    * that policy could not be determined, or through the transport untouched when it has no usable policy.
    */
-  private async deliverRelayed(mail: MailMessage, route: SmartHostRoute, relayed: string[], groups: Map<string, string[]>, policyDomain: string, deliver: (plan: DeliveryPlan, candidate: MxCandidate, recipients: string[]) => Promise<DomainDeliveryResult>): Promise<Record<string, DomainDeliveryResult>> {
+  private async deliverRelayed(mail: MailMessage, route: SmartHostRoute, relayed: string[], groups: Map<string, string[]>, policyDomain: string | undefined, deliver: (plan: DeliveryPlan, candidate: MxCandidate, recipients: string[]) => Promise<DomainDeliveryResult>): Promise<Record<string, DomainDeliveryResult>> {
     const recipients = relayed.flatMap((d) => groups.get(d)!);
-    if (route.kind === 'defer') return Object.fromEntries(relayed.map((d) => [d, deferredResult(this.hooks, this.host, d, groups.get(d)!, route.policy, route.cause, policyDomain)]));
+    if (route.kind === 'defer') return Object.fromEntries(relayed.map((d) => [d, deferredResult(this.hooks, this.host, d, groups.get(d)!, route.policy, route.cause, policyDomain ?? this.host)]));
     if (route.kind === 'apply') {
       const hop = await deliver(route.plan, route.candidate, recipients);
       return Object.fromEntries(relayed.map((d) => [d, relayedShare(hop, d, groups.get(d)!, this.host)]));
@@ -282,8 +295,13 @@ export class MtaStsGuard extends EventEmitter {
 /**
  * Adds MTA-STS to an existing Nodemailer SMTP transport (the object `nodemailer.createTransport({ host, port })`
  * returns, or its `.transporter`). Returns the guard; `guard.unguard()` removes it.
- * Throws an `MtaStsError` `MTASTS_INVALID_OPTIONS` for a pooled or non-SMTP transport, an already guarded one, or a
- * bad option, and `MTASTS_MISSING_PEER` when `nodemailer` is not installed.
+ * Throws an `MtaStsError` `MTASTS_INVALID_OPTIONS` for a pooled or non-SMTP transport, an already guarded one, one
+ * with a `tls.secureContext` (pass the client certificate as `tls.cert`/`tls.key` instead), or a bad option, and
+ * `MTASTS_MISSING_PEER` when `nodemailer` is not installed.
+ *
+ * In a session validated under an `enforce` policy the transport's `tls` contributes only the client identity
+ * (`cert`, `key`, `pfx`, `passphrase`); its `ca`, `checkServerIdentity`, `rejectUnauthorized`, `minVersion`,
+ * `servername` and other settings do not apply there: the trust settings are the engine's (RFC 8461 §4.2).
  */
 export function guardTransport(transporter: Mail | SmtpTransportLike | { transporter: unknown }, options: GuardTransportOptions = {}): MtaStsGuard {
   validateIntegrationOptions('guardTransport()', options, GUARD_OPTION_SPEC);
@@ -299,6 +317,11 @@ export function guardTransport(transporter: Mail | SmtpTransportLike | { transpo
     throw refuse(`Nodemailer's SMTP transport`, `not ${JSON.stringify(transport.name)}`);
   }
   if ((transport as unknown as Record<symbol, unknown>)[GUARDED]) throw refuse('a transport not guarded yet', 'this transport is already guarded');
+  const secureContext = (transport.options.tls as { secureContext?: unknown } | undefined)?.secureContext;
+  if (secureContext !== undefined) {
+    // RFC 8461 §4.2: a validated session trusts the engine's roots only; an opaque context cannot be split (caller-tls.ts).
+    throw invalidOptionsError('guardTransport()', [{ option: 'transporter.options.tls.secureContext', value: describeValue(secureContext), expected: 'not set on a guarded transport', hint: SECURE_CONTEXT_HINT }]);
+  }
   return new MtaStsGuard(transport, options);
 }
 

@@ -9,6 +9,13 @@
  * smart host's own name is then the policy domain, and its policy is applied to the one "MX host" of the hop, the
  * smart host itself. A smart host given as an IP address (or `localhost`) has no policy domain: nothing to discover.
  * When the guard cannot tell which case holds for a domain whose policy would matter, it defers the domain (§5.1).
+ *
+ * Which case holds is never taken from the MX answer alone where an `enforce` policy is at stake: DNS is not
+ * authenticated, and an attacker who answers the MX query without the transport's host would otherwise turn the
+ * refused delivery to an unlisted MX host into a relay without the domain's policy. A host that the recipient
+ * domain's `enforce` policy does not list is a smart host only when the guard is told so (`relay: true`); otherwise
+ * that domain is deferred (RFC 8461 §4.1, §5.1). A host the policy lists is an MX host of the domain whatever DNS
+ * says, with or without `relay: true`: the domain's own policy applies to the session.
  */
 import { MtaStsError } from '../../errors.js';
 import { findMatchingPattern } from '../../mx/match.js';
@@ -49,10 +56,21 @@ export interface Classification {
   policy: PolicySummary;
   /** Set when the domain must be deferred: why. */
   defer?: unknown;
+  /** The whole reason of the deferral, when `defer` alone does not say it. */
+  reason?: string;
 }
 
-/** Finds the candidate for the transport's host in the domain's plan, or says the host relays for it. */
-export async function classifyDomain(hooks: MtaStsHooks, domain: string, host: string): Promise<Classification> {
+/** What the guard was told about its transport's host. */
+export interface HostDeclaration {
+  /** The host has a name (a policy domain of its own, RFC 8461 §3.4), not an IP address or `localhost`. */
+  named: boolean;
+  /** `relay: true`: the host is a smart host for every domain whose policy does not list it. */
+  smartHost: boolean;
+}
+
+/** Finds the candidate for the transport's host in the domain's plan, or says the host relays for it, or defers. */
+export async function classifyDomain(hooks: MtaStsHooks, domain: string, host: string, declared: HostDeclaration): Promise<Classification> {
+  if (!declared.named || declared.smartHost) return classifyByPolicy(hooks, domain, host, declared);
   let plan: DeliveryPlan | undefined;
   let planError: unknown;
   try {
@@ -65,13 +83,9 @@ export async function classifyDomain(hooks: MtaStsHooks, domain: string, host: s
   const candidate = plan?.candidates.find((c) => c.host === host);
   if (plan && candidate) return { plan, candidate, policy: policySummary(plan.lookup) };
   const lookup = plan?.lookup ?? (await hooks.mtaSts.getPolicy(domain));
+  const listed = await listedHostPlan(hooks, domain, host, lookup);
+  if (listed) return listed;
   const policy = lookup.status === 'policy' ? lookup.policy : undefined;
-  if (policy && policy.mode !== 'none' && findMatchingPattern(host, policy.mx) !== undefined) {
-    // The host is a policy-listed MX host of the domain (though not in its MX records now): apply the policy.
-    const single = await hooks.planDelivery(domain, { mxHosts: [{ exchange: host, priority: 0 }] });
-    const only = single.candidates[0];
-    if (only) return { plan: single, candidate: only, policy: policySummary(single.lookup) };
-  }
   // The MX hosts are unknown: under enforce the host might be an MX host the policy does not list (§4.1), and an
   // exception of ours proves nothing either. Relaying would take the domain's policy out of play: defer instead.
   if (planError !== undefined && (!(planError instanceof MtaStsError) || policy?.mode === 'enforce')) return { policy: policySummary(lookup), defer: planError };
@@ -80,7 +94,52 @@ export async function classifyDomain(hooks: MtaStsHooks, domain: string, host: s
   if (plan && plan.mode === 'enforce' && (plan.nullMx || plan.implicitMx || plan.candidates.length === 0)) {
     return { policy: policySummary(lookup), defer: new Error(plan.noCandidate?.reason ?? `${domain}: no MX host list to check ${host} against`) };
   }
-  return { policy: policySummary(lookup) };
+  return undeclaredSmartHost(domain, host, lookup);
+}
+
+/**
+ * The domain's policy lists the host (RFC 8461 §4.1): it is one of the domain's MX hosts whatever the MX answer
+ * says, and the domain's policy applies to the session with it (a plan with the host as its one MX host).
+ */
+async function listedHostPlan(hooks: MtaStsHooks, domain: string, host: string, lookup: PolicyLookup): Promise<Classification | undefined> {
+  const policy = lookup.status === 'policy' ? lookup.policy : undefined;
+  if (!policy || policy.mode === 'none' || findMatchingPattern(host, policy.mx) === undefined) return undefined;
+  const single = await hooks.planDelivery(domain, { mxHosts: [{ exchange: host, priority: 0 }] });
+  const only = single.candidates[0];
+  return only ? { plan: single, candidate: only, policy: policySummary(single.lookup) } : undefined;
+}
+
+/**
+ * Without the MX lookup: a host without a name (IP address, `localhost`) or one declared a smart host
+ * (`relay: true`). Only the domain's policy is consulted: a policy that lists the host makes it an MX host of the
+ * domain (its policy applies); otherwise the host relays, unless an `enforce` policy applies and nobody said the
+ * host is a smart host.
+ */
+async function classifyByPolicy(hooks: MtaStsHooks, domain: string, host: string, declared: HostDeclaration): Promise<Classification> {
+  let lookup: PolicyLookup;
+  try {
+    lookup = await hooks.mtaSts.getPolicy(domain);
+  } catch (error) {
+    if (error instanceof MtaStsError && error.code === 'MTASTS_INVALID_DOMAIN') return { policy: { mode: 'none', status: 'invalid' } };
+    throw error;
+  }
+  if (declared.named) {
+    const listed = await listedHostPlan(hooks, domain, host, lookup);
+    if (listed) return listed;
+  }
+  return declared.smartHost ? { policy: policySummary(lookup) } : undeclaredSmartHost(domain, host, lookup);
+}
+
+/**
+ * The host is not an MX host the domain's policy lists. Under `enforce`, the MX answer that says so is not
+ * authenticated (an attacker can leave the host out of it), so the host is a smart host (RFC 8461 §3.4) only when the
+ * guard was told (`relay: true`); otherwise the domain is deferred, never relayed without its policy (§4.1, §5.1).
+ */
+function undeclaredSmartHost(domain: string, host: string, lookup: PolicyLookup): Classification {
+  const policy = policySummary(lookup);
+  if (policy.mode !== 'enforce') return { policy };
+  const reason = `${domain}: ${host} is not listed in the enforce policy of ${domain} (RFC 8461 §4.1) and the guard was not told it is a smart host; not delivered, retry later (RFC 8461 §5.1). If ${host} is a relay (smart host) rather than an MX host of ${domain}, guard the transport with relay: true to apply the smart host's own policy (RFC 8461 §3.4)`;
+  return { policy, defer: new Error(reason), reason };
 }
 
 /**
@@ -129,15 +188,16 @@ export function relayDecisionReason(domain: string, host: string, policyDomain: 
  * A domain the guard could not route safely (its plan failed and an `enforce` policy applies, the smart host's plan
  * failed, or an exception of ours): deferred, neither relayed without its policy nor bounced (RFC 8461 §5.1).
  */
-export function deferredResult(hooks: MtaStsHooks, host: string, domain: string, recipients: string[], policy: PolicySummary, cause: unknown, policyDomain = domain): DomainDeliveryResult {
+export function deferredResult(hooks: MtaStsHooks, host: string, domain: string, recipients: string[], policy: PolicySummary, cause: unknown, policyDomain = domain, given?: string): DomainDeliveryResult {
   const enforce = policy.mode === 'enforce';
   const why = String((cause as Error)?.message ?? cause).slice(0, 200);
   const reason =
-    policyDomain !== domain
+    given ??
+    (policyDomain !== domain
       ? `${domain}: the policy of the smart host ${policyDomain} (RFC 8461 §3.4) could not be determined (${why}); not relayed, retry later (RFC 8461 §5.1)`
       : enforce
         ? `${domain}: the MX hosts could not be determined (${why}) and its enforce policy does not list ${host}; not relayed without MTA-STS, retry later (RFC 8461 §4.1, §5.1)`
-        : `${domain}: planning failed unexpectedly (${why}); not delivered, retry later`;
+        : `${domain}: planning failed unexpectedly (${why}); not delivered, retry later`);
   const error = new MtaStsDeliveryError(enforce || policyDomain !== domain ? 'EMTASTS' : 'EDNS', reason, {
     temporary: true,
     enhanced: enforce || policyDomain !== domain ? '4.7.5' : '4.4.3',

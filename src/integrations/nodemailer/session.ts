@@ -14,6 +14,9 @@ export type SmtpConnectionClass = typeof SMTPConnection;
 import type { MxCandidate } from '../../plan/plan.js';
 import type { MtaStsHooks, SessionVerdict } from '../hooks.js';
 import { nodemailerHandshakeFailure } from './tls-failure.js';
+import { validatedSessionTls } from '../../tls/caller-tls.js';
+import { DEFAULT_STARTTLS_TIMEOUT_MS } from '../../tls/handshake-failure.js';
+import { watchStartTlsReply } from './starttls-reply.js';
 
 /** Where a session stopped. */
 export type SessionStage = 'connect' | 'tls' | 'policy' | 'auth' | 'smtp' | 'done';
@@ -37,7 +40,10 @@ export interface SessionRequest {
   auth?: Parameters<SMTPConnection['login']>[0] | false | null;
   /** Authenticate even when the server does not advertise AUTH (Nodemailer's `forceAuth`). */
   forceAuth?: boolean;
-  /** TLS options of the caller (e.g. a guarded transport's `tls`). Under enforce the policy's TLS options override them. */
+  /**
+   * TLS options of the caller (e.g. a guarded transport's `tls`). In a validated session (enforce) only its client
+   * identity is used (`cert`, `key`, `pfx`, `passphrase`); the trust settings are the engine's (`validatedSessionTls`).
+   */
   tlsBase?: SMTPConnectionOptions['tls'];
   /**
    * The caller's own STARTTLS settings (a guarded transport's). When given, they apply as they are wherever the
@@ -47,6 +53,11 @@ export interface SessionRequest {
   callerTls?: { requireTLS?: boolean; ignoreTLS?: boolean; opportunisticTLS?: boolean };
   /** Will the caller retry in plaintext after a failed handshake where allowed? Told to the hooks. Default true. */
   plaintextFallback?: boolean;
+  /**
+   * How long to wait for the reply to STARTTLS, in ms (default {@link DEFAULT_STARTTLS_TIMEOUT_MS}). Unanswered, or
+   * the connection ending before the reply, the session counts as `starttls-not-supported` (RFC 8460 §4.3.1).
+   */
+  starttlsTimeoutMs?: number;
 }
 
 export interface SessionResult {
@@ -70,10 +81,11 @@ export interface SessionResult {
 const CONTEXT_KEYS = ['ca', 'cert', 'key', 'pfx', 'passphrase', 'ciphers', 'ecdhCurve', 'minVersion', 'maxVersion', 'secureProtocol', 'secureOptions', 'crl', 'sigalgs', 'dhparam', 'honorCipherOrder', 'privateKeyEngine', 'privateKeyIdentifier', 'clientCertEngine', 'secureContext'] as const;
 
 /**
- * Merges the policy's TLS options with the caller's. `callerWins` (outside enforce, a caller with its own settings):
- * the caller's options override, with Node's default `rejectUnauthorized: true`; otherwise the policy's override
- * (servername, minVersion, rejectUnauthorized, checkServerIdentity, ca). A caller option that belongs in the
- * SecureContext (client certificate, ciphers, ...) makes Node build the context from the merged options.
+ * Merges the policy's TLS options with the caller's outside a validated session (testing, no policy; a validated
+ * session takes `validatedSessionTls`). `callerWins` (a caller with its own settings, "as without MTA-STS"): the
+ * caller's options override, with Node's default `rejectUnauthorized: true`; otherwise the policy's override. A
+ * caller option that belongs in the SecureContext (client certificate, ciphers, ...) makes Node build the context
+ * from the merged options.
  */
 function mergeTls(policy: SMTPConnectionOptions['tls'] & object, base: SMTPConnectionOptions['tls'] | undefined, callerWins: boolean): SMTPConnectionOptions['tls'] {
   const merged: Record<string, unknown> = callerWins ? { ...policy, rejectUnauthorized: true, ...base } : { ...base, ...policy };
@@ -104,9 +116,9 @@ function sessionOptions(request: SessionRequest): { options: SMTPConnectionOptio
     requireTLS: requireTls,
     opportunisticTLS: caller ? caller.opportunisticTLS === true && !requireTls : !requireTls,
     ignoreTLS: request.plaintext === true || (caller !== undefined && caller.ignoreTLS === true && !requireTls),
-    // Under enforce the policy's options win over the caller's (servername, minVersion, rejectUnauthorized,
-    // checkServerIdentity, ca); otherwise a caller with its own settings keeps them (Node's default verifies).
-    tls: mergeTls(policyTls, request.tlsBase, caller !== undefined),
+    // RFC 8461 §4.2: in a validated session (enforce) the trust settings are the engine's alone, the caller adds
+    // only its client identity; otherwise a caller with its own settings keeps them (Node's default verifies).
+    tls: candidate.requireValidCertificate ? validatedSessionTls(policyTls, request.tlsBase) : mergeTls(policyTls, request.tlsBase, caller !== undefined),
   };
   return { options, requireTls };
 }
@@ -124,20 +136,21 @@ export async function runSmtpSession(request: SessionRequest): Promise<SessionRe
 
   // Late or repeated errors (after the first, or after the session ended) must not become uncaught 'error' events.
   connection.on('error', () => undefined);
-  const connectError = await connectOnce(connection);
+  const { error: connectError, starttlsNoReply } = await connectOnce(connection, request.starttlsTimeoutMs ?? DEFAULT_STARTTLS_TIMEOUT_MS);
   const socket = connection._socket || undefined;
   localAddress ??= (socket as Socket | undefined)?.localAddress ?? undefined;
 
   if (connectError) {
     connection.close();
-    const duringTls = connection.upgrading === true || connectError.code === 'ETLS' || connectError.command === 'STARTTLS';
+    const duringTls = starttlsNoReply || connection.upgrading === true || connectError.code === 'ETLS' || connectError.command === 'STARTTLS';
     if (duringTls) {
       // The caller retries in plaintext only when it allows it and TLS is not required of this session.
       const fallback = request.plaintextFallback !== false && !requireTls;
       const failure = nodemailerHandshakeFailure(connectError);
+      const signal = starttlsNoReply ? { starttlsNoReply: true } : failure.starttlsRefused ? { starttlsRefused: failure.starttlsRefused } : {};
       let verdict: SessionVerdict;
       try {
-        verdict = hooks.handshakeFailed(candidate, failure.error, { ...context(), plaintextFallback: fallback, tlsSocket: (socket as TLSSocket | undefined) ?? null, ...(failure.starttlsRefused ? { starttlsRefused: failure.starttlsRefused } : {}) });
+        verdict = hooks.handshakeFailed(candidate, failure.error, { ...context(), plaintextFallback: fallback, tlsSocket: (socket as TLSSocket | undefined) ?? null, ...signal });
       } catch (error) {
         return hookFailed(connection, 'handshakeFailed', error, { secure: false, ...(localAddress ? { localAddress } : {}) });
       }
@@ -185,16 +198,26 @@ export async function runSmtpSession(request: SessionRequest): Promise<SessionRe
   return { delivered: true, stage: 'done', ...base, ...(sent.info ? { info: sent.info } : {}), tryNext: false };
 }
 
-/** Connects (greeting, EHLO, STARTTLS); resolves with the error that ended it, if any. */
-function connectOnce(connection: SMTPConnection): Promise<ClientError | undefined> {
+/**
+ * Connects (greeting, EHLO, STARTTLS); resolves with the error that ended it, if any. `starttlsNoReply`: the session
+ * ended after STARTTLS was sent and before any reply to it: the reply did not come within `starttlsTimeoutMs`, or
+ * the server closed the connection (or the socket timed out) first. RFC 8461 §4.2 requires STARTTLS; a command that
+ * is swallowed is a STARTTLS that is not supported (RFC 8460 §4.3.1), whoever swallowed it.
+ */
+function connectOnce(connection: SMTPConnection, starttlsTimeoutMs: number): Promise<{ error?: ClientError; starttlsNoReply: boolean }> {
   // A connection-level error may arrive through the connect callback or the 'error' event; take the first.
-  return new Promise<ClientError | undefined>((resolve) => {
+  return new Promise((resolve) => {
     let settled = false;
     const done = (error?: ClientError) => {
       if (settled) return;
       settled = true;
-      resolve(error);
+      watch.stop();
+      resolve({ ...(error ? { error } : {}), starttlsNoReply: error !== undefined && watch.awaitingReply });
     };
+    const watch = watchStartTlsReply(connection, starttlsTimeoutMs, (error) => {
+      done(error);
+      connection.close();
+    });
     connection.once('error', (error: ClientError) => done(error));
     connection.once('end', () => done(Object.assign(new Error('connection closed before the session was set up'), { code: 'ECONNECTION' })));
     try {

@@ -62,6 +62,12 @@ export interface MtaStsTransportOptions extends MtaStsOptions {
   greetingTimeoutMs?: number;
   /** Inactivity timeout of a session, in ms. Default 300000 (RFC 5321 §4.5.3.2 suggests minutes). */
   socketTimeoutMs?: number;
+  /**
+   * Time to wait for the reply to STARTTLS, in ms. Default 5000. An MX (or a path attacker) that swallows the command
+   * is then refused after this long and reported as `starttls-not-supported` (RFC 8460 §4.3.1), not a connection
+   * failure after the whole socket timeout; under `enforce` the domain is deferred with 4.7.5.
+   */
+  starttlsTimeoutMs?: number;
   /** Local address to bind to. */
   localAddress?: string;
   /** Library logger (decisions, warnings). */
@@ -95,6 +101,7 @@ export const TRANSPORT_OPTION_SPEC: OptionSpec = Object.freeze({
   connectionTimeoutMs: num(1, 3_600_000, { unit: 'ms' }),
   greetingTimeoutMs: num(1, 3_600_000, { unit: 'ms' }),
   socketTimeoutMs: num(1, 86_400_000, { unit: 'ms' }),
+  starttlsTimeoutMs: num(1, 600_000, { unit: 'ms' }),
   localAddress: ipAddress,
   smtpLogger: anyOf('true, false or a bunyan-style logger', bool, logger),
   debug: bool,
@@ -273,6 +280,7 @@ export class MtaStsTransport extends EventEmitter implements Transport<MtaStsSen
       maxAddressesPerMx: o.maxAddressesPerMx ?? 2,
       maxSessions: o.maxSessionsPerDomain ?? 8,
       ...(o.plaintextFallback !== undefined ? { plaintextFallback: o.plaintextFallback } : {}),
+      ...(o.starttlsTimeoutMs !== undefined ? { starttlsTimeoutMs: o.starttlsTimeoutMs } : {}),
       smtpConnection: this.smtpConnection,
     };
   }
