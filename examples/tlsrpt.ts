@@ -22,7 +22,7 @@ try {
     organizationName: 'Example Sender Inc.',
     contactInfo: 'tlsrpt@sender.example',
     submitter: 'mta.sender.example',
-    store: new MemoryTlsRptStore(),
+    store: new MemoryTlsRptStore(), // in production: a database path, e.g. '/var/lib/mta-sts-sender/tlsrpt.db' (survives restarts)
     resolver: createDefaultResolver({ dnsServers: world.dns.servers }),
     ca: world.ca.rootPem, // trust the test CA for the HTTPS endpoint
     httpsPort: world.httpsPort, // test only: the world's HTTPS port instead of 443

@@ -123,8 +123,7 @@ export const TLSRPT_REPORTER_OPTION_SPEC: OptionSpec = Object.freeze({
   organizationName: str(),
   contactInfo: str('an e-mail address'),
   submitter: str('a domain name'),
-  store: methods('a TLS-RPT store', ['merge', 'list', 'get', 'setDelivery', 'delete'], ['close', 'subscribe', 'settle']),
-  spoolDir: str('a directory path'),
+  store: anyOf('a TLS-RPT store, or the path of its SQLite database file', methods('a TLS-RPT store', ['merge', 'list', 'get', 'setDelivery', 'delete'], ['close', 'subscribe', 'settle', 'mergeMany', 'claim', 'release']), str('a file path')),
   resolver: resolverRule,
   mailTransport: mailTransportRule,
   keepUndeliverable: bool,
@@ -164,6 +163,26 @@ export const TLSRPT_REPORTER_OPTION_SPEC: OptionSpec = Object.freeze({
   // FOR TESTS ONLY
   httpsPort: port,
 });
+
+/** Options of `createSqliteTlsRptStore()`. */
+export const SQLITE_TLSRPT_STORE_OPTION_SPEC: OptionSpec = Object.freeze({
+  path: str('a file path'),
+  readOnly: bool,
+  reportLockMs: num(1000, DAY_MS, { integer: true, unit: 'ms' }),
+  retentionMs: num(DAY_MS / 24, 30 * DAY_MS, { integer: true, unit: 'ms' }),
+  busyTimeoutMs: num(0, 600_000, { integer: true, unit: 'ms' }),
+  now: clock,
+  logger,
+});
+
+/** Validates the options of `createSqliteTlsRptStore()` (throws `MTASTS_INVALID_OPTIONS`; `path` is required). */
+export function validateSqliteTlsRptStoreOptions(options: unknown): void {
+  const factory = 'createSqliteTlsRptStore()';
+  const issues = checkOptions(factory, options, SQLITE_TLSRPT_STORE_OPTION_SPEC);
+  const given = (typeof options === 'object' && options !== null ? options : {}) as Record<string, unknown>;
+  if (given.path === undefined) issues.push({ option: 'path', value: 'undefined', expected: 'a file path (required)' });
+  if (issues.length > 0) throw invalidOptionsError(factory, issues);
+}
 
 const REQUIRED_REPORTER_OPTIONS = ['organizationName', 'contactInfo', 'submitter'] as const;
 const REQUIRED_REPORTER_WHAT = { organizationName: 'a non-empty string', contactInfo: 'an e-mail address', submitter: 'a domain name' } as const;

@@ -292,8 +292,8 @@ export function describeValue(value: unknown): string {
 
 /**
  * Known names close to an unknown one: the same ignoring case, a small edit distance (a typo, a missing `s`), or
- * names containing it or contained in it (`timeout` -> `dnsTimeoutMs`, `fetchTimeoutMs`; `spoolDirectory` ->
- * `spoolDir`). At most three.
+ * names containing it or contained in it (`timeout` -> `dnsTimeoutMs`, `fetchTimeoutMs`; `storePath` ->
+ * `store`). At most three.
  */
 export function suggest(unknown: string, known: readonly string[]): string[] {
   const u = unknown.toLowerCase();

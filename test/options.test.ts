@@ -91,7 +91,8 @@ describe('createTlsRptReporter() validates through the same path', () => {
     expect(thrown(() => createTlsRptReporter({ ...base, retry: { attempts: 0 } }))).toMatchObject({ code: 'MTASTS_INVALID_OPTIONS', details: { option: 'retry.attempts' } });
     expect(thrown(() => createTlsRptReporter({ ...base, limits: { maxDomainsPerDay: Number.NaN } }))).toMatchObject({ details: { option: 'limits.maxDomainsPerDay' } });
     expect(thrown(() => createTlsRptReporter({ ...base, retry: { attempt: 3 } } as never)).message).toMatch(/unknown option retry.attempt \(did you mean retry.attempts\?\)/);
-    expect(thrown(() => createTlsRptReporter({ ...base, spoolDirectory: '/tmp/x' } as never)).message).toMatch(/did you mean spoolDir\?/);
+    expect(thrown(() => createTlsRptReporter({ ...base, storePath: '/tmp/x.db' } as never)).message).toMatch(/unknown option storePath \(did you mean store\?\)/);
+    expect(thrown(() => createTlsRptReporter({ ...base, store: 42 } as never)).message).toMatch(/option store must be a TLS-RPT store, or the path of its SQLite database file, got 42/);
     expect(thrown(() => createTlsRptReporter({ ...base, mailTransport: 42 } as never)).details.option).toBe('mailTransport');
   });
 });

@@ -18,7 +18,7 @@ import { checkDomain, type CheckResult } from './check.js';
 import { createCheckRuntime } from './context.js';
 import { formatCheck, formatCompact, formatSummary, summarize, type Colors } from './format.js';
 import { colorEnabled, EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, readAll, UsageError, type CliIo } from './io.js';
-import { DEFAULT_SPOOL_DIR, runTlsRptPreview, runTlsRptSend, type TlsRptCommandOptions } from './tlsrpt.js';
+import { DEFAULT_TLSRPT_DB, runTlsRptPreview, runTlsRptSend, type TlsRptCommandOptions } from './tlsrpt.js';
 import { runWorld, type WorldCommandOptions } from './world.js';
 
 /** Largest domain list read from a file or stdin, counted in bytes read (a device such as /dev/zero has no size). */
@@ -105,7 +105,7 @@ function buildProgram(io: CliIo, setExit: (code: number) => void): Command {
   const cwd = io.cwd ?? process.cwd();
   const program = new Command('mta-sts');
   program
-    .description('Check MTA-STS (RFC 8461) and TLS-RPT (RFC 8460) from the sending side, and manage TLS-RPT report spools.')
+    .description('Check MTA-STS (RFC 8461) and TLS-RPT (RFC 8460) from the sending side, and manage the TLS-RPT reports waiting in the database of a reporter.')
     .version(packageVersion(), '-V, --version', 'print the version')
     .helpOption('-h, --help', 'show help')
     .exitOverride()
@@ -130,7 +130,7 @@ Examples:
   $ mta-sts check gmail.com
   $ mta-sts check --probe example.com example.org
   $ mta-sts check --file domains.txt --concurrency 16 --json > results.jsonl
-  $ mta-sts tlsrpt preview --spool ${DEFAULT_SPOOL_DIR}
+  $ mta-sts tlsrpt preview --db ${DEFAULT_TLSRPT_DB}
   $ mta-sts world          # a loopback test world to try all of this on`,
     );
 
@@ -180,16 +180,16 @@ The input is one domain per line; an e-mail address or a line with spaces is rep
 
 /** `mta-sts tlsrpt preview|send`. */
 function addTlsRptCommands(program: Command, io: CliIo, cwd: string, setExit: (code: number) => void): void {
-  const tlsrpt = program.command('tlsrpt').description('TLS-RPT (RFC 8460) report spools written by createTlsRptReporter with a FileSpoolStore');
-  const spoolOptions = (cmd: Command): Command =>
+  const tlsrpt = program.command('tlsrpt').description('TLS-RPT (RFC 8460) reports waiting in the SQLite database of createTlsRptReporter({ store: path }) (createSqliteTlsRptStore)');
+  const dbOptions = (cmd: Command): Command =>
     cmd
-      .option('--spool <dir>', 'the spool directory (FileSpoolStore)', DEFAULT_SPOOL_DIR)
+      .option('--db <file>', 'the TLS-RPT database (SQLite file of createSqliteTlsRptStore)', DEFAULT_TLSRPT_DB)
       .option('--org <name>', 'organization-name of the reports (default: the submitter)')
       .option('--contact <email>', 'contact-info of the reports (default: postmaster@<submitter>)')
       .option('--submitter <domain>', `domain of the sending MTA (default: this host name, ${hostname()})`);
 
-  const preview = tlsrpt.command('preview').description('Show the reports not sent yet: closed days (due) and the current day (still counting). Sends nothing.');
-  spoolOptions(preview)
+  const preview = tlsrpt.command('preview').description('Show the reports not sent yet: closed days (due) and the current day (still counting). Opens the database read-only; sends nothing.');
+  dbOptions(preview)
     .option('--json', 'one JSON object per report: { day, policyDomain, closed, report, delivery }')
     .option('--no-color', 'no colours')
     .action(async (opts: TlsRptCommandOptions) => {
@@ -199,12 +199,12 @@ function addTlsRptCommands(program: Command, io: CliIo, cwd: string, setExit: (c
   const send = tlsrpt
     .command('send')
     .description(
-      "Send every report of a closed UTC day now (ignoring the scheduled delay and jitter) to the rua destinations of the policy domain's _smtp._tls record; sent reports leave the spool, failed ones stay for a retry.",
+      "Send every report of a closed UTC day now (ignoring the scheduled delay and jitter) to the rua destinations of the policy domain's _smtp._tls record; sent reports leave the database, failed ones stay for a retry. Safe beside a running reporter on the same database: each report is sent once.",
     );
-  spoolOptions(send);
+  dbOptions(send);
   addNetOptions(send, 30_000, 'DNS query, HTTPS POST');
   send
-    .option('--smtp <url>', 'Nodemailer SMTP URL for mailto: destinations, e.g. smtp://relay.example:587 (it must not enforce MTA-STS, RFC 8460 §5.3); without it, reports that can only go to mailto: stay in the spool')
+    .option('--smtp <url>', 'Nodemailer SMTP URL for mailto: destinations, e.g. smtp://relay.example:587 (it must not enforce MTA-STS, RFC 8460 §5.3); without it, reports that can only go to mailto: stay in the database')
     .option('--from <address>', 'From of report mail (default noreply-tlsrpt@<submitter>)')
     .option('--dkim-domain <domain>', 'DKIM-sign report mail for this domain (RFC 8460 §5.3 requires a signature)')
     .option('--dkim-selector <selector>', 'DKIM selector')

@@ -1,6 +1,7 @@
 /**
- * `mta-sts tlsrpt preview|send`: the reports waiting in a TLS-RPT spool directory (a `FileSpoolStore`, as written
- * by `createTlsRptReporter`), shown or sent now through the reporter's own `pending()` / `flush()`.
+ * `mta-sts tlsrpt preview|send`: the reports waiting in a TLS-RPT database (the SQLite file of
+ * `createSqliteTlsRptStore`, as written by `createTlsRptReporter({ store: path })`), shown or sent now through the
+ * reporter's own `pending()` / `flush()`.
  */
 import { createPrivateKey } from 'node:crypto';
 import { readFile, stat } from 'node:fs/promises';
@@ -12,15 +13,15 @@ import { createDefaultResolver } from '../discovery/resolver.js';
 import { normalizeDomainOrUndefined } from '../domain.js';
 import { unknownTopLevelDomain } from '../mx/public-suffix.js';
 import { MtaStsError } from '../errors.js';
-import { createTlsRptReporter, FileSpoolStore, type FlushResult, type PendingReport, type TlsRptError, type TlsRptReporter, type TlsRptReporterOptions } from '../tlsrpt/index.js';
+import { createSqliteTlsRptStore, createTlsRptReporter, TlsRptError, type FlushResult, type PendingReport, type SqliteTlsRptStore, type TlsRptReporter, type TlsRptReporterOptions } from '../tlsrpt/index.js';
 import type { Colors } from './format.js';
 import { colorEnabled, EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, UsageError, type CliIo } from './io.js';
 
-/** The spool directory `--spool` defaults to (the README's example `spoolDir`). */
-export const DEFAULT_SPOOL_DIR = '/var/spool/mta-sts-sender/tlsrpt';
+/** The database `--db` defaults to (the README's example `store`). */
+export const DEFAULT_TLSRPT_DB = '/var/lib/mta-sts-sender/tlsrpt.db';
 
 export interface TlsRptCommandOptions {
-  spool: string;
+  db: string;
   org?: string;
   contact?: string;
   submitter?: string;
@@ -46,19 +47,29 @@ function colors(io: CliIo, flag: boolean | undefined): Colors {
   return pc.createColors(colorEnabled(io.stdout, io.env, flag));
 }
 
-async function openSpool(opts: TlsRptCommandOptions, cwd: string, readOnly = false): Promise<{ dir: string; store: FileSpoolStore; corrupt: TlsRptError[] }> {
-  const dir = resolvePath(cwd, opts.spool);
-  let isDir = false;
+/**
+ * Opens the database of `--db`. A missing file, a file that is not a TLS-RPT database, or a missing driver is a
+ * usage error; `readOnly` (preview) writes nothing, corrupt records included.
+ */
+async function openDatabase(opts: TlsRptCommandOptions, cwd: string, readOnly = false): Promise<{ path: string; store: SqliteTlsRptStore; corrupt: TlsRptError[] }> {
+  const path = resolvePath(cwd, opts.db);
+  let isFile = false;
   try {
-    isDir = (await stat(dir)).isDirectory();
+    isFile = (await stat(path)).isFile();
   } catch (error) {
-    throw new UsageError(`cannot open spool directory ${opts.spool}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
+    throw new UsageError(`cannot open TLS-RPT database ${opts.db}: ${(error as NodeJS.ErrnoException).code ?? (error as Error).message}`);
   }
-  if (!isDir) throw new UsageError(`${opts.spool} is not a directory`);
+  if (!isFile) throw new UsageError(`${opts.db} is not a file (--db takes the SQLite database of the reporter's store)`);
+  let store: SqliteTlsRptStore;
+  try {
+    store = createSqliteTlsRptStore({ path, readOnly });
+  } catch (error) {
+    if (error instanceof TlsRptError || error instanceof MtaStsError) throw new UsageError(`cannot open TLS-RPT database ${opts.db}: ${error.message}`);
+    throw error;
+  }
   const corrupt: TlsRptError[] = [];
-  // A read-only store (preview) writes, moves and deletes nothing, corrupt files included.
-  const store = new FileSpoolStore(dir, { onCorrupt: (e) => corrupt.push(e), ...(readOnly ? { readOnly: true } : {}) });
-  return { dir, store, corrupt };
+  store.subscribe((event) => corrupt.push(event.error));
+  return { path, store, corrupt };
 }
 
 /** The identity in every report (RFC 8460 §4.4 organization-name, contact-info) and the report-id domain. */
@@ -109,8 +120,8 @@ export function formatPendingReport(c: Colors, p: PendingReport): string {
 }
 
 export async function runTlsRptPreview(opts: TlsRptCommandOptions, io: CliIo, cwd: string): Promise<number> {
-  const who = identity(opts); // usage errors before the spool is opened
-  const { dir, store, corrupt } = await openSpool(opts, cwd, true);
+  const who = identity(opts); // usage errors before the database is opened
+  const { path, store, corrupt } = await openDatabase(opts, cwd, true);
   submitterWarning(who.submitter, io);
   const c = colors(io, opts.color);
   let reporter: TlsRptReporter;
@@ -127,13 +138,12 @@ export async function runTlsRptPreview(opts: TlsRptCommandOptions, io: CliIo, cw
       for (const p of pending) io.stdout.write(`${JSON.stringify({ ...p, organizationName: who.organizationName, contactInfo: who.contactInfo, submitter: who.submitter })}\n`);
     } else {
       const due = pending.filter((p) => p.closed).length;
-      io.stdout.write(`${c.bold(`Spool ${dir}`)}: ${pending.length} pending report${pending.length === 1 ? '' : 's'} (${due} for closed days)\n`);
+      io.stdout.write(`${c.bold(`Database ${path}`)}: ${pending.length} pending report${pending.length === 1 ? '' : 's'} (${due} for closed days)\n`);
       for (const p of pending) io.stdout.write(`\n${formatPendingReport(c, p)}\n`);
     }
     for (const e of corrupt) {
-      const path = typeof e.details.path === 'string' ? e.details.path : dir;
       const why = e.cause instanceof Error ? e.cause.message : e.message;
-      io.stderr.write(`mta-sts: warning: spool file ${path} is corrupt and was skipped (left in place): ${why}\n`);
+      io.stderr.write(`mta-sts: warning: the record of ${e.domain ?? '?'} ${String(e.details.day ?? '')} in ${path} is corrupt and was skipped (left in place): ${why}\n`);
     }
     return EXIT_OK;
   } finally {
@@ -191,13 +201,14 @@ async function readSendFiles(opts: TlsRptCommandOptions, cwd: string): Promise<{
 }
 
 export async function runTlsRptSend(opts: TlsRptCommandOptions, io: CliIo, cwd: string): Promise<number> {
-  // Every usage error comes before the spool is touched: a typo must never count as a delivery attempt.
+  // Every usage error comes before the database is touched: a typo must never count as a delivery attempt.
   const who = identity(opts);
   if (opts.smtp !== undefined) parseSmtpUrl(opts.smtp);
   if (opts.from !== undefined && !/^[^\s@]+@[^\s@]+$/.test(opts.from)) throw new UsageError(`--from must be an e-mail address (got ${JSON.stringify(opts.from)})`);
   const { ca, dkim } = await readSendFiles(opts, cwd);
   const httpsPort = opts.httpsPort ?? opts.policyPort;
-  const { store, corrupt } = await openSpool(opts, cwd);
+  const { store, corrupt } = await openDatabase(opts, cwd);
+  const storeErrors: TlsRptError[] = [];
   const c = colors(io, opts.color);
   const timeoutMs = opts.timeout ?? 30_000;
   const resolver = createDefaultResolver({ ...(opts.dnsServer && opts.dnsServer.length > 0 ? { dnsServers: opts.dnsServer } : {}), timeoutMs: Math.max(100, Math.floor(timeoutMs / 2)), tries: 2 });
@@ -205,13 +216,16 @@ export async function runTlsRptSend(opts: TlsRptCommandOptions, io: CliIo, cwd: 
   try {
     reporter = createTlsRptReporter({
       ...who,
-      // The spool itself: live writers (an MTA recording into the same directory) are safe, the reporter removes
-      // only the counts it sent (FileSpoolStore locks and settle()).
+      // The database itself: live writers (an MTA recording into the same file) are safe, and so are other senders:
+      // each report is claimed in a transaction and sent once (createSqliteTlsRptStore).
       store,
+      onEvent: (event) => {
+        if (event.type === 'store-error') storeErrors.push(event.error);
+      },
       resolver,
       dnsTimeoutMs: timeoutMs,
       httpsTimeoutMs: timeoutMs,
-      // Without --smtp, reports that can only go to mailto: stay in the spool for a run with --smtp.
+      // Without --smtp, reports that can only go to mailto: stay in the database for a run with --smtp.
       keepUndeliverable: true,
       ...(ca.length > 0 ? { ca: [...rootCertificates, ...ca] } : {}),
       // --ca also applies to the relay's STARTTLS certificate.
@@ -238,6 +252,8 @@ export async function runTlsRptSend(opts: TlsRptCommandOptions, io: CliIo, cwd: 
   printSendResult(result, opts, c, io);
   printDestinationWarnings(result, io);
   for (const e of corrupt) io.stderr.write(`mta-sts: warning: ${e.message}\n`);
+  // A full or read-only disk: reported once per problem, never retried in a loop.
+  for (const e of storeErrors) io.stderr.write(`mta-sts: error: ${e.message}\n`);
   const notAttempted = result.notAttempted ?? [];
   if (notAttempted.length > 0) {
     // A configuration error, not a delivery failure: nothing was attempted, nothing counted.
@@ -245,7 +261,7 @@ export async function runTlsRptSend(opts: TlsRptCommandOptions, io: CliIo, cwd: 
     io.stderr.write(`mta-sts: error: ${notAttempted.length} report${notAttempted.length === 1 ? '' : 's'} not sent because of the configuration: ${reasons.join('; ')}\n`);
     return EXIT_USAGE;
   }
-  return result.failed.length > 0 || result.dropped.length > 0 ? EXIT_PROBLEM : EXIT_OK;
+  return result.failed.length > 0 || result.dropped.length > 0 || storeErrors.length > 0 ? EXIT_PROBLEM : EXIT_OK;
 }
 
 /** Destinations left out (`maxDestinationsPerReport`) or refused (internal targets), as warnings on stderr. */
@@ -291,12 +307,12 @@ function printSendResult(result: FlushResult, opts: TlsRptCommandOptions, c: Col
         else io.stdout.write(`${c.dim('skipped')}  ${head}: only mailto: destinations and no --smtp (${e.uris.join(', ')})\n`);
         break;
       case 'not-attempted':
-        io.stdout.write(`${c.red('not sent')} ${head}: ${e.error.message} (configuration error; the report stays in the spool)\n`);
+        io.stdout.write(`${c.red('not sent')} ${head}: ${e.error.message} (configuration error; the report stays in the database)\n`);
         break;
     }
   }
   if (!opts.json) {
-    if (events.length === 0) io.stdout.write('nothing to send: no reports for closed days in the spool\n');
+    if (events.length === 0) io.stdout.write('nothing to send: no reports for closed days in the database\n');
     const notSent = result.notAttempted?.length ?? 0;
     io.stdout.write(`${result.sent.length} sent, ${result.failed.length} failed, ${result.dropped.length} dropped, ${result.skipped.length - kept} skipped, ${kept} kept (need --smtp)${notSent > 0 ? `, ${notSent} not sent (configuration error)` : ''}\n`);
   }

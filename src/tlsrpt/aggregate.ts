@@ -7,7 +7,7 @@
  * what one report needs. Only counts and the RFC's session metadata are kept: no message content and no address
  * (the §4.4 report has no field for them, and a report must not leak them).
  *
- * Caps (see {@link AggregationLimits}) bound memory and spool size:
+ * Caps (see {@link AggregationLimits}) bound memory and store size:
  * - distinct failure details per policy: past the cap, a failure is folded into one overflow detail per result
  *   type, which keeps only `result-type` and has `failure-reason-code` {@link TRUNCATED_FAILURE_REASON}; so the
  *   totals stay exact and the report says that details were truncated (`additional-information` is not used for
@@ -257,7 +257,7 @@ export function totalSessions(counts: DomainDayCounts): number {
 }
 
 /**
- * Checks that an untrusted value (a spool file, a Redis value) is a well-formed {@link DomainDayCounts} and returns
+ * Checks that an untrusted value (a stored row, a Redis value) is a well-formed {@link DomainDayCounts} and returns
  * a clean copy. Throws a `TypeError` describing the first problem.
  */
 export function parseDomainDayCounts(value: unknown): DomainDayCounts {

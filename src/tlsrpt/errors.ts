@@ -40,9 +40,9 @@ import { MtaStsSenderError, type MtaStsSenderErrorOptions } from '../errors.js';
  *   smaller by retrying); lower the aggregation caps.
  * - `TLSRPT_REPORT_INVALID`: the input given to `buildTlsRptReport` is invalid (negative counts, end before start,
  *   missing names). A programming error: fix the caller.
- * - `TLSRPT_SPOOL_CORRUPT`: a spool file could not be parsed. It was moved aside and skipped; its counts are lost.
- *   Reported through the store's `onCorrupt` callback / the reporter's `spool-corrupt` event, never thrown to the
- *   code that records sessions.
+ * - `TLSRPT_SPOOL_CORRUPT`: a stored record (an SQLite row, a Redis hash) did not validate. It was removed or moved
+ *   aside and skipped; its counts are lost. Reported through the store's `subscribe` listeners / the reporter's
+ *   `spool-corrupt` event, never thrown to the code that records sessions.
  * - `TLSRPT_COUNTS_LOST`: counts the store had accepted vanished (a Redis that evicts keys: set
  *   `maxmemory-policy noeviction`). Reported as a `store-error` event with `details.sessions` (how many sessions are
  *   missing), `details.unknown`, `details.records` and the first record's `details.day` / `details.policyDomain`;
@@ -50,8 +50,11 @@ import { MtaStsSenderError, type MtaStsSenderErrorOptions } from '../errors.js';
  * - `TLSRPT_STORE_EVICTION`: never thrown; carried by a `warning` event when a store starts: it may lose counts (a
  *   Redis whose `maxmemory-policy` is not `noeviction`, `details.policy`, or whose policy could not be read). Set
  *   `maxmemory-policy noeviction` on that Redis.
- * - `TLSRPT_STORE_FAILED`: the store threw (disk full, permissions). Recorded counts stay in memory and are written
- *   on the next flush; look at `cause`. From `reporter.close()`: the counts could not be written and are lost
+ * - `TLSRPT_STORE_FAILED`: the store threw (disk full, read-only, permissions), or refused its file
+ *   (`details.reason`: not SQLite, another application's, a newer schema). Recorded counts stay in memory and are
+ *   written on the next flush; look at `cause`. A report delivered whose "sent" state could not be saved is not
+ *   counted as sent and not sent again by that process. From `reporter.close()`: the counts could not be written
+ *   and are lost
  *   (`details.unpersistedSessions`).
  */
 export type TlsRptErrorCode =

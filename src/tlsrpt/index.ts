@@ -7,8 +7,8 @@
  *
  * - {@link createTlsRptReporter}: all of it — a recorder to feed {@link SessionOutcome}s into, persistence,
  *   scheduling with jitter and retries, delivery, events.
- * - The parts on their own: {@link TlsRptAggregator} (recorder), {@link FileSpoolStore} / {@link MemoryTlsRptStore}
- *   (stores), {@link parseTlsRptRecord} / {@link lookupTlsRptRecord} (discovery), {@link buildTlsRptReport} /
+ * - The parts on their own: {@link TlsRptAggregator} (recorder), {@link createSqliteTlsRptStore} /
+ *   {@link MemoryTlsRptStore} (stores), {@link parseTlsRptRecord} / {@link lookupTlsRptRecord} (discovery), {@link buildTlsRptReport} /
  *   {@link tlsRptFileName} / {@link gzipTlsRptReport} (report), {@link sendTlsRptMail} / {@link postTlsRptReport}
  *   (delivery).
  *
@@ -18,7 +18,7 @@
  *   organizationName: 'Example Sender Inc.',
  *   contactInfo: 'tlsrpt@sender.example',
  *   submitter: 'mta.sender.example',
- *   store: new FileSpoolStore('/var/spool/tlsrpt'),
+ *   store: '/var/lib/mta-sts-sender/tlsrpt.db', // an SQLite file: createSqliteTlsRptStore({ path })
  *   mailTransport: { host: 'relay.sender.example', port: 587 }, // NOT MTA-STS-enforcing (RFC 8460 §5.3)
  *   dkim: { domainName: 'sender.example', keySelector: 'tlsrpt', privateKey },
  * });
@@ -70,8 +70,8 @@ export { TlsRptAggregator } from './recorder.js';
 export type { DroppedOutcomeReason, TlsRptAggregatorOptions, TlsRptAggregatorStats } from './recorder.js';
 export { MemoryTlsRptStore } from './store.js';
 export type { DeliveryState, StoredDomainDay, TlsRptStore, TlsRptStoreEvent } from './store.js';
-export { FileSpoolStore } from './file-spool.js';
-export type { FileSpoolStoreOptions } from './file-spool.js';
+export { createSqliteTlsRptStore, SqliteTlsRptStore } from '../sqlite/tlsrpt-store.js';
+export type { SqliteTlsRptStoreOptions } from '../sqlite/tlsrpt-store.js';
 export { DEFAULT_AGGREGATION_LIMITS, mergeDomainDayCounts, subtractDomainDayCounts } from './aggregate.js';
 export type { AggregationLimits, DomainDayCounts, DomainDayKey } from './aggregate.js';
 // RFC 8460 §3 record discovery.

@@ -35,20 +35,33 @@ interface ReportTurn {
 
 /** One (day, domain): decides, delivers, updates the store, records the outcome in `result`. */
 export async function processReport(p: ReportProcessor, key: DomainDayKey, force: boolean, result: FlushResult): Promise<void> {
-  const { store, now, submitter } = p.settings;
-  const record = await store.get(key);
-  if (!record) return;
-  if (totalSessions(record) === 0) {
+  const { store, now } = p.settings;
+  const found = await store.get(key);
+  if (!found) return;
+  if (totalSessions(found) === 0) {
     await store.delete(key);
     return;
   }
   const dayStart = utcDayStart(key.day);
-  const state = await deliveryState(p, key, record, dayStart);
+  const scheduled = await deliveryState(p, key, found, dayStart);
   const t = now();
-  if (!force && t < state.nextAttemptAt) return;
-  const reportId = makeTlsRptReportId({ start: new Date(dayStart), policyDomain: key.policyDomain, submitter, uniqueId: state.uniqueId });
-  const turn: ReportTurn = { p, key, record, state, t, reportId, result };
+  if (!force && t < scheduled.nextAttemptAt) return;
+  if (!store.claim) return attempt(p, key, found, scheduled, t, result);
+  // Several senders may share the store: the one whose claim succeeds sends, with the stored unique id and counts.
+  const claimed = await store.claim(key);
+  if (!claimed?.delivery) return;
+  try {
+    if (!force && t < claimed.delivery.nextAttemptAt) return;
+    await attempt(p, key, claimed, claimed.delivery, t, result);
+  } finally {
+    await store.release?.(key).catch(() => undefined);
+  }
+}
 
+/** One attempt at delivering a report that is due (§3 destinations, §4.4 report, §5 delivery). */
+async function attempt(p: ReportProcessor, key: DomainDayKey, record: StoredDomainDay, state: DeliveryState, t: number, result: FlushResult): Promise<void> {
+  const reportId = makeTlsRptReportId({ start: new Date(utcDayStart(key.day)), policyDomain: key.policyDomain, submitter: p.settings.submitter, uniqueId: state.uniqueId });
+  const turn: ReportTurn = { p, key, record, state, t, reportId, result };
   const usable = await usableDestinations(turn);
   if (!usable) return;
   const built = await buildReport(turn);

@@ -192,7 +192,7 @@ export interface TlsRptReporter {
   /**
    * Sends every report of a closed day now, ignoring delay, jitter and backoff (for tests and CLIs). A failure
    * ahead of the report's next scheduled attempt is reported (`failed` with `counted: false`) but does not count,
-   * so repeated runs never drop a report before its retry window (RFC 8460 §5.5) is over. Safe against a spool
+   * so repeated runs never drop a report before its retry window (RFC 8460 §5.5) is over. Safe against a store
    * that live processes are writing to: only the counts that were sent are removed (`TlsRptStore.settle`).
    */
   flush(): Promise<FlushResult>;

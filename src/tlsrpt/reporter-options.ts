@@ -11,7 +11,7 @@ import type { AggregationLimits } from './aggregate.js';
 import { DEFAULT_MAX_DESTINATIONS_PER_REPORT } from './destination-policy.js';
 import type { TlsRptMailTransportInput } from './deliver.js';
 import type { TlsRptEvent, TlsRptWarningEvent } from './reporter-events.js';
-import { FileSpoolStore } from './file-spool.js';
+import { createSqliteTlsRptStore } from '../sqlite/tlsrpt-store.js';
 import { MemoryTlsRptStore, type TlsRptStore } from './store.js';
 import type { TlsRptLogger } from './types.js';
 
@@ -35,10 +35,13 @@ export interface TlsRptReporterOptions {
   contactInfo: string;
   /** Domain of the sending MTA: `TLS-Report-Submitter`, the file name (§5.1) and the report id. */
   submitter: string;
-  /** Where counts and delivery state live. Default: a {@link FileSpoolStore} in `spoolDir`, else a new {@link MemoryTlsRptStore} (lost on restart). */
-  store?: TlsRptStore;
-  /** Directory of the default file spool (created if missing). Recommended in production; ignored when `store` is given. */
-  spoolDir?: string;
+  /**
+   * Where counts and delivery state live: a {@link TlsRptStore} (e.g. `createSqliteTlsRptStore({ path })`,
+   * `createRedisTlsRptStore({ redis })` for a fleet), or the path of an SQLite database file, shorthand for
+   * `createSqliteTlsRptStore({ path, logger, now })` (the reporter then closes it). Recommended in production.
+   * Default: a new {@link MemoryTlsRptStore} (lost on restart).
+   */
+  store?: TlsRptStore | string;
   /** DNS seam for `_smtp._tls` lookups (and report host names with the default dispatcher). Default: system DNS. */
   resolver?: DnsResolver;
   /**
@@ -159,13 +162,13 @@ export interface ReporterSettings {
  */
 export function resolveReporterSettings(options: TlsRptReporterOptions): ReporterSettings {
   const logger = options.logger;
-  const store: TlsRptStore = options.store ?? (options.spoolDir !== undefined ? new FileSpoolStore(options.spoolDir, logger ? { logger } : {}) : new MemoryTlsRptStore());
+  const store: TlsRptStore = typeof options.store === 'string' ? createSqliteTlsRptStore({ path: options.store, ...(logger ? { logger } : {}), ...(options.now ? { now: options.now } : {}) }) : (options.store ?? new MemoryTlsRptStore());
   const submitter = options.submitter.toLowerCase().replace(/\.$/, '');
   return {
     now: options.now ?? Date.now,
     random: options.random ?? Math.random,
     logger,
-    ownsStore: options.store === undefined,
+    ownsStore: typeof options.store !== 'object',
     store,
     resolver: options.resolver ?? createDefaultResolver(),
     submitter,

@@ -12,9 +12,10 @@
  * early; an error of configuration (an unusable `mailTransport`) is no delivery attempt at all.
  * Each due report is attempted at most once per check, so nothing loops; all timers are `unref()`ed.
  *
- * Counts and delivery state live in a {@link TlsRptStore}: a {@link FileSpoolStore} under `spoolDir` (survives
- * restarts: a restart neither loses flushed counts nor changes a report's id), or {@link MemoryTlsRptStore} when no
- * directory is given, or any store passed as `store`.
+ * Counts and delivery state live in a {@link TlsRptStore}: an SQLite file when `store` is a path (survives
+ * restarts: a restart neither loses flushed counts nor changes a report's id; several processes may share it and
+ * each report is sent by one of them, see `createSqliteTlsRptStore`), any store passed as `store`, or a
+ * {@link MemoryTlsRptStore} when none is given.
  * The report id is `<day>_<policy-domain>_<unique-id>@<submitter>`; the random unique id is drawn when a report
  * first becomes due and kept across retries (a receiver can drop duplicates). Sessions recorded for a day after its
  * report went out (a late `at`) make a second, separate report with its own id.
@@ -138,13 +139,19 @@ async function processDueReports(processor: ReportProcessor, recorder: TlsRptAgg
   }
   const today = utcDayKey(now());
   keys.sort(byDayThenDomain);
-  for (const key of keys) {
-    // §4.1: only closed UTC days are reported.
-    if (key.day >= today) continue;
+  // §4.1: only closed UTC days are reported.
+  const due = keys.filter((key) => key.day < today);
+  for (const [i, key] of due.entries()) {
     try {
       await processReport(processor, key, force, result);
     } catch (error) {
-      emit({ type: 'store-error', error: toTlsRptError(error, 'TLSRPT_STORE_FAILED', `processing ${key.policyDomain} ${key.day} failed`, { domain: key.policyDomain }) });
+      const e = toTlsRptError(error, 'TLSRPT_STORE_FAILED', `processing ${key.policyDomain} ${key.day} failed`, { domain: key.policyDomain });
+      emit({ type: 'store-error', error: e });
+      // A store that cannot write (a full or read-only disk) fails every report alike: one event per pass, no loop.
+      if (e.code === 'TLSRPT_STORE_FAILED' && i < due.length - 1) {
+        processor.settings.logger?.error?.(`tlsrpt: the TLS-RPT store failed; ${due.length - i - 1} other report(s) wait for the next check: ${e.message}`);
+        break;
+      }
     }
   }
   return result;

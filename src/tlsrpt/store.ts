@@ -7,10 +7,8 @@
  *
  * The interface is small and asynchronous so that other backends fit:
  * - {@link MemoryTlsRptStore}: in process, for tests and short-lived tools;
- * - {@link FileSpoolStore} (`file-spool.ts`): the default, one JSON file per record in a spool directory, written
- *   atomically;
- * - a Redis store would keep one key per record (`tlsrpt:<day>:<domain>`), do `merge` with WATCH/MULTI (or port
- *   {@link mergeDomainDayCounts} to a Lua script), `list` with SCAN, and `delete` with DEL.
+ * - `createSqliteTlsRptStore` (`src/sqlite/tlsrpt-store.ts`): one SQLite file on one host, shared by its processes;
+ * - `createRedisTlsRptStore` (`mta-sts-sender/redis`): one Redis shared by a fleet.
  */
 import { mergeDomainDayCounts, subtractDomainDayCounts, totalSessions, type AggregationLimits, type DomainDayCounts, type DomainDayKey } from './aggregate.js';
 import type { TlsRptError } from './errors.js';
@@ -57,9 +55,20 @@ export interface TlsRptStore {
    */
   settle?(key: DomainDayKey, sent: DomainDayCounts): Promise<void>;
   /**
-   * Optional: merges the deltas of many records (one flush of the recorder) concurrently, under one deadline for the
-   * whole batch. Resolves with the deltas that were not stored, each with its error (an empty array: all stored).
-   * Without it the recorder calls `merge` once per record, one after another.
+   * Optional: claims a scheduled report (one whose delivery state was set) for sending, so that of several senders
+   * sharing the store exactly one delivers it. Returns the report to send, with the delivery state as stored (its
+   * `uniqueId` makes the report id), or `undefined` when another sender holds it or there is nothing to send. The
+   * reporter claims every report right before its attempt, calls `settle` after a delivery and `release` at the
+   * end of the attempt. A store that claims inside `get` (the Redis store) does not need it.
+   */
+  claim?(key: DomainDayKey): Promise<StoredDomainDay | undefined>;
+  /** Optional: gives back a report claimed with `claim` (after a failed, skipped or kept attempt). */
+  release?(key: DomainDayKey): Promise<void>;
+  /**
+   * Optional: merges the deltas of many records (one flush of the recorder) at once: concurrently under one deadline
+   * for the whole batch (Redis), or in one transaction (SQLite: all stored, or none). Resolves with the deltas that
+   * were not stored, each with its error (an empty array: all stored). Without it the recorder calls `merge` once per
+   * record, one after another.
    */
   mergeMany?(deltas: readonly DomainDayCounts[], limits: AggregationLimits): Promise<Array<{ delta: DomainDayCounts; error: unknown }>>;
   /** Releases resources. */

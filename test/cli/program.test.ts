@@ -86,13 +86,15 @@ describe('argument errors: a clear message, exit 2, nothing on stdout', () => {
     ['an empty list on stdin', ['check', '--file', '-'], /no domains in standard input/, '# only a comment\n\n'],
     ['a missing CA file', ['check', '--ca', '/nonexistent/ca.pem', 'a.test'], /cannot read CA file \/nonexistent\/ca\.pem: ENOENT/],
     ['a CA file without a certificate', ['check', '--ca', '__GARBAGE__', 'a.test'], /contains no PEM certificate/],
-    ['tlsrpt preview without --spool: the default spool, missing here', ['tlsrpt', 'preview'], /cannot open spool directory \/var\/spool\/mta-sts-sender\/tlsrpt: ENOENT/],
-    ['tlsrpt send --smtp that is not a URL', ['tlsrpt', 'send', '--spool', '__TMP__', '--submitter', 's.test', '--smtp', 'not a url'], /--smtp must be an SMTP URL/],
-    ['tlsrpt send --smtp with another scheme', ['tlsrpt', 'send', '--spool', '__TMP__', '--submitter', 's.test', '--smtp', 'http://relay.test/'], /--smtp must be an smtp:\/\/ or smtps:\/\/ URL/],
-    ['tlsrpt send --from that is not an address', ['tlsrpt', 'send', '--spool', '__TMP__', '--submitter', 's.test', '--from', 'nobody'], /--from must be an e-mail address/],
-    ['tlsrpt preview with a missing spool', ['tlsrpt', 'preview', '--spool', '/nonexistent/spool'], /cannot open spool directory \/nonexistent\/spool: ENOENT/],
-    ['tlsrpt send with a bad submitter', ['tlsrpt', 'send', '--spool', '__TMP__', '--submitter', 'not a domain'], /--submitter must be a domain name/],
-    ['tlsrpt send with half the DKIM options', ['tlsrpt', 'send', '--spool', '__TMP__', '--submitter', 's.test', '--dkim-domain', 's.test'], /--dkim-domain, --dkim-selector and --dkim-key go together/],
+    ['tlsrpt preview without --db: the default database, missing here', ['tlsrpt', 'preview'], /cannot open TLS-RPT database \/var\/lib\/mta-sts-sender\/tlsrpt\.db: ENOENT/],
+    ['tlsrpt send --smtp that is not a URL', ['tlsrpt', 'send', '--db', '__TMP__', '--submitter', 's.test', '--smtp', 'not a url'], /--smtp must be an SMTP URL/],
+    ['tlsrpt send --smtp with another scheme', ['tlsrpt', 'send', '--db', '__TMP__', '--submitter', 's.test', '--smtp', 'http://relay.test/'], /--smtp must be an smtp:\/\/ or smtps:\/\/ URL/],
+    ['tlsrpt send --from that is not an address', ['tlsrpt', 'send', '--db', '__TMP__', '--submitter', 's.test', '--from', 'nobody'], /--from must be an e-mail address/],
+    ['tlsrpt preview with a missing database', ['tlsrpt', 'preview', '--db', '/nonexistent/tlsrpt.db'], /cannot open TLS-RPT database \/nonexistent\/tlsrpt\.db: ENOENT/],
+    ['tlsrpt preview with a directory for --db', ['tlsrpt', 'preview', '--db', '__TMP__'], /is not a file \(--db takes the SQLite database of the reporter's store\)/],
+    ['tlsrpt preview with a file that is not a TLS-RPT database', ['tlsrpt', 'preview', '--db', '__GARBAGE__'], /cannot open TLS-RPT database .*garbage\.pem: TLS-RPT store .* refused: the file is not an SQLite database/],
+    ['tlsrpt send with a bad submitter', ['tlsrpt', 'send', '--db', '__TMP__', '--submitter', 'not a domain'], /--submitter must be a domain name/],
+    ['tlsrpt send with half the DKIM options', ['tlsrpt', 'send', '--db', '__TMP__', '--submitter', 's.test', '--dkim-domain', 's.test'], /--dkim-domain, --dkim-selector and --dkim-key go together/],
   ];
   for (const [what, args, message, stdin] of cases) {
     it(what, async () => {

@@ -81,6 +81,14 @@ describe('mta-sts world', { timeout: 60_000 }, () => {
 });
 
 describe('docs/cli.md and --help agree', { timeout: 30_000 }, () => {
+  it('tlsrpt preview|send take the database: --db, default /var/lib/mta-sts-sender/tlsrpt.db', async () => {
+    const [preview, send] = await Promise.all([runMtaSts(['tlsrpt', 'preview', '--help']), runMtaSts(['tlsrpt', 'send', '--help'])]);
+    for (const r of [preview, send]) {
+      expect(r.stdout).toMatch(/--db <file> +the TLS-RPT database \(SQLite file of\s+createSqliteTlsRptStore\)\s+\(default:\s+"\/var\/lib\/mta-sts-sender\/tlsrpt\.db"\)/);
+      expect(r.stdout).not.toContain('--spool');
+    }
+  });
+
   it('docs/cli.md names the store option of tlsrpt --help, and its default when it has one', async () => {
     const [preview, send] = await Promise.all([runMtaSts(['tlsrpt', 'preview', '--help']), runMtaSts(['tlsrpt', 'send', '--help'])]);
     const doc = cliDoc();

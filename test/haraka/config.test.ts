@@ -48,6 +48,7 @@ describe('mta-sts.ini', () => {
       'organization_name=Example Inc.',
       'contact_info=tlsrpt@example.com',
       'submitter=mta.example.com',
+      'db=/var/lib/haraka/tlsrpt.db',
       'mail_host=relay.example.com',
       'mail_port=587',
       'dkim_domain=example.com',
@@ -59,7 +60,7 @@ describe('mta-sts.ini', () => {
       lookupTimeoutMs: 5000,
       starttlsTimeoutMs: 1500,
       engine: { dnsServers: ['127.0.0.1:53', '192.0.2.1'], dnsTimeoutMs: 2000, systemRoots: false, policyDb: '/var/lib/haraka/mta-sts-policies.db' },
-      tlsrpt: { organizationName: 'Example Inc.', submitter: 'mta.example.com', mailHost: 'relay.example.com', mailPort: 587, dkim: { domainName: 'example.com', keySelector: 's1', privateKey: 'KEY' } },
+      tlsrpt: { organizationName: 'Example Inc.', submitter: 'mta.example.com', db: '/var/lib/haraka/tlsrpt.db', mailHost: 'relay.example.com', mailPort: 587, dkim: { domainName: 'example.com', keySelector: 's1', privateKey: 'KEY' } },
     });
     expect(config.engine.ca).toContain('BEGIN CERTIFICATE');
   });
@@ -68,6 +69,8 @@ describe('mta-sts.ini', () => {
     rejects(['[engine]', 'dns_timout_ms=10'], /line 2: unknown key \[engine\] dns_timout_ms/);
     rejects(['[policy]'], /unknown section \[policy\]/);
     rejects(['enforce=false'], /unknown key \[main\] enforce/);
+    // The file spool is gone (0.1.0): its key is refused, not ignored.
+    rejects(['[tlsrpt]', 'spool_dir=/var/spool/haraka-tlsrpt'], /unknown key \[tlsrpt\] spool_dir/);
   });
 
   it('rejects bad values instead of guessing', () => {

@@ -8,18 +8,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestWorld, type TestWorld } from '../../src/testing/index.js';
-import { FileSpoolStore } from '../../src/tlsrpt/file-spool.js';
+import { createSqliteTlsRptStore } from '../../src/tlsrpt/index.js';
 import type { StoredDomainDay } from '../../src/tlsrpt/store.js';
 import { assertBuilt, disposeHaraka, startHaraka, type RunningHaraka } from './harness.js';
 import { writeFileSync } from 'node:fs';
 
 let world: TestWorld;
 let haraka: RunningHaraka;
-let spoolDir: string;
+let dbFile: string;
 let caFile: string;
 let workDir: string;
 
-export function iniFor(world: TestWorld, caFile: string, spoolDir: string): string[] {
+export function iniFor(world: TestWorld, caFile: string, dbFile: string): string[] {
   const [dns] = world.mtaStsOptions().dnsServers;
   return [
     '[main]',
@@ -37,7 +37,7 @@ export function iniFor(world: TestWorld, caFile: string, spoolDir: string): stri
     'organization_name=Haraka Test',
     'contact_info=tlsrpt@haraka-sender.test',
     'submitter=haraka-sender.test',
-    `spool_dir=${spoolDir}`,
+    `db=${dbFile}`,
     'flush_delay_ms=0',
   ];
 }
@@ -46,10 +46,10 @@ beforeAll(async () => {
   assertBuilt();
   world = await createTestWorld();
   workDir = mkdtempSync(join(tmpdir(), 'mta-sts-haraka-e2e-'));
-  spoolDir = join(workDir, 'tlsrpt');
+  dbFile = join(workDir, 'tlsrpt.db');
   caFile = join(workDir, 'ca.pem');
   writeFileSync(caFile, world.ca.rootPem);
-  haraka = await startHaraka({ mtaStsIni: iniFor(world, caFile, spoolDir) });
+  haraka = await startHaraka({ mtaStsIni: iniFor(world, caFile, dbFile) });
 }, 30_000);
 
 afterAll(async () => {
@@ -61,10 +61,18 @@ afterAll(async () => {
 const enforce = (domain: string, mx: string[] = [`*.${domain}`]) => world.publishPolicy(domain, { id: '1', mode: 'enforce', mx, maxAge: 86400 });
 
 async function tlsrptRecord(domain: string): Promise<StoredDomainDay | undefined> {
-  const store = new FileSpoolStore(spoolDir);
   for (let i = 0; i < 40; i++) {
-    const keys = (await store.list()).filter((k) => k.policyDomain === domain);
-    if (keys.length > 0) return store.get(keys[0]!);
+    try {
+      const store = createSqliteTlsRptStore({ path: dbFile, readOnly: true });
+      try {
+        const keys = (await store.list()).filter((k) => k.policyDomain === domain);
+        if (keys.length > 0) return await store.get(keys[0]!);
+      } finally {
+        await store.close();
+      }
+    } catch {
+      // not created yet
+    }
     await new Promise((r) => setTimeout(r, 50));
   }
   return undefined;
@@ -211,13 +219,13 @@ describe('Haraka outbound under MTA-STS (real Haraka, judged at the MX)', () => 
   it('mta-sts.ini is reloaded on change; an invalid one defers enforce domains (critical log) until fixed', async () => {
     const mx = await world.addMx('reload.test', 'mx1.reload.test');
     enforce('reload.test');
-    haraka.writeConfig('mta-sts.ini', [...iniFor(world, caFile, spoolDir), '[engine]', 'dns_timout_ms=5'].join('\n'));
+    haraka.writeConfig('mta-sts.ini', [...iniFor(world, caFile, dbFile), '[engine]', 'dns_timout_ms=5'].join('\n'));
     // Haraka reloads a changed config file after a 5 s quiet period.
     await haraka.waitForOutput(/\[CRIT\].*mta-sts\.ini: line \d+: unknown key \[engine\] dns_timout_ms/, 20_000);
     await haraka.send('first@reload.test');
     expect(await haraka.waitFor('reload.test')).toMatchObject({ event: 'deferred' });
     expect(mx.mailFrom).toHaveLength(0);
-    haraka.writeConfig('mta-sts.ini', iniFor(world, caFile, spoolDir).join('\n'));
+    haraka.writeConfig('mta-sts.ini', iniFor(world, caFile, dbFile).join('\n'));
     await haraka.waitForOutput(/mta-sts: reloaded config\/mta-sts\.ini/, 20_000);
     await haraka.send('second@reload.test');
     const until = Date.now() + 10_000;

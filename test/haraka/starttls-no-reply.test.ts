@@ -10,20 +10,20 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestWorld, type TestWorld } from '../../src/testing/index.js';
-import { FileSpoolStore } from '../../src/tlsrpt/file-spool.js';
+import { createSqliteTlsRptStore } from '../../src/tlsrpt/index.js';
 import type { StoredDomainDay } from '../../src/tlsrpt/store.js';
 import { assertBuilt, disposeHaraka, startHaraka, type RunningHaraka } from './harness.js';
 
 let world: TestWorld;
 let haraka: RunningHaraka | undefined;
 let work: string;
-let spoolDir: string;
+let dbFile: string;
 
 beforeAll(async () => {
   assertBuilt();
   world = await createTestWorld();
   work = mkdtempSync(join(tmpdir(), 'mta-sts-haraka-starttls-'));
-  spoolDir = join(work, 'tlsrpt');
+  dbFile = join(work, 'tlsrpt.db');
   const caFile = join(work, 'ca.pem');
   writeFileSync(caFile, world.ca.rootPem);
   haraka = await startHaraka({
@@ -43,7 +43,7 @@ beforeAll(async () => {
       'organization_name=Haraka Test',
       'contact_info=tlsrpt@haraka-sender.test',
       'submitter=haraka-sender.test',
-      `spool_dir=${spoolDir}`,
+      `db=${dbFile}`,
       'flush_delay_ms=0',
     ],
   });
@@ -59,13 +59,21 @@ const enforce = (domain: string) => world.publishPolicy(domain, { id: '1', mode:
 
 /** The TLS-RPT failures recorded for a policy domain (polled: the plugin's recorder writes asynchronously). */
 async function failures(domain: string): Promise<Array<{ resultType: string; failureReasonCode?: string; receivingIp?: string }>> {
-  const store = new FileSpoolStore(spoolDir);
   for (let i = 0; i < 60; i++) {
-    const keys = (await store.list()).filter((k) => k.policyDomain === domain);
-    if (keys.length > 0) {
-      const day = (await store.get(keys[0]!)) as StoredDomainDay;
-      const found = day.policies.flatMap((p) => p.failures);
-      if (found.length > 0) return found;
+    try {
+      const store = createSqliteTlsRptStore({ path: dbFile, readOnly: true });
+      try {
+        const keys = (await store.list()).filter((k) => k.policyDomain === domain);
+        if (keys.length > 0) {
+          const day = (await store.get(keys[0]!)) as StoredDomainDay;
+          const found = day.policies.flatMap((p) => p.failures);
+          if (found.length > 0) return found;
+        }
+      } finally {
+        await store.close();
+      }
+    } catch {
+      // the plugin has not created the database yet
     }
     await new Promise((r) => setTimeout(r, 50));
   }

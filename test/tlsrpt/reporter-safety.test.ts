@@ -1,10 +1,11 @@
 /**
  * The reporter never loses or deletes silently: a failed final write makes `close()` reject with what was lost;
  * the cap on unwritten outcomes forces a write; a configuration error is no delivery attempt; repeated forced runs
- * do not drop a report before its retry window (RFC 8460 §5.5); a read-only spool (preview) moves nothing; report
+ * do not drop a report before its retry window (RFC 8460 §5.5); a read-only store (preview) changes nothing; report
  * mail without DKIM (RFC 8460 §5.3) is warned about at creation. Real DNS, HTTPS and SMTP of the test world.
  */
-import { mkdtemp, mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import Database from 'better-sqlite3';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -12,7 +13,7 @@ import { createDefaultResolver, type DnsResolver } from '../../src/discovery/res
 import { createTestWorld, type TestWorld } from '../../src/testing/index.js';
 import { TlsRptAggregator } from '../../src/tlsrpt/recorder.js';
 import { createTlsRptReporter, type TlsRptEvent, type TlsRptReporter, type TlsRptReporterOptions } from '../../src/tlsrpt/scheduler.js';
-import { FileSpoolStore } from '../../src/tlsrpt/file-spool.js';
+import { createSqliteTlsRptStore } from '../../src/tlsrpt/index.js';
 import { MemoryTlsRptStore } from '../../src/tlsrpt/store.js';
 import { DAY, DAY_START, HOUR, clock, stsPolicy } from './helpers.js';
 
@@ -73,9 +74,12 @@ describe('crash and write-failure bounds of the recorder', () => {
     dir = await mkdtemp(join(tmpdir(), 'tlsrpt-full-'));
     const notADir = join(dir, 'file');
     await writeFile(notADir, 'x');
-    // The spool path lies under a regular file: every write fails (ENOTDIR), as on a full or read-only disk.
+    // A database that cannot be opened at all is refused at creation, not a day later.
+    expect(() => createTlsRptReporter({ organizationName: 'o', contactInfo: 'c@o.test', submitter: 's.test', store: join(notADir, 'tlsrpt.db') })).toThrow(expect.objectContaining({ code: 'TLSRPT_STORE_FAILED' }));
+    // A database opened read-only: every write fails, as on a full or read-only disk.
+    await createSqliteTlsRptStore({ path: join(dir, 'tlsrpt.db') }).close();
     const events: TlsRptEvent[] = [];
-    const r = createTlsRptReporter({ organizationName: 'o', contactInfo: 'c@o.test', submitter: 's.test', spoolDir: join(notADir, 'spool'), flushDelayMs: 60_000, onEvent: (e) => events.push(e) });
+    const r = createTlsRptReporter({ organizationName: 'o', contactInfo: 'c@o.test', submitter: 's.test', store: createSqliteTlsRptStore({ path: join(dir, 'tlsrpt.db'), readOnly: true }), flushDelayMs: 60_000, onEvent: (e) => events.push(e) });
     for (let i = 0; i < 7; i++) r.recorder.record({ policy: stsPolicy('full.test'), success: i !== 0, ...(i === 0 ? { failure: { resultType: 'certificate-expired' } } : {}) });
     const error = await r.close().then(
       () => undefined,
@@ -155,8 +159,14 @@ describe('RFC 8460 §5.5: a report is dropped only after its retry window, never
 });
 
 describe('sending while another writer records the same day', () => {
-  it('sessions merged while the report was delivered stay for a new report (settle, not delete)', async () => {
-    const store = new MemoryTlsRptStore();
+  it.each([
+    ['MemoryTlsRptStore', async () => new MemoryTlsRptStore()],
+    ['createSqliteTlsRptStore', async () => {
+      dir = await mkdtemp(join(tmpdir(), 'tlsrpt-late-'));
+      return createSqliteTlsRptStore({ path: join(dir, 'tlsrpt.db'), now: () => DAY_START + 30 * HOUR });
+    }],
+  ])('%s: sessions merged while the report was delivered stay for a new report (settle, not delete)', async (_name, make) => {
+    const store = await make();
     const { r, clock: c } = reporter({ store });
     for (let i = 0; i < 5; i++) r.recorder.record({ policy: stsPolicy('late.test'), at: DAY_START + 9 * HOUR, success: true });
     lateWriter = new TlsRptAggregator({ store, now: () => DAY_START + 23 * HOUR + 30 * 60_000, flushDelayMs: 60_000 });
@@ -170,27 +180,33 @@ describe('sending while another writer records the same day', () => {
   });
 });
 
-describe('a read-only spool (preview) moves nothing', () => {
-  it('a corrupt file and a leftover temp file stay where they are; writes are refused', async () => {
+describe('a read-only store (preview) changes nothing', () => {
+  it('a corrupt record stays where it is (reported); the database file is not written; writes are refused', async () => {
     dir = await mkdtemp(join(tmpdir(), 'tlsrpt-ro-'));
-    await mkdir(join(dir, DAY));
-    await writeFile(join(dir, DAY, 'broken.test.json'), '{ not json');
-    await writeFile(join(dir, DAY, 'gone.test.json.999999999.abcd0123.tmp'), 'partial');
-    const writable = new FileSpoolStore(dir);
+    const path = join(dir, 'tlsrpt.db');
+    const writable = createSqliteTlsRptStore({ path, now: () => DAY_START + 30 * HOUR });
     const limits = new TlsRptAggregator({ store: writable }).limits;
-    await writable.merge({ day: DAY, policyDomain: 'ok.test', policies: [{ policy: stsPolicy('ok.test'), successCount: 3, failureCount: 0, failures: [] }] }, limits);
-    const before = (await readdir(join(dir, DAY))).sort();
+    const counts = (domain: string) => ({ day: DAY, policyDomain: domain, policies: [{ policy: stsPolicy(domain), successCount: 3, failureCount: 0, failures: [] }] });
+    await writable.mergeMany([counts('ok.test'), counts('broken.test')], limits);
+    await writable.close();
+    const raw = new Database(path);
+    raw.prepare("UPDATE tlsrpt_policy SET policy_key = '{ not json' WHERE policy_domain = 'broken.test'").run();
+    raw.close();
+    const before = await readFile(path);
 
     const corrupt: string[] = [];
-    const store = new FileSpoolStore(dir, { readOnly: true, onCorrupt: (e) => corrupt.push(e.code) });
+    const store = createSqliteTlsRptStore({ path, readOnly: true });
+    store.subscribe((e) => corrupt.push(e.error.code));
     const { r } = reporter({ store, now: () => DAY_START + 30 * HOUR });
     const pending = await r.pending();
     expect(pending.map((p) => p.policyDomain)).toEqual(['ok.test']);
     expect(corrupt).toEqual(['TLSRPT_SPOOL_CORRUPT']);
-    expect((await readdir(join(dir, DAY))).sort()).toEqual(before);
-    expect((await readdir(dir)).sort()).toEqual([DAY]); // no corrupt/ directory
-    await expect(store.merge({ day: DAY, policyDomain: 'ok.test', policies: [] }, limits)).rejects.toMatchObject({ code: 'TLSRPT_STORE_FAILED' });
+    await expect(store.merge(counts('ok.test'), limits)).rejects.toMatchObject({ code: 'TLSRPT_STORE_FAILED' });
     await expect(store.delete({ day: DAY, policyDomain: 'ok.test' })).rejects.toMatchObject({ code: 'TLSRPT_STORE_FAILED' });
+    await expect(store.setDelivery({ day: DAY, policyDomain: 'ok.test' }, { uniqueId: 'x', dueAt: 1, attempts: 0, nextAttemptAt: 1 })).rejects.toMatchObject({ code: 'TLSRPT_STORE_FAILED' });
+    await store.close();
+    expect((await readFile(path)).equals(before)).toBe(true);
+    expect((await createSqliteTlsRptStore({ path, readOnly: true }).list()).map((k) => k.policyDomain).sort()).toEqual(['broken.test', 'ok.test']);
   });
 });
 

@@ -3,7 +3,7 @@
  * endpoints, real SMTP servers (the world's MX hosts and an smtp-server started here). Only the clock is injected.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { mkdtemp, rm, writeFile, mkdir } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
@@ -15,7 +15,7 @@ import { createTestWorld, type TestMxHost, type TestWorld } from '../../src/test
 import type { TlsRptMailTransport } from '../../src/tlsrpt/deliver.js';
 import { gunzipTlsRptReport } from '../../src/tlsrpt/report.js';
 import { createTlsRptReporter, type TlsRptEvent, type TlsRptReporter, type TlsRptReporterOptions } from '../../src/tlsrpt/scheduler.js';
-import { FileSpoolStore } from '../../src/tlsrpt/file-spool.js';
+import Database from 'better-sqlite3';
 import { MemoryTlsRptStore } from '../../src/tlsrpt/store.js';
 import type { TlsRptReport } from '../../src/tlsrpt/types.js';
 import { DAY, DAY_START, HOUR, clock, schemaErrors, stsPolicy } from './helpers.js';
@@ -294,25 +294,25 @@ describe('createTlsRptReporter', () => {
   });
 });
 
-describe('createTlsRptReporter with a FileSpoolStore', () => {
+describe('createTlsRptReporter with an SQLite database (store: path)', () => {
   it('survives a restart: counts and the report id of a failed attempt carry over', async () => {
     dir = await mkdtemp(join(tmpdir(), 'tlsrpt-reporter-'));
     world.dns.setRecords('_smtp._tls.restart.test', { txt: ['v=TLSRPTv1; rua=https://tlsrpt.restart.test/'] });
     endpoint('tlsrpt.restart.test', 503);
 
-    const one = reporter({ store: new FileSpoolStore(dir) });
+    const one = reporter({ store: join(dir, 'tlsrpt.db') });
     recordDay(one.r, 'restart.test', 4, 1);
     await one.r.recorder.flush(); // a crash after this loses nothing
     recordDay(one.r, 'restart.test', 1, 0, DAY_START + 9 * HOUR + 1000);
     await one.r.close(); // close flushes too
-    const two = reporter({ store: new FileSpoolStore(dir) });
+    const two = reporter({ store: join(dir, 'tlsrpt.db') });
     recordDay(two.r, 'restart.test', 10, 0, DAY_START + 9 * HOUR);
     two.clock.set(DAY_START + 29 * HOUR); // past the due time: the failed attempt counts
     const failed = (await two.r.flush()).failed[0]!;
     await two.r.close();
 
     endpoint('tlsrpt.restart.test', 200);
-    const three = reporter({ store: new FileSpoolStore(dir) });
+    const three = reporter({ store: join(dir, 'tlsrpt.db') });
     three.clock.set(DAY_START + 30 * HOUR);
     const sent = (await three.r.flush()).sent[0]!;
     expect(sent.reportId).toBe(failed.reportId);
@@ -321,12 +321,15 @@ describe('createTlsRptReporter with a FileSpoolStore', () => {
     expect(received.get('tlsrpt.restart.test')).toEqual([sent.report]);
   });
 
-  it('a corrupt spool file is skipped with a spool-corrupt event; other reports still go out', async () => {
+  it('a corrupt record is skipped with a spool-corrupt event; other reports still go out', async () => {
     dir = await mkdtemp(join(tmpdir(), 'tlsrpt-reporter-'));
-    await mkdir(join(dir, DAY), { recursive: true });
-    await writeFile(join(dir, DAY, 'mail.test.json'), '{"format":"mta-sts-sender/tlsrpt-spool","vers');
-    const { r, events, clock: c } = reporter({ store: new FileSpoolStore(dir) });
+    const { r, events, clock: c } = reporter({ store: join(dir, 'tlsrpt.db') });
+    recordDay(r, 'mail.test', 1, 0);
     recordDay(r, 'https.test', 1, 0);
+    await r.recorder.flush();
+    const raw = new Database(join(dir, 'tlsrpt.db'));
+    raw.prepare("UPDATE tlsrpt_policy SET policy_key = '[\"sts\",\"mail.test\"' WHERE policy_domain = 'mail.test'").run();
+    raw.close();
     c.set(DAY_START + 25 * HOUR);
     const result = await r.flush();
     expect(result.sent.map((s) => s.policyDomain)).toEqual(['https.test']);
@@ -381,20 +384,20 @@ async function waitFor(condition: () => boolean, timeoutMs = 5000): Promise<void
   }
 }
 
-describe('spoolDir', () => {
-  it('a reporter with spoolDir keeps recorded sessions across a restart', async () => {
-    const spool = await mkdtemp(join(tmpdir(), 'tlsrpt-spooldir-'));
+describe('store: a path', () => {
+  it('a reporter with store: <path> keeps recorded sessions across a restart (and closes the database it opened)', async () => {
+    const tmp = await mkdtemp(join(tmpdir(), 'tlsrpt-storepath-'));
     try {
-      const first = reporter({ store: undefined, spoolDir: spool });
-      recordDay(first.r, 'spool-restart.test', 3, 1);
+      const first = reporter({ store: join(tmp, 'tlsrpt.db') });
+      recordDay(first.r, 'path-restart.test', 3, 1);
       await first.r.close();
-      const second = reporter({ store: undefined, spoolDir: spool });
+      const second = reporter({ store: join(tmp, 'tlsrpt.db') });
       const pending = await second.r.pending();
-      const mine = pending.find((p) => p.policyDomain === 'spool-restart.test');
+      const mine = pending.find((p) => p.policyDomain === 'path-restart.test');
       expect(mine?.report.policies[0]?.summary).toEqual({ 'total-successful-session-count': 3, 'total-failure-session-count': 1 });
       await second.r.close();
     } finally {
-      await rm(spool, { recursive: true, force: true });
+      await rm(tmp, { recursive: true, force: true });
     }
   });
 });

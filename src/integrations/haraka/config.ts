@@ -24,7 +24,7 @@
  * organization_name=Example Sender Inc.
  * contact_info=tlsrpt@sender.example
  * submitter=mta.sender.example
- * spool_dir=/var/spool/haraka-tlsrpt
+ * db=/var/lib/haraka/tlsrpt.db        ; counts and delivery state (SQLite, shared by the workers)
  * mail_host=relay.internal   ; report mail relay: must NOT enforce MTA-STS (RFC 8460 §5.3)
  * ```
  */
@@ -63,7 +63,8 @@ export interface HarakaTlsRptConfig {
   organizationName: string;
   contactInfo: string;
   submitter: string;
-  spoolDir?: string;
+  /** The SQLite database of the reporter's store (`createSqliteTlsRptStore`). */
+  db?: string;
   mailHost?: string;
   mailPort?: number;
   mailSecure?: boolean;
@@ -123,7 +124,7 @@ const SCHEMA: Record<string, Record<string, Kind>> = {
     organization_name: 'string',
     contact_info: 'string',
     submitter: 'string',
-    spool_dir: 'string',
+    db: 'string',
     mail_host: 'string',
     mail_port: ms(65_535, 1),
     mail_secure: 'bool',
@@ -244,7 +245,7 @@ function parseTlsRpt(section: Record<string, Value> | undefined): HarakaTlsRptCo
     if (str(key) === undefined) throw invalid(`[tlsrpt] ${key} is required when enabled=true`, key);
   }
   const config: HarakaTlsRptConfig = { organizationName: str('organization_name')!, contactInfo: str('contact_info')!, submitter: str('submitter')! };
-  if (str('spool_dir') !== undefined) config.spoolDir = str('spool_dir')!;
+  if (str('db') !== undefined) config.db = str('db')!;
   if (str('mail_host') !== undefined) config.mailHost = str('mail_host')!;
   if (section.mail_port !== undefined) config.mailPort = section.mail_port as number;
   if (section.mail_secure !== undefined) config.mailSecure = section.mail_secure as boolean;

@@ -232,7 +232,7 @@ function createReporter(config: HarakaMtaStsConfig, logger: ReturnType<typeof li
     organizationName: t.organizationName,
     contactInfo: t.contactInfo,
     submitter: t.submitter,
-    ...(t.spoolDir !== undefined ? { spoolDir: t.spoolDir } : {}),
+    ...(t.db !== undefined ? { store: t.db } : {}),
     ...(t.mailHost !== undefined ? { mailTransport: { host: t.mailHost, port: t.mailPort ?? 25, secure: t.mailSecure ?? false } } : {}),
     ...(t.mailFrom !== undefined ? { mailFrom: t.mailFrom } : {}),
     ...(t.dkim ? { dkim: t.dkim } : {}),
