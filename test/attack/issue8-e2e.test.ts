@@ -531,8 +531,8 @@ describe.concurrent('every discovery attack × the transport: a cached enforce p
     );
     expect(attacker.messages).toHaveLength(0);
     expect(outcome).toMatchObject({ error: { responseCode: 451, temporary: true, permanent: false } });
-    // policy-host-gone: the policy host's address may still be in the engine's short-lived DNS answer cache
-    // (dnsAnswerCacheMs), so the new id can be fetched from the genuine host over validated HTTPS: enforce either way.
+    // policy-host-gone: the address record is gone (TTL 0: no DNS answer is reused), but the policy fetch may reuse
+    // its kept-alive connection to the genuine host, so the new id can be fetched over validated HTTPS: enforce either way.
     const id = kind === 'policy-host-gone' ? expect.stringMatching(/^(a1|evil1)$/) : 'a1';
     expect(await engine.getPolicy(d)).toMatchObject({ status: 'policy', policy: { mode: 'enforce', id } });
   });
