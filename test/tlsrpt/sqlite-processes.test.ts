@@ -128,6 +128,8 @@ describe('sending a live database from another process', () => {
     while (running) {
       await sender.flush();
       rounds++;
+      // SQLite calls are synchronous: let the event loop see the writers' exit between rounds.
+      await new Promise((resolve) => setImmediate(resolve));
     }
     await sender.flush(); // what the writers wrote last
     await sender.close();
