@@ -161,8 +161,19 @@ export function formatRfc3339(date: Date): string {
 
 /** The UTC day key (`YYYY-MM-DD`) of an instant in ms since the epoch. */
 export function utcDayKey(ms: number): string {
-  return new Date(Math.floor(ms / DAY_MS) * DAY_MS).toISOString().slice(0, 10);
+  const day = Math.floor(ms / DAY_MS);
+  let key = dayKeys.get(day);
+  if (key === undefined) {
+    // Called for every recorded outcome (its day, today, yesterday): formatting a Date each time was the recorder's
+    // largest cost. A few days are in use at a time; the cache is bounded.
+    key = new Date(day * DAY_MS).toISOString().slice(0, 10);
+    if (dayKeys.size >= 64) dayKeys.clear();
+    dayKeys.set(day, key);
+  }
+  return key;
 }
+
+const dayKeys = new Map<number, string>();
 
 /** Start of the UTC day `dayKey` (`YYYY-MM-DD`), in ms since the epoch. */
 export function utcDayStart(dayKey: string): number {
