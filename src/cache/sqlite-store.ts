@@ -112,6 +112,7 @@ export class SqlitePolicyStore implements PolicyStore {
   #timer: NodeJS.Timeout | undefined;
   #closed = false;
 
+  /** @internal Use {@link createSqlitePolicyStore}. */
   constructor(settings: Settings) {
     this.#s = settings;
     this.path = settings.path;
@@ -211,7 +212,7 @@ export class SqlitePolicyStore implements PolicyStore {
     }
   }
 
-  /** Deletes expired rows and evicts beyond the bounds now (also done on its own). Throws like every call. */
+  /** @internal Deletes expired rows and evicts beyond the bounds now (done on its own). Throws like every call. */
   sweep(): SweepResult {
     this.#writesSinceSweep = 0;
     const started = performance.now();

@@ -50,6 +50,7 @@ import { policyRef } from './policy-ref.js';
 import type { PolicySource } from '../types.js';
 
 export type { StartTlsRefusal } from '../tls/handshake-failure.js';
+export type { ClientTlsIdentity } from '../tls/caller-tls.js';
 
 /** The `node:diagnostics_channel` channel every {@link MtaStsDecision} is published on. */
 export const DECISION_CHANNEL = 'mta-sts-sender:decision';

@@ -22,7 +22,7 @@ import { notHere, str, type OptionRule, type OptionSpec } from '../options.js';
 export const CLIENT_IDENTITY_KEYS = Object.freeze(['cert', 'key', 'pfx', 'passphrase'] as const);
 
 /** The client's identity for a TLS session (Node's `tls.connect` options of the same names). */
-export type ClientTlsIdentity = Pick<ConnectionOptions, (typeof CLIENT_IDENTITY_KEYS)[number]>;
+export type ClientTlsIdentity = Pick<ConnectionOptions, 'cert' | 'key' | 'pfx' | 'passphrase'>;
 
 /** What to pass instead of a SecureContext. */
 export const SECURE_CONTEXT_HINT =
