@@ -14,17 +14,19 @@
  * Nothing leaves the machine; everything is torn down at the end. Linux only (MX hosts use several loopback
  * addresses; other systems need loopback aliases).
  */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createRequire } from 'node:module';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import nodemailer from 'nodemailer';
 import pc from 'picocolors';
-import { runCli } from '../src/cli/program.js';
-import { createDefaultResolver } from '../src/index.js';
-import { createMtaStsTransport, MtaStsDeliveryError, type MtaStsSentMessageInfo } from '../src/integrations/nodemailer/index.js';
-import { createTestWorld } from '../src/testing/index.js';
-import { createTlsRptReporter, type TlsRptReport } from '../src/tlsrpt/index.js';
+import { createDefaultResolver } from 'mta-sts-sender';
+import { createMtaStsTransport, MtaStsDeliveryError, type MtaStsSentMessageInfo } from 'mta-sts-sender/nodemailer';
+import { createTestWorld } from 'mta-sts-sender/testing';
+import { createTlsRptReporter, type TlsRptReport } from 'mta-sts-sender/tlsrpt';
 
 const c = pc.createColors(process.stdout.isTTY === true && !process.env.NO_COLOR);
 const DAY_MS = 86_400_000;
@@ -133,10 +135,11 @@ try {
   step(5, 'mta-sts check --probe (the CLI, on two of the world\'s domains)');
   const caFile = join(tmp, 'world-ca.pem');
   writeFileSync(caFile, world.ca.rootPem);
-  const code = await runCli(
-    ['check', '--probe', '--dns-server', options.dnsServers[0]!, '--ca', caFile, '--policy-port', String(world.httpsPort), '--port', String(world.smtpPort), '--timeout', '3000', 'secure.example', 'badcert.example'],
-    { stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, env: process.env },
-  );
+  // The package's own `mta-sts` command, as `npx mta-sts-sender` runs it.
+  const cli = join(dirname(createRequire(import.meta.url).resolve('mta-sts-sender/package.json')), 'dist/cli/main.js');
+  const args = ['check', '--probe', '--dns-server', options.dnsServers[0]!, '--ca', caFile, '--https-port', String(world.httpsPort), '--smtp-port', String(world.smtpPort), '--timeout', '3000', 'secure.example', 'badcert.example'];
+  // Asynchronous: the test world's servers run in this process and must keep answering.
+  const [code] = (await once(spawn(process.execPath, [cli, ...args], { stdio: 'inherit' }), 'exit')) as [number | null];
   line(c.dim(`(mta-sts check exit code ${code}: badcert.example has a problem)`));
 
   transport.close();

@@ -12,9 +12,9 @@
  */
 import net from 'node:net';
 import nodemailer from 'nodemailer';
-import { createMtaSts } from '../src/engine.js';
-import { guardTransport } from '../src/integrations/nodemailer/index.js';
-import { createTestWorld } from '../src/testing/index.js';
+import { createMtaSts } from 'mta-sts-sender';
+import { guardTransport } from 'mta-sts-sender/nodemailer';
+import { createTestWorld } from 'mta-sts-sender/testing';
 
 const world = await createTestWorld();
 const mtaSts = createMtaSts(world.mtaStsOptions());

@@ -9,9 +9,9 @@
  * third is delivered and the failure is reported for TLS-RPT.
  */
 import nodemailer from 'nodemailer';
-import { createMtaStsTransport, type MtaStsSentMessageInfo } from '../src/integrations/nodemailer/index.js';
-import { createTestWorld } from '../src/testing/index.js';
-import type { SessionOutcome } from '../src/tlsrpt/types.js';
+import { createMtaStsTransport, type MtaStsSentMessageInfo } from 'mta-sts-sender/nodemailer';
+import { createTestWorld } from 'mta-sts-sender/testing';
+import type { SessionOutcome } from 'mta-sts-sender/tlsrpt';
 
 const world = await createTestWorld();
 try {

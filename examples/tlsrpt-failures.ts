@@ -10,10 +10,10 @@
  *   policy and the session is marked `+fallback-to-cached-policy`.
  */
 import nodemailer from 'nodemailer';
-import { createDefaultResolver } from '../src/discovery/resolver.js';
-import { createMtaStsTransport } from '../src/integrations/nodemailer/index.js';
-import { createTestWorld } from '../src/testing/index.js';
-import { createTlsRptReporter, gunzipTlsRptReport, MemoryTlsRptStore, type TlsRptReport } from '../src/tlsrpt/index.js';
+import { createDefaultResolver } from 'mta-sts-sender';
+import { createMtaStsTransport } from 'mta-sts-sender/nodemailer';
+import { createTestWorld } from 'mta-sts-sender/testing';
+import { createTlsRptReporter, gunzipTlsRptReport, MemoryTlsRptStore, type TlsRptReport } from 'mta-sts-sender/tlsrpt';
 
 const world = await createTestWorld();
 try {

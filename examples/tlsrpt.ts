@@ -5,9 +5,9 @@
  * address; the reporter records a few sessions during one UTC day, the clock moves past midnight, `flush()` sends
  * the day's report to both addresses, and the report JSON that was sent is printed.
  */
-import { createDefaultResolver } from '../src/discovery/resolver.js';
-import { createTestWorld } from '../src/testing/index.js';
-import { createTlsRptReporter, gunzipTlsRptReport, MemoryTlsRptStore, type TlsRptPolicyRef } from '../src/tlsrpt/index.js';
+import { createDefaultResolver } from 'mta-sts-sender';
+import { createTestWorld } from 'mta-sts-sender/testing';
+import { createTlsRptReporter, gunzipTlsRptReport, MemoryTlsRptStore, type TlsRptPolicyRef } from 'mta-sts-sender/tlsrpt';
 
 const world = await createTestWorld();
 try {
