@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestWorld, type TestWorld } from '../../src/testing/index.js';
 import { createSqliteTlsRptStore } from '../../src/tlsrpt/index.js';
 import type { StoredDomainDay } from '../../src/tlsrpt/store.js';
-import { assertBuilt, disposeHaraka, startHaraka, type RunningHaraka } from './harness.js';
+import { assertBuilt, disposeHaraka, startHaraka, worldIni, type RunningHaraka } from './harness.js';
 import { writeFileSync } from 'node:fs';
 
 let world: TestWorld;
@@ -19,29 +19,6 @@ let dbFile: string;
 let caFile: string;
 let workDir: string;
 
-export function iniFor(world: TestWorld, caFile: string, dbFile: string): string[] {
-  const [dns] = world.mtaStsOptions().dnsServers;
-  return [
-    '[main]',
-    'loglevel=debug',
-    'lookup_timeout_ms=8000',
-    `mx_port=${world.smtpPort}`,
-    '[engine]',
-    `dns_servers=${dns}`,
-    'dns_timeout_ms=2000',
-    'fetch_timeout_ms=3000',
-    `ca_file=${caFile}`,
-    `https_port=${world.httpsPort}`,
-    '[tlsrpt]',
-    'enabled=true',
-    'organization_name=Haraka Test',
-    'contact_info=tlsrpt@haraka-sender.test',
-    'submitter=haraka-sender.test',
-    `db=${dbFile}`,
-    'flush_delay_ms=0',
-  ];
-}
-
 beforeAll(async () => {
   assertBuilt();
   world = await createTestWorld();
@@ -49,7 +26,7 @@ beforeAll(async () => {
   dbFile = join(workDir, 'tlsrpt.db');
   caFile = join(workDir, 'ca.pem');
   writeFileSync(caFile, world.ca.rootPem);
-  haraka = await startHaraka({ mtaStsIni: iniFor(world, caFile, dbFile) });
+  haraka = await startHaraka({ mtaStsIni: worldIni(world, caFile, dbFile, ['lookup_timeout_ms=8000']) });
 }, 30_000);
 
 afterAll(async () => {
@@ -219,13 +196,13 @@ describe('Haraka outbound under MTA-STS (real Haraka, judged at the MX)', () => 
   it('mta-sts.ini is reloaded on change; an invalid one defers enforce domains (critical log) until fixed', async () => {
     const mx = await world.addMx('reload.test', 'mx1.reload.test');
     enforce('reload.test');
-    haraka.writeConfig('mta-sts.ini', [...iniFor(world, caFile, dbFile), '[engine]', 'dns_timout_ms=5'].join('\n'));
+    haraka.writeConfig('mta-sts.ini', [...worldIni(world, caFile, dbFile, ['lookup_timeout_ms=8000']), '[engine]', 'dns_timout_ms=5'].join('\n'));
     // Haraka reloads a changed config file after a 5 s quiet period.
     await haraka.waitForOutput(/\[CRIT\].*mta-sts\.ini: line \d+: unknown key \[engine\] dns_timout_ms/, 20_000);
     await haraka.send('first@reload.test');
     expect(await haraka.waitFor('reload.test')).toMatchObject({ event: 'deferred' });
     expect(mx.mailFrom).toHaveLength(0);
-    haraka.writeConfig('mta-sts.ini', iniFor(world, caFile, dbFile).join('\n'));
+    haraka.writeConfig('mta-sts.ini', worldIni(world, caFile, dbFile, ['lookup_timeout_ms=8000']).join('\n'));
     await haraka.waitForOutput(/mta-sts: reloaded config\/mta-sts\.ini/, 20_000);
     await haraka.send('second@reload.test');
     const until = Date.now() + 10_000;

@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import net from 'node:net';
 import nodemailer from 'nodemailer';
+import type { TestWorld } from '../../src/testing/index.js';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
 const HARAKA_BIN = join(ROOT, 'node_modules/Haraka/bin/haraka');
@@ -188,4 +189,30 @@ export async function disposeHaraka(haraka: RunningHaraka | undefined): Promise<
   if (!haraka) return;
   await haraka.stop();
   rmSync(haraka.dir, { recursive: true, force: true });
+}
+
+/**
+ * The `mta-sts.ini` lines that point the plugin at a test world: its DNS server, CA file and ports, TLS-RPT into the
+ * SQLite file `dbFile`. `main` adds lines to `[main]` (timeouts of one test file).
+ */
+export function worldIni(world: TestWorld, caFile: string, dbFile: string, main: readonly string[] = []): string[] {
+  return [
+    '[main]',
+    'loglevel=debug',
+    ...main,
+    `mx_port=${world.smtpPort}`,
+    '[engine]',
+    `dns_servers=${world.mtaStsOptions().dnsServers[0]}`,
+    'dns_timeout_ms=2000',
+    'fetch_timeout_ms=3000',
+    `ca_file=${caFile}`,
+    `https_port=${world.httpsPort}`,
+    '[tlsrpt]',
+    'enabled=true',
+    'organization_name=Haraka Test',
+    'contact_info=tlsrpt@haraka-sender.test',
+    'submitter=haraka-sender.test',
+    `db=${dbFile}`,
+    'flush_delay_ms=0',
+  ];
 }

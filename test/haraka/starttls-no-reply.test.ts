@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestWorld, type TestWorld } from '../../src/testing/index.js';
 import { createSqliteTlsRptStore } from '../../src/tlsrpt/index.js';
 import type { StoredDomainDay } from '../../src/tlsrpt/store.js';
-import { assertBuilt, disposeHaraka, startHaraka, type RunningHaraka } from './harness.js';
+import { assertBuilt, disposeHaraka, startHaraka, worldIni, type RunningHaraka } from './harness.js';
 
 let world: TestWorld;
 let haraka: RunningHaraka | undefined;
@@ -27,25 +27,7 @@ beforeAll(async () => {
   const caFile = join(work, 'ca.pem');
   writeFileSync(caFile, world.ca.rootPem);
   haraka = await startHaraka({
-    mtaStsIni: [
-      '[main]',
-      'loglevel=debug',
-      `mx_port=${world.smtpPort}`,
-      'starttls_timeout_ms=2000',
-      '[engine]',
-      `dns_servers=${world.mtaStsOptions().dnsServers[0]}`,
-      'dns_timeout_ms=2000',
-      'fetch_timeout_ms=3000',
-      `ca_file=${caFile}`,
-      `https_port=${world.httpsPort}`,
-      '[tlsrpt]',
-      'enabled=true',
-      'organization_name=Haraka Test',
-      'contact_info=tlsrpt@haraka-sender.test',
-      'submitter=haraka-sender.test',
-      `db=${dbFile}`,
-      'flush_delay_ms=0',
-    ],
+    mtaStsIni: worldIni(world, caFile, dbFile, ['starttls_timeout_ms=2000']),
   });
 }, 30_000);
 
